@@ -1,0 +1,339 @@
+//! Placing the container in its cgroup: layout detection (v1, v2, hybrid),
+//! runc's `cgroupsPath` semantics, creation, joining and removal.
+//! Resource limits, freezing and stats belong to the cgroups issue and will
+//! live beside this.
+
+use crate::error::{Error, Result, SysContext};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+/// The cgroup directories of one container, one per hierarchy it is in.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CgroupPaths {
+    /// The cgroup2 directory (pure v2, or the `unified` mount of a hybrid host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unified: Option<PathBuf>,
+    /// v1 hierarchies keyed by their controllers as /proc/self/cgroup names
+    /// them (`memory`, `cpu,cpuacct`, `name=systemd`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub v1: BTreeMap<String, PathBuf>,
+}
+
+struct Hierarchy {
+    /// Controllers as in /proc/self/cgroup; empty for cgroup2.
+    key: String,
+    mountpoint: PathBuf,
+    /// The cgroup path that the mount's root stands for (non-"/" inside a
+    /// cgroup namespace or a bind of a sub-tree).
+    root: String,
+}
+
+/// Reads the cgroup mounts of this process's mount namespace.
+fn hierarchies() -> Result<Vec<Hierarchy>> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read /proc/self/mountinfo".into())?;
+    let mut out = Vec::new();
+    for line in info.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let mut post = post.split(' ');
+        let (Some(fstype), Some(_source), Some(superopts)) = (post.next(), post.next(), post.next()) else {
+            continue;
+        };
+        if pre.len() < 5 {
+            continue;
+        }
+        let key = match fstype {
+            "cgroup2" => String::new(),
+            "cgroup" => {
+                let mut ctrls: Vec<&str> = superopts
+                    .split(',')
+                    .filter(|o| {
+                        !matches!(*o, "rw" | "ro" | "xattr" | "noprefix" | "clone_children" | "cpuset_v2_mode")
+                            && !o.starts_with("release_agent=")
+                    })
+                    .collect();
+                ctrls.sort_unstable();
+                ctrls.join(",")
+            }
+            _ => continue,
+        };
+        let mountpoint = PathBuf::from(unescape(pre[4]));
+        // A later mount over the same key hides the earlier one.
+        out.retain(|h: &Hierarchy| h.key != key || !h.mountpoint.starts_with(&mountpoint));
+        if out.iter().any(|h| h.key == key) {
+            continue;
+        }
+        out.push(Hierarchy {
+            key,
+            mountpoint,
+            root: unescape(pre[3]),
+        });
+    }
+    Ok(out)
+}
+
+fn unescape(s: &str) -> String {
+    // mountinfo escapes space, tab, newline and backslash as \ooo.
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            if let Some(v) = s.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok()) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// This process's own cgroup per hierarchy key ("" for cgroup2).
+fn own_cgroups() -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ctx(|| "read /proc/self/cgroup".into())?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let _id = parts.next()?;
+            let mut ctrls: Vec<&str> = parts.next()?.split(',').collect();
+            ctrls.sort_unstable();
+            Some((ctrls.join(","), parts.next()?.to_string()))
+        })
+        .collect())
+}
+
+impl CgroupPaths {
+    /// Where a container's cgroups go, with runc's cgroupfs semantics: an
+    /// absolute `cgroupsPath` is taken from each hierarchy's root; a relative
+    /// one (or the container id, when unset) from keel's own cgroup.
+    pub fn resolve(cgroups_path: Option<&Path>, id: &str) -> Result<CgroupPaths> {
+        let inner = match cgroups_path {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from(id),
+        };
+        if inner.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(Error::invalid(
+                "linux.cgroupsPath",
+                format!("{}: must not contain \"..\"", inner.display()),
+            ));
+        }
+        let own = if inner.is_absolute() { BTreeMap::new() } else { own_cgroups()? };
+        let mut paths = CgroupPaths::default();
+        for h in hierarchies()? {
+            let base = if inner.is_absolute() {
+                "/".to_string()
+            } else {
+                match own.get(&h.key) {
+                    Some(p) => p.clone(),
+                    None => continue,
+                }
+            };
+            // The mount shows the hierarchy from `h.root` down.
+            let rel = Path::new(&base).strip_prefix(&h.root).unwrap_or(Path::new(""));
+            let dir = h
+                .mountpoint
+                .join(rel)
+                .join(inner.strip_prefix("/").unwrap_or(&inner));
+            if h.key.is_empty() {
+                paths.unified = Some(dir);
+            } else {
+                paths.v1.insert(h.key, dir);
+            }
+        }
+        if paths.unified.is_none() && paths.v1.is_empty() {
+            return Err(Error::invalid("linux.cgroupsPath", "no cgroup hierarchy is mounted"));
+        }
+        Ok(paths)
+    }
+
+    fn all(&self) -> impl Iterator<Item = &PathBuf> {
+        self.unified.iter().chain(self.v1.values())
+    }
+
+    /// Creates every directory. On failure what was created is removed
+    /// again. Returns whether the container's own directories were made here
+    /// (and so are ours to remove if creation fails later).
+    pub fn create(&self) -> Result<bool> {
+        let mut made: Vec<PathBuf> = Vec::new();
+        let result = self.all().try_for_each(|dir| mkdir_all(dir, &mut made));
+        if result.is_err() {
+            for d in made.iter().rev() {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+        result?;
+        if let Some((_, cpuset)) = self.v1.iter().find(|(k, _)| k.split(',').any(|c| c == "cpuset")) {
+            inherit_cpuset(cpuset)?;
+        }
+        Ok(!made.is_empty())
+    }
+
+    fn freezer(&self) -> Option<PathBuf> {
+        self.v1
+            .iter()
+            .find(|(k, _)| k.split(',').any(|c| c == "freezer"))
+            .map(|(_, d)| d.join("freezer.state"))
+    }
+
+    /// Whether the container is frozen (v1 freezer, or cgroup2 cgroup.freeze).
+    pub fn is_frozen(&self) -> bool {
+        let v1 = self.freezer().and_then(|f| std::fs::read_to_string(f).ok()).is_some_and(|s| s.trim() == "FROZEN");
+        let v2 = self
+            .unified
+            .as_ref()
+            .and_then(|d| std::fs::read_to_string(d.join("cgroup.freeze")).ok())
+            .is_some_and(|s| s.trim() == "1");
+        v1 || v2
+    }
+
+    /// Thaws a frozen container (so that it can be killed and removed).
+    pub fn thaw(&self) -> Result<()> {
+        if let Some(f) = self.freezer() {
+            std::fs::write(&f, "THAWED").ctx(|| format!("write {}", f.display()))?;
+        }
+        if let Some(f) = self.unified.as_ref().map(|d| d.join("cgroup.freeze")).filter(|f| f.exists()) {
+            std::fs::write(&f, "0").ctx(|| format!("write {}", f.display()))?;
+        }
+        Ok(())
+    }
+
+    /// An fd on the cgroup2 directory, for clone3(CLONE_INTO_CGROUP).
+    pub fn open_unified(&self) -> Result<Option<OwnedFd>> {
+        let Some(dir) = &self.unified else {
+            return Ok(None);
+        };
+        nix::fcntl::open(
+            dir,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map(Some)
+        .ctx(|| format!("open cgroup {}", dir.display()))
+    }
+
+    /// Moves `pid` into every v1 hierarchy, and into cgroup2 unless the clone
+    /// already put it there.
+    pub fn join(&self, pid: i32, in_unified: bool) -> Result<()> {
+        let unified = self.unified.iter().filter(|_| !in_unified);
+        for dir in unified.chain(self.v1.values()) {
+            let procs = dir.join("cgroup.procs");
+            std::fs::write(&procs, pid.to_string()).ctx(|| format!("write {}", procs.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The hierarchy that lists every process of the container.
+    fn procs_dir(&self) -> Option<&PathBuf> {
+        self.unified.as_ref().or_else(|| {
+            ["pids", "freezer", "devices", "memory"]
+                .iter()
+                .find_map(|k| self.v1.iter().find(|(key, _)| key.split(',').any(|c| c == *k)).map(|(_, p)| p))
+                .or_else(|| self.v1.values().next())
+        })
+    }
+
+    /// Pids of all processes in the container's cgroup (recursively).
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        let mut out = Vec::new();
+        if let Some(dir) = self.procs_dir() {
+            collect_pids(dir, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Removes every directory (sub-cgroups first). Waits briefly for exiting
+    /// tasks to leave, as they do asynchronously after SIGKILL.
+    pub fn remove(&self) -> Result<()> {
+        for dir in self.all() {
+            remove_tree(dir)?;
+        }
+        Ok(())
+    }
+}
+
+fn mkdir_all(dir: &Path, made: &mut Vec<PathBuf>) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        mkdir_all(parent, made)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {
+            made.push(dir.to_path_buf());
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::io(format!("create cgroup {}", dir.display()), e)),
+    }
+}
+
+/// A new v1 cpuset starts with no cpus and mems, so no task can join it;
+/// copy them down from the nearest ancestor that has them, as runc does.
+fn inherit_cpuset(dir: &Path) -> Result<()> {
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let mut chain: Vec<PathBuf> = Vec::new();
+        let mut cur = Some(dir);
+        while let Some(d) = cur {
+            let value = std::fs::read_to_string(d.join(file)).unwrap_or_default();
+            if !value.trim().is_empty() {
+                for d in chain.iter().rev() {
+                    std::fs::write(d.join(file), value.trim()).ctx(|| format!("write {}", d.join(file).display()))?;
+                }
+                break;
+            }
+            if !d.join(file).exists() {
+                break;
+            }
+            chain.push(d.to_path_buf());
+            cur = d.parent();
+        }
+    }
+    Ok(())
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
+    let procs = dir.join("cgroup.procs");
+    match std::fs::read_to_string(&procs) {
+        Ok(text) => out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("read {}", procs.display()), e)),
+    }
+    for entry in std::fs::read_dir(dir).ctx(|| format!("read {}", dir.display()))?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            collect_pids(&entry.path(), out)?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_tree(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(()); // already gone
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_tree(&entry.path())?;
+        }
+    }
+    let mut delay = std::time::Duration::from_millis(1);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && delay < std::time::Duration::from_secs(1) => {
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            Err(e) => return Err(Error::io(format!("remove cgroup {}", dir.display()), e)),
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! Containers as the library's users see them: a builder that creates one
+//! from a bundle, and the operations on a container found by id.
+
+use crate::cgroups::CgroupPaths;
+use crate::error::{Error, Result, SysContext};
+use crate::process::{plan::InitPlan, spawn};
+use crate::spec::Bundle;
+use crate::state::{self, State, StateDir, Status};
+use crate::sys;
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The default state root, as `/run/runc` is runc's.
+pub const DEFAULT_ROOT: &str = "/run/keel";
+
+/// The state of a container in the runtime-spec shape that runc prints for
+/// `state` and `list --format json` (same fields, same order).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContainerState {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: String,
+    pub id: String,
+    /// The init's pid; 0 once stopped.
+    pub pid: i32,
+    pub status: Status,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub annotations: HashMap<String, String>,
+    pub owner: String,
+}
+
+/// Creates a container from a bundle.
+///
+/// ```no_run
+/// let c = libkeel::ContainerBuilder::new("demo", "/path/to/bundle")
+///     .root("/run/keel")
+///     .create()?;
+/// c.start()?;
+/// # Ok::<(), libkeel::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ContainerBuilder {
+    id: String,
+    bundle: PathBuf,
+    root: PathBuf,
+    no_pivot: bool,
+    preserve_fds: u32,
+    pid_file: Option<PathBuf>,
+}
+
+impl ContainerBuilder {
+    /// A builder for container `id` from the bundle directory `bundle`.
+    pub fn new(id: impl Into<String>, bundle: impl Into<PathBuf>) -> Self {
+        ContainerBuilder {
+            id: id.into(),
+            bundle: bundle.into(),
+            root: PathBuf::from(DEFAULT_ROOT),
+            no_pivot: false,
+            preserve_fds: 0,
+            pid_file: None,
+        }
+    }
+
+    /// The state root (default [`DEFAULT_ROOT`]).
+    pub fn root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.root = root.into();
+        self
+    }
+
+    /// Use MS_MOVE and chroot instead of pivot_root (for a ramfs root).
+    pub fn no_pivot(mut self, yes: bool) -> Self {
+        self.no_pivot = yes;
+        self
+    }
+
+    /// Pass fds 3 .. 3+n of the calling process to the container's program.
+    pub fn preserve_fds(mut self, n: u32) -> Self {
+        self.preserve_fds = n;
+        self
+    }
+
+    /// Write the init's pid to this file once created.
+    pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.pid_file = Some(path.into());
+        self
+    }
+
+    /// Creates the container: on return its init waits for [`Container::start`].
+    /// On error nothing is left behind: no state, cgroup or process.
+    ///
+    /// The process must be single-threaded: the init is forked from it.
+    pub fn create(self) -> Result<Container> {
+        state::validate_id(&self.id)?;
+        let bundle = Bundle::load(&self.bundle)?;
+        let linux = bundle.spec.linux().as_ref();
+        let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
+        let cgroups = CgroupPaths::resolve(cgroups_path, &self.id)?;
+        let plan = InitPlan::new(&bundle, &cgroups, self.no_pivot, self.preserve_fds)?;
+        let dir = StateDir::create(&self.root, &self.id)?;
+        let mut made_cgroups = false;
+        let result = self.create_in(&dir, &bundle, &plan, &cgroups, &mut made_cgroups);
+        match result {
+            Ok(state) => Ok(Container { root: self.root, state, warnings: bundle.warnings }),
+            Err(e) => {
+                if made_cgroups {
+                    let _ = cgroups.remove();
+                }
+                let _ = dir.remove();
+                Err(e)
+            }
+        }
+    }
+
+    fn create_in(&self, dir: &StateDir, bundle: &Bundle, plan: &InitPlan, cgroups: &CgroupPaths, made: &mut bool) -> Result<State> {
+        let fifo_path = dir.fifo();
+        nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622)).ctx(|| format!("mkfifo {}", fifo_path.display()))?;
+        // mkfifo is subject to umask; the init may run as any user.
+        std::fs::set_permissions(&fifo_path, std::os::unix::fs::PermissionsExt::from_mode(0o622)).ctx(|| format!("chmod {}", fifo_path.display()))?;
+        let fifo = nix::fcntl::open(&fifo_path, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
+            .ctx(|| format!("open {}", fifo_path.display()))?;
+        *made = cgroups.create()?;
+        let pid = spawn::spawn(plan, cgroups, &fifo)?;
+        let pid_start = match sys::process_start_time(pid.as_raw()) {
+            Some((start, false)) => start,
+            _ => return Err(Error::InitDied("init exited right after setup".into())),
+        };
+        let state = State {
+            oci_version: bundle.spec.version().clone(),
+            id: self.id.clone(),
+            pid: pid.as_raw(),
+            pid_start,
+            bundle: bundle.path.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: state::now_rfc3339(),
+            owner: String::new(),
+            annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+            cgroup: cgroups.clone(),
+            own_pid_ns: plan.ns.has_new(oci_spec::runtime::LinuxNamespaceType::Pid),
+        };
+        dir.save(&state)?;
+        if let Some(p) = &self.pid_file {
+            write_pid_file(p, pid.as_raw())?;
+        }
+        Ok(state)
+    }
+}
+
+/// Writes a pid file atomically (temp file + rename), as runc does.
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let path = std::path::absolute(path).ctx(|| format!("pid file {}", path.display()))?;
+    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).ctx(|| format!("rename to {}", path.display()))
+}
+
+/// A container found by id under a state root.
+#[derive(Debug)]
+pub struct Container {
+    root: PathBuf,
+    state: State,
+    warnings: Vec<String>,
+}
+
+impl Container {
+    /// Loads container `id` from the state root `root`.
+    pub fn load(root: impl AsRef<Path>, id: &str) -> Result<Container> {
+        state::validate_id(id)?;
+        let dir = root.as_ref().join(id);
+        if !dir.is_dir() {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        let state = state::load(&dir)?;
+        Ok(Container { root: root.as_ref().to_path_buf(), state, warnings: Vec::new() })
+    }
+
+    /// All containers under `root`, sorted by id. A missing root is empty.
+    pub fn list(root: impl AsRef<Path>) -> Result<Vec<ContainerState>> {
+        let root = root.as_ref();
+        let entries = match std::fs::read_dir(root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("read state root {}", root.display()), e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let Some(id) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            // A container still being created has no state.json yet.
+            if let Ok(c) = Container::load(root, &id) {
+                out.push(c.state());
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// The container id.
+    pub fn id(&self) -> &str {
+        &self.state.id
+    }
+
+    /// Host pid of the init (meaningful while not stopped).
+    pub fn pid(&self) -> i32 {
+        self.state.pid
+    }
+
+    /// Config warnings found at create (unknown capabilities, …).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.root.join(&self.state.id)
+    }
+
+    /// The container's status, derived from its init's pid and start time
+    /// (a recycled pid never makes a dead container look alive).
+    pub fn status(&self) -> Status {
+        match sys::process_start_time(self.state.pid) {
+            Some((start, false)) if start == self.state.pid_start => {}
+            _ => return Status::Stopped,
+        }
+        if self.dir().join(state::EXEC_FIFO).exists() {
+            Status::Created
+        } else if self.state.cgroup.is_frozen() {
+            Status::Paused
+        } else {
+            Status::Running
+        }
+    }
+
+    /// The runtime-spec state, as `keel state` prints it.
+    pub fn state(&self) -> ContainerState {
+        let status = self.status();
+        ContainerState {
+            oci_version: self.state.oci_version.clone(),
+            id: self.state.id.clone(),
+            pid: if status == Status::Stopped { 0 } else { self.state.pid },
+            status,
+            bundle: self.state.bundle.clone(),
+            rootfs: self.state.rootfs.clone(),
+            created: self.state.created.clone(),
+            annotations: self.state.annotations.clone(),
+            owner: self.state.owner.clone(),
+        }
+    }
+
+    /// An fd pinning the init, checked against its recorded start time.
+    fn pidfd(&self) -> Option<OwnedFd> {
+        let fd = sys::pidfd_open(self.state.pid).ok()?;
+        // Checked after opening: the pidfd now pins this exact process.
+        match sys::process_start_time(self.state.pid) {
+            Some((start, false)) if start == self.state.pid_start => Some(fd),
+            _ => None,
+        }
+    }
+
+    /// Releases a created container's init to exec the program.
+    pub fn start(&self) -> Result<()> {
+        let _lock = StateDir::open(&self.root, &self.state.id)?;
+        let status = self.status();
+        if status != Status::Created {
+            return Err(Error::WrongStatus { id: self.state.id.clone(), status, reason: "cannot start a container that is not created" });
+        }
+        let Some(pidfd) = self.pidfd() else {
+            return Err(Error::WrongStatus { id: self.state.id.clone(), status: Status::Stopped, reason: "cannot start a container that is not created" });
+        };
+        let fifo_path = self.dir().join(state::EXEC_FIFO);
+        // Non-blocking: if the init died we must not wait on the fifo forever.
+        let fifo = nix::fcntl::open(&fifo_path, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
+            .ctx(|| format!("open {}", fifo_path.display()))?;
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        loop {
+            let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => r.ctx(|| "poll exec.fifo".into())?,
+            };
+            if fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+                let mut b = [0u8; 1];
+                if matches!(nix::unistd::read(&fifo, &mut b), Ok(1)) {
+                    break;
+                }
+            }
+            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                return Err(Error::InitDied("the init exited before start".into()));
+            }
+        }
+        std::fs::remove_file(&fifo_path).ctx(|| format!("remove {}", fifo_path.display()))
+    }
+
+    /// Sends `signal` to the init, or with `all` to every process of the
+    /// container's cgroup.
+    pub fn kill(&self, signal: Signal, all: bool) -> Result<()> {
+        let status = self.status();
+        if status == Status::Stopped && !all {
+            return Err(Error::WrongStatus { id: self.state.id.clone(), status, reason: "container not running" });
+        }
+        if all {
+            for pid in self.state.cgroup.pids()? {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+            }
+            return Ok(());
+        }
+        let pidfd = self.pidfd().ok_or_else(|| Error::WrongStatus { id: self.state.id.clone(), status: Status::Stopped, reason: "container not running" })?;
+        sys::pidfd_send_signal(pidfd.as_fd(), signal as i32).ctx(|| format!("signal {signal} to init {}", self.state.pid))
+    }
+
+    /// Deletes the container: its processes (a created container's, or any
+    /// with `force`), its cgroups and its state directory.
+    pub fn delete(self, force: bool) -> Result<()> {
+        let dir = StateDir::open(&self.root, &self.state.id)?;
+        let status = self.status();
+        match status {
+            Status::Stopped | Status::Created => {}
+            _ if force => {}
+            _ => return Err(Error::WrongStatus { id: self.state.id.clone(), status, reason: "cannot delete a container that is not stopped (use --force)" }),
+        }
+        if status == Status::Paused {
+            let _ = self.state.cgroup.thaw();
+        }
+        if status != Status::Stopped {
+            if let Some(pidfd) = self.pidfd() {
+                let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL as i32);
+                wait_gone(&pidfd);
+            }
+        }
+        self.kill_leftovers()?;
+        self.state.cgroup.remove()?;
+        dir.remove()
+    }
+
+    /// Whatever still runs in the cgroup (a container sharing the host pid
+    /// namespace, or a forked daemon) dies with the container.
+    fn kill_leftovers(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pids = self.state.cgroup.pids()?;
+            if pids.is_empty() || Instant::now() > deadline {
+                return Ok(());
+            }
+            for pid in pids {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// Waits (up to 5 s) until the process behind `pidfd` has exited.
+fn wait_gone(pidfd: &OwnedFd) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    let _ = poll(&mut fds, PollTimeout::from(5000u16));
+}

@@ -1,0 +1,129 @@
+//! The library's error type. Every variant says what failed, on which path or
+//! config field, and why, so that the CLI can print it as it stands.
+
+use std::path::PathBuf;
+
+/// Errors returned by libkeel.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bundle's config.json could not be read or parsed.
+    #[error("{path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+
+    /// The config parsed but asks for something that cannot be honoured.
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+
+    /// A container id that is not acceptable as a directory name.
+    #[error("invalid container id {id:?}: {reason}")]
+    InvalidId { id: String, reason: &'static str },
+
+    /// `create` of an id that is already in use.
+    #[error("container with id {0} already exists")]
+    Exists(String),
+
+    /// No container with that id under the state root.
+    #[error("container {0} does not exist")]
+    NotFound(String),
+
+    /// The operation does not fit the container's current status.
+    #[error("container {id} is {status}: {reason}")]
+    WrongStatus {
+        id: String,
+        status: crate::Status,
+        reason: &'static str,
+    },
+
+    /// A system call failed; `context` names the call and the path or field.
+    #[error("{context}: {errno}")]
+    Sys {
+        context: String,
+        errno: nix::errno::Errno,
+    },
+
+    /// File I/O on a runtime-owned path failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+
+    /// The container's init process reported a failure while setting up.
+    #[error("container init: {context}: {errno}")]
+    Init {
+        context: String,
+        errno: nix::errno::Errno,
+    },
+
+    /// The init process went away without reporting why.
+    #[error("container init exited unexpectedly during setup ({0})")]
+    InitDied(String),
+
+    /// state.json is unreadable or corrupt.
+    #[error("{path}: corrupt state: {reason}")]
+    State { path: PathBuf, reason: String },
+}
+
+/// Result alias for libkeel.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn sys(context: impl Into<String>, errno: nix::errno::Errno) -> Self {
+        Error::Sys {
+            context: context.into(),
+            errno,
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Adds context to a nix result, naming what was being done.
+pub(crate) trait SysContext<T> {
+    fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T>;
+}
+
+impl<T> SysContext<T> for nix::Result<T> {
+    fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T> {
+        self.map_err(|e| Error::sys(f(), e))
+    }
+}
+
+impl<T> SysContext<T> for std::io::Result<T> {
+    fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T> {
+        self.map_err(|e| Error::io(f(), e))
+    }
+}
+
+impl Error {
+    /// Prefixes the error's context with the config field it concerns.
+    pub(crate) fn in_field(self, field: impl std::fmt::Display) -> Self {
+        match self {
+            Error::Sys { context, errno } => Error::Sys {
+                context: format!("{field}: {context}"),
+                errno,
+            },
+            Error::Io { context, source } => Error::Io {
+                context: format!("{field}: {context}"),
+                source,
+            },
+            Error::Invalid { field: f, reason } => Error::Invalid {
+                field: format!("{field}.{f}"),
+                reason,
+            },
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! # libkeel
+//!
+//! The library behind the `keel` OCI runtime: it turns an OCI bundle
+//! (config.json + rootfs) into a running, isolated process, and finds,
+//! signals and removes containers by id afterwards.
+//!
+//! ```no_run
+//! use libkeel::{Container, ContainerBuilder};
+//! let c = ContainerBuilder::new("web", "/srv/bundles/web").root("/run/keel").create()?;
+//! c.start()?;
+//! println!("{:?}", Container::load("/run/keel", "web")?.state());
+//! # Ok::<(), libkeel::Error>(())
+//! ```
+//!
+//! The modules follow the steps of creating a container: [`spec`] reads and
+//! validates the config, [`cgroups`] places the container, the process
+//! module forks the init and drives it, whose steps live in `namespaces`,
+//! [`rootfs`] and [`security`]; [`state`] keeps what outlives the command.
+//!
+//! `create` forks: call it from a single-threaded process (or a
+//! single-threaded helper of a multi-threaded one).
+
+pub mod cgroups;
+mod container;
+pub mod error;
+mod namespaces;
+mod process;
+pub mod rootfs;
+pub mod security;
+pub mod spec;
+pub mod state;
+mod sys;
+
+pub use container::{Container, ContainerBuilder, ContainerState, DEFAULT_ROOT};
+pub use error::{Error, Result};
+pub use nix::sys::signal::Signal;
+pub use oci_spec;
+pub use state::Status;

@@ -1,0 +1,231 @@
+//! The container's init, from fork to exec: namespaces, rootfs, the
+//! process's identity and limits, then the wait on exec.fifo. Every failure
+//! goes back to the parent over the sync channel; nothing here panics.
+
+use super::plan::InitPlan;
+use super::sync::{Channel, Msg};
+use crate::error::{Error, Result, SysContext};
+use crate::rootfs;
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::unistd::{ForkResult, Gid, Uid};
+use oci_spec::runtime::LinuxNamespaceType;
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Runs in the forked child; never returns.
+pub fn run(plan: &InitPlan, chan: Channel, fifo: &OwnedFd) -> ! {
+    let err = match setup(plan, &chan, fifo) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let (errno, context) = match err {
+        Error::Sys { context, errno } | Error::Init { context, errno } => (errno as i32, context),
+        Error::Io { context, source } => (source.raw_os_error().unwrap_or(libc::EIO), context),
+        other => (libc::EINVAL, other.to_string()),
+    };
+    let _ = chan.send(&Msg::Failed { errno, context });
+    // SAFETY: leave without running the parent's atexit handlers or destructors.
+    unsafe { libc::_exit(1) }
+}
+
+fn expect_continue(chan: &Channel) -> Result<()> {
+    match chan.recv() {
+        Ok(Some(Msg::Continue)) => Ok(()),
+        Ok(_) => Err(Error::sys("sync: runtime went away", Errno::EPIPE)),
+        Err(e) => Err(Error::sys("sync: receive", e)),
+    }
+}
+
+fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> {
+    // If the runtime dies mid-setup, so do we: no half-made container.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+    expect_continue(chan)?;
+    let ns = &plan.ns;
+    let new_user = ns.has_new(LinuxNamespaceType::User);
+    if ns.clone_flags().is_empty() {
+        enter_namespaces_slowly(plan, chan)?;
+    }
+    if new_user {
+        // Become root of the new namespace; host root maps to nobody there.
+        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).ctx(|| "setresgid(0) in the user namespace".into())?;
+        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).ctx(|| "setresuid(0) in the user namespace".into())?;
+    }
+    // After the cgroup join, so the namespace's root is the container's cgroup.
+    if ns.has_new(LinuxNamespaceType::Cgroup) {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace".into())?;
+    }
+    if ns.has_new(LinuxNamespaceType::Time) {
+        enter_time_namespace(&plan.time_offsets)?;
+    }
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(h).ctx(|| format!("hostname: sethostname {h:?}"))?;
+    }
+    if let Some(d) = &plan.domainname {
+        let c = CString::new(d.as_bytes()).map_err(|_| Error::invalid("domainname", "contains a NUL byte"))?;
+        // SAFETY: valid pointer and length.
+        Errno::result(unsafe { libc::setdomainname(c.as_ptr(), d.len()) }).ctx(|| format!("domainname: setdomainname {d:?}"))?;
+    }
+
+    rootfs::prepare(&plan.rootfs)?;
+    for (path, value) in &plan.sysctl {
+        write_proc(path, value).map_err(|e| e.in_field("linux.sysctl"))?;
+    }
+    rootfs::finalize(&plan.rootfs)?;
+    crate::security::rlimits::apply(&plan.rlimits)?;
+
+    // Nothing of the runtime's may reach the program: every fd past stdio
+    // and --preserve-fds closes on exec (CVE-2024-21626).
+    crate::sys::cloexec_from(3 + plan.preserve_fds).ctx(|| "close_range".into())?;
+    set_user(plan)?;
+    if let Some(mask) = plan.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    if plan.no_new_privs {
+        nix::sys::prctl::set_no_new_privs().ctx(|| "process.noNewPrivileges: prctl".into())?;
+    }
+    let exe = find_executable(plan)?;
+
+    chan.send(&Msg::Ready).ctx(|| "sync: send ready".into())?;
+    // The runtime that created us exits now; we must outlive it.
+    nix::sys::prctl::set_pdeathsig(None).ctx(|| "prctl(PR_SET_PDEATHSIG, 0)".into())?;
+    wait_for_start(fifo)?;
+    let err = nix::unistd::execve(&exe, &plan.args, &plan.env).unwrap_err();
+    // Ready was sent: nobody listens on the channel any more.
+    eprintln!("keel: exec {}: {}", exe.to_string_lossy(), err.desc());
+    // SAFETY: as in `run`.
+    unsafe { libc::_exit(127) }
+}
+
+/// With namespaces to join: join them, then create the new ones from inside
+/// (so they are owned by the right user namespace), forking once more when
+/// the init must be pid 1 of a pid namespace it could not be cloned into.
+fn enter_namespaces_slowly(plan: &InitPlan, chan: &Channel) -> Result<()> {
+    let ns = &plan.ns;
+    ns.join_all()?;
+    if ns.has_new(LinuxNamespaceType::User) {
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "unshare user namespace".into())?;
+        chan.send(&Msg::MapIds).ctx(|| "sync: ask for id maps".into())?;
+        expect_continue(chan)?;
+    }
+    let rest = ns.new - (CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWCGROUP | CloneFlags::from_bits_retain(libc::CLONE_NEWTIME));
+    nix::sched::unshare(rest).ctx(|| format!("unshare {rest:?}"))?;
+    let pid_ns = ns.has_new(LinuxNamespaceType::Pid) || ns.joined.iter().any(|j| j.typ == LinuxNamespaceType::Pid);
+    if pid_ns {
+        // SAFETY: single-threaded (see spawn).
+        match unsafe { nix::unistd::fork() }.ctx(|| "fork into the pid namespace".into())? {
+            ForkResult::Parent { child } => {
+                let _ = chan.send(&Msg::InitPid(child.as_raw()));
+                // SAFETY: as in `run`.
+                unsafe { libc::_exit(0) }
+            }
+            ForkResult::Child => {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A time namespace applies to children only, and its offsets can be set
+/// only before anyone enters it: unshare, write the offsets, then enter it
+/// ourselves through time_for_children.
+fn enter_time_namespace(offsets: &str) -> Result<()> {
+    nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)).ctx(|| "unshare time namespace".into())?;
+    if !offsets.is_empty() {
+        std::fs::write("/proc/self/timens_offsets", offsets).ctx(|| "linux.timeOffsets: write /proc/self/timens_offsets".into())?;
+    }
+    let fd = nix::fcntl::open("/proc/self/ns/time_for_children", nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .ctx(|| "open /proc/self/ns/time_for_children".into())?;
+    nix::sched::setns(fd.as_fd(), CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)).ctx(|| "setns time namespace".into())
+}
+
+/// Writes a /proc file, refusing anything that is not really procfs (a
+/// bind mount or symlink over /proc must not redirect the write).
+fn write_proc(path: &Path, value: &str) -> Result<()> {
+    let fd = nix::fcntl::open(path, nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .ctx(|| format!("open {}", path.display()))?;
+    let fs = nix::sys::statfs::fstatfs(&fd).ctx(|| format!("statfs {}", path.display()))?;
+    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        return Err(Error::sys(format!("{} is not on procfs", path.display()), Errno::EXDEV));
+    }
+    nix::unistd::write(&fd, value.as_bytes()).ctx(|| format!("write {:?} to {}", value, path.display()))?;
+    Ok(())
+}
+
+/// runc's order: bounding set, keep-caps, ids, cwd, then the other sets.
+fn set_user(plan: &InitPlan) -> Result<()> {
+    if let Some(c) = &plan.caps {
+        c.apply_bounding()?;
+    }
+    nix::sys::prctl::set_keepcaps(true).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
+    let gids: Vec<Gid> = plan.additional_gids.iter().map(|&g| Gid::from_raw(g)).collect();
+    match nix::unistd::setgroups(&gids) {
+        // Denied in a user namespace whose setgroups is "deny": runc skips.
+        Err(Errno::EPERM) if plan.rootfs.in_userns && gids.is_empty() => {}
+        r => r.ctx(|| format!("process.user.additionalGids: setgroups {:?}", plan.additional_gids))?,
+    }
+    let gid = Gid::from_raw(plan.gid);
+    nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("process.user.gid: setresgid {}", plan.gid))?;
+    let uid = Uid::from_raw(plan.uid);
+    nix::unistd::setresuid(uid, uid, uid).ctx(|| format!("process.user.uid: setresuid {}", plan.uid))?;
+    // As the user, so a cwd the user cannot reach fails here, as in runc.
+    nix::unistd::chdir(&plan.cwd).ctx(|| format!("process.cwd: chdir {}", plan.cwd.display()))?;
+    // The cwd must be inside the container (CVE-2024-21626: a leaked fd as cwd).
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => {}
+        _ => return Err(Error::sys("process.cwd: current directory is outside the container", Errno::EPERM)),
+    }
+    nix::sys::prctl::set_keepcaps(false).ctx(|| "prctl(PR_SET_KEEPCAPS, 0)".into())?;
+    if let Some(c) = &plan.caps {
+        c.apply_rest()?;
+    }
+    Ok(())
+}
+
+/// args[0] looked up in the container's $PATH, as runc does before waiting
+/// for start, so `create` already fails on a missing program.
+fn find_executable(plan: &InitPlan) -> Result<CString> {
+    let Some(arg0) = plan.args.first() else {
+        return Err(Error::invalid("process.args", "args must not be empty"));
+    };
+    let name = Path::new(std::ffi::OsStr::from_bytes(arg0.as_bytes()));
+    let not_found = |what: &str| Error::sys(format!("exec: {:?}: {what}", name), Errno::ENOENT);
+    let runnable = |p: &Path| {
+        nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && std::fs::metadata(p).is_ok_and(|m| m.is_file())
+    };
+    if arg0.as_bytes().contains(&b'/') {
+        return if runnable(name) { Ok(arg0.clone()) } else { Err(not_found("no such file or directory")) };
+    }
+    let path = plan
+        .env
+        .iter()
+        .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
+        .unwrap_or(b"");
+    for dir in path.split(|&b| b == b':') {
+        let dir = if dir.is_empty() { Path::new(".") } else { Path::new(std::ffi::OsStr::from_bytes(dir)) };
+        let candidate: PathBuf = dir.join(name);
+        if runnable(&candidate) {
+            return CString::new(candidate.as_os_str().as_bytes()).map_err(|_| not_found("bad path"));
+        }
+    }
+    Err(not_found("executable file not found in $PATH"))
+}
+
+/// Blocks until `start` opens exec.fifo for reading; reopened through
+/// /proc/self/fd because the host path is gone after pivot_root.
+fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
+    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let fd = loop {
+        match nix::fcntl::open(path.as_str(), nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
+            Err(Errno::EINTR) => continue,
+            r => break r.ctx(|| "open exec.fifo".into())?,
+        }
+    };
+    nix::unistd::write(&fd, b"0").ctx(|| "write exec.fifo".into())?;
+    Ok(())
+}

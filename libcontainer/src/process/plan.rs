@@ -1,0 +1,187 @@
+//! Everything the init will do, computed and checked in the parent from the
+//! validated config. The init is forked, not re-executed: it inherits this
+//! value and never re-reads the bundle.
+
+use crate::cgroups::CgroupPaths;
+use crate::error::{Error, Result};
+use crate::namespaces::Namespaces;
+use crate::rootfs::{self, Device, Mount, RootfsPlan};
+use crate::security::capabilities::Capabilities;
+use crate::security::rlimits::{self, Rlimit};
+use crate::spec::Bundle;
+use nix::mount::MsFlags;
+use nix::sys::stat::SFlag;
+use oci_spec::runtime::{LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType};
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug)]
+pub struct InitPlan {
+    pub ns: Namespaces,
+    /// uid_map / gid_map contents, written by the parent.
+    pub uid_map: String,
+    pub gid_map: String,
+    /// /proc/self/timens_offsets contents.
+    pub time_offsets: String,
+    pub oom_score_adj: Option<i32>,
+    pub rootfs: RootfsPlan,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    /// (path under /proc/sys, value)
+    pub sysctl: Vec<(PathBuf, String)>,
+    pub rlimits: Vec<Rlimit>,
+    pub caps: Option<Capabilities>,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: Option<u32>,
+    pub no_new_privs: bool,
+    pub cwd: PathBuf,
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+    /// fds 3..3+N stay open for the program (`--preserve-fds`).
+    pub preserve_fds: u32,
+}
+
+fn cstrings(field: &str, v: &[String]) -> Result<Vec<CString>> {
+    v.iter()
+        .enumerate()
+        .map(|(i, s)| CString::new(s.as_bytes()).map_err(|_| Error::invalid(format!("{field}[{i}]"), "contains a NUL byte")))
+        .collect()
+}
+
+fn id_map(maps: &Option<Vec<LinuxIdMapping>>) -> String {
+    maps.iter()
+        .flatten()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+fn propagation(field: &str, v: &str) -> Result<MsFlags> {
+    Ok(match v {
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        other => return Err(Error::invalid(field, format!("unknown propagation {other:?}"))),
+    })
+}
+
+impl InitPlan {
+    pub fn new(bundle: &Bundle, cgroups: &CgroupPaths, no_pivot: bool, preserve_fds: u32) -> Result<InitPlan> {
+        let spec = &bundle.spec;
+        let process = spec.process().as_ref().ok_or_else(|| Error::invalid("process", "missing"))?;
+        let linux = spec.linux().as_ref().ok_or_else(|| Error::invalid("linux", "missing"))?;
+        let ns = Namespaces::from_spec(spec)?;
+        let in_userns = ns.has_new(LinuxNamespaceType::User);
+
+        let mut mounts = Vec::new();
+        let mut binds_dev = false;
+        for (i, m) in spec.mounts().iter().flatten().enumerate() {
+            let options = rootfs::options::parse(m.options().as_deref().unwrap_or(&[]));
+            let typ = m.typ().clone().unwrap_or_else(|| "bind".into());
+            let destination = Path::new("/").join(m.destination());
+            let is_bind = options.flags.contains(MsFlags::MS_BIND) || typ == "bind";
+            if is_bind && m.source().is_none() {
+                return Err(Error::invalid(format!("mounts[{i}].source"), "a bind mount needs a source"));
+            }
+            // A relative bind source is relative to the bundle, as in runc.
+            let source = m.source().as_ref().map(|s| if is_bind { bundle.path.join(s) } else { s.clone() });
+            if is_bind && destination == Path::new("/dev") {
+                binds_dev = true;
+            }
+            mounts.push(Mount { destination, typ, source, options });
+        }
+
+        let mut devices = rootfs::devices_defaults();
+        for (i, d) in linux.devices().iter().flatten().enumerate() {
+            let kind = match d.typ() {
+                LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
+                LinuxDeviceType::B => SFlag::S_IFBLK,
+                LinuxDeviceType::P => SFlag::S_IFIFO,
+                LinuxDeviceType::A => return Err(Error::invalid(format!("linux.devices[{i}].type"), "\"a\" is only valid in resources.devices")),
+            };
+            let path = Path::new("/").join(d.path());
+            if !path.starts_with("/dev") {
+                return Err(Error::invalid(format!("linux.devices[{i}].path"), format!("{} is not under /dev", path.display())));
+            }
+            devices.retain(|x| x.path != path);
+            devices.push(Device {
+                path,
+                kind,
+                major: d.major() as u64,
+                minor: d.minor() as u64,
+                mode: d.file_mode().unwrap_or(0o666),
+                uid: d.uid().unwrap_or(0),
+                gid: d.gid().unwrap_or(0),
+            });
+        }
+
+        let root_propagation = match linux.rootfs_propagation().as_deref() {
+            None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            Some(p) => propagation("linux.rootfsPropagation", p)?,
+        };
+        let final_propagation = match linux.rootfs_propagation().as_deref() {
+            None | Some("") => None,
+            Some(p) => Some(propagation("linux.rootfsPropagation", p)?),
+        };
+        let rootfs = RootfsPlan {
+            rootfs: bundle.rootfs.clone(),
+            mounts,
+            setup_dev: !binds_dev,
+            devices,
+            masked: linux.masked_paths().iter().flatten().map(PathBuf::from).collect(),
+            readonly: linux.readonly_paths().iter().flatten().map(PathBuf::from).collect(),
+            root_propagation,
+            final_propagation,
+            readonly_root: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+            no_pivot,
+            in_userns,
+            cgroups: cgroups.clone(),
+            cgroupns: ns.has_new(LinuxNamespaceType::Cgroup),
+        };
+
+        let time_offsets = linux
+            .time_offsets()
+            .iter()
+            .flatten()
+            .map(|(clock, o)| format!("{clock} {} {}\n", o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)))
+            .collect();
+        let sysctl = linux
+            .sysctl()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (PathBuf::from("/proc/sys").join(k.replace('.', "/")), v.clone()))
+            .collect();
+        let caps = process.capabilities().as_ref().map(Capabilities::from_spec).transpose()?;
+        let user = process.user();
+        let args = cstrings("process.args", process.args().as_deref().unwrap_or(&[]))?;
+        let env = cstrings("process.env", process.env().as_deref().unwrap_or(&[]))?;
+        Ok(InitPlan {
+            uid_map: id_map(linux.uid_mappings()),
+            gid_map: id_map(linux.gid_mappings()),
+            time_offsets,
+            oom_score_adj: process.oom_score_adj(),
+            rootfs,
+            hostname: spec.hostname().clone(),
+            domainname: spec.domainname().clone(),
+            sysctl,
+            rlimits: rlimits::from_spec(process.rlimits().as_deref().unwrap_or(&[]))?,
+            caps,
+            uid: user.uid(),
+            gid: user.gid(),
+            additional_gids: user.additional_gids().clone().unwrap_or_default(),
+            umask: user.umask(),
+            no_new_privs: process.no_new_privileges().unwrap_or(false),
+            cwd: process.cwd().clone(),
+            args,
+            env,
+            preserve_fds,
+            ns,
+        })
+    }
+}

@@ -1,0 +1,112 @@
+//! Parent side of the dance: fork the init, place it, map its ids, and wait
+//! until it reports Ready (or an error, which is returned with its context).
+
+use super::init;
+use super::plan::InitPlan;
+use super::sync::{Channel, Msg};
+use crate::cgroups::CgroupPaths;
+use crate::error::{Error, Result, SysContext};
+use crate::sys::{self, Forked};
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use std::os::fd::{AsFd, OwnedFd};
+
+/// Kills and reaps the init if setup does not complete, so a failed create
+/// leaves no process behind.
+struct Reaper {
+    child: Pid,
+    init: Pid,
+    armed: bool,
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = nix::sys::signal::kill(self.init, Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(self.child, Signal::SIGKILL);
+            let _ = waitpid(self.child, None);
+            if self.init != self.child {
+                // Reparented to us only if we are a subreaper; otherwise
+                // whoever is reaps it.
+                let _ = waitpid(self.init, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+            }
+        }
+    }
+}
+
+fn write_maps(pid: Pid, plan: &InitPlan) -> Result<()> {
+    // gid_map before uid_map, as the kernel checks gid writes against the
+    // writer's credentials in the parent namespace.
+    for (file, map) in [("gid_map", &plan.gid_map), ("uid_map", &plan.uid_map)] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, map).ctx(|| format!("linux.{}: write {path}", if file == "uid_map" { "uidMappings" } else { "gidMappings" }))?;
+    }
+    Ok(())
+}
+
+fn describe_exit(pid: Pid) -> String {
+    match waitpid(pid, None) {
+        Ok(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
+        Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
+        Ok(other) => format!("{other:?}"),
+        Err(e) => format!("wait: {e}"),
+    }
+}
+
+/// Forks the init and drives it to Ready. Returns its host pid.
+///
+/// The calling process must be single-threaded (the child runs ordinary
+/// Rust code before exec); the shim forks from a single-threaded helper.
+pub fn spawn(plan: &InitPlan, cgroups: &CgroupPaths, fifo: &OwnedFd) -> Result<Pid> {
+    let (ours, theirs) = Channel::pair().ctx(|| "socketpair for the sync channel".into())?;
+    let cg = cgroups.open_unified()?;
+    let flags = plan.ns.clone_flags();
+    // SAFETY: the library documents that create runs single-threaded; the
+    // child only runs init::run, which ends in exec or _exit.
+    let (forked, placed) = unsafe { sys::fork_with(flags.bits(), cg.as_ref().map(|f| f.as_fd())) }.ctx(|| format!("clone3 with flags {flags:?}"))?;
+    let child = match forked {
+        Forked::Child => {
+            drop(ours);
+            init::run(plan, theirs, fifo)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop(theirs);
+    drop(cg);
+    let mut reaper = Reaper { child, init: child, armed: true };
+
+    cgroups.join(child.as_raw(), placed)?;
+    if flags.contains(CloneFlags::CLONE_NEWUSER) {
+        write_maps(child, plan)?;
+    }
+    if let Some(adj) = plan.oom_score_adj {
+        let path = format!("/proc/{child}/oom_score_adj");
+        std::fs::write(&path, adj.to_string()).ctx(|| format!("process.oomScoreAdj: write {path}"))?;
+    }
+    ours.send(&Msg::Continue).ctx(|| "sync: send continue".into())?;
+    loop {
+        match ours.recv().ctx(|| "sync: receive".into())? {
+            Some(Msg::MapIds) => {
+                write_maps(reaper.init, plan)?;
+                ours.send(&Msg::Continue).ctx(|| "sync: send continue".into())?;
+            }
+            Some(Msg::InitPid(pid)) => {
+                reaper.init = Pid::from_raw(pid);
+                // The intermediate exits once it has reported.
+                let _ = waitpid(child, None);
+                reaper.child = reaper.init;
+            }
+            Some(Msg::Ready) => break,
+            Some(Msg::Failed { errno, context }) => {
+                return Err(Error::Init { context, errno: Errno::from_raw(errno) });
+            }
+            Some(Msg::Continue) => return Err(Error::InitDied("protocol error: unexpected message".into())),
+            None => return Err(Error::InitDied(describe_exit(reaper.child))),
+        }
+    }
+    reaper.armed = false;
+    Ok(reaper.init)
+}

@@ -1,0 +1,73 @@
+//! The one sync channel between the runtime and the init: a SOCK_SEQPACKET
+//! socketpair carrying one JSON message per packet, so message boundaries
+//! come from the kernel and a dead peer reads as EOF.
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// Messages on the sync channel.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Msg {
+    /// parent → init: ids mapped, cgroup joined: go on.
+    Continue,
+    /// init → parent: my user namespace exists; write its id maps.
+    MapIds,
+    /// init → parent: the container's init is this grandchild (host pid).
+    InitPid(i32),
+    /// init → parent: set up; now waiting on exec.fifo.
+    Ready,
+    /// init → parent: setup failed.
+    Failed { errno: i32, context: String },
+}
+
+pub struct Channel(OwnedFd);
+
+impl Channel {
+    pub fn pair() -> nix::Result<(Channel, Channel)> {
+        let (a, b) = socket::socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+        Ok((Channel(a), Channel(b)))
+    }
+
+    pub fn send(&self, msg: &Msg) -> nix::Result<()> {
+        let data = serde_json::to_vec(msg).map_err(|_| Errno::EINVAL)?;
+        loop {
+            match socket::send(self.0.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL) {
+                Err(Errno::EINTR) => continue,
+                r => return r.map(drop),
+            }
+        }
+    }
+
+    /// The next message; `None` when the peer closed its end.
+    pub fn recv(&self) -> nix::Result<Option<Msg>> {
+        let mut buf = [0u8; 8192];
+        let n = loop {
+            match socket::recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Err(Errno::EINTR) => continue,
+                r => break r?,
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        serde_json::from_slice(&buf[..n]).map(Some).map_err(|_| Errno::EBADMSG)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_eof() {
+        let (a, b) = Channel::pair().unwrap();
+        a.send(&Msg::Failed { errno: 2, context: "mount /proc".into() }).unwrap();
+        a.send(&Msg::InitPid(42)).unwrap();
+        assert_eq!(b.recv().unwrap(), Some(Msg::Failed { errno: 2, context: "mount /proc".into() }));
+        assert_eq!(b.recv().unwrap(), Some(Msg::InitPid(42)));
+        drop(a);
+        assert_eq!(b.recv().unwrap(), None);
+    }
+}

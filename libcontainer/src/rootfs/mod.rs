@@ -1,0 +1,100 @@
+//! Building the container's filesystem view, in runc's order: propagation
+//! of `/`, the rootfs bind, the config's mounts, /dev, pivot_root, then
+//! read-only and masked paths. Runs in the init, in its mount namespace.
+
+mod devices;
+mod mounts;
+pub mod options;
+pub mod path;
+mod pivot;
+
+pub use devices::{defaults as devices_defaults, Device};
+pub use mounts::Mount;
+
+use crate::cgroups::CgroupPaths;
+use crate::error::{Result, SysContext};
+use nix::fcntl::OFlag;
+use nix::mount::MsFlags;
+use std::path::PathBuf;
+
+/// Everything the init needs to build the filesystem, computed in the parent.
+#[derive(Debug, Clone)]
+pub struct RootfsPlan {
+    /// Absolute host path of the rootfs.
+    pub rootfs: PathBuf,
+    /// The config's mounts, in order.
+    pub mounts: Vec<Mount>,
+    /// Whether keel populates /dev (false when the config binds /dev).
+    pub setup_dev: bool,
+    /// Default devices plus `linux.devices`.
+    pub devices: Vec<Device>,
+    /// `linux.maskedPaths`.
+    pub masked: Vec<PathBuf>,
+    /// `linux.readonlyPaths`.
+    pub readonly: Vec<PathBuf>,
+    /// Propagation of `/` before anything is mounted (default rslave).
+    pub root_propagation: MsFlags,
+    /// `linux.rootfsPropagation` to set on the new root after pivot.
+    pub final_propagation: Option<MsFlags>,
+    /// `root.readonly`.
+    pub readonly_root: bool,
+    /// `--no-pivot`: MS_MOVE + chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// In a new user namespace: devices are bind-mounted, not created.
+    pub in_userns: bool,
+    /// The container's cgroups, for `cgroup` mounts.
+    pub cgroups: CgroupPaths,
+    /// Whether the container has its own cgroup namespace.
+    pub cgroupns: bool,
+}
+
+/// Performs the plan up to and including the pivot into the new root.
+pub fn prepare(plan: &RootfsPlan) -> Result<()> {
+    nix::mount::mount(None::<&str>, "/", None::<&str>, plan.root_propagation, None::<&str>)
+        .ctx(|| "make / private to the container (rootfsPropagation)".into())?;
+    // The new root must be a mount point for pivot_root.
+    nix::mount::mount(
+        Some(&plan.rootfs),
+        &plan.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind mount rootfs {}", plan.rootfs.display()))?;
+    let root = nix::fcntl::open(
+        &plan.rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| format!("open rootfs {}", plan.rootfs.display()))?;
+    // Nodes are created with exactly the modes asked for.
+    let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    for (i, m) in plan.mounts.iter().enumerate() {
+        mounts::mount(&root, m, plan).map_err(|e| e.in_field(format!("mounts[{i}]")))?;
+    }
+    if plan.setup_dev {
+        devices::create(&root, &plan.devices, plan.in_userns)?;
+        devices::symlinks(&root)?;
+    }
+    nix::sys::stat::umask(old_umask);
+    pivot::enter(&plan.rootfs, plan.no_pivot)
+}
+
+/// After the pivot and after sysctls: read-only and masked paths, the
+/// read-only root and the final propagation.
+pub fn finalize(plan: &RootfsPlan) -> Result<()> {
+    for p in &plan.readonly {
+        pivot::readonly_path(p)?;
+    }
+    for p in &plan.masked {
+        pivot::mask_path(p)?;
+    }
+    if plan.readonly_root {
+        pivot::remount_root_readonly()?;
+    }
+    if let Some(flags) = plan.final_propagation {
+        nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+            .ctx(|| "set linux.rootfsPropagation on /".into())?;
+    }
+    Ok(())
+}

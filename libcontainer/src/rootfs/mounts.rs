@@ -1,0 +1,181 @@
+//! One mount of the config, performed inside the rootfs without following a
+//! symlink out of it: the destination is resolved in the root, and mount(2)
+//! is pointed at the resolved fd through /proc/self/fd.
+
+use super::options::MountOptions;
+use super::path::{self, Kind};
+use super::pivot::remount_bind;
+use super::RootfsPlan;
+use crate::error::{Error, Result, SysContext};
+use nix::fcntl::OFlag;
+use nix::mount::MsFlags;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// A mount from the config, with its options parsed.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    /// Absolute path inside the container.
+    pub destination: PathBuf,
+    /// Filesystem type (`bind` when none is given and the options bind).
+    pub typ: String,
+    /// Source: a host path for binds, anything for other types.
+    pub source: Option<PathBuf>,
+    /// Parsed options.
+    pub options: MountOptions,
+}
+
+impl Mount {
+    fn is_bind(&self) -> bool {
+        self.options.flags.contains(MsFlags::MS_BIND) || self.typ == "bind"
+    }
+}
+
+pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
+    let dest = &m.destination;
+    if m.options.idmap {
+        return Err(Error::invalid("options", "idmap mounts are not supported yet"));
+    }
+    if m.typ == "cgroup" || m.typ == "cgroup2" {
+        return mount_cgroup(root, m, plan);
+    }
+    let kind = if m.is_bind() {
+        let src = m.source.as_deref().unwrap_or(Path::new(""));
+        let meta = std::fs::metadata(src).ctx(|| format!("bind source {}", src.display()))?;
+        if meta.is_dir() {
+            Kind::Dir
+        } else {
+            Kind::File
+        }
+    } else {
+        Kind::Dir
+    };
+    // procfs and sysfs over a symlink are how rootfs tricks redirect
+    // later writes (CVE-2025-52565 class): refuse any symlink on the way.
+    let strict = m.typ == "proc" || m.typ == "sysfs";
+    let target = if strict {
+        match path::open_in_root(root.as_fd(), dest, OFlag::O_PATH | OFlag::O_DIRECTORY, true) {
+            Err(nix::errno::Errno::ENOENT) => path::make_in_root(root.as_fd(), dest, kind),
+            r => r,
+        }
+    } else {
+        path::make_in_root(root.as_fd(), dest, kind)
+    }
+    .ctx(|| format!("destination {} in rootfs", dest.display()))?;
+    let at = path::fd_path(&target);
+    let what = || format!("mount {} {:?} on {}", m.typ, m.source.as_deref().unwrap_or(Path::new("none")), dest.display());
+    let o = &m.options;
+    if m.is_bind() {
+        let bind = MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC);
+        nix::mount::mount(m.source.as_deref(), &at, None::<&str>, bind, None::<&str>).ctx(what)?;
+        // Flags other than bind/rec only take effect through a remount.
+        let rest = o.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !rest.is_empty() {
+            let top = reopen(root, dest)?;
+            remount_bind(&path::fd_path(&top), rest).ctx(|| format!("remount {} with its options", dest.display()))?;
+        }
+    } else {
+        let data = (!o.data.is_empty()).then_some(o.data.as_str());
+        let source = m.source.as_deref().unwrap_or(Path::new(&m.typ));
+        nix::mount::mount(Some(source), &at, Some(m.typ.as_str()), o.flags, data).ctx(what)?;
+        if m.options.copy_up && m.typ == "tmpfs" {
+            return Err(Error::invalid("options", "tmpcopyup is not supported yet"));
+        }
+    }
+    finish(root, dest, o)
+}
+
+/// The mount now on top of `dest`. An fd taken before mounting (and its
+/// /proc/self/fd link) still names the covered directory, so resolve again.
+fn reopen(root: &OwnedFd, dest: &Path) -> Result<OwnedFd> {
+    path::open_in_root(root.as_fd(), dest, OFlag::O_PATH | OFlag::O_DIRECTORY, false)
+        .or_else(|_| path::open_in_root(root.as_fd(), dest, OFlag::O_PATH, false))
+        .ctx(|| format!("open {} after mounting", dest.display()))
+}
+
+/// Propagation and recursive attributes, after the mount exists.
+fn finish(root: &OwnedFd, dest: &Path, o: &MountOptions) -> Result<()> {
+    if o.propagation.is_empty() && o.rec_set == 0 && o.rec_clr == 0 {
+        return Ok(());
+    }
+    let top = reopen(root, dest)?;
+    let at = path::fd_path(&top);
+    for p in &o.propagation {
+        nix::mount::mount(None::<&str>, &at, None::<&str>, *p, None::<&str>)
+            .ctx(|| format!("set propagation of {}", dest.display()))?;
+    }
+    if o.rec_set != 0 || o.rec_clr != 0 {
+        crate::sys::mount_setattr(top.as_fd(), true, o.rec_set, o.rec_clr)
+            .ctx(|| format!("mount_setattr {} (recursive options)", dest.display()))?;
+    }
+    Ok(())
+}
+
+/// A `cgroup` mount: with a cgroup namespace, real cgroup filesystems (their
+/// root is the container's cgroup); without, binds of the container's own
+/// cgroup directories, so the host's tree stays out of sight either way.
+fn mount_cgroup(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
+    let dest = &m.destination;
+    let target = path::make_in_root(root.as_fd(), dest, Kind::Dir).ctx(|| format!("destination {} in rootfs", dest.display()))?;
+    let at = path::fd_path(&target);
+    let flags = m.options.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+    let cg = &plan.cgroups;
+    if cg.v1.is_empty() {
+        // Pure cgroup v2.
+        match (&cg.unified, plan.cgroupns) {
+            (_, true) => nix::mount::mount(Some("cgroup2"), &at, Some("cgroup2"), flags, None::<&str>),
+            (Some(dir), false) => nix::mount::mount(Some(dir), &at, None::<&str>, MsFlags::MS_BIND, None::<&str>),
+            (None, false) => Ok(()),
+        }
+        .ctx(|| format!("mount cgroup2 on {}", dest.display()))?;
+        if !plan.cgroupns && !flags.is_empty() {
+            let top = reopen(root, dest)?;
+            remount_bind(&path::fd_path(&top), flags).ctx(|| format!("remount {}", dest.display()))?;
+        }
+        return finish(root, dest, &m.options);
+    }
+    // v1 or hybrid: a tmpfs holding one directory per hierarchy.
+    let tmpfs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    nix::mount::mount(Some("tmpfs"), &at, Some("tmpfs"), tmpfs_flags, Some("mode=755"))
+        .ctx(|| format!("mount tmpfs for cgroups on {}", dest.display()))?;
+    let tmp = reopen(root, dest)?;
+    let mut subs: Vec<(String, Option<&Path>, String)> = cg
+        .v1
+        .iter()
+        .map(|(key, dir)| (key.strip_prefix("name=").unwrap_or(key).to_string(), Some(dir.as_path()), key.clone()))
+        .collect();
+    if let Some(dir) = &cg.unified {
+        subs.push(("unified".into(), Some(dir.as_path()), String::new()));
+    }
+    for (name, host_dir, key) in subs {
+        let sub = path::make_in_root(tmp.as_fd(), Path::new(&name), Kind::Dir).ctx(|| format!("mkdir {}/{name}", dest.display()))?;
+        let sub_at = path::fd_path(&sub);
+        let r = if plan.cgroupns {
+            if key.is_empty() {
+                nix::mount::mount(Some("cgroup2"), &sub_at, Some("cgroup2"), flags, None::<&str>)
+            } else {
+                nix::mount::mount(Some("cgroup"), &sub_at, Some("cgroup"), flags, Some(key.as_str()))
+            }
+        } else {
+            let dir = host_dir.unwrap_or(Path::new("/"));
+            nix::mount::mount(Some(dir), &sub_at, None::<&str>, MsFlags::MS_BIND, None::<&str>).and_then(|()| {
+                let top = path::open_in_root(tmp.as_fd(), Path::new(&name), OFlag::O_PATH, false)?;
+                remount_bind(&path::fd_path(&top), flags)
+            })
+        };
+        r.ctx(|| format!("mount cgroup {key} on {}/{name}", dest.display()))?;
+        // Co-mounted controllers get one symlink each, as runc makes them.
+        if key.contains(',') {
+            for ctrl in key.split(',') {
+                let c = std::ffi::CString::new(ctrl).map_err(|_| Error::invalid("cgroup", "NUL in controller name"))?;
+                let _ = nix::unistd::symlinkat(name.as_str(), tmp.as_fd(), c.as_c_str());
+            }
+        }
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        let top = reopen(root, dest)?;
+        nix::mount::mount(None::<&str>, &path::fd_path(&top), None::<&str>, MsFlags::MS_REMOUNT | tmpfs_flags | MsFlags::MS_RDONLY, None::<&str>)
+            .ctx(|| format!("remount {} read-only", dest.display()))?;
+    }
+    finish(root, dest, &m.options)
+}

@@ -1,0 +1,77 @@
+//! The five capability sets, applied around the uid switch as runc does:
+//! bounding set first, then keep-caps across setuid, then the rest.
+
+use crate::error::{Error, Result};
+use caps::{CapSet, CapsHashSet};
+use oci_spec::runtime::{Capabilities as OciCaps, LinuxCapabilities};
+
+/// The sets to apply.
+#[derive(Debug, Clone, Default)]
+pub struct Capabilities {
+    pub bounding: CapsHashSet,
+    pub effective: CapsHashSet,
+    pub inheritable: CapsHashSet,
+    pub permitted: CapsHashSet,
+    pub ambient: CapsHashSet,
+}
+
+fn convert(field: &str, set: &Option<OciCaps>) -> Result<CapsHashSet> {
+    let mut out = CapsHashSet::new();
+    for c in set.iter().flatten() {
+        // Names went through the lenient pre-filter, so both crates know them.
+        let name = serde_json::to_value(c)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let cap = name
+            .parse()
+            .map_err(|_| Error::invalid(format!("process.capabilities.{field}"), format!("unknown capability {name}")))?;
+        out.insert(cap);
+    }
+    Ok(out)
+}
+
+impl Capabilities {
+    pub fn from_spec(c: &LinuxCapabilities) -> Result<Capabilities> {
+        Ok(Capabilities {
+            bounding: convert("bounding", c.bounding())?,
+            effective: convert("effective", c.effective())?,
+            inheritable: convert("inheritable", c.inheritable())?,
+            permitted: convert("permitted", c.permitted())?,
+            ambient: convert("ambient", c.ambient())?,
+        })
+    }
+
+    /// Drops from the bounding set what the config does not list. Needs
+    /// CAP_SETPCAP, so it runs before the uid switch.
+    pub fn apply_bounding(&self) -> Result<()> {
+        for cap in caps::all() {
+            if !self.bounding.contains(&cap) {
+                match caps::drop(None, CapSet::Bounding, cap) {
+                    Ok(()) => {}
+                    // Newer than the running kernel: nothing to drop.
+                    Err(_) if !caps::runtime::procfs_all_supported(None).map(|s| s.contains(&cap)).unwrap_or(true) => {}
+                    Err(e) => return Err(Error::invalid("process.capabilities.bounding", format!("drop {cap}: {e}"))),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets permitted, inheritable, effective and ambient, after setuid.
+    pub fn apply_rest(&self) -> Result<()> {
+        let err = |set: &str, e: caps::errors::CapsError| Error::invalid(format!("process.capabilities.{set}"), e.to_string());
+        caps::set(None, CapSet::Permitted, &self.permitted).map_err(|e| err("permitted", e))?;
+        caps::set(None, CapSet::Inheritable, &self.inheritable).map_err(|e| err("inheritable", e))?;
+        caps::set(None, CapSet::Effective, &self.effective).map_err(|e| err("effective", e))?;
+        // Ambient needs each cap in permitted and inheritable; runc skips
+        // the ones that are not (with a warning), and so do we.
+        caps::clear(None, CapSet::Ambient).map_err(|e| err("ambient", e))?;
+        for cap in &self.ambient {
+            if self.permitted.contains(cap) && self.inheritable.contains(cap) {
+                caps::raise(None, CapSet::Ambient, *cap).map_err(|e| err("ambient", e))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,224 @@
+//! The state directory `<root>/<id>`: state.json (written atomically by the
+//! parent only), exec.fifo (the create/start gate) and an flock on the
+//! directory itself that serialises commands on one container.
+
+use crate::cgroups::CgroupPaths;
+use crate::error::{Error, Result, SysContext};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use nix::fcntl::{Flock, FlockArg};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+/// A container's status as the runtime-spec names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Being created; the init has not reached the exec.fifo yet.
+    Creating,
+    /// The init waits on exec.fifo for `start`.
+    Created,
+    /// The user program runs.
+    Running,
+    /// Frozen by the cgroup freezer.
+    Paused,
+    /// The init has exited.
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// What keel records about a container in state.json.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    /// The `ociVersion` of the container's config.
+    pub oci_version: String,
+    /// Container id.
+    pub id: String,
+    /// Host pid of the container's init.
+    pub pid: i32,
+    /// Start time of the init (clock ticks since boot): with the pid, it tells
+    /// a live init from a recycled pid.
+    pub pid_start: u64,
+    /// Absolute bundle path.
+    pub bundle: PathBuf,
+    /// Absolute rootfs path.
+    pub rootfs: PathBuf,
+    /// Creation time, RFC 3339 with nanoseconds in UTC.
+    pub created: String,
+    /// Owner of the container (empty for root, as runc prints it).
+    pub owner: String,
+    /// The config's annotations.
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+    /// The container's cgroup directories.
+    pub cgroup: CgroupPaths,
+    /// Whether the container has its own pid namespace (decides kill-all on
+    /// exit and how `delete` cleans up).
+    #[serde(default)]
+    pub own_pid_ns: bool,
+}
+
+pub(crate) const STATE_FILE: &str = "state.json";
+pub(crate) const EXEC_FIFO: &str = "exec.fifo";
+
+/// Container ids are directory names: runc allows `[A-Za-z0-9_+\-.]+`.
+pub fn validate_id(id: &str) -> Result<()> {
+    let bad = |reason| Err(Error::InvalidId { id: id.to_string(), reason });
+    if id.is_empty() {
+        return bad("empty");
+    }
+    if id == "." || id == ".." {
+        return bad("not a valid name");
+    }
+    if id.len() > 1024 {
+        return bad("longer than 1024 bytes");
+    }
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b)) {
+        return bad("only letters, digits and _ + - . are allowed");
+    }
+    Ok(())
+}
+
+/// A locked state directory.
+pub(crate) struct StateDir {
+    pub path: PathBuf,
+    // Held for the life of the value; released by close.
+    _lock: Flock<File>,
+}
+
+impl StateDir {
+    /// Makes `<root>/<id>`; an existing one means the id is taken. mkdir is
+    /// atomic, so of two concurrent creates exactly one gets here.
+    pub fn create(root: &Path, id: &str) -> Result<StateDir> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(root)
+            .ctx(|| format!("create state root {}", root.display()))?;
+        let path = root.join(id);
+        match std::fs::DirBuilder::new().mode(0o711).create(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::Exists(id.to_string())),
+            Err(e) => return Err(Error::io(format!("create state directory {}", path.display()), e)),
+        }
+        Self::lock(path)
+    }
+
+    /// Opens and locks the state directory of an existing container.
+    pub fn open(root: &Path, id: &str) -> Result<StateDir> {
+        validate_id(id)?;
+        let path = root.join(id);
+        if !path.is_dir() {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        Self::lock(path)
+    }
+
+    fn lock(path: PathBuf) -> Result<StateDir> {
+        let dir = File::open(&path).ctx(|| format!("open {}", path.display()))?;
+        let lock = Flock::lock(dir, FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::sys(format!("flock {}", path.display()), e))?;
+        Ok(StateDir { path, _lock: lock })
+    }
+
+    pub fn fifo(&self) -> PathBuf {
+        self.path.join(EXEC_FIFO)
+    }
+
+    /// Writes state.json through a temporary file and rename, so a reader
+    /// sees the old or the new state, never half of one.
+    pub fn save(&self, state: &State) -> Result<()> {
+        let tmp = self.path.join(".state.json.tmp");
+        let data = serde_json::to_vec(state).map_err(|e| Error::State {
+            path: tmp.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut f = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+        f.write_all(&data).ctx(|| format!("write {}", tmp.display()))?;
+        std::fs::rename(&tmp, self.path.join(STATE_FILE)).ctx(|| format!("rename {}", tmp.display()))?;
+        Ok(())
+    }
+
+    pub fn remove(self) -> Result<()> {
+        std::fs::remove_dir_all(&self.path).ctx(|| format!("remove {}", self.path.display()))
+    }
+}
+
+/// Reads `<dir>/state.json`.
+pub(crate) fn load(dir: &Path) -> Result<State> {
+    let path = dir.join(STATE_FILE);
+    let data = std::fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound(
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
+        _ => Error::io(format!("read {}", path.display()), e),
+    })?;
+    serde_json::from_slice(&data).map_err(|e| Error::State {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+/// Now as RFC 3339 UTC with nanoseconds, the format runc prints.
+pub(crate) fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(now.as_secs() as i64, now.subsec_nanos())
+}
+
+fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.000000005Z");
+        assert_eq!(rfc3339(1_795_305_600 + 3661, 0), "2026-11-22T01:01:01.000000000Z");
+    }
+
+    #[test]
+    fn ids() {
+        assert!(validate_id("abc-1_2.3+x").is_ok());
+        for bad in ["", ".", "..", "a/b", "a b", "../x"] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Thin wrappers for the system calls nix does not offer: clone3, pidfd,
+//! openat2, mount_setattr, close_range. Each returns `nix::Result` so callers
+//! add their own context.
+
+use nix::errno::Errno;
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// `struct clone_args` from linux/sched.h (first versions; size 88 with cgroup).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// What `fork_with` returned on the calling side.
+pub enum Forked {
+    Parent(nix::unistd::Pid),
+    Child,
+}
+
+/// Forks with `flags` (namespace flags), placing the child in the cgroup v2
+/// directory `cgroup` atomically when given. Falls back to `clone(2)` on
+/// kernels without clone3 or CLONE_INTO_CGROUP; `Ok((_, false))` then tells the
+/// caller the child was not placed and must be moved by writing cgroup.procs.
+///
+/// # Safety
+/// Same as fork(2): in the child only async-signal-safe work is sound unless
+/// the calling process is single-threaded.
+pub unsafe fn fork_with(flags: libc::c_int, cgroup: Option<BorrowedFd>) -> nix::Result<(Forked, bool)> {
+    let mut args = CloneArgs {
+        flags: flags as u64 & !0xff,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
+    let ret = libc::syscall(
+        libc::SYS_clone3,
+        &mut args as *mut CloneArgs,
+        std::mem::size_of::<CloneArgs>(),
+    );
+    match Errno::result(ret) {
+        Ok(0) => return Ok((Forked::Child, cgroup.is_some())),
+        Ok(pid) => {
+            return Ok((
+                Forked::Parent(nix::unistd::Pid::from_raw(pid as i32)),
+                cgroup.is_some(),
+            ))
+        }
+        // Old kernel (no clone3, or no CLONE_INTO_CGROUP) or a cgroup that
+        // cannot take the task directly: fall back to plain clone.
+        Err(Errno::ENOSYS) | Err(Errno::E2BIG) | Err(Errno::EINVAL) | Err(Errno::EOPNOTSUPP) => {}
+        Err(e) => return Err(e),
+    }
+    let ret = libc::syscall(
+        libc::SYS_clone,
+        (flags as libc::c_ulong) | libc::SIGCHLD as libc::c_ulong,
+        0usize,
+        0usize,
+        0usize,
+        0usize,
+    );
+    match Errno::result(ret)? {
+        0 => Ok((Forked::Child, false)),
+        pid => Ok((Forked::Parent(nix::unistd::Pid::from_raw(pid as i32)), false)),
+    }
+}
+
+/// pidfd_open(2).
+pub fn pidfd_open(pid: i32) -> nix::Result<OwnedFd> {
+    // SAFETY: plain syscall; the returned fd is owned by us on success.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    Errno::result(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// pidfd_send_signal(2): signals exactly the process the pidfd refers to, so a
+/// recycled pid can never be hit.
+pub fn pidfd_send_signal(pidfd: BorrowedFd, signal: i32) -> nix::Result<()> {
+    // SAFETY: plain syscall with a valid fd and null siginfo.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+pub const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// openat2(2).
+pub fn openat2(dirfd: BorrowedFd, path: &CStr, flags: i32, mode: u32, resolve: u64) -> nix::Result<OwnedFd> {
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: mode as u64,
+        resolve,
+    };
+    loop {
+        // SAFETY: `how` and `path` outlive the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd.as_raw_fd(),
+                path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        match Errno::result(ret) {
+            // The kernel asks for a retry when a rename raced the lookup.
+            Err(Errno::EAGAIN) => continue,
+            r => return r.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
+        }
+    }
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// mount_setattr(2) on the mount at `fd` itself (AT_EMPTY_PATH), recursively
+/// when `recursive`.
+pub fn mount_setattr(fd: BorrowedFd, recursive: bool, set: u64, clr: u64) -> nix::Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let mut flags = libc::AT_EMPTY_PATH as u32;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as u32;
+    }
+    // SAFETY: `attr` outlives the call; the empty path is a valid C string.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Marks every fd from `first` up as close-on-exec, so nothing of the host
+/// survives into the container's program (CVE-2024-21626 class).
+pub fn cloexec_from(first: u32) -> nix::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+    // SAFETY: plain syscall, no pointers.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    match Errno::result(ret) {
+        Ok(_) => Ok(()),
+        // Kernels before 5.11: walk /proc/self/fd instead.
+        Err(Errno::EINVAL) | Err(Errno::ENOSYS) => {
+            let dir = std::fs::read_dir("/proc/self/fd").map_err(|_| Errno::EBADF)?;
+            let fds: Vec<RawFd> = dir
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .filter(|&fd: &RawFd| fd >= first as RawFd)
+                .collect();
+            for fd in fds {
+                // SAFETY: setting a flag on an fd number; a stale one gives EBADF.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The start time of a process in clock ticks since boot (field 22 of
+/// /proc/<pid>/stat), and whether it is a zombie. `None` when it is gone.
+pub fn process_start_time(pid: i32) -> Option<(u64, bool)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm may hold spaces or parens: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?;
+    // `rest` starts at field 3 (state); start time is field 22.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((start, state == "Z" || state == "X"))
+}
