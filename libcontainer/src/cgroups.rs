@@ -32,7 +32,8 @@ struct Hierarchy {
 
 /// Reads the cgroup mounts of this process's mount namespace.
 fn hierarchies() -> Result<Vec<Hierarchy>> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read /proc/self/mountinfo".into())?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .ctx(|| "read /proc/self/mountinfo".into())?;
     let mut out = Vec::new();
     for line in info.lines() {
         let Some((pre, post)) = line.split_once(" - ") else {
@@ -40,7 +41,9 @@ fn hierarchies() -> Result<Vec<Hierarchy>> {
         };
         let pre: Vec<&str> = pre.split(' ').collect();
         let mut post = post.split(' ');
-        let (Some(fstype), Some(_source), Some(superopts)) = (post.next(), post.next(), post.next()) else {
+        let (Some(fstype), Some(_source), Some(superopts)) =
+            (post.next(), post.next(), post.next())
+        else {
             continue;
         };
         if pre.len() < 5 {
@@ -52,8 +55,14 @@ fn hierarchies() -> Result<Vec<Hierarchy>> {
                 let mut ctrls: Vec<&str> = superopts
                     .split(',')
                     .filter(|o| {
-                        !matches!(*o, "rw" | "ro" | "xattr" | "noprefix" | "clone_children" | "cpuset_v2_mode")
-                            && !o.starts_with("release_agent=")
+                        !matches!(
+                            *o,
+                            "rw" | "ro"
+                                | "xattr"
+                                | "noprefix"
+                                | "clone_children"
+                                | "cpuset_v2_mode"
+                        ) && !o.starts_with("release_agent=")
                     })
                     .collect();
                 ctrls.sort_unstable();
@@ -83,7 +92,10 @@ fn unescape(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\' && i + 4 <= b.len() {
-            if let Some(v) = s.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok()) {
+            if let Some(v) = s
+                .get(i + 1..i + 4)
+                .and_then(|o| u8::from_str_radix(o, 8).ok())
+            {
                 out.push(v);
                 i += 4;
                 continue;
@@ -97,7 +109,8 @@ fn unescape(s: &str) -> String {
 
 /// This process's own cgroup per hierarchy key ("" for cgroup2).
 fn own_cgroups() -> Result<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string("/proc/self/cgroup").ctx(|| "read /proc/self/cgroup".into())?;
+    let text =
+        std::fs::read_to_string("/proc/self/cgroup").ctx(|| "read /proc/self/cgroup".into())?;
     Ok(text
         .lines()
         .filter_map(|l| {
@@ -119,13 +132,20 @@ impl CgroupPaths {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from(id),
         };
-        if inner.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        if inner
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
             return Err(Error::invalid(
                 "linux.cgroupsPath",
                 format!("{}: must not contain \"..\"", inner.display()),
             ));
         }
-        let own = if inner.is_absolute() { BTreeMap::new() } else { own_cgroups()? };
+        let own = if inner.is_absolute() {
+            BTreeMap::new()
+        } else {
+            own_cgroups()?
+        };
         let mut paths = CgroupPaths::default();
         for h in hierarchies()? {
             let base = if inner.is_absolute() {
@@ -137,7 +157,9 @@ impl CgroupPaths {
                 }
             };
             // The mount shows the hierarchy from `h.root` down.
-            let rel = Path::new(&base).strip_prefix(&h.root).unwrap_or(Path::new(""));
+            let rel = Path::new(&base)
+                .strip_prefix(&h.root)
+                .unwrap_or(Path::new(""));
             let dir = h
                 .mountpoint
                 .join(rel)
@@ -149,7 +171,10 @@ impl CgroupPaths {
             }
         }
         if paths.unified.is_none() && paths.v1.is_empty() {
-            return Err(Error::invalid("linux.cgroupsPath", "no cgroup hierarchy is mounted"));
+            return Err(Error::invalid(
+                "linux.cgroupsPath",
+                "no cgroup hierarchy is mounted",
+            ));
         }
         Ok(paths)
     }
@@ -170,10 +195,44 @@ impl CgroupPaths {
             }
         }
         result?;
-        if let Some((_, cpuset)) = self.v1.iter().find(|(k, _)| k.split(',').any(|c| c == "cpuset")) {
+        if let Some((_, cpuset)) = self
+            .v1
+            .iter()
+            .find(|(k, _)| k.split(',').any(|c| c == "cpuset"))
+        {
             inherit_cpuset(cpuset)?;
         }
         Ok(!made.is_empty())
+    }
+
+    /// Applies `linux.resources.devices` in order on the v1 devices
+    /// controller, followed by runc's always-allowed devices and the
+    /// config's own device nodes. Returns false when this host has no v1
+    /// devices controller (cgroup v2 needs an eBPF program: cgroups issue).
+    pub fn apply_device_rules(&self, rules: &[DeviceRule]) -> Result<bool> {
+        let Some(dir) = self
+            .v1
+            .iter()
+            .find(|(k, _)| k.split(',').any(|c| c == "devices"))
+            .map(|(_, d)| d)
+        else {
+            return Ok(false);
+        };
+        for rule in rules {
+            let file = dir.join(if rule.allow {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            });
+            let line = rule.to_string();
+            std::fs::write(&file, &line).ctx(|| {
+                format!(
+                    "linux.resources.devices: write {line:?} to {}",
+                    file.display()
+                )
+            })?;
+        }
+        Ok(true)
     }
 
     fn freezer(&self) -> Option<PathBuf> {
@@ -185,7 +244,10 @@ impl CgroupPaths {
 
     /// Whether the container is frozen (v1 freezer, or cgroup2 cgroup.freeze).
     pub fn is_frozen(&self) -> bool {
-        let v1 = self.freezer().and_then(|f| std::fs::read_to_string(f).ok()).is_some_and(|s| s.trim() == "FROZEN");
+        let v1 = self
+            .freezer()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .is_some_and(|s| s.trim() == "FROZEN");
         let v2 = self
             .unified
             .as_ref()
@@ -199,7 +261,12 @@ impl CgroupPaths {
         if let Some(f) = self.freezer() {
             std::fs::write(&f, "THAWED").ctx(|| format!("write {}", f.display()))?;
         }
-        if let Some(f) = self.unified.as_ref().map(|d| d.join("cgroup.freeze")).filter(|f| f.exists()) {
+        if let Some(f) = self
+            .unified
+            .as_ref()
+            .map(|d| d.join("cgroup.freeze"))
+            .filter(|f| f.exists())
+        {
             std::fs::write(&f, "0").ctx(|| format!("write {}", f.display()))?;
         }
         Ok(())
@@ -212,7 +279,9 @@ impl CgroupPaths {
         };
         nix::fcntl::open(
             dir,
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
         .map(Some)
@@ -235,7 +304,12 @@ impl CgroupPaths {
         self.unified.as_ref().or_else(|| {
             ["pids", "freezer", "devices", "memory"]
                 .iter()
-                .find_map(|k| self.v1.iter().find(|(key, _)| key.split(',').any(|c| c == *k)).map(|(_, p)| p))
+                .find_map(|k| {
+                    self.v1
+                        .iter()
+                        .find(|(key, _)| key.split(',').any(|c| c == *k))
+                        .map(|(_, p)| p)
+                })
                 .or_else(|| self.v1.values().next())
         })
     }
@@ -256,6 +330,101 @@ impl CgroupPaths {
             remove_tree(dir)?;
         }
         Ok(())
+    }
+}
+
+/// One device cgroup rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRule {
+    pub allow: bool,
+    /// 'a', 'c' or 'b'.
+    pub typ: char,
+    pub major: Option<i64>,
+    pub minor: Option<i64>,
+    pub access: String,
+}
+
+impl std::fmt::Display for DeviceRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let num = |n: Option<i64>| n.map_or("*".to_string(), |n| n.to_string());
+        write!(
+            f,
+            "{} {}:{} {}",
+            self.typ,
+            num(self.major),
+            num(self.minor),
+            self.access
+        )
+    }
+}
+
+impl DeviceRule {
+    fn allow(typ: char, major: Option<i64>, minor: Option<i64>, access: &str) -> DeviceRule {
+        DeviceRule {
+            allow: true,
+            typ,
+            major,
+            minor,
+            access: access.into(),
+        }
+    }
+
+    /// The config's rules, then what runc always allows, then the config's
+    /// device nodes (a container may always use the nodes it was given).
+    pub fn from_spec(spec: &oci_spec::runtime::Spec) -> Vec<DeviceRule> {
+        let linux = spec.linux().as_ref();
+        let configured = linux
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.devices().as_ref());
+        let Some(configured) = configured.filter(|c| !c.is_empty()) else {
+            return Vec::new();
+        };
+        let type_char = |t: Option<oci_spec::runtime::LinuxDeviceType>| match t {
+            Some(oci_spec::runtime::LinuxDeviceType::B) => 'b',
+            Some(oci_spec::runtime::LinuxDeviceType::C)
+            | Some(oci_spec::runtime::LinuxDeviceType::U) => 'c',
+            _ => 'a',
+        };
+        let mut out: Vec<DeviceRule> = configured
+            .iter()
+            .map(|d| DeviceRule {
+                allow: d.allow(),
+                typ: type_char(d.typ()),
+                major: d.major(),
+                minor: d.minor(),
+                access: d
+                    .access()
+                    .clone()
+                    .filter(|a| !a.is_empty())
+                    .unwrap_or_else(|| "rwm".into()),
+            })
+            .collect();
+        out.extend([
+            DeviceRule::allow('c', None, None, "m"),
+            DeviceRule::allow('b', None, None, "m"),
+            DeviceRule::allow('c', Some(1), Some(3), "rwm"),
+            DeviceRule::allow('c', Some(1), Some(8), "rwm"),
+            DeviceRule::allow('c', Some(1), Some(7), "rwm"),
+            DeviceRule::allow('c', Some(5), Some(0), "rwm"),
+            DeviceRule::allow('c', Some(1), Some(5), "rwm"),
+            DeviceRule::allow('c', Some(1), Some(9), "rwm"),
+            DeviceRule::allow('c', Some(5), Some(1), "rwm"),
+            DeviceRule::allow('c', Some(136), None, "rwm"),
+            DeviceRule::allow('c', Some(5), Some(2), "rwm"),
+        ]);
+        for d in linux
+            .and_then(|l| l.devices().as_ref())
+            .into_iter()
+            .flatten()
+        {
+            out.push(DeviceRule::allow(
+                type_char(Some(d.typ())),
+                Some(d.major()),
+                Some(d.minor()),
+                "rwm",
+            ));
+        }
+        out
     }
 }
 
@@ -286,7 +455,8 @@ fn inherit_cpuset(dir: &Path) -> Result<()> {
             let value = std::fs::read_to_string(d.join(file)).unwrap_or_default();
             if !value.trim().is_empty() {
                 for d in chain.iter().rev() {
-                    std::fs::write(d.join(file), value.trim()).ctx(|| format!("write {}", d.join(file).display()))?;
+                    std::fs::write(d.join(file), value.trim())
+                        .ctx(|| format!("write {}", d.join(file).display()))?;
                 }
                 break;
             }
@@ -307,7 +477,10 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io(format!("read {}", procs.display()), e)),
     }
-    for entry in std::fs::read_dir(dir).ctx(|| format!("read {}", dir.display()))?.flatten() {
+    for entry in std::fs::read_dir(dir)
+        .ctx(|| format!("read {}", dir.display()))?
+        .flatten()
+    {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             collect_pids(&entry.path(), out)?;
         }
@@ -329,7 +502,10 @@ fn remove_tree(dir: &Path) -> Result<()> {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && delay < std::time::Duration::from_secs(1) => {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && delay < std::time::Duration::from_secs(1) =>
+            {
                 std::thread::sleep(delay);
                 delay *= 2;
             }

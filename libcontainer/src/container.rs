@@ -107,7 +107,11 @@ impl ContainerBuilder {
         let mut made_cgroups = false;
         let result = self.create_in(&dir, &bundle, &plan, &cgroups, &mut made_cgroups);
         match result {
-            Ok(state) => Ok(Container { root: self.root, state, warnings: bundle.warnings }),
+            Ok(state) => Ok(Container {
+                root: self.root,
+                state,
+                warnings: bundle.warnings,
+            }),
             Err(e) => {
                 if made_cgroups {
                     let _ = cgroups.remove();
@@ -118,14 +122,37 @@ impl ContainerBuilder {
         }
     }
 
-    fn create_in(&self, dir: &StateDir, bundle: &Bundle, plan: &InitPlan, cgroups: &CgroupPaths, made: &mut bool) -> Result<State> {
+    fn create_in(
+        &self,
+        dir: &StateDir,
+        bundle: &Bundle,
+        plan: &InitPlan,
+        cgroups: &CgroupPaths,
+        made: &mut bool,
+    ) -> Result<State> {
         let fifo_path = dir.fifo();
-        nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622)).ctx(|| format!("mkfifo {}", fifo_path.display()))?;
+        nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
+            .ctx(|| format!("mkfifo {}", fifo_path.display()))?;
         // mkfifo is subject to umask; the init may run as any user.
-        std::fs::set_permissions(&fifo_path, std::os::unix::fs::PermissionsExt::from_mode(0o622)).ctx(|| format!("chmod {}", fifo_path.display()))?;
-        let fifo = nix::fcntl::open(&fifo_path, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
-            .ctx(|| format!("open {}", fifo_path.display()))?;
+        std::fs::set_permissions(
+            &fifo_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o622),
+        )
+        .ctx(|| format!("chmod {}", fifo_path.display()))?;
+        let fifo = nix::fcntl::open(
+            &fifo_path,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(|| format!("open {}", fifo_path.display()))?;
         *made = cgroups.create()?;
+        let rules = crate::cgroups::DeviceRule::from_spec(&bundle.spec);
+        if !rules.is_empty() && !cgroups.apply_device_rules(&rules)? {
+            return Err(Error::invalid(
+                "linux.resources.devices",
+                "device rules on cgroup v2 are not supported by this version of keel yet",
+            ));
+        }
         let pid = spawn::spawn(plan, cgroups, &fifo)?;
         let pid_start = match sys::process_start_time(pid.as_raw()) {
             Some((start, false)) => start,
@@ -138,7 +165,7 @@ impl ContainerBuilder {
             pid_start,
             bundle: bundle.path.clone(),
             rootfs: bundle.rootfs.clone(),
-            created: state::now_rfc3339(),
+            created: state::rfc3339_utc(std::time::SystemTime::now(), true),
             owner: String::new(),
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
             cgroup: cgroups.clone(),
@@ -155,7 +182,12 @@ impl ContainerBuilder {
 /// Writes a pid file atomically (temp file + rename), as runc does.
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = std::path::absolute(path).ctx(|| format!("pid file {}", path.display()))?;
-    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
     std::fs::write(&tmp, pid.to_string()).ctx(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).ctx(|| format!("rename to {}", path.display()))
 }
@@ -177,7 +209,11 @@ impl Container {
             return Err(Error::NotFound(id.to_string()));
         }
         let state = state::load(&dir)?;
-        Ok(Container { root: root.as_ref().to_path_buf(), state, warnings: Vec::new() })
+        Ok(Container {
+            root: root.as_ref().to_path_buf(),
+            state,
+            warnings: Vec::new(),
+        })
     }
 
     /// All containers under `root`, sorted by id. A missing root is empty.
@@ -190,7 +226,9 @@ impl Container {
         };
         let mut out = Vec::new();
         for entry in entries.flatten() {
-            let Some(id) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            let Some(id) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
             // A container still being created has no state.json yet.
             if let Ok(c) = Container::load(root, &id) {
                 out.push(c.state());
@@ -241,7 +279,11 @@ impl Container {
         ContainerState {
             oci_version: self.state.oci_version.clone(),
             id: self.state.id.clone(),
-            pid: if status == Status::Stopped { 0 } else { self.state.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.state.pid
+            },
             status,
             bundle: self.state.bundle.clone(),
             rootfs: self.state.rootfs.clone(),
@@ -266,23 +308,43 @@ impl Container {
         let _lock = StateDir::open(&self.root, &self.state.id)?;
         let status = self.status();
         if status != Status::Created {
-            return Err(Error::WrongStatus { id: self.state.id.clone(), status, reason: "cannot start a container that is not created" });
+            return Err(Error::WrongStatus {
+                id: self.state.id.clone(),
+                status,
+                reason: "cannot start a container that is not created",
+            });
         }
         let Some(pidfd) = self.pidfd() else {
-            return Err(Error::WrongStatus { id: self.state.id.clone(), status: Status::Stopped, reason: "cannot start a container that is not created" });
+            return Err(Error::WrongStatus {
+                id: self.state.id.clone(),
+                status: Status::Stopped,
+                reason: "cannot start a container that is not created",
+            });
         };
         let fifo_path = self.dir().join(state::EXEC_FIFO);
         // Non-blocking: if the init died we must not wait on the fifo forever.
-        let fifo = nix::fcntl::open(&fifo_path, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
-            .ctx(|| format!("open {}", fifo_path.display()))?;
+        let fifo = nix::fcntl::open(
+            &fifo_path,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_NONBLOCK
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(|| format!("open {}", fifo_path.display()))?;
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         loop {
-            let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            let mut fds = [
+                PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
+                PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+            ];
             match poll(&mut fds, PollTimeout::NONE) {
                 Err(nix::errno::Errno::EINTR) => continue,
                 r => r.ctx(|| "poll exec.fifo".into())?,
             };
-            if fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+            if fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN))
+            {
                 let mut b = [0u8; 1];
                 if matches!(nix::unistd::read(&fifo, &mut b), Ok(1)) {
                     break;
@@ -300,7 +362,11 @@ impl Container {
     pub fn kill(&self, signal: Signal, all: bool) -> Result<()> {
         let status = self.status();
         if status == Status::Stopped && !all {
-            return Err(Error::WrongStatus { id: self.state.id.clone(), status, reason: "container not running" });
+            return Err(Error::WrongStatus {
+                id: self.state.id.clone(),
+                status,
+                reason: "container not running",
+            });
         }
         if all {
             for pid in self.state.cgroup.pids()? {
@@ -308,8 +374,13 @@ impl Container {
             }
             return Ok(());
         }
-        let pidfd = self.pidfd().ok_or_else(|| Error::WrongStatus { id: self.state.id.clone(), status: Status::Stopped, reason: "container not running" })?;
-        sys::pidfd_send_signal(pidfd.as_fd(), signal as i32).ctx(|| format!("signal {signal} to init {}", self.state.pid))
+        let pidfd = self.pidfd().ok_or_else(|| Error::WrongStatus {
+            id: self.state.id.clone(),
+            status: Status::Stopped,
+            reason: "container not running",
+        })?;
+        sys::pidfd_send_signal(pidfd.as_fd(), signal as i32)
+            .ctx(|| format!("signal {signal} to init {}", self.state.pid))
     }
 
     /// Deletes the container: its processes (a created container's, or any
@@ -320,7 +391,13 @@ impl Container {
         match status {
             Status::Stopped | Status::Created => {}
             _ if force => {}
-            _ => return Err(Error::WrongStatus { id: self.state.id.clone(), status, reason: "cannot delete a container that is not stopped (use --force)" }),
+            _ => {
+                return Err(Error::WrongStatus {
+                    id: self.state.id.clone(),
+                    status,
+                    reason: "cannot delete a container that is not stopped (use --force)",
+                })
+            }
         }
         if status == Status::Paused {
             let _ = self.state.cgroup.thaw();

@@ -48,11 +48,12 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The container's init process reported a failure while setting up.
-    #[error("container init: {context}: {errno}")]
+    /// The container's init process reported a failure while setting up;
+    /// `errno` is absent when the failure was not a system call's.
+    #[error("container init: {context}{}", errno.map(|e| format!(": {e}")).unwrap_or_default())]
     Init {
         context: String,
-        errno: nix::errno::Errno,
+        errno: Option<nix::errno::Errno>,
     },
 
     /// The init process went away without reporting why.

@@ -33,15 +33,24 @@ pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
 
 impl Namespaces {
     pub fn from_spec(spec: &Spec) -> Result<Namespaces> {
-        let mut out = Namespaces { new: CloneFlags::empty(), joined: Vec::new() };
+        let mut out = Namespaces {
+            new: CloneFlags::empty(),
+            joined: Vec::new(),
+        };
         let list = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
         for (i, ns) in list.into_iter().flatten().enumerate() {
             let field = || format!("linux.namespaces[{i}]");
             match ns.path() {
                 None => out.new |= flag(ns.typ()),
                 Some(path) => {
-                    let fd = nix::fcntl::open(path, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-                        .map_err(|e| Error::invalid(field(), format!("path {}: {}", path.display(), e.desc())))?;
+                    let fd = nix::fcntl::open(
+                        path,
+                        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                        nix::sys::stat::Mode::empty(),
+                    )
+                    .map_err(|e| {
+                        Error::invalid(field(), format!("path {}: {}", path.display(), e.desc()))
+                    })?;
                     // SAFETY: ioctl without argument on an fd we own.
                     let kind = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), NS_GET_NSTYPE) };
                     if kind != ns.typ() as i32 {
@@ -50,16 +59,29 @@ impl Namespaces {
                             format!("path {} is not a {} namespace", path.display(), ns.typ()),
                         ));
                     }
-                    out.joined.push(Joined { typ: ns.typ(), fd, path: path.clone() });
+                    out.joined.push(Joined {
+                        typ: ns.typ(),
+                        fd,
+                        path: path.clone(),
+                    });
                 }
             }
         }
-        if !out.new.contains(CloneFlags::CLONE_NEWNS) && !out.joined.iter().any(|j| j.typ == LinuxNamespaceType::Mount) {
-            return Err(Error::invalid("linux.namespaces", "a mount namespace is required to set up the rootfs"));
+        if !out.new.contains(CloneFlags::CLONE_NEWNS)
+            && !out
+                .joined
+                .iter()
+                .any(|j| j.typ == LinuxNamespaceType::Mount)
+        {
+            return Err(Error::invalid(
+                "linux.namespaces",
+                "a mount namespace is required to set up the rootfs",
+            ));
         }
         // Joining the user namespace first gives us capabilities over the
         // namespaces it owns before we join them.
-        out.joined.sort_by_key(|j| j.typ != LinuxNamespaceType::User);
+        out.joined
+            .sort_by_key(|j| j.typ != LinuxNamespaceType::User);
         Ok(out)
     }
 
@@ -73,7 +95,8 @@ impl Namespaces {
     /// and the clock offsets are written.
     pub fn clone_flags(&self) -> CloneFlags {
         if self.joined.is_empty() {
-            self.new - (CloneFlags::CLONE_NEWCGROUP | CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+            self.new
+                - (CloneFlags::CLONE_NEWCGROUP | CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
         } else {
             CloneFlags::empty()
         }
@@ -82,8 +105,9 @@ impl Namespaces {
     /// In the child on the slow path: setns into every joined namespace.
     pub fn join_all(&self) -> Result<()> {
         for j in &self.joined {
-            nix::sched::setns(j.fd.as_fd(), flag(j.typ))
-                .map_err(|e| Error::sys(format!("setns {} namespace {}", j.typ, j.path.display()), e))?;
+            nix::sched::setns(j.fd.as_fd(), flag(j.typ)).map_err(|e| {
+                Error::sys(format!("setns {} namespace {}", j.typ, j.path.display()), e)
+            })?;
         }
         Ok(())
     }

@@ -51,6 +51,8 @@ impl Bundle {
             ));
         }
         validate(&spec)?;
+        let mut warnings = warnings;
+        not_yet_supported(&spec, &mut warnings)?;
         Ok(Bundle {
             path,
             spec,
@@ -63,11 +65,16 @@ impl Bundle {
 /// Parses config.json text. Returns the spec and warnings, or a reason naming
 /// the offending field.
 pub fn parse_config(text: &[u8]) -> std::result::Result<(Spec, Vec<String>), String> {
-    let mut value: Value = serde_json::from_slice(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let mut value: Value =
+        serde_json::from_slice(text).map_err(|e| format!("invalid JSON: {e}"))?;
     let mut warnings = Vec::new();
     match value.get("ociVersion").and_then(Value::as_str) {
         Some(v) if v.starts_with("1.") || v == "1" => {}
-        Some(v) => return Err(format!("ociVersion: unsupported version {v:?} (keel runs 1.x)")),
+        Some(v) => {
+            return Err(format!(
+                "ociVersion: unsupported version {v:?} (keel runs 1.x)"
+            ))
+        }
         None => return Err("ociVersion: missing".into()),
     }
     drop_unknown_capabilities(&mut value, &mut warnings);
@@ -205,6 +212,86 @@ pub fn validate(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// Fields keel does not honour yet. Where ignoring one would weaken the
+/// container (seccomp, hooks, a terminal, LSM profiles) the config is
+/// refused with the reason; resource limits are warned about.
+fn not_yet_supported(spec: &Spec, warnings: &mut Vec<String>) -> Result<()> {
+    let refuse = |field: &str| {
+        Err(Error::invalid(
+            field,
+            "not supported by this version of keel yet",
+        ))
+    };
+    if let Some(h) = spec.hooks() {
+        let any = [
+            h.prestart(),
+            h.create_runtime(),
+            h.create_container(),
+            h.start_container(),
+            h.poststart(),
+            h.poststop(),
+        ]
+        .iter()
+        .any(|l| l.as_ref().is_some_and(|l| !l.is_empty()));
+        if any {
+            return refuse("hooks");
+        }
+    }
+    if let Some(p) = spec.process() {
+        if p.terminal() == Some(true) {
+            return refuse("process.terminal");
+        }
+        if p.apparmor_profile().as_ref().is_some_and(|a| !a.is_empty()) {
+            let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+                .is_ok_and(|s| s.trim() == "Y");
+            if !enabled {
+                return Err(Error::invalid(
+                    "process.apparmorProfile",
+                    "apparmor profile specified but AppArmor is not enabled on this host",
+                ));
+            }
+            return refuse("process.apparmorProfile");
+        }
+        if p.io_priority().is_some() {
+            return refuse("process.ioPriority");
+        }
+        if p.scheduler().is_some() {
+            return refuse("process.scheduler");
+        }
+    }
+    if let Some(l) = spec.linux() {
+        if l.seccomp().is_some() {
+            return refuse("linux.seccomp");
+        }
+        if l.personality().is_some() {
+            return refuse("linux.personality");
+        }
+        if l.intel_rdt().is_some() {
+            return refuse("linux.intelRdt");
+        }
+        if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            return refuse("linux.netDevices");
+        }
+        if l.memory_policy().is_some() {
+            return refuse("linux.memoryPolicy");
+        }
+        if let Some(r) = l.resources() {
+            let limits = r.memory().is_some()
+                || r.cpu().is_some()
+                || r.pids().is_some()
+                || r.block_io().is_some()
+                || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
+                || r.network().is_some()
+                || r.rdma().as_ref().is_some_and(|h| !h.is_empty())
+                || r.unified().as_ref().is_some_and(|h| !h.is_empty());
+            if limits {
+                warnings.push("linux.resources: only the device rules are applied by this version of keel; other limits are not".into());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// runc only lets a container set sysctls that live in one of its own
 /// namespaces: anything else would change the host.
 fn validate_sysctl(key: &str, ns: &HashSet<LinuxNamespaceType>) -> Result<()> {
@@ -262,7 +349,9 @@ mod tests {
         let text = minimal("").replace("1.2.0", "1.9.7");
         assert!(parse_config(text.as_bytes()).is_ok());
         let text = minimal("").replace("1.2.0", "2.0.0");
-        assert!(parse_config(text.as_bytes()).unwrap_err().contains("ociVersion"));
+        assert!(parse_config(text.as_bytes())
+            .unwrap_err()
+            .contains("ociVersion"));
     }
 
     #[test]
@@ -272,7 +361,13 @@ mod tests {
             r#""cwd":"/","capabilities":{"bounding":["CAP_CHOWN","CAP_NOT_A_CAP"]}"#,
         );
         let (spec, warnings) = parse_config(text.as_bytes()).unwrap();
-        let caps = spec.process().as_ref().unwrap().capabilities().as_ref().unwrap();
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .as_ref()
+            .unwrap();
         assert_eq!(caps.bounding().as_ref().unwrap().len(), 1);
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("CAP_NOT_A_CAP"));
@@ -288,13 +383,17 @@ mod tests {
     #[test]
     fn hostname_needs_uts() {
         let (spec, _) = parse_config(minimal(r#","hostname":"x""#).as_bytes()).unwrap();
-        assert!(validate(&spec).unwrap_err().to_string().starts_with("hostname:"));
+        assert!(validate(&spec)
+            .unwrap_err()
+            .to_string()
+            .starts_with("hostname:"));
     }
 
     #[test]
     fn sysctl_rules() {
         let (spec, _) =
-            parse_config(minimal(r#","linux":{"sysctl":{"kernel.panic":"1"}}"#).as_bytes()).unwrap();
+            parse_config(minimal(r#","linux":{"sysctl":{"kernel.panic":"1"}}"#).as_bytes())
+                .unwrap();
         // `linux` is replaced wholesale here, so only the sysctl rule fires.
         let err = validate(&spec).unwrap_err().to_string();
         assert!(err.contains("kernel.panic"), "{err}");

@@ -4,11 +4,11 @@
 
 use crate::cgroups::CgroupPaths;
 use crate::error::{Error, Result, SysContext};
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
-use nix::fcntl::{Flock, FlockArg};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -76,7 +76,12 @@ pub(crate) const EXEC_FIFO: &str = "exec.fifo";
 
 /// Container ids are directory names: runc allows `[A-Za-z0-9_+\-.]+`.
 pub fn validate_id(id: &str) -> Result<()> {
-    let bad = |reason| Err(Error::InvalidId { id: id.to_string(), reason });
+    let bad = |reason| {
+        Err(Error::InvalidId {
+            id: id.to_string(),
+            reason,
+        })
+    };
     if id.is_empty() {
         return bad("empty");
     }
@@ -86,7 +91,10 @@ pub fn validate_id(id: &str) -> Result<()> {
     if id.len() > 1024 {
         return bad("longer than 1024 bytes");
     }
-    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b)) {
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b))
+    {
         return bad("only letters, digits and _ + - . are allowed");
     }
     Ok(())
@@ -111,8 +119,15 @@ impl StateDir {
         let path = root.join(id);
         match std::fs::DirBuilder::new().mode(0o711).create(&path) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::Exists(id.to_string())),
-            Err(e) => return Err(Error::io(format!("create state directory {}", path.display()), e)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::Exists(id.to_string()))
+            }
+            Err(e) => {
+                return Err(Error::io(
+                    format!("create state directory {}", path.display()),
+                    e,
+                ))
+            }
         }
         Self::lock(path)
     }
@@ -147,8 +162,10 @@ impl StateDir {
             reason: e.to_string(),
         })?;
         let mut f = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
-        f.write_all(&data).ctx(|| format!("write {}", tmp.display()))?;
-        std::fs::rename(&tmp, self.path.join(STATE_FILE)).ctx(|| format!("rename {}", tmp.display()))?;
+        f.write_all(&data)
+            .ctx(|| format!("write {}", tmp.display()))?;
+        std::fs::rename(&tmp, self.path.join(STATE_FILE))
+            .ctx(|| format!("rename {}", tmp.display()))?;
         Ok(())
     }
 
@@ -174,12 +191,11 @@ pub(crate) fn load(dir: &Path) -> Result<State> {
     })
 }
 
-/// Now as RFC 3339 UTC with nanoseconds, the format runc prints.
-pub(crate) fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    rfc3339(now.as_secs() as i64, now.subsec_nanos())
+/// `t` as RFC 3339 in UTC; with `nanos`, in Go's RFC3339Nano form (the
+/// fraction without trailing zeros), which is what runc prints.
+pub fn rfc3339_utc(t: std::time::SystemTime, nanos: bool) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    rfc3339(d.as_secs() as i64, if nanos { d.subsec_nanos() } else { 0 })
 }
 
 fn rfc3339(secs: i64, nanos: u32) -> String {
@@ -195,8 +211,13 @@ fn rfc3339(secs: i64, nanos: u32) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
+    let frac = if nanos == 0 {
+        String::new()
+    } else {
+        format!(".{nanos:09}").trim_end_matches('0').to_string()
+    };
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{frac}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
@@ -209,9 +230,12 @@ mod tests {
 
     #[test]
     fn rfc3339_known_dates() {
-        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.000000005Z");
-        assert_eq!(rfc3339(1_795_305_600 + 3661, 0), "2026-11-22T01:01:01.000000000Z");
+        assert_eq!(
+            rfc3339(1_795_305_600 + 3661, 120_000_000),
+            "2026-11-22T01:01:01.12Z"
+        );
     }
 
     #[test]

@@ -39,7 +39,10 @@ pub enum Forked {
 /// # Safety
 /// Same as fork(2): in the child only async-signal-safe work is sound unless
 /// the calling process is single-threaded.
-pub unsafe fn fork_with(flags: libc::c_int, cgroup: Option<BorrowedFd>) -> nix::Result<(Forked, bool)> {
+pub unsafe fn fork_with(
+    flags: libc::c_int,
+    cgroup: Option<BorrowedFd>,
+) -> nix::Result<(Forked, bool)> {
     let mut args = CloneArgs {
         flags: flags as u64 & !0xff,
         exit_signal: libc::SIGCHLD as u64,
@@ -77,7 +80,10 @@ pub unsafe fn fork_with(flags: libc::c_int, cgroup: Option<BorrowedFd>) -> nix::
     );
     match Errno::result(ret)? {
         0 => Ok((Forked::Child, false)),
-        pid => Ok((Forked::Parent(nix::unistd::Pid::from_raw(pid as i32)), false)),
+        pid => Ok((
+            Forked::Parent(nix::unistd::Pid::from_raw(pid as i32)),
+            false,
+        )),
     }
 }
 
@@ -115,7 +121,13 @@ pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 pub const RESOLVE_IN_ROOT: u64 = 0x10;
 
 /// openat2(2).
-pub fn openat2(dirfd: BorrowedFd, path: &CStr, flags: i32, mode: u32, resolve: u64) -> nix::Result<OwnedFd> {
+pub fn openat2(
+    dirfd: BorrowedFd,
+    path: &CStr,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> nix::Result<OwnedFd> {
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
         mode: mode as u64,

@@ -1,1 +1,74 @@
-fn main() {}
+//! keel: an OCI container runtime with runc's command line.
+
+mod cli;
+mod commands;
+mod logging;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use commands::{info, lifecycle, spec};
+use logging::{Level, Logger};
+
+pub const VERSION_TEXT: &str = concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.3.0");
+
+fn main() {
+    let args = cli::normalize_args(std::env::args().collect());
+    let cli = Cli::parse_from(args);
+    let log = Logger::new(cli.log_format, cli.log.as_deref(), cli.debug);
+    let code = match dispatch(&cli, &log) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            log.log(Level::Error, &msg);
+            // runc prints the error to stderr too when logs go to a file.
+            if !log.to_stderr() {
+                eprintln!("{msg}");
+            }
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn dispatch(cli: &Cli, log: &Logger) -> anyhow::Result<i32> {
+    let root = cli.root.as_path();
+    if cli.systemd_cgroup {
+        anyhow::bail!("--systemd-cgroup is not supported by this version of keel yet");
+    }
+    match &cli.command {
+        Command::Create(a) => lifecycle::create(root, a, log),
+        Command::Start { id } => lifecycle::start(root, id),
+        Command::Run(a) => lifecycle::run(root, a, log),
+        Command::State { id } => info::state(root, id),
+        Command::Kill { id, signal, all } => lifecycle::kill(root, id, signal, *all),
+        Command::Delete { id, force } => lifecycle::delete(root, id, *force),
+        Command::List { format, quiet } => info::list(root, format, *quiet),
+        Command::Spec { bundle, rootless } => spec::spec(bundle.as_deref(), *rootless),
+        Command::Features => info::features(),
+        Command::Exec(_)
+        | Command::Ps(_)
+        | Command::Pause(_)
+        | Command::Resume(_)
+        | Command::Update(_)
+        | Command::Events(_)
+        | Command::Checkpoint(_)
+        | Command::Restore(_) => {
+            let name = std::env::args()
+                .find(|a| {
+                    [
+                        "exec",
+                        "ps",
+                        "pause",
+                        "resume",
+                        "update",
+                        "events",
+                        "checkpoint",
+                        "restore",
+                    ]
+                    .contains(&a.as_str())
+                })
+                .unwrap_or_default();
+            anyhow::bail!("keel {name}: not implemented in this version of keel yet")
+        }
+    }
+}

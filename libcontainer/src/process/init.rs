@@ -23,9 +23,9 @@ pub fn run(plan: &InitPlan, chan: Channel, fifo: &OwnedFd) -> ! {
         Err(e) => e,
     };
     let (errno, context) = match err {
-        Error::Sys { context, errno } | Error::Init { context, errno } => (errno as i32, context),
-        Error::Io { context, source } => (source.raw_os_error().unwrap_or(libc::EIO), context),
-        other => (libc::EINVAL, other.to_string()),
+        Error::Sys { context, errno } => (errno as i32, context),
+        Error::Io { context, source } => (source.raw_os_error().unwrap_or(0), context),
+        other => (0, other.to_string()),
     };
     let _ = chan.send(&Msg::Failed { errno, context });
     // SAFETY: leave without running the parent's atexit handlers or destructors.
@@ -41,8 +41,10 @@ fn expect_continue(chan: &Channel) -> Result<()> {
 }
 
 fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> {
+    reset_signals();
     // If the runtime dies mid-setup, so do we: no half-made container.
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
     expect_continue(chan)?;
     let ns = &plan.ns;
     let new_user = ns.has_new(LinuxNamespaceType::User);
@@ -51,12 +53,15 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
     }
     if new_user {
         // Become root of the new namespace; host root maps to nobody there.
-        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).ctx(|| "setresgid(0) in the user namespace".into())?;
-        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).ctx(|| "setresuid(0) in the user namespace".into())?;
+        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .ctx(|| "setresgid(0) in the user namespace".into())?;
+        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .ctx(|| "setresuid(0) in the user namespace".into())?;
     }
     // After the cgroup join, so the namespace's root is the container's cgroup.
     if ns.has_new(LinuxNamespaceType::Cgroup) {
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace".into())?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .ctx(|| "unshare cgroup namespace".into())?;
     }
     if ns.has_new(LinuxNamespaceType::Time) {
         enter_time_namespace(&plan.time_offsets)?;
@@ -66,9 +71,11 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
         nix::unistd::sethostname(h).ctx(|| format!("hostname: sethostname {h:?}"))?;
     }
     if let Some(d) = &plan.domainname {
-        let c = CString::new(d.as_bytes()).map_err(|_| Error::invalid("domainname", "contains a NUL byte"))?;
+        let c = CString::new(d.as_bytes())
+            .map_err(|_| Error::invalid("domainname", "contains a NUL byte"))?;
         // SAFETY: valid pointer and length.
-        Errno::result(unsafe { libc::setdomainname(c.as_ptr(), d.len()) }).ctx(|| format!("domainname: setdomainname {d:?}"))?;
+        Errno::result(unsafe { libc::setdomainname(c.as_ptr(), d.len()) })
+            .ctx(|| format!("domainname: setdomainname {d:?}"))?;
     }
 
     rootfs::prepare(&plan.rootfs)?;
@@ -101,6 +108,20 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
     unsafe { libc::_exit(127) }
 }
 
+/// The program must start with default signal handling: Rust ignores
+/// SIGPIPE, and a foreground `run` blocks the signals it forwards.
+fn reset_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+            // SAFETY: installing SIG_DFL has no handler code to be unsafe.
+            let _ = unsafe { sigaction(sig, &dfl) };
+        }
+    }
+    let _ = SigSet::empty().thread_set_mask();
+}
+
 /// With namespaces to join: join them, then create the new ones from inside
 /// (so they are owned by the right user namespace), forking once more when
 /// the init must be pid 1 of a pid namespace it could not be cloned into.
@@ -109,12 +130,17 @@ fn enter_namespaces_slowly(plan: &InitPlan, chan: &Channel) -> Result<()> {
     ns.join_all()?;
     if ns.has_new(LinuxNamespaceType::User) {
         nix::sched::unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "unshare user namespace".into())?;
-        chan.send(&Msg::MapIds).ctx(|| "sync: ask for id maps".into())?;
+        chan.send(&Msg::MapIds)
+            .ctx(|| "sync: ask for id maps".into())?;
         expect_continue(chan)?;
     }
-    let rest = ns.new - (CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWCGROUP | CloneFlags::from_bits_retain(libc::CLONE_NEWTIME));
+    let rest = ns.new
+        - (CloneFlags::CLONE_NEWUSER
+            | CloneFlags::CLONE_NEWCGROUP
+            | CloneFlags::from_bits_retain(libc::CLONE_NEWTIME));
     nix::sched::unshare(rest).ctx(|| format!("unshare {rest:?}"))?;
-    let pid_ns = ns.has_new(LinuxNamespaceType::Pid) || ns.joined.iter().any(|j| j.typ == LinuxNamespaceType::Pid);
+    let pid_ns = ns.has_new(LinuxNamespaceType::Pid)
+        || ns.joined.iter().any(|j| j.typ == LinuxNamespaceType::Pid);
     if pid_ns {
         // SAFETY: single-threaded (see spawn).
         match unsafe { nix::unistd::fork() }.ctx(|| "fork into the pid namespace".into())? {
@@ -124,7 +150,8 @@ fn enter_namespaces_slowly(plan: &InitPlan, chan: &Channel) -> Result<()> {
                 unsafe { libc::_exit(0) }
             }
             ForkResult::Child => {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
             }
         }
     }
@@ -135,25 +162,43 @@ fn enter_namespaces_slowly(plan: &InitPlan, chan: &Channel) -> Result<()> {
 /// only before anyone enters it: unshare, write the offsets, then enter it
 /// ourselves through time_for_children.
 fn enter_time_namespace(offsets: &str) -> Result<()> {
-    nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)).ctx(|| "unshare time namespace".into())?;
+    nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+        .ctx(|| "unshare time namespace".into())?;
     if !offsets.is_empty() {
-        std::fs::write("/proc/self/timens_offsets", offsets).ctx(|| "linux.timeOffsets: write /proc/self/timens_offsets".into())?;
+        std::fs::write("/proc/self/timens_offsets", offsets)
+            .ctx(|| "linux.timeOffsets: write /proc/self/timens_offsets".into())?;
     }
-    let fd = nix::fcntl::open("/proc/self/ns/time_for_children", nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .ctx(|| "open /proc/self/ns/time_for_children".into())?;
-    nix::sched::setns(fd.as_fd(), CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)).ctx(|| "setns time namespace".into())
+    let fd = nix::fcntl::open(
+        "/proc/self/ns/time_for_children",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| "open /proc/self/ns/time_for_children".into())?;
+    nix::sched::setns(
+        fd.as_fd(),
+        CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    )
+    .ctx(|| "setns time namespace".into())
 }
 
 /// Writes a /proc file, refusing anything that is not really procfs (a
 /// bind mount or symlink over /proc must not redirect the write).
 fn write_proc(path: &Path, value: &str) -> Result<()> {
-    let fd = nix::fcntl::open(path, nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .ctx(|| format!("open {}", path.display()))?;
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| format!("open {}", path.display()))?;
     let fs = nix::sys::statfs::fstatfs(&fd).ctx(|| format!("statfs {}", path.display()))?;
     if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
-        return Err(Error::sys(format!("{} is not on procfs", path.display()), Errno::EXDEV));
+        return Err(Error::sys(
+            format!("{} is not on procfs", path.display()),
+            Errno::EXDEV,
+        ));
     }
-    nix::unistd::write(&fd, value.as_bytes()).ctx(|| format!("write {:?} to {}", value, path.display()))?;
+    nix::unistd::write(&fd, value.as_bytes())
+        .ctx(|| format!("write {:?} to {}", value, path.display()))?;
     Ok(())
 }
 
@@ -163,22 +208,38 @@ fn set_user(plan: &InitPlan) -> Result<()> {
         c.apply_bounding()?;
     }
     nix::sys::prctl::set_keepcaps(true).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
-    let gids: Vec<Gid> = plan.additional_gids.iter().map(|&g| Gid::from_raw(g)).collect();
+    let gids: Vec<Gid> = plan
+        .additional_gids
+        .iter()
+        .map(|&g| Gid::from_raw(g))
+        .collect();
     match nix::unistd::setgroups(&gids) {
         // Denied in a user namespace whose setgroups is "deny": runc skips.
         Err(Errno::EPERM) if plan.rootfs.in_userns && gids.is_empty() => {}
-        r => r.ctx(|| format!("process.user.additionalGids: setgroups {:?}", plan.additional_gids))?,
+        r => r.ctx(|| {
+            format!(
+                "process.user.additionalGids: setgroups {:?}",
+                plan.additional_gids
+            )
+        })?,
     }
     let gid = Gid::from_raw(plan.gid);
-    nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("process.user.gid: setresgid {}", plan.gid))?;
+    nix::unistd::setresgid(gid, gid, gid)
+        .ctx(|| format!("process.user.gid: setresgid {}", plan.gid))?;
     let uid = Uid::from_raw(plan.uid);
-    nix::unistd::setresuid(uid, uid, uid).ctx(|| format!("process.user.uid: setresuid {}", plan.uid))?;
+    nix::unistd::setresuid(uid, uid, uid)
+        .ctx(|| format!("process.user.uid: setresuid {}", plan.uid))?;
     // As the user, so a cwd the user cannot reach fails here, as in runc.
     nix::unistd::chdir(&plan.cwd).ctx(|| format!("process.cwd: chdir {}", plan.cwd.display()))?;
     // The cwd must be inside the container (CVE-2024-21626: a leaked fd as cwd).
     match nix::unistd::getcwd() {
         Ok(p) if p.is_absolute() => {}
-        _ => return Err(Error::sys("process.cwd: current directory is outside the container", Errno::EPERM)),
+        _ => {
+            return Err(Error::sys(
+                "process.cwd: current directory is outside the container",
+                Errno::EPERM,
+            ))
+        }
     }
     nix::sys::prctl::set_keepcaps(false).ctx(|| "prctl(PR_SET_KEEPCAPS, 0)".into())?;
     if let Some(c) = &plan.caps {
@@ -196,10 +257,15 @@ fn find_executable(plan: &InitPlan) -> Result<CString> {
     let name = Path::new(std::ffi::OsStr::from_bytes(arg0.as_bytes()));
     let not_found = |what: &str| Error::sys(format!("exec: {:?}: {what}", name), Errno::ENOENT);
     let runnable = |p: &Path| {
-        nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && std::fs::metadata(p).is_ok_and(|m| m.is_file())
+        nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+            && std::fs::metadata(p).is_ok_and(|m| m.is_file())
     };
     if arg0.as_bytes().contains(&b'/') {
-        return if runnable(name) { Ok(arg0.clone()) } else { Err(not_found("no such file or directory")) };
+        return if runnable(name) {
+            Ok(arg0.clone())
+        } else {
+            Err(not_found("no such file or directory"))
+        };
     }
     let path = plan
         .env
@@ -207,10 +273,15 @@ fn find_executable(plan: &InitPlan) -> Result<CString> {
         .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
         .unwrap_or(b"");
     for dir in path.split(|&b| b == b':') {
-        let dir = if dir.is_empty() { Path::new(".") } else { Path::new(std::ffi::OsStr::from_bytes(dir)) };
+        let dir = if dir.is_empty() {
+            Path::new(".")
+        } else {
+            Path::new(std::ffi::OsStr::from_bytes(dir))
+        };
         let candidate: PathBuf = dir.join(name);
         if runnable(&candidate) {
-            return CString::new(candidate.as_os_str().as_bytes()).map_err(|_| not_found("bad path"));
+            return CString::new(candidate.as_os_str().as_bytes())
+                .map_err(|_| not_found("bad path"));
         }
     }
     Err(not_found("executable file not found in $PATH"))
@@ -221,7 +292,11 @@ fn find_executable(plan: &InitPlan) -> Result<CString> {
 fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
     let fd = loop {
-        match nix::fcntl::open(path.as_str(), nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
+        match nix::fcntl::open(
+            path.as_str(),
+            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
             Err(Errno::EINTR) => continue,
             r => break r.ctx(|| "open exec.fifo".into())?,
         }

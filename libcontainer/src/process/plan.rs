@@ -46,7 +46,10 @@ pub struct InitPlan {
 fn cstrings(field: &str, v: &[String]) -> Result<Vec<CString>> {
     v.iter()
         .enumerate()
-        .map(|(i, s)| CString::new(s.as_bytes()).map_err(|_| Error::invalid(format!("{field}[{i}]"), "contains a NUL byte")))
+        .map(|(i, s)| {
+            CString::new(s.as_bytes())
+                .map_err(|_| Error::invalid(format!("{field}[{i}]"), "contains a NUL byte"))
+        })
         .collect()
 }
 
@@ -67,15 +70,31 @@ fn propagation(field: &str, v: &str) -> Result<MsFlags> {
         "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
         "unbindable" => MsFlags::MS_UNBINDABLE,
         "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
-        other => return Err(Error::invalid(field, format!("unknown propagation {other:?}"))),
+        other => {
+            return Err(Error::invalid(
+                field,
+                format!("unknown propagation {other:?}"),
+            ))
+        }
     })
 }
 
 impl InitPlan {
-    pub fn new(bundle: &Bundle, cgroups: &CgroupPaths, no_pivot: bool, preserve_fds: u32) -> Result<InitPlan> {
+    pub fn new(
+        bundle: &Bundle,
+        cgroups: &CgroupPaths,
+        no_pivot: bool,
+        preserve_fds: u32,
+    ) -> Result<InitPlan> {
         let spec = &bundle.spec;
-        let process = spec.process().as_ref().ok_or_else(|| Error::invalid("process", "missing"))?;
-        let linux = spec.linux().as_ref().ok_or_else(|| Error::invalid("linux", "missing"))?;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::invalid("process", "missing"))?;
+        let linux = spec
+            .linux()
+            .as_ref()
+            .ok_or_else(|| Error::invalid("linux", "missing"))?;
         let ns = Namespaces::from_spec(spec)?;
         let in_userns = ns.has_new(LinuxNamespaceType::User);
 
@@ -87,14 +106,28 @@ impl InitPlan {
             let destination = Path::new("/").join(m.destination());
             let is_bind = options.flags.contains(MsFlags::MS_BIND) || typ == "bind";
             if is_bind && m.source().is_none() {
-                return Err(Error::invalid(format!("mounts[{i}].source"), "a bind mount needs a source"));
+                return Err(Error::invalid(
+                    format!("mounts[{i}].source"),
+                    "a bind mount needs a source",
+                ));
             }
             // A relative bind source is relative to the bundle, as in runc.
-            let source = m.source().as_ref().map(|s| if is_bind { bundle.path.join(s) } else { s.clone() });
+            let source = m.source().as_ref().map(|s| {
+                if is_bind {
+                    bundle.path.join(s)
+                } else {
+                    s.clone()
+                }
+            });
             if is_bind && destination == Path::new("/dev") {
                 binds_dev = true;
             }
-            mounts.push(Mount { destination, typ, source, options });
+            mounts.push(Mount {
+                destination,
+                typ,
+                source,
+                options,
+            });
         }
 
         let mut devices = rootfs::devices_defaults();
@@ -103,11 +136,19 @@ impl InitPlan {
                 LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
                 LinuxDeviceType::B => SFlag::S_IFBLK,
                 LinuxDeviceType::P => SFlag::S_IFIFO,
-                LinuxDeviceType::A => return Err(Error::invalid(format!("linux.devices[{i}].type"), "\"a\" is only valid in resources.devices")),
+                LinuxDeviceType::A => {
+                    return Err(Error::invalid(
+                        format!("linux.devices[{i}].type"),
+                        "\"a\" is only valid in resources.devices",
+                    ))
+                }
             };
             let path = Path::new("/").join(d.path());
             if !path.starts_with("/dev") {
-                return Err(Error::invalid(format!("linux.devices[{i}].path"), format!("{} is not under /dev", path.display())));
+                return Err(Error::invalid(
+                    format!("linux.devices[{i}].path"),
+                    format!("{} is not under /dev", path.display()),
+                ));
             }
             devices.retain(|x| x.path != path);
             devices.push(Device {
@@ -134,11 +175,25 @@ impl InitPlan {
             mounts,
             setup_dev: !binds_dev,
             devices,
-            masked: linux.masked_paths().iter().flatten().map(PathBuf::from).collect(),
-            readonly: linux.readonly_paths().iter().flatten().map(PathBuf::from).collect(),
+            masked: linux
+                .masked_paths()
+                .iter()
+                .flatten()
+                .map(PathBuf::from)
+                .collect(),
+            readonly: linux
+                .readonly_paths()
+                .iter()
+                .flatten()
+                .map(PathBuf::from)
+                .collect(),
             root_propagation,
             final_propagation,
-            readonly_root: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+            readonly_root: spec
+                .root()
+                .as_ref()
+                .and_then(|r| r.readonly())
+                .unwrap_or(false),
             no_pivot,
             in_userns,
             cgroups: cgroups.clone(),
@@ -149,15 +204,30 @@ impl InitPlan {
             .time_offsets()
             .iter()
             .flatten()
-            .map(|(clock, o)| format!("{clock} {} {}\n", o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)))
+            .map(|(clock, o)| {
+                format!(
+                    "{clock} {} {}\n",
+                    o.secs().unwrap_or(0),
+                    o.nanosecs().unwrap_or(0)
+                )
+            })
             .collect();
         let sysctl = linux
             .sysctl()
             .iter()
             .flatten()
-            .map(|(k, v)| (PathBuf::from("/proc/sys").join(k.replace('.', "/")), v.clone()))
+            .map(|(k, v)| {
+                (
+                    PathBuf::from("/proc/sys").join(k.replace('.', "/")),
+                    v.clone(),
+                )
+            })
             .collect();
-        let caps = process.capabilities().as_ref().map(Capabilities::from_spec).transpose()?;
+        let caps = process
+            .capabilities()
+            .as_ref()
+            .map(Capabilities::from_spec)
+            .transpose()?;
         let user = process.user();
         let args = cstrings("process.args", process.args().as_deref().unwrap_or(&[]))?;
         let env = cstrings("process.env", process.env().as_deref().unwrap_or(&[]))?;

@@ -42,7 +42,16 @@ fn write_maps(pid: Pid, plan: &InitPlan) -> Result<()> {
     // writer's credentials in the parent namespace.
     for (file, map) in [("gid_map", &plan.gid_map), ("uid_map", &plan.uid_map)] {
         let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, map).ctx(|| format!("linux.{}: write {path}", if file == "uid_map" { "uidMappings" } else { "gidMappings" }))?;
+        std::fs::write(&path, map).ctx(|| {
+            format!(
+                "linux.{}: write {path}",
+                if file == "uid_map" {
+                    "uidMappings"
+                } else {
+                    "gidMappings"
+                }
+            )
+        })?;
     }
     Ok(())
 }
@@ -66,7 +75,8 @@ pub fn spawn(plan: &InitPlan, cgroups: &CgroupPaths, fifo: &OwnedFd) -> Result<P
     let flags = plan.ns.clone_flags();
     // SAFETY: the library documents that create runs single-threaded; the
     // child only runs init::run, which ends in exec or _exit.
-    let (forked, placed) = unsafe { sys::fork_with(flags.bits(), cg.as_ref().map(|f| f.as_fd())) }.ctx(|| format!("clone3 with flags {flags:?}"))?;
+    let (forked, placed) = unsafe { sys::fork_with(flags.bits(), cg.as_ref().map(|f| f.as_fd())) }
+        .ctx(|| format!("clone3 with flags {flags:?}"))?;
     let child = match forked {
         Forked::Child => {
             drop(ours);
@@ -76,7 +86,11 @@ pub fn spawn(plan: &InitPlan, cgroups: &CgroupPaths, fifo: &OwnedFd) -> Result<P
     };
     drop(theirs);
     drop(cg);
-    let mut reaper = Reaper { child, init: child, armed: true };
+    let mut reaper = Reaper {
+        child,
+        init: child,
+        armed: true,
+    };
 
     cgroups.join(child.as_raw(), placed)?;
     if flags.contains(CloneFlags::CLONE_NEWUSER) {
@@ -84,14 +98,17 @@ pub fn spawn(plan: &InitPlan, cgroups: &CgroupPaths, fifo: &OwnedFd) -> Result<P
     }
     if let Some(adj) = plan.oom_score_adj {
         let path = format!("/proc/{child}/oom_score_adj");
-        std::fs::write(&path, adj.to_string()).ctx(|| format!("process.oomScoreAdj: write {path}"))?;
+        std::fs::write(&path, adj.to_string())
+            .ctx(|| format!("process.oomScoreAdj: write {path}"))?;
     }
-    ours.send(&Msg::Continue).ctx(|| "sync: send continue".into())?;
+    ours.send(&Msg::Continue)
+        .ctx(|| "sync: send continue".into())?;
     loop {
         match ours.recv().ctx(|| "sync: receive".into())? {
             Some(Msg::MapIds) => {
                 write_maps(reaper.init, plan)?;
-                ours.send(&Msg::Continue).ctx(|| "sync: send continue".into())?;
+                ours.send(&Msg::Continue)
+                    .ctx(|| "sync: send continue".into())?;
             }
             Some(Msg::InitPid(pid)) => {
                 reaper.init = Pid::from_raw(pid);
@@ -101,9 +118,14 @@ pub fn spawn(plan: &InitPlan, cgroups: &CgroupPaths, fifo: &OwnedFd) -> Result<P
             }
             Some(Msg::Ready) => break,
             Some(Msg::Failed { errno, context }) => {
-                return Err(Error::Init { context, errno: Errno::from_raw(errno) });
+                return Err(Error::Init {
+                    context,
+                    errno: (errno != 0).then(|| Errno::from_raw(errno)),
+                });
             }
-            Some(Msg::Continue) => return Err(Error::InitDied("protocol error: unexpected message".into())),
+            Some(Msg::Continue) => {
+                return Err(Error::InitDied("protocol error: unexpected message".into()))
+            }
             None => return Err(Error::InitDied(describe_exit(reaper.child))),
         }
     }

@@ -26,7 +26,12 @@ pub struct Channel(OwnedFd);
 
 impl Channel {
     pub fn pair() -> nix::Result<(Channel, Channel)> {
-        let (a, b) = socket::socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+        let (a, b) = socket::socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
         Ok((Channel(a), Channel(b)))
     }
 
@@ -52,7 +57,9 @@ impl Channel {
         if n == 0 {
             return Ok(None);
         }
-        serde_json::from_slice(&buf[..n]).map(Some).map_err(|_| Errno::EBADMSG)
+        serde_json::from_slice(&buf[..n])
+            .map(Some)
+            .map_err(|_| Errno::EBADMSG)
     }
 }
 
@@ -63,9 +70,19 @@ mod tests {
     #[test]
     fn roundtrip_and_eof() {
         let (a, b) = Channel::pair().unwrap();
-        a.send(&Msg::Failed { errno: 2, context: "mount /proc".into() }).unwrap();
+        a.send(&Msg::Failed {
+            errno: 2,
+            context: "mount /proc".into(),
+        })
+        .unwrap();
         a.send(&Msg::InitPid(42)).unwrap();
-        assert_eq!(b.recv().unwrap(), Some(Msg::Failed { errno: 2, context: "mount /proc".into() }));
+        assert_eq!(
+            b.recv().unwrap(),
+            Some(Msg::Failed {
+                errno: 2,
+                context: "mount /proc".into()
+            })
+        );
         assert_eq!(b.recv().unwrap(), Some(Msg::InitPid(42)));
         drop(a);
         assert_eq!(b.recv().unwrap(), None);

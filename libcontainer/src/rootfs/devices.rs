@@ -24,40 +24,61 @@ pub struct Device {
 
 /// The devices every container gets (runc's defaults).
 pub fn defaults() -> Vec<Device> {
-    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
-        .into_iter()
-        .map(|(name, major, minor)| Device {
-            path: PathBuf::from("/dev").join(name),
-            kind: SFlag::S_IFCHR,
-            major,
-            minor,
-            mode: 0o666,
-            uid: 0,
-            gid: 0,
-        })
-        .collect()
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(name, major, minor)| Device {
+        path: PathBuf::from("/dev").join(name),
+        kind: SFlag::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+    .collect()
 }
 
 pub fn create(root: &OwnedFd, devices: &[Device], in_userns: bool) -> Result<()> {
     for (i, d) in devices.iter().enumerate() {
-        create_one(root, d, in_userns).map_err(|e| e.in_field(format!("linux.devices[{i}] {}", d.path.display())))?;
+        create_one(root, d, in_userns)
+            .map_err(|e| e.in_field(format!("linux.devices[{i}] {}", d.path.display())))?;
     }
     Ok(())
 }
 
 fn create_one(root: &OwnedFd, d: &Device, in_userns: bool) -> Result<()> {
     if in_userns {
-        let target = path::make_in_root(root.as_fd(), &d.path, Kind::File).ctx(|| "create bind target".into())?;
-        return nix::mount::mount(Some(&d.path), &path::fd_path(&target), None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
-            .ctx(|| "bind host device".into());
+        let target = path::make_in_root(root.as_fd(), &d.path, Kind::File)
+            .ctx(|| "create bind target".into())?;
+        return nix::mount::mount(
+            Some(&d.path),
+            &path::fd_path(&target),
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .ctx(|| "bind host device".into());
     }
-    let (dir, name) = path::parent_in_root(root.as_fd(), &d.path).ctx(|| "parent directory".into())?;
+    let (dir, name) =
+        path::parent_in_root(root.as_fd(), &d.path).ctx(|| "parent directory".into())?;
     let dev = nix::sys::stat::makedev(d.major, d.minor);
     let mode = Mode::from_bits_truncate(d.mode & 0o7777);
     // Replace what the image has there (a regular file, a stale node): the
     // node must be exactly what the config says.
-    let _ = nix::unistd::unlinkat(dir.as_fd(), name.as_c_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
-    nix::sys::stat::mknodat(dir.as_fd(), name.as_c_str(), d.kind, mode, dev).ctx(|| "mknod".into())?;
+    let _ = nix::unistd::unlinkat(
+        dir.as_fd(),
+        name.as_c_str(),
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    );
+    nix::sys::stat::mknodat(dir.as_fd(), name.as_c_str(), d.kind, mode, dev)
+        .ctx(|| "mknod".into())?;
     nix::unistd::fchownat(
         dir.as_fd(),
         name.as_c_str(),
@@ -80,7 +101,8 @@ pub fn symlinks(root: &OwnedFd) -> Result<()> {
         links.push(("/proc/kcore", "/dev/core"));
     }
     for (target, link) in links {
-        let (dir, name) = path::parent_in_root(root.as_fd(), Path::new(link)).ctx(|| format!("parent of {link}"))?;
+        let (dir, name) = path::parent_in_root(root.as_fd(), Path::new(link))
+            .ctx(|| format!("parent of {link}"))?;
         match nix::unistd::symlinkat(target, dir.as_fd(), name.as_c_str()) {
             Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
             Err(e) => return Err(Error::sys(format!("symlink {link} -> {target}"), e)),
@@ -88,6 +110,8 @@ pub fn symlinks(root: &OwnedFd) -> Result<()> {
     }
     // /dev/ptmx must lead to this container's devpts instance.
     path::unlink_in_root(root.as_fd(), Path::new("/dev/ptmx")).ctx(|| "remove /dev/ptmx".into())?;
-    let (dir, name) = path::parent_in_root(root.as_fd(), Path::new("/dev/ptmx")).ctx(|| "parent of /dev/ptmx".into())?;
-    nix::unistd::symlinkat("pts/ptmx", dir.as_fd(), name.as_c_str()).ctx(|| "symlink /dev/ptmx -> pts/ptmx".into())
+    let (dir, name) = path::parent_in_root(root.as_fd(), Path::new("/dev/ptmx"))
+        .ctx(|| "parent of /dev/ptmx".into())?;
+    nix::unistd::symlinkat("pts/ptmx", dir.as_fd(), name.as_c_str())
+        .ctx(|| "symlink /dev/ptmx -> pts/ptmx".into())
 }

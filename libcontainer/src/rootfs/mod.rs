@@ -50,8 +50,14 @@ pub struct RootfsPlan {
 
 /// Performs the plan up to and including the pivot into the new root.
 pub fn prepare(plan: &RootfsPlan) -> Result<()> {
-    nix::mount::mount(None::<&str>, "/", None::<&str>, plan.root_propagation, None::<&str>)
-        .ctx(|| "make / private to the container (rootfsPropagation)".into())?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        plan.root_propagation,
+        None::<&str>,
+    )
+    .ctx(|| "make / private to the container (rootfsPropagation)".into())?;
     // The new root must be a mount point for pivot_root.
     nix::mount::mount(
         Some(&plan.rootfs),

@@ -34,7 +34,10 @@ impl Mount {
 pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
     let dest = &m.destination;
     if m.options.idmap {
-        return Err(Error::invalid("options", "idmap mounts are not supported yet"));
+        return Err(Error::invalid(
+            "options",
+            "idmap mounts are not supported yet",
+        ));
     }
     if m.typ == "cgroup" || m.typ == "cgroup2" {
         return mount_cgroup(root, m, plan);
@@ -63,7 +66,14 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
     }
     .ctx(|| format!("destination {} in rootfs", dest.display()))?;
     let at = path::fd_path(&target);
-    let what = || format!("mount {} {:?} on {}", m.typ, m.source.as_deref().unwrap_or(Path::new("none")), dest.display());
+    let what = || {
+        format!(
+            "mount {} {:?} on {}",
+            m.typ,
+            m.source.as_deref().unwrap_or(Path::new("none")),
+            dest.display()
+        )
+    };
     let o = &m.options;
     if m.is_bind() {
         let bind = MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC);
@@ -72,7 +82,8 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
         let rest = o.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !rest.is_empty() {
             let top = reopen(root, dest)?;
-            remount_bind(&path::fd_path(&top), rest).ctx(|| format!("remount {} with its options", dest.display()))?;
+            remount_bind(&path::fd_path(&top), rest)
+                .ctx(|| format!("remount {} with its options", dest.display()))?;
         }
     } else {
         let data = (!o.data.is_empty()).then_some(o.data.as_str());
@@ -88,9 +99,14 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
 /// The mount now on top of `dest`. An fd taken before mounting (and its
 /// /proc/self/fd link) still names the covered directory, so resolve again.
 fn reopen(root: &OwnedFd, dest: &Path) -> Result<OwnedFd> {
-    path::open_in_root(root.as_fd(), dest, OFlag::O_PATH | OFlag::O_DIRECTORY, false)
-        .or_else(|_| path::open_in_root(root.as_fd(), dest, OFlag::O_PATH, false))
-        .ctx(|| format!("open {} after mounting", dest.display()))
+    path::open_in_root(
+        root.as_fd(),
+        dest,
+        OFlag::O_PATH | OFlag::O_DIRECTORY,
+        false,
+    )
+    .or_else(|_| path::open_in_root(root.as_fd(), dest, OFlag::O_PATH, false))
+    .ctx(|| format!("open {} after mounting", dest.display()))
 }
 
 /// Propagation and recursive attributes, after the mount exists.
@@ -116,49 +132,87 @@ fn finish(root: &OwnedFd, dest: &Path, o: &MountOptions) -> Result<()> {
 /// cgroup directories, so the host's tree stays out of sight either way.
 fn mount_cgroup(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
     let dest = &m.destination;
-    let target = path::make_in_root(root.as_fd(), dest, Kind::Dir).ctx(|| format!("destination {} in rootfs", dest.display()))?;
+    let target = path::make_in_root(root.as_fd(), dest, Kind::Dir)
+        .ctx(|| format!("destination {} in rootfs", dest.display()))?;
     let at = path::fd_path(&target);
     let flags = m.options.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
     let cg = &plan.cgroups;
     if cg.v1.is_empty() {
         // Pure cgroup v2.
         match (&cg.unified, plan.cgroupns) {
-            (_, true) => nix::mount::mount(Some("cgroup2"), &at, Some("cgroup2"), flags, None::<&str>),
-            (Some(dir), false) => nix::mount::mount(Some(dir), &at, None::<&str>, MsFlags::MS_BIND, None::<&str>),
+            (_, true) => {
+                nix::mount::mount(Some("cgroup2"), &at, Some("cgroup2"), flags, None::<&str>)
+            }
+            (Some(dir), false) => {
+                nix::mount::mount(Some(dir), &at, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            }
             (None, false) => Ok(()),
         }
         .ctx(|| format!("mount cgroup2 on {}", dest.display()))?;
         if !plan.cgroupns && !flags.is_empty() {
             let top = reopen(root, dest)?;
-            remount_bind(&path::fd_path(&top), flags).ctx(|| format!("remount {}", dest.display()))?;
+            remount_bind(&path::fd_path(&top), flags)
+                .ctx(|| format!("remount {}", dest.display()))?;
         }
         return finish(root, dest, &m.options);
     }
     // v1 or hybrid: a tmpfs holding one directory per hierarchy.
     let tmpfs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    nix::mount::mount(Some("tmpfs"), &at, Some("tmpfs"), tmpfs_flags, Some("mode=755"))
-        .ctx(|| format!("mount tmpfs for cgroups on {}", dest.display()))?;
+    nix::mount::mount(
+        Some("tmpfs"),
+        &at,
+        Some("tmpfs"),
+        tmpfs_flags,
+        Some("mode=755"),
+    )
+    .ctx(|| format!("mount tmpfs for cgroups on {}", dest.display()))?;
     let tmp = reopen(root, dest)?;
     let mut subs: Vec<(String, Option<&Path>, String)> = cg
         .v1
         .iter()
-        .map(|(key, dir)| (key.strip_prefix("name=").unwrap_or(key).to_string(), Some(dir.as_path()), key.clone()))
+        .map(|(key, dir)| {
+            (
+                key.strip_prefix("name=").unwrap_or(key).to_string(),
+                Some(dir.as_path()),
+                key.clone(),
+            )
+        })
         .collect();
     if let Some(dir) = &cg.unified {
         subs.push(("unified".into(), Some(dir.as_path()), String::new()));
     }
     for (name, host_dir, key) in subs {
-        let sub = path::make_in_root(tmp.as_fd(), Path::new(&name), Kind::Dir).ctx(|| format!("mkdir {}/{name}", dest.display()))?;
+        let sub = path::make_in_root(tmp.as_fd(), Path::new(&name), Kind::Dir)
+            .ctx(|| format!("mkdir {}/{name}", dest.display()))?;
         let sub_at = path::fd_path(&sub);
         let r = if plan.cgroupns {
             if key.is_empty() {
-                nix::mount::mount(Some("cgroup2"), &sub_at, Some("cgroup2"), flags, None::<&str>)
+                nix::mount::mount(
+                    Some("cgroup2"),
+                    &sub_at,
+                    Some("cgroup2"),
+                    flags,
+                    None::<&str>,
+                )
             } else {
-                nix::mount::mount(Some("cgroup"), &sub_at, Some("cgroup"), flags, Some(key.as_str()))
+                nix::mount::mount(
+                    Some("cgroup"),
+                    &sub_at,
+                    Some("cgroup"),
+                    flags,
+                    Some(key.as_str()),
+                )
             }
         } else {
             let dir = host_dir.unwrap_or(Path::new("/"));
-            nix::mount::mount(Some(dir), &sub_at, None::<&str>, MsFlags::MS_BIND, None::<&str>).and_then(|()| {
+            nix::mount::mount(
+                Some(dir),
+                &sub_at,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .and_then(|()| {
                 let top = path::open_in_root(tmp.as_fd(), Path::new(&name), OFlag::O_PATH, false)?;
                 remount_bind(&path::fd_path(&top), flags)
             })
@@ -167,15 +221,22 @@ fn mount_cgroup(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
         // Co-mounted controllers get one symlink each, as runc makes them.
         if key.contains(',') {
             for ctrl in key.split(',') {
-                let c = std::ffi::CString::new(ctrl).map_err(|_| Error::invalid("cgroup", "NUL in controller name"))?;
+                let c = std::ffi::CString::new(ctrl)
+                    .map_err(|_| Error::invalid("cgroup", "NUL in controller name"))?;
                 let _ = nix::unistd::symlinkat(name.as_str(), tmp.as_fd(), c.as_c_str());
             }
         }
     }
     if flags.contains(MsFlags::MS_RDONLY) {
         let top = reopen(root, dest)?;
-        nix::mount::mount(None::<&str>, &path::fd_path(&top), None::<&str>, MsFlags::MS_REMOUNT | tmpfs_flags | MsFlags::MS_RDONLY, None::<&str>)
-            .ctx(|| format!("remount {} read-only", dest.display()))?;
+        nix::mount::mount(
+            None::<&str>,
+            &path::fd_path(&top),
+            None::<&str>,
+            MsFlags::MS_REMOUNT | tmpfs_flags | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .ctx(|| format!("remount {} read-only", dest.display()))?;
     }
     finish(root, dest, &m.options)
 }

@@ -63,8 +63,14 @@ pub fn parse(options: &[String]) -> MountOptions {
             "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
             "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
             "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
-            "nosymfollow" => (MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW), MsFlags::empty()),
-            "symfollow" => (MsFlags::empty(), MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW)),
+            "nosymfollow" => (
+                MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
+                MsFlags::empty(),
+            ),
+            "symfollow" => (
+                MsFlags::empty(),
+                MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
+            ),
             "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
             "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
             "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
@@ -73,7 +79,8 @@ pub fn parse(options: &[String]) -> MountOptions {
             "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
             "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
             "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable" => {
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable" => {
                 let mut p = match opt.trim_start_matches('r') {
                     "private" => MsFlags::MS_PRIVATE,
                     "shared" => MsFlags::MS_SHARED,
@@ -166,7 +173,10 @@ mod tests {
     fn rbind_and_propagation() {
         let o = p(&["rbind", "rslave", "private"]);
         assert_eq!(o.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
-        assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC, MsFlags::MS_PRIVATE]);
+        assert_eq!(
+            o.propagation,
+            vec![MsFlags::MS_SLAVE | MsFlags::MS_REC, MsFlags::MS_PRIVATE]
+        );
     }
 
     #[test]

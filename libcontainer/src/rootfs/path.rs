@@ -21,9 +21,18 @@ fn cstr(p: &OsStr) -> nix::Result<CString> {
 
 /// Opens `path` as if `root` were `/`. `flags` are open(2) flags; O_CLOEXEC
 /// is always added. `no_symlinks` refuses any symlink on the way.
-pub fn open_in_root(root: BorrowedFd, path: &Path, flags: OFlag, no_symlinks: bool) -> nix::Result<OwnedFd> {
+pub fn open_in_root(
+    root: BorrowedFd,
+    path: &Path,
+    flags: OFlag,
+    no_symlinks: bool,
+) -> nix::Result<OwnedFd> {
     let rel = path.strip_prefix("/").unwrap_or(path);
-    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
     let c = cstr(rel.as_os_str())?;
     let mut resolve = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS;
     if no_symlinks {
@@ -44,7 +53,9 @@ fn walk(root: BorrowedFd, rel: &Path, flags: OFlag, no_symlinks: bool) -> nix::R
     let mut links = 0;
     while let Some(name) = todo.pop_front() {
         let last = todo.is_empty();
-        let Some(cur) = stack.last() else { return Err(Errno::EBADF) };
+        let Some(cur) = stack.last() else {
+            return Err(Errno::EBADF);
+        };
         if name == ".." {
             if stack.len() > 1 {
                 stack.pop();
@@ -52,7 +63,12 @@ fn walk(root: BorrowedFd, rel: &Path, flags: OFlag, no_symlinks: bool) -> nix::R
             continue;
         }
         let c = cstr(&name)?;
-        let fd = nix::fcntl::openat(cur.as_fd(), c.as_c_str(), OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty());
+        let fd = nix::fcntl::openat(
+            cur.as_fd(),
+            c.as_c_str(),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        );
         let fd = match fd {
             Ok(fd) => fd,
             Err(e) => return Err(e),
@@ -81,7 +97,12 @@ fn walk(root: BorrowedFd, rel: &Path, flags: OFlag, no_symlinks: bool) -> nix::R
                 return Ok(fd);
             }
             // Re-open the very inode we checked, with the wanted flags.
-            let again = nix::fcntl::openat(cur.as_fd(), c.as_c_str(), flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
+            let again = nix::fcntl::openat(
+                cur.as_fd(),
+                c.as_c_str(),
+                flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
             let st2 = nix::sys::stat::fstat(&again)?;
             if (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino) {
                 return Err(Errno::EXDEV);
@@ -91,9 +112,16 @@ fn walk(root: BorrowedFd, rel: &Path, flags: OFlag, no_symlinks: bool) -> nix::R
         stack.push(fd);
     }
     // The path named the root itself (or climbed back to it).
-    let Some(top) = stack.last() else { return Err(Errno::EBADF) };
+    let Some(top) = stack.last() else {
+        return Err(Errno::EBADF);
+    };
     let c = cstr(OsStr::new("."))?;
-    nix::fcntl::openat(top.as_fd(), c.as_c_str(), flags | OFlag::O_CLOEXEC, Mode::empty())
+    nix::fcntl::openat(
+        top.as_fd(),
+        c.as_c_str(),
+        flags | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
 }
 
 fn components(p: &Path) -> VecDeque<OsString> {
@@ -117,13 +145,20 @@ pub enum Kind {
 /// O_PATH fd on it. An existing entry of the other kind is an error.
 pub fn make_in_root(root: BorrowedFd, path: &Path, kind: Kind) -> nix::Result<OwnedFd> {
     let mut so_far = PathBuf::from("/");
-    let comps: Vec<_> = path.components().filter(|c| matches!(c, Component::Normal(_))).collect();
+    let comps: Vec<_> = path
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect();
     let mut dir = open_in_root(root, &so_far, OFlag::O_PATH | OFlag::O_DIRECTORY, false)?;
     for (i, comp) in comps.iter().enumerate() {
         let name = comp.as_os_str();
         so_far.push(name);
         let want_dir = i + 1 < comps.len() || kind == Kind::Dir;
-        let flags = if want_dir { OFlag::O_PATH | OFlag::O_DIRECTORY } else { OFlag::O_PATH };
+        let flags = if want_dir {
+            OFlag::O_PATH | OFlag::O_DIRECTORY
+        } else {
+            OFlag::O_PATH
+        };
         match open_in_root(root, &so_far, flags, false) {
             Ok(fd) => {
                 dir = fd;
@@ -136,7 +171,11 @@ pub fn make_in_root(root: BorrowedFd, path: &Path, kind: Kind) -> nix::Result<Ow
         // a dangling symlink there makes mkdirat/openat fail with EEXIST.
         let c = cstr(name)?;
         if want_dir {
-            match nix::sys::stat::mkdirat(dir.as_fd(), c.as_c_str(), Mode::from_bits_truncate(0o755)) {
+            match nix::sys::stat::mkdirat(
+                dir.as_fd(),
+                c.as_c_str(),
+                Mode::from_bits_truncate(0o755),
+            ) {
                 Ok(()) | Err(Errno::EEXIST) => {}
                 Err(e) => return Err(e),
             }
@@ -146,7 +185,11 @@ pub fn make_in_root(root: BorrowedFd, path: &Path, kind: Kind) -> nix::Result<Ow
                 libc::openat(
                     dir.as_raw_fd(),
                     c.as_ptr(),
-                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_WRONLY
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC,
                     0o644,
                 )
             };
@@ -175,7 +218,11 @@ pub fn unlink_in_root(root: BorrowedFd, path: &Path) -> nix::Result<()> {
     };
     let dir = open_in_root(root, parent, OFlag::O_PATH | OFlag::O_DIRECTORY, false)?;
     let c = cstr(name)?;
-    match nix::unistd::unlinkat(dir.as_fd(), c.as_c_str(), nix::unistd::UnlinkatFlags::NoRemoveDir) {
+    match nix::unistd::unlinkat(
+        dir.as_fd(),
+        c.as_c_str(),
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    ) {
         Ok(()) | Err(Errno::ENOENT) => Ok(()),
         Err(e) => Err(e),
     }
@@ -212,7 +259,11 @@ mod tests {
         pub struct Dir(pub std::path::PathBuf);
         impl Dir {
             pub fn new() -> Dir {
-                let p = std::env::temp_dir().join(format!("keel-path-test-{}-{:?}", std::process::id(), std::thread::current().id()));
+                let p = std::env::temp_dir().join(format!(
+                    "keel-path-test-{}-{:?}",
+                    std::process::id(),
+                    std::thread::current().id()
+                ));
                 let _ = std::fs::remove_dir_all(&p);
                 std::fs::create_dir_all(&p).unwrap();
                 Dir(p)
@@ -237,7 +288,12 @@ mod tests {
                 if resolve {
                     open_in_root(root.as_fd(), Path::new(p), OFlag::O_PATH, false)
                 } else {
-                    walk(root.as_fd(), Path::new(p).strip_prefix("/").unwrap_or(Path::new(p)), OFlag::O_PATH, false)
+                    walk(
+                        root.as_fd(),
+                        Path::new(p).strip_prefix("/").unwrap_or(Path::new(p)),
+                        OFlag::O_PATH,
+                        false,
+                    )
                 }
             };
             let a = std::fs::metadata(d.0.join("a")).unwrap();

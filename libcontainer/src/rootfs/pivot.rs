@@ -20,8 +20,14 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
         // directory inside the rootfs to park the old one in.
         nix::unistd::pivot_root(".", ".").ctx(|| format!("pivot_root {}", rootfs.display()))?;
         // Keep the unmount from propagating to the host's mounts.
-        nix::mount::mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-            .ctx(|| "make old root rslave".into())?;
+        nix::mount::mount(
+            None::<&str>,
+            ".",
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .ctx(|| "make old root rslave".into())?;
         nix::mount::umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach old root".into())?;
     }
     nix::unistd::chdir("/").ctx(|| "chdir /".into())
@@ -54,17 +60,30 @@ fn locked_flags(path: &Path) -> MsFlags {
 pub fn remount_bind(path: &Path, flags: MsFlags) -> nix::Result<()> {
     let base = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags;
     match nix::mount::mount(None::<&str>, path, None::<&str>, base, None::<&str>) {
-        Err(Errno::EPERM) => nix::mount::mount(None::<&str>, path, None::<&str>, base | locked_flags(path), None::<&str>),
+        Err(Errno::EPERM) => nix::mount::mount(
+            None::<&str>,
+            path,
+            None::<&str>,
+            base | locked_flags(path),
+            None::<&str>,
+        ),
         r => r,
     }
 }
 
 pub fn readonly_path(p: &Path) -> Result<()> {
-    match nix::mount::mount(Some(p), p, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>) {
+    match nix::mount::mount(
+        Some(p),
+        p,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    ) {
         Err(Errno::ENOENT) => return Ok(()),
         r => r.ctx(|| format!("linux.readonlyPaths: bind {}", p.display()))?,
     }
-    remount_bind(p, MsFlags::MS_RDONLY | MsFlags::MS_REC).ctx(|| format!("linux.readonlyPaths: remount {} read-only", p.display()))
+    remount_bind(p, MsFlags::MS_RDONLY | MsFlags::MS_REC)
+        .ctx(|| format!("linux.readonlyPaths: remount {} read-only", p.display()))
 }
 
 pub fn mask_path(p: &Path) -> Result<()> {
@@ -73,9 +92,21 @@ pub fn mask_path(p: &Path) -> Result<()> {
         Err(_) => return Ok(()), // nothing there to hide
     };
     let r = if meta.is_dir() {
-        nix::mount::mount(Some("tmpfs"), p, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
+        nix::mount::mount(
+            Some("tmpfs"),
+            p,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
     } else {
-        nix::mount::mount(Some("/dev/null"), p, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        nix::mount::mount(
+            Some("/dev/null"),
+            p,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
     };
     match r {
         Err(Errno::ENOENT) => Ok(()),
@@ -84,5 +115,6 @@ pub fn mask_path(p: &Path) -> Result<()> {
 }
 
 pub fn remount_root_readonly() -> Result<()> {
-    remount_bind(Path::new("/"), MsFlags::MS_RDONLY).ctx(|| "root.readonly: remount / read-only".into())
+    remount_bind(Path::new("/"), MsFlags::MS_RDONLY)
+        .ctx(|| "root.readonly: remount / read-only".into())
 }

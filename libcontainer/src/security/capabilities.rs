@@ -23,9 +23,12 @@ fn convert(field: &str, set: &Option<OciCaps>) -> Result<CapsHashSet> {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        let cap = name
-            .parse()
-            .map_err(|_| Error::invalid(format!("process.capabilities.{field}"), format!("unknown capability {name}")))?;
+        let cap = name.parse().map_err(|_| {
+            Error::invalid(
+                format!("process.capabilities.{field}"),
+                format!("unknown capability {name}"),
+            )
+        })?;
         out.insert(cap);
     }
     Ok(out)
@@ -50,8 +53,16 @@ impl Capabilities {
                 match caps::drop(None, CapSet::Bounding, cap) {
                     Ok(()) => {}
                     // Newer than the running kernel: nothing to drop.
-                    Err(_) if !caps::runtime::procfs_all_supported(None).map(|s| s.contains(&cap)).unwrap_or(true) => {}
-                    Err(e) => return Err(Error::invalid("process.capabilities.bounding", format!("drop {cap}: {e}"))),
+                    Err(_)
+                        if !caps::runtime::procfs_all_supported(None)
+                            .map(|s| s.contains(&cap))
+                            .unwrap_or(true) => {}
+                    Err(e) => {
+                        return Err(Error::invalid(
+                            "process.capabilities.bounding",
+                            format!("drop {cap}: {e}"),
+                        ))
+                    }
                 }
             }
         }
@@ -60,10 +71,15 @@ impl Capabilities {
 
     /// Sets permitted, inheritable, effective and ambient, after setuid.
     pub fn apply_rest(&self) -> Result<()> {
-        let err = |set: &str, e: caps::errors::CapsError| Error::invalid(format!("process.capabilities.{set}"), e.to_string());
-        caps::set(None, CapSet::Permitted, &self.permitted).map_err(|e| err("permitted", e))?;
-        caps::set(None, CapSet::Inheritable, &self.inheritable).map_err(|e| err("inheritable", e))?;
+        let err = |set: &str, e: caps::errors::CapsError| {
+            Error::invalid(format!("process.capabilities.{set}"), e.to_string())
+        };
+        // Inheritable while CAP_SETPCAP is still effective; effective before
+        // permitted, since effective must stay a subset of permitted.
+        caps::set(None, CapSet::Inheritable, &self.inheritable)
+            .map_err(|e| err("inheritable", e))?;
         caps::set(None, CapSet::Effective, &self.effective).map_err(|e| err("effective", e))?;
+        caps::set(None, CapSet::Permitted, &self.permitted).map_err(|e| err("permitted", e))?;
         // Ambient needs each cap in permitted and inheritable; runc skips
         // the ones that are not (with a warning), and so do we.
         caps::clear(None, CapSet::Ambient).map_err(|e| err("ambient", e))?;
@@ -74,4 +90,9 @@ impl Capabilities {
         }
         Ok(())
     }
+}
+
+/// Names of every capability keel knows (for `features`).
+pub fn known_names() -> Vec<String> {
+    caps::all().into_iter().map(|c| c.to_string()).collect()
 }

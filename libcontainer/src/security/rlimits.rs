@@ -39,22 +39,52 @@ pub fn from_spec(limits: &[PosixRlimit]) -> Result<Vec<Rlimit>> {
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            let name = serde_json::to_value(l.typ()).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-            let resource = resource(&name).ok_or_else(|| Error::invalid(format!("process.rlimits[{i}].type"), format!("unknown rlimit {name}")))?;
+            let name = serde_json::to_value(l.typ())
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let resource = resource(&name).ok_or_else(|| {
+                Error::invalid(
+                    format!("process.rlimits[{i}].type"),
+                    format!("unknown rlimit {name}"),
+                )
+            })?;
             if l.soft() > l.hard() {
-                return Err(Error::invalid(format!("process.rlimits[{i}]"), format!("{name}: soft limit {} above hard limit {}", l.soft(), l.hard())));
+                return Err(Error::invalid(
+                    format!("process.rlimits[{i}]"),
+                    format!(
+                        "{name}: soft limit {} above hard limit {}",
+                        l.soft(),
+                        l.hard()
+                    ),
+                ));
             }
-            Ok(Rlimit { resource, soft: l.soft(), hard: l.hard() })
+            Ok(Rlimit {
+                resource,
+                soft: l.soft(),
+                hard: l.hard(),
+            })
         })
         .collect()
 }
 
 pub fn apply(limits: &[Rlimit]) -> Result<()> {
     for l in limits {
-        let r = libc::rlimit { rlim_cur: l.soft, rlim_max: l.hard };
+        let r = libc::rlimit {
+            rlim_cur: l.soft,
+            rlim_max: l.hard,
+        };
         // SAFETY: setrlimit with a valid struct.
         let ret = unsafe { libc::setrlimit(l.resource as _, &r) };
-        nix::errno::Errno::result(ret).map_err(|e| Error::sys(format!("process.rlimits: setrlimit {} to {}/{}", l.resource, l.soft, l.hard), e))?;
+        nix::errno::Errno::result(ret).map_err(|e| {
+            Error::sys(
+                format!(
+                    "process.rlimits: setrlimit {} to {}/{}",
+                    l.resource, l.soft, l.hard
+                ),
+                e,
+            )
+        })?;
     }
     Ok(())
 }

@@ -1,0 +1,240 @@
+//! The command line, flag for flag as runc's.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "keel", version = crate::VERSION_TEXT, about = "keel: an OCI container runtime (runc-compatible CLI)")]
+pub struct Cli {
+    /// Root directory for storage of container state
+    #[arg(long, global = true, default_value = libkeel::DEFAULT_ROOT)]
+    pub root: PathBuf,
+    /// Set the log file to write runtime logs to (default is stderr)
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Set the log format ('text' or 'json')
+    #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Enable debug logging
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Enable systemd cgroup support
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+    /// Ignore cgroup permission errors ('true', 'false', or 'auto')
+    #[arg(long, default_value = "auto")]
+    pub rootless: String,
+    /// Path to the criu binary used for checkpoint and restore
+    #[arg(long, global = true, hide = true)]
+    pub criu: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CreateArgs {
+    /// Path to the root of the bundle directory
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Path to an AF_UNIX socket which will receive the pty master
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Path to an AF_UNIX socket which will receive the pidfd of the init
+    #[arg(long = "pidfd-socket")]
+    pub pidfd_socket: Option<PathBuf>,
+    /// Specify the file to write the process id to
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Do not use pivot root to jail process inside rootfs
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring for the container
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Pass N additional file descriptors to the container (stdio + $LISTEN_FDS + N)
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Container id
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub create: CreateArgs,
+    /// Detach from the container's process
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Do not delete the container after it exits
+    #[arg(long)]
+    pub keep: bool,
+    /// Disable the use of the subreaper used to reap reparented processes
+    #[arg(long = "no-subreaper")]
+    pub no_subreaper: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a container
+    Create(CreateArgs),
+    /// Executes the user defined process in a created container
+    Start { id: String },
+    /// Create and run a container
+    Run(RunArgs),
+    /// Output the state of a container
+    State { id: String },
+    /// Kill sends the specified signal (default: SIGTERM) to the container's init process
+    Kill {
+        /// Send the specified signal to all processes inside the container
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete any resources held by the container
+    Delete {
+        /// Forcibly deletes the container if it is still running (uses SIGKILL)
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// Lists containers started by keel with the given root
+    List {
+        /// Select one of: table or json
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        /// Display only container IDs
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Create a new specification file
+    Spec {
+        /// Path to the root of the bundle directory
+        #[arg(short, long)]
+        bundle: Option<PathBuf>,
+        /// Generate a configuration for a rootless container
+        #[arg(id = "spec_rootless", long = "rootless")]
+        rootless: bool,
+    },
+    /// Show the enabled features
+    Features,
+    /// Execute new process inside the container (not yet implemented)
+    #[command(disable_help_flag = true)]
+    Exec(Pending),
+    /// Displays the processes running inside a container (not yet implemented)
+    #[command(disable_help_flag = true)]
+    Ps(Pending),
+    /// Pause all processes within the container (not yet implemented)
+    #[command(disable_help_flag = true)]
+    Pause(Pending),
+    /// Resume all processes that have been previously paused (not yet implemented)
+    #[command(disable_help_flag = true)]
+    Resume(Pending),
+    /// Update container resource constraints (not yet implemented)
+    #[command(disable_help_flag = true)]
+    Update(Pending),
+    /// Display container events (not yet implemented)
+    #[command(disable_help_flag = true)]
+    Events(Pending),
+    /// Checkpoint a running container (not yet implemented)
+    #[command(disable_help_flag = true)]
+    Checkpoint(Pending),
+    /// Restore a container from a previous checkpoint (not yet implemented)
+    #[command(disable_help_flag = true)]
+    Restore(Pending),
+}
+
+/// Arguments of a command that is not implemented yet: accepted whole, so
+/// the error names the command rather than a flag.
+#[derive(Args, Debug)]
+pub struct Pending {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+/// runc's flag parser (Go's) takes `-root x` as well as `--root x`; clap
+/// does not, so single-dash long flags are rewritten first.
+pub fn normalize_args(args: Vec<String>) -> Vec<String> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let mut longs: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_owned))
+        .collect();
+    for sub in cmd.get_subcommands() {
+        longs.extend(
+            sub.get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_owned)),
+        );
+    }
+    let mut passthrough = false;
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if i == 0 || passthrough {
+                return a;
+            }
+            if a == "--" {
+                passthrough = true;
+                return a;
+            }
+            if let Some(rest) = a
+                .strip_prefix('-')
+                .filter(|r| !r.starts_with('-') && r.len() > 1)
+            {
+                let name = rest.split('=').next().unwrap_or(rest);
+                if longs.iter().any(|l| l == name) {
+                    return format!("-{a}");
+                }
+            }
+            a
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(normalize_args(args.iter().map(|s| s.to_string()).collect())).unwrap()
+    }
+
+    #[test]
+    fn runc_flag_spellings() {
+        for args in [
+            &["keel", "--root", "/r", "create", "-b", "/b", "x"][..],
+            &["keel", "--root=/r", "create", "--bundle=/b", "x"],
+            &["keel", "-root", "/r", "create", "-bundle", "/b", "x"],
+            &["keel", "create", "--bundle", "/b", "x", "--root", "/r"],
+        ] {
+            let cli = parse(args);
+            assert_eq!(cli.root, PathBuf::from("/r"));
+            match cli.command {
+                Command::Create(c) => {
+                    assert_eq!(c.bundle, PathBuf::from("/b"));
+                    assert_eq!(c.id, "x");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn kill_defaults_to_sigterm() {
+        match parse(&["keel", "kill", "c1"]).command {
+            Command::Kill { signal, all, .. } => {
+                assert_eq!(signal, "SIGTERM");
+                assert!(!all);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! create, start, run, kill, delete.
+
+use crate::cli::{CreateArgs, RunArgs};
+use crate::logging::{Level, Logger};
+use anyhow::{bail, Context, Result};
+use libkeel::{Container, ContainerBuilder, Signal};
+use nix::sys::signal::SigSet;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::path::Path;
+
+fn create_container(root: &Path, a: &CreateArgs, log: &Logger) -> Result<Container> {
+    if a.pidfd_socket.is_some() {
+        bail!("--pidfd-socket is not supported by this version of keel yet");
+    }
+    let mut b = ContainerBuilder::new(&a.id, &a.bundle)
+        .root(root)
+        .no_pivot(a.no_pivot)
+        .preserve_fds(a.preserve_fds + listen_fds());
+    if let Some(p) = &a.pid_file {
+        b = b.pid_file(p);
+    }
+    let c = b.create()?;
+    for w in c.warnings() {
+        log.log(Level::Warning, w);
+    }
+    Ok(c)
+}
+
+/// Sockets handed over by systemd socket activation travel on, as in runc.
+fn listen_fds() -> u32 {
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+pub fn create(root: &Path, a: &CreateArgs, log: &Logger) -> Result<i32> {
+    create_container(root, a, log)?;
+    Ok(0)
+}
+
+pub fn start(root: &Path, id: &str) -> Result<i32> {
+    Container::load(root, id)?.start()?;
+    Ok(0)
+}
+
+/// `run`: create + start, then (unless detached) forward signals to the
+/// init, wait for it, exit with its status and delete the container.
+pub fn run(root: &Path, a: &RunArgs, log: &Logger) -> Result<i32> {
+    if a.detach {
+        let c = create_container(root, &a.create, log)?;
+        return start_or_destroy(c).map(|_| 0);
+    }
+    if !a.no_subreaper {
+        // The init may be a grandchild (joined pid namespace): be its reaper.
+        nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
+    }
+    // Blocked before the fork so none is lost; the init unblocks its own.
+    let mut forwarded = SigSet::all();
+    forwarded.remove(Signal::SIGKILL);
+    forwarded.remove(Signal::SIGSTOP);
+    forwarded.thread_block().context("block signals")?;
+    let c = create_container(root, &a.create, log)?;
+    let init = Pid::from_raw(c.pid());
+    let id = c.id().to_string();
+    start_or_destroy(c)?;
+    let code = loop {
+        let sig = forwarded.wait().context("sigwait")?;
+        if sig != Signal::SIGCHLD {
+            let _ = nix::sys::signal::kill(init, sig);
+            continue;
+        }
+        if let Some(code) = reap(init) {
+            break code;
+        }
+    };
+    if !a.keep {
+        Container::load(root, &id)?.delete(true)?;
+    }
+    Ok(code)
+}
+
+fn start_or_destroy(c: Container) -> Result<()> {
+    if let Err(e) = c.start() {
+        let _ = c.delete(true);
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// Reaps every exited child; returns the init's exit code once it is gone
+/// (128+N when killed by signal N, as a shell reports it).
+fn reap(init: Pid) -> Option<i32> {
+    let mut result = None;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == init => result = Some(code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == init => result = Some(128 + sig as i32),
+            Ok(WaitStatus::StillAlive) | Err(_) => return result,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// runc's signal syntax: a number, or a name with or without SIG, any case.
+pub fn parse_signal(s: &str) -> Result<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| anyhow::anyhow!("unknown signal {s:?}"));
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>()
+        .map_err(|_| anyhow::anyhow!("unknown signal {s:?}"))
+}
+
+pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<i32> {
+    let sig = parse_signal(signal)?;
+    Container::load(root, id)?.kill(sig, all)?;
+    Ok(0)
+}
+
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<i32> {
+    match Container::load(root, id) {
+        Ok(c) => c.delete(force)?,
+        // runc: deleting a missing container with --force is not an error.
+        Err(libkeel::Error::NotFound(_)) if force => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_like_runc() {
+        for s in ["9", "KILL", "kill", "SIGKILL", "sigkill"] {
+            assert_eq!(parse_signal(s).unwrap(), Signal::SIGKILL, "{s}");
+        }
+        assert!(parse_signal("SIGNOPE").is_err());
+        assert!(parse_signal("99").is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! One module per group of commands; each returns the process exit code.
+
+pub mod info;
+pub mod lifecycle;
+pub mod spec;
