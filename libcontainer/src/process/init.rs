@@ -51,6 +51,12 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
     if ns.clone_flags().is_empty() {
         enter_namespaces_slowly(plan, chan)?;
     }
+    // Before the uid change below: until then /proc/self is still ours to
+    // write (the kernel hands a process's /proc files to root once its
+    // credentials change).
+    if ns.has_new(LinuxNamespaceType::Time) {
+        enter_time_namespace(&plan.time_offsets)?;
+    }
     if new_user {
         // Become root of the new namespace; host root maps to nobody there.
         nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
@@ -62,9 +68,6 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
     if ns.has_new(LinuxNamespaceType::Cgroup) {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .ctx(|| "unshare cgroup namespace".into())?;
-    }
-    if ns.has_new(LinuxNamespaceType::Time) {
-        enter_time_namespace(&plan.time_offsets)?;
     }
     nix::unistd::setsid().ctx(|| "setsid".into())?;
     if let Some(h) = &plan.hostname {
@@ -149,10 +152,9 @@ fn enter_namespaces_slowly(plan: &InitPlan, chan: &Channel) -> Result<()> {
                 // SAFETY: as in `run`.
                 unsafe { libc::_exit(0) }
             }
-            ForkResult::Child => {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                    .ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
-            }
+            // No death signal here: our parent exits right away on purpose.
+            // Should the runtime die, the sync channel reads EOF instead.
+            ForkResult::Child => {}
         }
     }
     Ok(())
