@@ -159,7 +159,7 @@ impl ContainerBuilder {
             _ => return Err(Error::InitDied("init exited right after setup".into())),
         };
         let state = State {
-            oci_version: bundle.spec.version().clone(),
+            oci_version: crate::SPEC_VERSION.to_string(),
             id: self.id.clone(),
             pid: pid.as_raw(),
             pid_start,
@@ -231,7 +231,10 @@ impl Container {
             };
             // A container still being created has no state.json yet.
             if let Ok(c) = Container::load(root, &id) {
-                out.push(c.state());
+                let mut state = c.state();
+                // As runc: `list` names the owner of the state directory.
+                state.owner = owner_name(&entry.path());
+                out.push(state);
             }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -427,6 +430,17 @@ impl Container {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+}
+
+fn owner_name(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return String::new();
+    };
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid())) {
+        Ok(Some(u)) => u.name,
+        _ => format!("#{}", meta.uid()),
     }
 }
 

@@ -31,6 +31,10 @@ pub mod spec;
 pub mod state;
 mod sys;
 
+/// The runtime-spec version keel implements, reported in `state` and as
+/// `ociVersionMax` in `features`.
+pub const SPEC_VERSION: &str = "1.3.0";
+
 pub use container::{Container, ContainerBuilder, ContainerState, DEFAULT_ROOT};
 pub use error::{Error, Result};
 pub use nix::sys::signal::Signal;

@@ -74,7 +74,7 @@ pub fn features() -> Result<i32> {
     caps.sort();
     let doc = serde_json::json!({
         "ociVersionMin": "1.0.0",
-        "ociVersionMax": "1.3.0",
+        "ociVersionMax": libkeel::SPEC_VERSION,
         "hooks": [],
         "mountOptions": MOUNT_OPTIONS,
         "linux": {
