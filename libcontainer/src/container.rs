@@ -3,7 +3,8 @@
 
 use crate::cgroups::CgroupPaths;
 use crate::error::{Error, Result, SysContext};
-use crate::process::{plan::InitPlan, spawn};
+use crate::process::plan::{InitPlan, Options};
+use crate::process::spawn;
 use crate::spec::Bundle;
 use crate::state::{self, State, StateDir, Status};
 use crate::sys;
@@ -50,8 +51,7 @@ pub struct ContainerBuilder {
     id: String,
     bundle: PathBuf,
     root: PathBuf,
-    no_pivot: bool,
-    preserve_fds: u32,
+    options: Options,
     pid_file: Option<PathBuf>,
 }
 
@@ -62,8 +62,7 @@ impl ContainerBuilder {
             id: id.into(),
             bundle: bundle.into(),
             root: PathBuf::from(DEFAULT_ROOT),
-            no_pivot: false,
-            preserve_fds: 0,
+            options: Options::default(),
             pid_file: None,
         }
     }
@@ -76,13 +75,20 @@ impl ContainerBuilder {
 
     /// Use MS_MOVE and chroot instead of pivot_root (for a ramfs root).
     pub fn no_pivot(mut self, yes: bool) -> Self {
-        self.no_pivot = yes;
+        self.options.no_pivot = yes;
+        self
+    }
+
+    /// Keep the caller's session keyring instead of giving the container a
+    /// new one named after its id (`--no-new-keyring`).
+    pub fn no_new_keyring(mut self, yes: bool) -> Self {
+        self.options.no_new_keyring = yes;
         self
     }
 
     /// Pass fds 3 .. 3+n of the calling process to the container's program.
     pub fn preserve_fds(mut self, n: u32) -> Self {
-        self.preserve_fds = n;
+        self.options.preserve_fds = n;
         self
     }
 
@@ -102,7 +108,7 @@ impl ContainerBuilder {
         let linux = bundle.spec.linux().as_ref();
         let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
         let cgroups = CgroupPaths::resolve(cgroups_path, &self.id)?;
-        let plan = InitPlan::new(&bundle, &cgroups, self.no_pivot, self.preserve_fds)?;
+        let plan = InitPlan::new(&self.id, &bundle, &cgroups, &self.options)?;
         let dir = StateDir::create(&self.root, &self.id)?;
         let mut made_cgroups = false;
         let result = self.create_in(&dir, &bundle, &plan, &cgroups, &mut made_cgroups);

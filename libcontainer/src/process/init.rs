@@ -81,6 +81,9 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
             .ctx(|| format!("domainname: setdomainname {d:?}"))?;
     }
 
+    if let Some(name) = &plan.session_keyring {
+        join_session_keyring(name)?;
+    }
     rootfs::prepare(&plan.rootfs)?;
     for (path, value) in &plan.sysctl {
         write_proc(path, value).map_err(|e| e.in_field("linux.sysctl"))?;
@@ -158,6 +161,26 @@ fn enter_namespaces_slowly(plan: &InitPlan, chan: &Channel) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A fresh session keyring named after the container, so keys are not
+/// shared with the host or other containers. Kernels without keyrings (or
+/// where a user namespace forbids them) are tolerated, as in runc.
+fn join_session_keyring(name: &CString) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
+    const KEYCTL_SETPERM: libc::c_int = 5;
+    // SAFETY: keyctl with a valid C string.
+    let id = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    match Errno::result(id) {
+        Ok(id) => {
+            // Possessor: all; user: view, read, write, search, link (runc's).
+            // SAFETY: plain keyctl on the key we just got.
+            let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, id, 0x3f1f_0000u32) };
+            Errno::result(r).map(drop).ctx(|| "keyctl(SETPERM) on the session keyring".into())
+        }
+        Err(Errno::ENOSYS) | Err(Errno::EACCES) => Ok(()),
+        Err(e) => Err(Error::sys("keyctl(JOIN_SESSION_KEYRING)", e)),
+    }
 }
 
 /// A time namespace applies to children only, and its offsets can be set

@@ -15,6 +15,17 @@ use oci_spec::runtime::{LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType};
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
+/// Choices of the caller (CLI flags) rather than of the config.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// MS_MOVE + chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// Extra fds (from 3 on) the program inherits.
+    pub preserve_fds: u32,
+    /// Join no new session keyring (`--no-new-keyring`).
+    pub no_new_keyring: bool,
+}
+
 #[derive(Debug)]
 pub struct InitPlan {
     pub ns: Namespaces,
@@ -41,6 +52,9 @@ pub struct InitPlan {
     pub env: Vec<CString>,
     /// fds 3..3+N stay open for the program (`--preserve-fds`).
     pub preserve_fds: u32,
+    /// Name of the new session keyring (the container id), unless
+    /// `--no-new-keyring`: keys must not be shared between containers.
+    pub session_keyring: Option<CString>,
 }
 
 fn cstrings(field: &str, v: &[String]) -> Result<Vec<CString>> {
@@ -80,12 +94,7 @@ fn propagation(field: &str, v: &str) -> Result<MsFlags> {
 }
 
 impl InitPlan {
-    pub fn new(
-        bundle: &Bundle,
-        cgroups: &CgroupPaths,
-        no_pivot: bool,
-        preserve_fds: u32,
-    ) -> Result<InitPlan> {
+    pub fn new(id: &str, bundle: &Bundle, cgroups: &CgroupPaths, opts: &Options) -> Result<InitPlan> {
         let spec = &bundle.spec;
         let process = spec
             .process()
@@ -194,7 +203,7 @@ impl InitPlan {
                 .as_ref()
                 .and_then(|r| r.readonly())
                 .unwrap_or(false),
-            no_pivot,
+            no_pivot: opts.no_pivot,
             in_userns,
             cgroups: cgroups.clone(),
             cgroupns: ns.has_new(LinuxNamespaceType::Cgroup),
@@ -250,7 +259,12 @@ impl InitPlan {
             cwd: process.cwd().clone(),
             args,
             env,
-            preserve_fds,
+            preserve_fds: opts.preserve_fds,
+            session_keyring: if opts.no_new_keyring {
+                None
+            } else {
+                Some(CString::new(id).map_err(|_| Error::invalid("id", "contains a NUL byte"))?)
+            },
             ns,
         })
     }

@@ -16,6 +16,7 @@ fn create_container(root: &Path, a: &CreateArgs, log: &Logger) -> Result<Contain
     let mut b = ContainerBuilder::new(&a.id, &a.bundle)
         .root(root)
         .no_pivot(a.no_pivot)
+        .no_new_keyring(a.no_new_keyring)
         .preserve_fds(a.preserve_fds + listen_fds());
     if let Some(p) = &a.pid_file {
         b = b.pid_file(p);
