@@ -12,6 +12,7 @@ use nix::unistd::{ForkResult, Gid, Uid};
 use oci_spec::runtime::LinuxNamespaceType;
 use std::convert::Infallible;
 use std::ffi::CString;
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -109,7 +110,8 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
     wait_for_start(fifo)?;
     let err = nix::unistd::execve(&exe, &plan.args, &plan.env).unwrap_err();
     // Ready was sent: nobody listens on the channel any more.
-    eprintln!("keel: exec {}: {}", exe.to_string_lossy(), err.desc());
+    // Not eprintln!: it panics when stderr is gone.
+    let _ = writeln!(std::io::stderr(), "keel: exec {}: {}", exe.to_string_lossy(), err.desc());
     // SAFETY: as in `run`.
     unsafe { libc::_exit(127) }
 }

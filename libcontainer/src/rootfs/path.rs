@@ -69,10 +69,7 @@ fn walk(root: BorrowedFd, rel: &Path, flags: OFlag, no_symlinks: bool) -> nix::R
             OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         );
-        let fd = match fd {
-            Ok(fd) => fd,
-            Err(e) => return Err(e),
-        };
+        let fd = fd?;
         let st: FileStat = nix::sys::stat::fstat(&fd)?;
         if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK {
             if no_symlinks {
