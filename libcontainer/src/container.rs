@@ -46,13 +46,14 @@ pub struct ContainerState {
 /// c.start()?;
 /// # Ok::<(), libkeel::Error>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ContainerBuilder {
     id: String,
     bundle: PathBuf,
     root: PathBuf,
     options: Options,
     pid_file: Option<PathBuf>,
+    console_socket: Option<OwnedFd>,
 }
 
 impl ContainerBuilder {
@@ -64,6 +65,7 @@ impl ContainerBuilder {
             root: PathBuf::from(DEFAULT_ROOT),
             options: Options::default(),
             pid_file: None,
+            console_socket: None,
         }
     }
 
@@ -92,6 +94,13 @@ impl ContainerBuilder {
         self
     }
 
+    /// A connected unix socket that receives the pty master (SCM_RIGHTS)
+    /// when the config asks for a terminal; see [`crate::console`].
+    pub fn console_socket(mut self, socket: OwnedFd) -> Self {
+        self.console_socket = Some(socket);
+        self
+    }
+
     /// Write the init's pid to this file once created.
     pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.pid_file = Some(path.into());
@@ -102,13 +111,19 @@ impl ContainerBuilder {
     /// On error nothing is left behind: no state, cgroup or process.
     ///
     /// The process must be single-threaded: the init is forked from it.
-    pub fn create(self) -> Result<Container> {
+    pub fn create(mut self) -> Result<Container> {
         state::validate_id(&self.id)?;
         let bundle = Bundle::load(&self.bundle)?;
         let linux = bundle.spec.linux().as_ref();
         let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
         let cgroups = CgroupPaths::resolve(cgroups_path, &self.id)?;
-        let plan = InitPlan::new(&self.id, &bundle, &cgroups, &self.options)?;
+        let plan = InitPlan::new(
+            &self.id,
+            &bundle,
+            &cgroups,
+            &self.options,
+            self.console_socket.take(),
+        )?;
         let dir = StateDir::create(&self.root, &self.id)?;
         let mut made_cgroups = false;
         let result = self.create_in(&dir, &bundle, &plan, &cgroups, &mut made_cgroups);

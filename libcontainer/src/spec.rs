@@ -238,9 +238,6 @@ fn not_yet_supported(spec: &Spec, warnings: &mut Vec<String>) -> Result<()> {
         }
     }
     if let Some(p) = spec.process() {
-        if p.terminal() == Some(true) {
-            return refuse("process.terminal");
-        }
         if p.apparmor_profile().as_ref().is_some_and(|a| !a.is_empty()) {
             let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
                 .is_ok_and(|s| s.trim() == "Y");

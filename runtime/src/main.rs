@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod logging;
+mod tty;
 
 use clap::Parser;
 use cli::{Cli, Command};

@@ -89,6 +89,9 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
     for (path, value) in &plan.sysctl {
         write_proc(path, value).map_err(|e| e.in_field("linux.sysctl"))?;
     }
+    if let Some(t) = &plan.terminal {
+        crate::console::setup(&t.socket, t.size)?;
+    }
     rootfs::finalize(&plan.rootfs)?;
     crate::security::rlimits::apply(&plan.rlimits)?;
 
@@ -111,7 +114,12 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
     let err = nix::unistd::execve(&exe, &plan.args, &plan.env).unwrap_err();
     // Ready was sent: nobody listens on the channel any more.
     // Not eprintln!: it panics when stderr is gone.
-    let _ = writeln!(std::io::stderr(), "keel: exec {}: {}", exe.to_string_lossy(), err.desc());
+    let _ = writeln!(
+        std::io::stderr(),
+        "keel: exec {}: {}",
+        exe.to_string_lossy(),
+        err.desc()
+    );
     // SAFETY: as in `run`.
     unsafe { libc::_exit(127) }
 }
@@ -178,7 +186,9 @@ fn join_session_keyring(name: &CString) -> Result<()> {
             // Possessor: all; user: view, read, write, search, link (runc's).
             // SAFETY: plain keyctl on the key we just got.
             let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, id, 0x3f1f_0000u32) };
-            Errno::result(r).map(drop).ctx(|| "keyctl(SETPERM) on the session keyring".into())
+            Errno::result(r)
+                .map(drop)
+                .ctx(|| "keyctl(SETPERM) on the session keyring".into())
         }
         Err(Errno::ENOSYS) | Err(Errno::EACCES) => Ok(()),
         Err(e) => Err(Error::sys("keyctl(JOIN_SESSION_KEYRING)", e)),

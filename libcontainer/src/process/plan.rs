@@ -3,6 +3,7 @@
 //! value and never re-reads the bundle.
 
 use crate::cgroups::CgroupPaths;
+use crate::console::Size;
 use crate::error::{Error, Result};
 use crate::namespaces::Namespaces;
 use crate::rootfs::{self, Device, Mount, RootfsPlan};
@@ -13,6 +14,7 @@ use nix::mount::MsFlags;
 use nix::sys::stat::SFlag;
 use oci_spec::runtime::{LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType};
 use std::ffi::CString;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 /// Choices of the caller (CLI flags) rather than of the config.
@@ -55,6 +57,14 @@ pub struct InitPlan {
     /// Name of the new session keyring (the container id), unless
     /// `--no-new-keyring`: keys must not be shared between containers.
     pub session_keyring: Option<CString>,
+    /// `process.terminal`: where the pty master goes, and its size.
+    pub terminal: Option<Terminal>,
+}
+
+#[derive(Debug)]
+pub struct Terminal {
+    pub socket: OwnedFd,
+    pub size: Option<Size>,
 }
 
 fn cstrings(field: &str, v: &[String]) -> Result<Vec<CString>> {
@@ -94,7 +104,13 @@ fn propagation(field: &str, v: &str) -> Result<MsFlags> {
 }
 
 impl InitPlan {
-    pub fn new(id: &str, bundle: &Bundle, cgroups: &CgroupPaths, opts: &Options) -> Result<InitPlan> {
+    pub fn new(
+        id: &str,
+        bundle: &Bundle,
+        cgroups: &CgroupPaths,
+        opts: &Options,
+        console: Option<OwnedFd>,
+    ) -> Result<InitPlan> {
         let spec = &bundle.spec;
         let process = spec
             .process()
@@ -237,6 +253,22 @@ impl InitPlan {
             .as_ref()
             .map(Capabilities::from_spec)
             .transpose()?;
+        let terminal = match (process.terminal().unwrap_or(false), console) {
+            (true, Some(socket)) => Some(Terminal {
+                socket,
+                size: process.console_size().map(|b| Size {
+                    rows: b.height() as u16,
+                    cols: b.width() as u16,
+                }),
+            }),
+            (true, None) => {
+                return Err(Error::invalid(
+                    "process.terminal",
+                    "cannot allocate a tty without a console socket (--console-socket)",
+                ))
+            }
+            (false, _) => None,
+        };
         let user = process.user();
         let args = cstrings("process.args", process.args().as_deref().unwrap_or(&[]))?;
         let env = cstrings("process.env", process.env().as_deref().unwrap_or(&[]))?;
@@ -260,6 +292,7 @@ impl InitPlan {
             args,
             env,
             preserve_fds: opts.preserve_fds,
+            terminal,
             session_keyring: if opts.no_new_keyring {
                 None
             } else {

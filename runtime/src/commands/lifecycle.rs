@@ -2,17 +2,33 @@
 
 use crate::cli::{CreateArgs, RunArgs};
 use crate::logging::{Level, Logger};
+use crate::tty;
 use anyhow::{bail, Context, Result};
 use libkeel::{Container, ContainerBuilder, Signal};
 use nix::sys::signal::SigSet;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-fn create_container(root: &Path, a: &CreateArgs, log: &Logger) -> Result<Container> {
+fn create_container(
+    root: &Path,
+    a: &CreateArgs,
+    log: &Logger,
+    console: Option<OwnedFd>,
+) -> Result<Container> {
     if a.pidfd_socket.is_some() {
         bail!("--pidfd-socket is not supported by this version of keel yet");
     }
+    let console = match (&a.console_socket, console) {
+        (Some(path), _) => {
+            let s = UnixStream::connect(path)
+                .with_context(|| format!("--console-socket: connect {}", path.display()))?;
+            Some(OwnedFd::from(s))
+        }
+        (None, c) => c,
+    };
     let mut b = ContainerBuilder::new(&a.id, &a.bundle)
         .root(root)
         .no_pivot(a.no_pivot)
@@ -20,6 +36,9 @@ fn create_container(root: &Path, a: &CreateArgs, log: &Logger) -> Result<Contain
         .preserve_fds(a.preserve_fds + listen_fds());
     if let Some(p) = &a.pid_file {
         b = b.pid_file(p);
+    }
+    if let Some(c) = console {
+        b = b.console_socket(c);
     }
     let c = b.create()?;
     for w in c.warnings() {
@@ -37,7 +56,7 @@ fn listen_fds() -> u32 {
 }
 
 pub fn create(root: &Path, a: &CreateArgs, log: &Logger) -> Result<i32> {
-    create_container(root, a, log)?;
+    create_container(root, a, log, None)?;
     Ok(0)
 }
 
@@ -50,7 +69,7 @@ pub fn start(root: &Path, id: &str) -> Result<i32> {
 /// init, wait for it, exit with its status and delete the container.
 pub fn run(root: &Path, a: &RunArgs, log: &Logger) -> Result<i32> {
     if a.detach {
-        let c = create_container(root, &a.create, log)?;
+        let c = create_container(root, &a.create, log, None)?;
         return start_or_destroy(c).map(|_| 0);
     }
     if !a.no_subreaper {
@@ -62,20 +81,40 @@ pub fn run(root: &Path, a: &RunArgs, log: &Logger) -> Result<i32> {
     forwarded.remove(Signal::SIGKILL);
     forwarded.remove(Signal::SIGSTOP);
     forwarded.thread_block().context("block signals")?;
-    let c = create_container(root, &a.create, log)?;
+    // Our end of a console socket, used if the config asks for a terminal.
+    let (ours, theirs) = UnixStream::pair().context("socketpair for the console")?;
+    let c = create_container(root, &a.create, log, Some(OwnedFd::from(theirs)))?;
     let init = Pid::from_raw(c.pid());
     let id = c.id().to_string();
+    let master = tty::take_master(&OwnedFd::from(ours))?;
+    let raw = master.as_ref().map(|_| tty::RawMode::enter());
+    let output = match &master {
+        Some(m) => {
+            tty::resize_from_stdin(m);
+            Some(tty::copy(m.try_clone().context("dup pty master")?)?)
+        }
+        None => None,
+    };
     start_or_destroy(c)?;
     let code = loop {
         let sig = forwarded.wait().context("sigwait")?;
-        if sig != Signal::SIGCHLD {
-            let _ = nix::sys::signal::kill(init, sig);
-            continue;
-        }
-        if let Some(code) = reap(init) {
-            break code;
+        match (sig, &master) {
+            (Signal::SIGCHLD, _) => {
+                if let Some(code) = reap(init) {
+                    break code;
+                }
+            }
+            (Signal::SIGWINCH, Some(m)) => tty::resize_from_stdin(m),
+            _ => {
+                let _ = nix::sys::signal::kill(init, sig);
+            }
         }
     };
+    drop(master);
+    if let Some(h) = output {
+        let _ = h.join();
+    }
+    drop(raw);
     if !a.keep {
         Container::load(root, &id)?.delete(true)?;
     }

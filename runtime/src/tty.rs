@@ -1,0 +1,84 @@
+//! A foreground `run` with `process.terminal`: keel is the console socket's
+//! other end, puts its own terminal in raw mode and copies between it and
+//! the container's pty.
+
+use anyhow::{Context, Result};
+use libkeel::console;
+use nix::sys::termios::{self, SetArg, Termios};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::thread::JoinHandle;
+
+/// Restores the terminal mode on drop.
+pub struct RawMode(Option<Termios>);
+
+impl RawMode {
+    pub fn enter() -> RawMode {
+        let stdin = std::io::stdin();
+        let Ok(saved) = termios::tcgetattr(stdin.as_fd()) else {
+            return RawMode(None); // not a terminal: nothing to do
+        };
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        let _ = termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw);
+        RawMode(Some(saved))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, saved);
+        }
+    }
+}
+
+/// The pty master, if the init sent one: it does so before create returns,
+/// so a non-blocking look is enough.
+pub fn take_master(socket: &OwnedFd) -> Result<Option<OwnedFd>> {
+    let flags = nix::fcntl::fcntl(socket, nix::fcntl::FcntlArg::F_GETFL).context("fcntl")?;
+    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(socket, nix::fcntl::FcntlArg::F_SETFL(flags)).context("fcntl")?;
+    match console::receive_master(socket) {
+        Ok(m) => Ok(Some(m)),
+        Err(libkeel::Error::Sys {
+            errno: nix::errno::Errno::EAGAIN,
+            ..
+        }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Copies stdin → master (detached: it may block on our stdin forever) and
+/// master → stdout; the returned handle ends when the pty closes.
+pub fn copy(master: OwnedFd) -> Result<JoinHandle<()>> {
+    let mut to_pty = std::fs::File::from(master.try_clone().context("dup pty master")?);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 || to_pty.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let mut from_pty = std::fs::File::from(master);
+    Ok(std::thread::spawn(move || {
+        let mut stdout = std::io::stdout();
+        let mut buf = [0u8; 4096];
+        // EIO once the last slave fd closes: the container is gone.
+        while let Ok(n) = from_pty.read(&mut buf) {
+            if n == 0 || stdout.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            let _ = stdout.flush();
+        }
+    }))
+}
+
+/// SIGWINCH: pass our window size on to the container's terminal.
+pub fn resize_from_stdin(master: &OwnedFd) {
+    if let Ok(size) = console::size_of(std::io::stdin()) {
+        let _ = console::resize(master, size);
+    }
+}
