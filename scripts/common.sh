@@ -1,0 +1,92 @@
+# shellcheck shell=bash
+# Helpers shared by scripts/*.sh and bench/bench.sh. Source it; do not run it.
+
+# The repository root (this file lives in <root>/scripts).
+KEEL_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export KEEL_REPO_ROOT
+
+log() { printf '==> %s\n' "$*" >&2; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() {
+	printf 'error: %s\n' "$*" >&2
+	exit 1
+}
+
+# require_root WHAT: containers, cgroups and mounts need root.
+require_root() {
+	[[ "$(id -u)" -eq 0 ]] || die "$1 needs root (it creates containers, cgroups and mounts)"
+}
+
+# pkg_installed PKG: whether the Debian package PKG is installed.
+pkg_installed() {
+	# shellcheck disable=SC2016 # ${Status} is dpkg-query's field, not ours.
+	[[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
+}
+
+# ensure_packages PKG...: installs with apt whatever of PKG... is missing;
+# does nothing (no apt-get update either) when all are already installed.
+ensure_packages() {
+	local missing=() p
+	for p in "$@"; do
+		pkg_installed "$p" || missing+=("$p")
+	done
+	if ((${#missing[@]} == 0)); then
+		return 0
+	fi
+	command -v apt-get >/dev/null || die "missing packages (${missing[*]}) and no apt-get to install them"
+	log "installing missing packages with apt: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# require_cargo: cargo on PATH (rustup's default location included).
+require_cargo() {
+	if ! command -v cargo >/dev/null && [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]]; then
+		PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+		export PATH
+	fi
+	command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup) first"
+}
+
+# busybox_path: the static busybox binary from busybox-static.
+busybox_path() {
+	local b
+	for b in /bin/busybox /usr/bin/busybox; do
+		if [[ -x "$b" ]]; then
+			echo "$b"
+			return 0
+		fi
+	done
+	die "busybox not found (package busybox-static)"
+}
+
+# make_busybox_rootfs DIR: a minimal rootfs in DIR: busybox, applet links,
+# and the empty directories the runtime mounts over.
+make_busybox_rootfs() {
+	local rootfs="$1" bb applet
+	bb="$(busybox_path)"
+	mkdir -p "$rootfs"/{bin,proc,sys,dev,etc,tmp}
+	cp "$bb" "$rootfs/bin/busybox"
+	for applet in sh ls cat echo true false id hostname mount ps sleep env uname; do
+		ln -sf busybox "$rootfs/bin/$applet"
+	done
+	echo 'root:x:0:0:root:/:/bin/sh' >"$rootfs/etc/passwd"
+	echo 'root:x:0:' >"$rootfs/etc/group"
+}
+
+# edit_config CONFIG PYTHON_CODE: edits CONFIG (JSON) in place; the code sees
+# the parsed document as `c`.
+edit_config() {
+	local config="$1" code="$2"
+	python3 - "$config" "$code" <<'EOF'
+import json, sys
+path, code = sys.argv[1], sys.argv[2]
+with open(path) as f:
+    c = json.load(f)
+exec(code, {"c": c})
+with open(path, "w") as f:
+    json.dump(c, f, indent=2)
+    f.write("\n")
+EOF
+}

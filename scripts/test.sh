@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The test command of keel (CI runs it through .ci/run).
+#
+# Installs what the tests need if it is missing, then runs, in order:
+#   cargo fmt --all -- --check
+#   cargo clippy --workspace --all-targets -- -D warnings
+#   cargo build --workspace
+#   cargo test --workspace        (unit and conformance tests; needs root)
+# Every step runs even when an earlier one failed (except the tests after a
+# failed build), a summary follows, and the exit status is non-zero if any
+# step failed.
+#
+# Environment:
+#   KEEL_TEST_TIMEOUT   overall time budget in seconds (default 2100 = 35 min);
+#                       a step still running when it is spent is killed.
+set -euo pipefail
+
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$KEEL_REPO_ROOT"
+
+require_root "scripts/test.sh"
+require_cargo
+
+# Test dependencies from apt: runc for the differential conformance tests,
+# busybox-static for the test rootfs, util-linux for unshare.
+ensure_packages runc busybox-static util-linux
+
+# rustfmt and clippy come with a rustup toolchain as components.
+if command -v rustup >/dev/null; then
+	for tool in rustfmt clippy; do
+		if ! cargo "${tool/rustfmt/fmt}" --version >/dev/null 2>&1; then
+			log "adding rustup component $tool"
+			rustup component add "$tool"
+		fi
+	done
+fi
+
+budget="${KEEL_TEST_TIMEOUT:-2100}"
+deadline=$(($(date +%s) + budget))
+failed=()
+summary=()
+
+# step NAME CMD...: runs CMD within what is left of the budget, records the
+# result and never exits the script.
+step() {
+	local name="$1" left start rc
+	shift
+	left=$((deadline - $(date +%s)))
+	if ((left <= 0)); then
+		summary+=("SKIP  $name (time budget of ${budget}s spent)")
+		failed+=("$name")
+		return 1
+	fi
+	printf '\n==> [%s] %s\n' "$name" "$*" >&2
+	start=$(date +%s)
+	rc=0
+	timeout --kill-after=30 "$left" "$@" || rc=$?
+	local took=$(($(date +%s) - start))
+	if ((rc == 0)); then
+		summary+=("ok    $name (${took}s)")
+	else
+		((rc == 124)) && warn "$name: killed after the time budget ran out"
+		summary+=("FAIL  $name (exit $rc, ${took}s)")
+		failed+=("$name")
+	fi
+	return "$rc"
+}
+
+log "keel tests on $(uname -sr), $(nproc) cores; $(cargo --version)"
+log "time budget ${budget}s"
+
+step fmt cargo fmt --all -- --check || true
+step clippy cargo clippy --workspace --all-targets -- -D warnings || true
+if step build cargo build --workspace; then
+	# In a private mount namespace, so a mount a failing test leaves behind
+	# dies with the namespace instead of staying on the host.
+	step test unshare -m --propagation private -- cargo test --workspace || true
+else
+	summary+=("SKIP  test (the build failed)")
+	failed+=("test")
+fi
+
+printf '\n==> summary\n' >&2
+printf '    %s\n' "${summary[@]}" >&2
+if ((${#failed[@]} > 0)); then
+	printf '==> FAILED: %s\n' "${failed[*]}" >&2
+	exit 1
+fi
+printf '==> all passed\n' >&2
