@@ -41,8 +41,10 @@ pub fn take_master(socket: &OwnedFd) -> Result<Option<OwnedFd>> {
     nix::fcntl::fcntl(socket, nix::fcntl::FcntlArg::F_SETFL(flags)).context("fcntl")?;
     match console::receive_master(socket) {
         Ok(m) => Ok(Some(m)),
+        // EAGAIN: the init still holds its end; EBADMSG: it closed it
+        // without sending. Either way no terminal was asked for.
         Err(libkeel::Error::Sys {
-            errno: nix::errno::Errno::EAGAIN,
+            errno: nix::errno::Errno::EAGAIN | nix::errno::Errno::EBADMSG,
             ..
         }) => Ok(None),
         Err(e) => Err(e.into()),

@@ -1,0 +1,407 @@
+//! Runtimes, per-test environments and running commands.
+
+use crate::bundle::Bundle;
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+use std::fs::File;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// No single runtime command in this suite should take this long; a command
+/// that does is killed (by pid) so a hang fails one test, not the run.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A runtime binary under test.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// "keel" or "runc", for messages.
+    pub name: &'static str,
+    pub bin: PathBuf,
+}
+
+impl Runtime {
+    /// keel: `$KEEL_RUNTIME`, else the workspace's target/debug/keel.
+    pub fn keel() -> Runtime {
+        let bin = match std::env::var_os("KEEL_RUNTIME") {
+            Some(p) => PathBuf::from(p),
+            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/keel"),
+        };
+        assert!(
+            bin.is_file(),
+            "keel binary {} not found: run `cargo build -p keel` first or set KEEL_RUNTIME",
+            bin.display()
+        );
+        Runtime { name: "keel", bin }
+    }
+
+    /// runc: `$RUNC`, else `runc` on PATH. Err says why it is unavailable.
+    pub fn runc() -> std::result::Result<Runtime, String> {
+        if let Some(p) = std::env::var_os("RUNC") {
+            let bin = PathBuf::from(p);
+            if bin.is_file() {
+                return Ok(Runtime { name: "runc", bin });
+            }
+            return Err(format!("RUNC={} does not exist", bin.display()));
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|d| d.join("runc"))
+            .find(|p| p.is_file())
+            .map(|bin| Runtime { name: "runc", bin })
+            .ok_or_else(|| "runc not found on PATH and RUNC is not set".to_string())
+    }
+}
+
+/// What a finished command did.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Exit code, or 128+N when killed by signal N (as a shell reports it).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+
+    /// Panics with the whole output unless the command exited 0.
+    #[track_caller]
+    pub fn expect_ok(&self, what: &str) -> &Self {
+        assert!(self.ok(), "{what} failed: {self}");
+        self
+    }
+
+    /// Panics unless the command failed.
+    #[track_caller]
+    pub fn expect_fail(&self, what: &str) -> &Self {
+        assert!(!self.ok(), "{what} unexpectedly succeeded: {self}");
+        self
+    }
+
+    /// stdout parsed as JSON.
+    pub fn json(&self) -> Result<Value> {
+        serde_json::from_str(&self.stdout).with_context(|| format!("stdout is not JSON: {self}"))
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+fn code_of(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(-1)
+}
+
+/// A runtime command still running (started with [`TestEnv::spawn`]).
+pub struct Running {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Running {
+    /// The runtime's pid (unshare execs it, so it is the child itself).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// What the command has written to stdout so far.
+    pub fn stdout_so_far(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Sends `sig` to the runtime process.
+    pub fn signal(&self, sig: i32) -> Result<()> {
+        // SAFETY: kill(2) on our own child's pid, which we have not reaped.
+        if unsafe { libc::kill(self.pid(), sig) } != 0 {
+            bail!(
+                "kill({}, {sig}): {}",
+                self.pid(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits for the command, killing it after `timeout`.
+    pub fn wait(mut self, timeout: Duration) -> Result<Output> {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().context("wait for runtime")? {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!(
+                    "runtime command timed out after {timeout:?}; stdout: {} stderr: {}",
+                    self.stdout_so_far(),
+                    std::fs::read_to_string(&self.err).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        Ok(Output {
+            code: code_of(status),
+            stdout: std::fs::read_to_string(&self.out).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&self.err).unwrap_or_default(),
+        })
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// One test's world: temp dir, state root, cgroup parent, process marker.
+pub struct TestEnv {
+    pub rt: Runtime,
+    /// /tmp/keel-conf-<pid>-<n>; bundles and the state root live here.
+    pub dir: PathBuf,
+    /// The `--root` given to every command.
+    pub root: PathBuf,
+    /// Name of the cgroup directory (under each hierarchy's root) that all
+    /// this test's containers go under.
+    pub cgroup_parent: String,
+    /// Unique text carried by every container process (see MARKER_VAR).
+    pub marker: String,
+    seq: AtomicUsize,
+}
+
+impl TestEnv {
+    /// An environment for keel.
+    pub fn keel() -> TestEnv {
+        TestEnv::new(Runtime::keel())
+    }
+
+    pub fn new(rt: Runtime) -> TestEnv {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let name = format!("keel-conf-{pid}-{n}-{}", rt.name);
+        let dir = std::env::temp_dir().join(&name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("create test dir {}: {e}", dir.display()));
+        TestEnv {
+            root: dir.join("state"),
+            cgroup_parent: format!("keel-conformance-{pid}-{n}-{}", rt.name),
+            marker: name,
+            dir,
+            rt,
+            seq: AtomicUsize::new(0),
+        }
+    }
+
+    /// A new bundle for container `id` (each call gets its own directory).
+    pub fn bundle(&self, id: &str) -> Bundle {
+        let n = self.seq.fetch_add(1, Ordering::SeqCst);
+        let dir = self.dir.join(format!("bundle-{id}-{n}"));
+        Bundle::create(&dir, id, &self.cgroup_parent, &self.marker)
+            .unwrap_or_else(|e| panic!("create bundle for {id}: {e:#}"))
+    }
+
+    fn command(&self, args: &[&str]) -> Result<(Command, PathBuf, PathBuf)> {
+        let n = self.seq.fetch_add(1, Ordering::SeqCst);
+        let out = self.dir.join(format!("cmd-{n}.out"));
+        let err = self.dir.join(format!("cmd-{n}.err"));
+        let mut cmd = Command::new("unshare");
+        // A private mount namespace per invocation: whatever the runtime
+        // leaves mounted by mistake dies with it instead of piling up on the
+        // host. (unshare execs the runtime, so pids and exit codes are its.)
+        cmd.args(["-m", "--propagation", "private"])
+            .arg(&self.rt.bin)
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null())
+            // Files, not pipes: a detached container inherits these and
+            // would otherwise keep a pipe open forever.
+            .stdout(File::create(&out).with_context(|| format!("create {}", out.display()))?)
+            .stderr(File::create(&err).with_context(|| format!("create {}", err.display()))?);
+        Ok((cmd, out, err))
+    }
+
+    /// Starts `<runtime> --root <root> args...` and returns without waiting.
+    pub fn spawn(&self, args: &[&str]) -> Result<Running> {
+        let (mut cmd, out, err) = self.command(args)?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawn unshare {} {args:?}", self.rt.bin.display()))?;
+        Ok(Running { child, out, err })
+    }
+
+    /// Runs `<runtime> --root <root> args...` to completion.
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        self.spawn(args)
+            .and_then(|r| r.wait(COMMAND_TIMEOUT))
+            .unwrap_or_else(|e| panic!("{} {args:?}: {e:#}", self.rt.name))
+    }
+
+    fn bundle_arg(b: &Bundle) -> String {
+        b.dir.to_string_lossy().into_owned()
+    }
+
+    /// Saves the bundle's config and runs `run` in the foreground.
+    pub fn run(&self, b: &Bundle) -> Output {
+        self.run_with(b, &[])
+    }
+
+    /// `run` with extra flags before the id.
+    pub fn run_with(&self, b: &Bundle, flags: &[&str]) -> Output {
+        b.save().unwrap_or_else(|e| panic!("{e:#}"));
+        let bundle = Self::bundle_arg(b);
+        let mut args = vec!["run", "--bundle", &bundle];
+        args.extend_from_slice(flags);
+        args.push(&b.id);
+        self.cmd(&args)
+    }
+
+    /// Saves the bundle's config and runs `create`.
+    pub fn create(&self, b: &Bundle) -> Output {
+        b.save().unwrap_or_else(|e| panic!("{e:#}"));
+        let bundle = Self::bundle_arg(b);
+        self.cmd(&["create", "--bundle", &bundle, &b.id])
+    }
+
+    /// `state <id>` parsed, or the failed output as the error.
+    pub fn state(&self, id: &str) -> Result<Value> {
+        let o = self.cmd(&["state", id]);
+        if !o.ok() {
+            return Err(anyhow!("state {id}: {o}"));
+        }
+        o.json()
+    }
+
+    /// The status field of `state <id>`, or "" when state fails.
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)
+            .ok()
+            .and_then(|s| s["status"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// Waits until `state <id>` reports `status`.
+    pub fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> bool {
+        crate::wait_until(timeout, || self.status(id) == status)
+    }
+
+    /// Mountpoints of every cgroup hierarchy mounted in our namespace.
+    pub fn cgroup_mounts() -> Vec<PathBuf> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        info.lines()
+            .filter_map(|l| {
+                let (pre, post) = l.split_once(" - ")?;
+                let fstype = post.split(' ').next()?;
+                if fstype != "cgroup" && fstype != "cgroup2" {
+                    return None;
+                }
+                pre.split(' ').nth(4).map(PathBuf::from)
+            })
+            .collect()
+    }
+
+    /// The cgroup directories container `id` would have, one per hierarchy.
+    pub fn cgroup_dirs(&self, id: &str) -> Vec<PathBuf> {
+        Self::cgroup_mounts()
+            .into_iter()
+            .map(|m| m.join(&self.cgroup_parent).join(id))
+            .collect()
+    }
+
+    /// Deletes every container of this env, kills any process that still
+    /// carries its marker, and removes its cgroups.
+    fn cleanup(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for e in entries.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                let o = self.cmd(&["delete", "--force", &id]);
+                if !o.ok() {
+                    problems.push(format!("delete --force {id}: {o}"));
+                }
+            }
+        }
+        for pid in crate::leaks::marked_processes(self, None) {
+            // SAFETY: the pid carries this env's unique marker: it is ours.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        for m in Self::cgroup_mounts() {
+            let dir = m.join(&self.cgroup_parent);
+            if dir.exists() {
+                if let Err(e) = remove_cgroup_tree(&dir) {
+                    problems.push(format!("remove cgroup {}: {e:#}", dir.display()));
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// Removes a cgroup directory we created, children first. Processes still
+/// in it are ours (it is our test's cgroup): they are killed by pid.
+fn remove_cgroup_tree(dir: &Path) -> Result<()> {
+    for e in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            remove_cgroup_tree(&e.path())?;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // SAFETY: kill(2) of a pid found in our own test cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if Instant::now() > deadline => {
+                return Err(e).with_context(|| format!("rmdir {}", dir.display()))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let problems = self.cleanup();
+        let dir = self.dir.to_string_lossy().into_owned();
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(&dir));
+        // Removing a tree with something mounted in it would delete through
+        // the mount; leave it for a human instead.
+        if mounted {
+            eprintln!("NOT removing {dir}: something is mounted under it");
+        } else if std::env::var_os("KEEL_CONF_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        if !problems.is_empty() && !std::thread::panicking() {
+            panic!("cleanup of {dir} failed:\n{}", problems.join("\n"));
+        }
+    }
+}
