@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use libkeel::console;
 use nix::sys::termios::{self, SetArg, Termios};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::thread::JoinHandle;
 
 /// Restores the terminal mode on drop.
@@ -34,20 +34,18 @@ impl Drop for RawMode {
 }
 
 /// The pty master, if the init sent one: it does so before create returns,
-/// so a non-blocking look is enough.
+/// so a look without waiting is enough (EOF or nothing queued: no terminal).
 pub fn take_master(socket: &OwnedFd) -> Result<Option<OwnedFd>> {
-    let flags = nix::fcntl::fcntl(socket, nix::fcntl::FcntlArg::F_GETFL).context("fcntl")?;
-    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
-    nix::fcntl::fcntl(socket, nix::fcntl::FcntlArg::F_SETFL(flags)).context("fcntl")?;
-    match console::receive_master(socket) {
-        Ok(m) => Ok(Some(m)),
-        // EAGAIN: the init still holds its end; EBADMSG: it closed it
-        // without sending. Either way no terminal was asked for.
-        Err(libkeel::Error::Sys {
-            errno: nix::errno::Errno::EAGAIN | nix::errno::Errno::EBADMSG,
-            ..
-        }) => Ok(None),
-        Err(e) => Err(e.into()),
+    use nix::sys::socket::{recv, MsgFlags};
+    let mut byte = [0u8; 1];
+    match recv(
+        socket.as_raw_fd(),
+        &mut byte,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(0) | Err(nix::errno::Errno::EAGAIN) => Ok(None),
+        Ok(_) => Ok(Some(console::receive_master(socket)?)),
+        Err(e) => Err(anyhow::anyhow!("console socket: {e}")),
     }
 }
 

@@ -86,7 +86,25 @@ pub fn run(root: &Path, a: &RunArgs, log: &Logger) -> Result<i32> {
     let c = create_container(root, &a.create, log, Some(OwnedFd::from(theirs)))?;
     let init = Pid::from_raw(c.pid());
     let id = c.id().to_string();
-    let master = tty::take_master(&OwnedFd::from(ours))?;
+    let code = match attach_and_wait(c, init, OwnedFd::from(ours), &forwarded) {
+        Ok(code) => code,
+        Err(e) => {
+            // Whatever failed after create, the container must not outlive us.
+            if let Ok(c) = Container::load(root, &id) {
+                let _ = c.delete(true);
+            }
+            return Err(e);
+        }
+    };
+    if !a.keep {
+        Container::load(root, &id)?.delete(true)?;
+    }
+    Ok(code)
+}
+
+/// The foreground part of `run`: terminal, start, signals, exit status.
+fn attach_and_wait(c: Container, init: Pid, console: OwnedFd, forwarded: &SigSet) -> Result<i32> {
+    let master = tty::take_master(&console)?;
     let raw = master.as_ref().map(|_| tty::RawMode::enter());
     let output = match &master {
         Some(m) => {
@@ -95,7 +113,7 @@ pub fn run(root: &Path, a: &RunArgs, log: &Logger) -> Result<i32> {
         }
         None => None,
     };
-    start_or_destroy(c)?;
+    c.start()?;
     let code = loop {
         let sig = forwarded.wait().context("sigwait")?;
         match (sig, &master) {
@@ -115,9 +133,6 @@ pub fn run(root: &Path, a: &RunArgs, log: &Logger) -> Result<i32> {
         let _ = h.join();
     }
     drop(raw);
-    if !a.keep {
-        Container::load(root, &id)?.delete(true)?;
-    }
     Ok(code)
 }
 
