@@ -49,6 +49,11 @@ require_cargo() {
 	command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup) first"
 }
 
+# keel_target_dir: where cargo puts the build (honours CARGO_TARGET_DIR).
+keel_target_dir() {
+	echo "${CARGO_TARGET_DIR:-$KEEL_REPO_ROOT/target}"
+}
+
 # busybox_path: the static busybox binary from busybox-static.
 busybox_path() {
 	local b
@@ -76,15 +81,16 @@ make_busybox_rootfs() {
 }
 
 # edit_config CONFIG PYTHON_CODE: edits CONFIG (JSON) in place; the code sees
-# the parsed document as `c`.
+# the parsed document as `c` and the environment as `env` (pass values that
+# way rather than pasting them into the code).
 edit_config() {
 	local config="$1" code="$2"
 	python3 - "$config" "$code" <<'EOF'
-import json, sys
+import json, os, sys
 path, code = sys.argv[1], sys.argv[2]
 with open(path) as f:
     c = json.load(f)
-exec(code, {"c": c})
+exec(code, {"c": c, "env": os.environ})
 with open(path, "w") as f:
     json.dump(c, f, indent=2)
     f.write("\n")
