@@ -175,14 +175,30 @@ impl ContainerBuilder {
             ));
         }
         let pid = spawn::spawn(plan, cgroups, &fifo)?;
-        let pid_start = match sys::process_start_time(pid.as_raw()) {
+        let recorded = self.record(dir, bundle, cgroups, pid.as_raw());
+        if recorded.is_err() {
+            // The init waits on the fifo and would outlive the failed create.
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        recorded
+    }
+
+    fn record(
+        &self,
+        dir: &StateDir,
+        bundle: &Bundle,
+        cgroups: &CgroupPaths,
+        pid: i32,
+    ) -> Result<State> {
+        let pid_start = match sys::process_start_time(pid) {
             Some((start, false)) => start,
             _ => return Err(Error::InitDied("init exited right after setup".into())),
         };
         let state = State {
             oci_version: crate::SPEC_VERSION.to_string(),
             id: self.id.clone(),
-            pid: pid.as_raw(),
+            pid,
             pid_start,
             bundle: bundle.path.clone(),
             rootfs: bundle.rootfs.clone(),
@@ -190,11 +206,10 @@ impl ContainerBuilder {
             owner: String::new(),
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
             cgroup: cgroups.clone(),
-            own_pid_ns: plan.ns.has_new(oci_spec::runtime::LinuxNamespaceType::Pid),
         };
         dir.save(&state)?;
         if let Some(p) = &self.pid_file {
-            write_pid_file(p, pid.as_raw())?;
+            write_pid_file(p, pid)?;
         }
         Ok(state)
     }

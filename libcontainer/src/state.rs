@@ -65,10 +65,6 @@ pub struct State {
     pub annotations: HashMap<String, String>,
     /// The container's cgroup directories.
     pub cgroup: CgroupPaths,
-    /// Whether the container has its own pid namespace (decides kill-all on
-    /// exit and how `delete` cleans up).
-    #[serde(default)]
-    pub own_pid_ns: bool,
 }
 
 pub(crate) const STATE_FILE: &str = "state.json";

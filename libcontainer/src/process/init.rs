@@ -86,6 +86,16 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
         join_session_keyring(name)?;
     }
     rootfs::prepare(&plan.rootfs)?;
+    // As runc: a missing cwd is made, inside the new root and before it can
+    // turn read-only.
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&plan.cwd)
+            .ctx(|| format!("process.cwd: mkdir {}", plan.cwd.display()))?;
+    }
     for (path, value) in &plan.sysctl {
         write_proc(path, value).map_err(|e| e.in_field("linux.sysctl"))?;
     }
