@@ -58,6 +58,7 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
         None::<&str>,
     )
     .ctx(|| "make / private to the container (rootfsPropagation)".into())?;
+    parent_mount_private(&plan.rootfs)?;
     // The new root must be a mount point for pivot_root.
     nix::mount::mount(
         Some(&plan.rootfs),
@@ -84,6 +85,36 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
     }
     nix::sys::stat::umask(old_umask);
     pivot::enter(&plan.rootfs, plan.no_pivot)
+}
+
+/// As runc: pivot_root refuses a new root whose parent mount is shared (as
+/// `rootfsPropagation: shared` leaves `/`), so that one mount goes private.
+fn parent_mount_private(rootfs: &std::path::Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .ctx(|| "read /proc/self/mountinfo".into())?;
+    let parent = info
+        .lines()
+        .filter_map(|l| {
+            let pre = l.split(" - ").next()?;
+            let fields: Vec<&str> = pre.split(' ').collect();
+            let mountpoint = std::path::Path::new(fields.get(4)?);
+            let shared = fields.iter().skip(6).any(|f| f.starts_with("shared:"));
+            rootfs
+                .starts_with(mountpoint)
+                .then_some((mountpoint.to_path_buf(), shared))
+        })
+        .max_by_key(|(m, _)| m.as_os_str().len());
+    if let Some((mountpoint, true)) = parent {
+        nix::mount::mount(
+            None::<&str>,
+            &mountpoint,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .ctx(|| format!("make {} private", mountpoint.display()))?;
+    }
+    Ok(())
 }
 
 /// After the pivot and after sysctls: read-only and masked paths, the
