@@ -36,6 +36,10 @@ if command -v rustup >/dev/null; then
 	done
 fi
 
+# The conformance tests run this keel binary (they default to the workspace's
+# target/debug/keel, which is wrong when CARGO_TARGET_DIR points elsewhere).
+export KEEL_RUNTIME="${KEEL_RUNTIME:-$(keel_target_dir)/debug/keel}"
+
 budget="${KEEL_TEST_TIMEOUT:-2100}"
 deadline=$(($(date +%s) + budget))
 failed=()
