@@ -32,8 +32,7 @@ pub fn marked_processes(env: &TestEnv, id: Option<&str>) -> Vec<i32> {
         let cmdline = String::from_utf8_lossy(&cmdline);
         let args: Vec<&str> = cmdline.split('\0').collect();
         let by_env = environ.contains(&marker);
-        let by_cmdline =
-            cmdline.contains(&dir) && id.is_none_or(|id| args.iter().any(|a| *a == id));
+        let by_cmdline = cmdline.contains(&dir) && id.is_none_or(|id| args.contains(&id));
         if by_env || by_cmdline {
             out.push(pid);
         }

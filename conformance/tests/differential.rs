@@ -109,7 +109,7 @@ fn compare_state(k: &Value, r: &Value, kb: &Bundle, rb: &Bundle) -> Vec<String> 
                 v["created"]
             ));
         }
-        if !v["ociVersion"].as_str().is_some_and(|s| !s.is_empty()) {
+        if v["ociVersion"].as_str().is_none_or(str::is_empty) {
             d.push(format!("{name} state.ociVersion: {}", v["ociVersion"]));
         }
     }
@@ -281,9 +281,9 @@ fn error_exit_codes_match() {
 
 /// Describes the container from inside, in a runtime-neutral way.
 const PROBE: &str = r#"
-echo pid=$$ host=$(hostname) uid=$(id -u) gid=$(id -g) umask=$(umask) nofile=$(ulimit -n)/$(ulimit -Hn) cwd=$(pwd)
+echo pid=$$ host=$(hostname) uid=$(id -u) gid=$(id -g) groups="$(id -G)" umask=$(umask) nofile=$(ulimit -n)/$(ulimit -Hn) cwd=$(pwd)
 grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status
-for d in null zero full random urandom tty console; do
+for d in null zero full random urandom tty console fuse; do
   [ -e /dev/$d ] && stat -c '%n %F %a %t %T %u %g' /dev/$d || echo "/dev/$d absent"
 done
 for l in fd stdin stdout stderr ptmx core; do echo "/dev/$l -> $(readlink /dev/$l)"; done
@@ -306,16 +306,63 @@ fn known_difference(line: &str) -> bool {
 
 #[test]
 fn inside_view_matches() {
+    inside_view("view", |b| {
+        b.set("/process/user/umask", json!(0o022));
+        b.set("/process/cwd", json!("/tmp"));
+    });
+}
+
+#[test]
+fn inside_view_matches_non_root_user() {
+    inside_view("viewuser", |b| {
+        b.set(
+            "/process/user",
+            json!({"uid": 1000, "gid": 1000, "additionalGids": [5, 6], "umask": 0o077}),
+        );
+        b.set(
+            "/process/rlimits",
+            json!([{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}]),
+        );
+        b.set("/process/noNewPrivileges", json!(false));
+        b.set("/root/readonly", json!(false));
+        b.push(
+            "/linux/devices",
+            json!({"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+                   "fileMode": 0o600, "uid": 1000, "gid": 1000}),
+        );
+        let caps = json!(["CAP_CHOWN", "CAP_NET_RAW"]);
+        for set in [
+            "bounding",
+            "effective",
+            "permitted",
+            "inheritable",
+            "ambient",
+        ] {
+            b.set(&format!("/process/capabilities/{set}"), caps.clone());
+        }
+    });
+}
+
+#[test]
+fn inside_view_matches_without_namespaces_but_mount_and_pid() {
+    inside_view("viewhostns", |b| {
+        b.namespaces(&["pid", "mount"]);
+        b.remove("/hostname");
+        b.set("/process/user/umask", json!(0o022));
+    });
+}
+
+fn inside_view(id: &str, tweak: impl Fn(&mut Bundle)) {
     let Some(envs) = pair() else { return };
     let mut outs = Vec::new();
     for env in &envs {
-        let mut b = env.bundle("view");
+        let mut b = env.bundle(id);
         b.sh(PROBE);
-        b.set("/process/user/umask", json!(0o022));
-        b.set("/process/cwd", json!("/tmp"));
+        tweak(&mut b);
         let o = env.run(&b);
         o.expect_ok(&format!("{} run probe", env.rt.name));
-        keel_conformance::assert_no_leaks(env, "view");
+        keel_conformance::assert_no_leaks(env, id);
+        eprintln!("--- {} probe {id} ---\n{}", env.rt.name, o.stdout);
         outs.push(o.stdout.lines().map(str::to_owned).collect::<Vec<_>>());
     }
     let (k, r) = (&outs[0], &outs[1]);

@@ -23,8 +23,7 @@ fn inside(id: &str, tweak: impl FnOnce(&mut Bundle), script: &str) -> String {
 fn mount_opts(mountinfo: &str, dest: &str) -> (Vec<String>, Vec<String>) {
     let line = mountinfo
         .lines()
-        .filter(|l| l.split(' ').nth(4) == Some(dest))
-        .last()
+        .rfind(|l| l.split(' ').nth(4) == Some(dest))
         .unwrap_or_else(|| panic!("no mount at {dest} in:\n{mountinfo}"));
     let (pre, post) = line.split_once(" - ").expect("mountinfo separator");
     let opts = pre.split(' ').nth(5).expect("mount options");
