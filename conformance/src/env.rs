@@ -23,17 +23,23 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// keel: `$KEEL_RUNTIME`, else the workspace's target/debug/keel.
+    /// keel: `$KEEL_RUNTIME`, else the workspace's debug build
+    /// (`$CARGO_TARGET_DIR` or target/, then debug/keel).
     pub fn keel() -> Runtime {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let bin = match std::env::var_os("KEEL_RUNTIME") {
             Some(p) => PathBuf::from(p),
-            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/keel"),
+            None => std::env::var_os("CARGO_TARGET_DIR")
+                .map(|t| workspace.join(t))
+                .unwrap_or_else(|| workspace.join("target"))
+                .join("debug/keel"),
         };
         assert!(
             bin.is_file(),
             "keel binary {} not found: run `cargo build -p keel` first or set KEEL_RUNTIME",
             bin.display()
         );
+        warn_if_stale(&bin, &workspace);
         Runtime { name: "keel", bin }
     }
 
@@ -52,6 +58,36 @@ impl Runtime {
             .find(|p| p.is_file())
             .map(|bin| Runtime { name: "runc", bin })
             .ok_or_else(|| "runc not found on PATH and RUNC is not set".to_string())
+    }
+}
+
+/// `cargo test -p keel-conformance` does not rebuild the keel binary: say
+/// so when a source file is newer than it, or results mislead.
+fn warn_if_stale(bin: &Path, workspace: &Path) {
+    fn newest(dir: &Path) -> Option<std::time::SystemTime> {
+        let mut best = None;
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let t = if e.file_type().ok()?.is_dir() {
+                newest(&e.path())
+            } else {
+                e.metadata().ok()?.modified().ok()
+            };
+            best = best.max(t);
+        }
+        best
+    }
+    let Some(built) = std::fs::metadata(bin).and_then(|m| m.modified()).ok() else {
+        return;
+    };
+    let src = ["libcontainer/src", "runtime/src"]
+        .iter()
+        .filter_map(|d| newest(&workspace.join(d)))
+        .max();
+    if src.is_some_and(|s| s > built) {
+        eprintln!(
+            "WARNING: {} is older than the keel sources; run `cargo build -p keel`",
+            bin.display()
+        );
     }
 }
 
@@ -196,6 +232,12 @@ impl TestEnv {
     }
 
     pub fn new(rt: Runtime) -> TestEnv {
+        // SAFETY: geteuid cannot fail.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "the conformance tests create containers: run them as root"
+        );
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
         let name = format!("keel-conf-{pid}-{n}-{}", rt.name);

@@ -4,6 +4,17 @@
 //! its `--root`, a cgroup parent of its own, and a marker that lets the leak
 //! checker find any process it left behind. Dropping the env deletes what
 //! the test created (and only that).
+//!
+//! Running: as root, after building keel (`cargo build`), with
+//! `cargo test -p keel-conformance`. Environment:
+//! - `KEEL_RUNTIME`: the keel binary (default: the workspace's debug build);
+//! - `RUNC`: the runc binary for the differential tests (default: `runc` on
+//!   PATH; without one those tests print SKIPPED and return);
+//! - `KEEL_CONF_KEEP`: keep each test's temp dir for inspection.
+//!
+//! Every runtime command runs as `unshare -m --propagation private <runtime>
+//! --root <test dir>/state ...`, so a mount the runtime leaks by mistake dies
+//! with that namespace instead of piling up on the host.
 
 mod bundle;
 mod env;

@@ -235,3 +235,29 @@ fn run_keep_leaves_stopped_container() {
     env.cmd(&["delete", "kept"]).expect_ok("delete kept");
     assert_no_leaks(&env, "kept");
 }
+
+#[test]
+fn spec_output_runs() {
+    let env = TestEnv::keel();
+    let b = env.bundle("fromspec");
+    std::fs::remove_file(b.dir.join("config.json")).expect("rm config");
+    let bundle = b.dir.to_string_lossy().into_owned();
+    env.cmd(&["spec", "--bundle", &bundle]).expect_ok("spec");
+    let text = std::fs::read_to_string(b.dir.join("config.json")).expect("spec wrote config");
+    let mut config: serde_json::Value = serde_json::from_str(&text).expect("spec is JSON");
+    assert_eq!(config["process"]["terminal"], true, "runc's default");
+    assert_eq!(config["root"]["path"], "rootfs");
+    // Only what a non-interactive test run needs differs from the default.
+    config["process"]["terminal"] = false.into();
+    config["process"]["args"] = serde_json::json!(["sh", "-c", "echo from-spec $$"]);
+    config["linux"]["cgroupsPath"] = format!("/{}/fromspec", env.cgroup_parent).into();
+    let mut b = b;
+    b.config = config;
+    let o = env.run(&b);
+    o.expect_ok("run of the spec config");
+    assert_eq!(o.stdout, "from-spec 1\n");
+    assert_no_leaks(&env, "fromspec");
+    // runc refuses to overwrite an existing config.json.
+    env.cmd(&["spec", "--bundle", &bundle])
+        .expect_fail("spec over an existing config");
+}
