@@ -526,3 +526,34 @@ fn detached_run_keeps_running_until_killed() {
         .is_err()));
     assert_no_leaks(&env, "detach");
 }
+
+#[test]
+fn join_pid_and_ipc_namespace_by_path() {
+    let env = TestEnv::keel();
+    let mut a = env.bundle("pidowner");
+    a.sh("sleep 61");
+    env.run_with(&a, &["-d"]).expect_ok("run -d pidowner");
+    let pid = env.state("pidowner").expect("state")["pid"]
+        .as_i64()
+        .expect("pid");
+
+    let mut b = env.bundle("pidjoiner");
+    b.set(
+        "/linux/namespaces",
+        json!([{"type": "mount"}, {"type": "uts"}, {"type": "network"},
+               {"type": "pid", "path": format!("/proc/{pid}/ns/pid")},
+               {"type": "ipc", "path": format!("/proc/{pid}/ns/ipc")}]),
+    );
+    // The joiner is not pid 1 and sees the owner's init (pid 1: sh -c execs its one command, sleep 61).
+    b.sh("echo $$; cat /proc/1/cmdline | tr '\\0' ' '; echo; exit 5");
+    let o = env.run(&b);
+    assert_eq!(o.code, 5, "{o}");
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_ne!(lines.first(), Some(&"1"), "{o}");
+    assert_eq!(lines.get(1), Some(&"sleep 61 "), "{o}");
+    assert_no_leaks(&env, "pidjoiner");
+    assert_eq!(env.status("pidowner"), "running", "the owner must survive");
+    env.cmd(&["delete", "--force", "pidowner"])
+        .expect_ok("delete pidowner");
+    assert_no_leaks(&env, "pidowner");
+}
