@@ -58,7 +58,11 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
         None::<&str>,
     )
     .ctx(|| "make / private to the container (rootfsPropagation)".into())?;
-    parent_mount_private(&plan.rootfs)?;
+    // Only a shared `/` leaves the rootfs's parent mount shared: spare the
+    // mountinfo read otherwise.
+    if plan.root_propagation.contains(MsFlags::MS_SHARED) {
+        parent_mount_private(&plan.rootfs)?;
+    }
     // The new root must be a mount point for pivot_root.
     nix::mount::mount(
         Some(&plan.rootfs),
