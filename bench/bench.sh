@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# Container lifecycle benchmark: N sequential `run` of busybox `true` (create,
+# start, wait, delete) with keel, runc and crun, from one bundle config, in
+# the same wrapper, in one go. Prints ms per container, the ratios keel/runc
+# and keel/crun, and the peak RSS of one run of each runtime.
+#
+# Usage: bench/bench.sh [N]        (or BENCH_N=N; default 20)
+#
+# Needs root and the Rust toolchain; installs runc, crun, busybox-static,
+# hyperfine and time with apt if missing.
+#
+# The wrapper: every runtime runs inside one private mount namespace whose
+# /sys/fs/cgroup is a fresh tmpfs holding bind mounts of the host's cgroup
+# mounts plus a private v1 hugetlb hierarchy. crun 1.8 refuses a hybrid host
+# whose cgroup2 still has controllers ("drop all controllers from
+# cgroupv2"); binding hugetlb, the only one left there on this layout, to v1
+# satisfies it. Only the bench's own cgroups are created, and they are
+# removed at the end, as is the hugetlb hierarchy.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/common.sh
+source "$here/../scripts/common.sh"
+
+cgroup_parent="keel-bench"
+runtimes=(keel runc crun)
+
+# ---------------------------------------------------------------------------
+# Inside the private mount namespace (bench.sh --inner, started below).
+# ---------------------------------------------------------------------------
+
+# The bench's cgroups in every hierarchy of this namespace, deepest first.
+remove_bench_cgroups() {
+	local d
+	for d in /sys/fs/cgroup/*/"$cgroup_parent"/"$BENCH_CGROUP_LEAF" /sys/fs/cgroup/*/"$cgroup_parent"; do
+		[[ -d "$d" ]] || continue
+		rmdir "$d" 2>/dev/null || true
+	done
+}
+
+# shellcheck disable=SC2317 # called by the trap
+inner_cleanup() {
+	local rt
+	for rt in "${runtimes[@]}"; do
+		"${BIN[$rt]:-true}" --root "$BENCH_TMP/state-$rt" delete --force bench >/dev/null 2>&1 || true
+	done
+	# Only the hugetlb parent here: the host-side parents are removed by the
+	# outer script, which knows which of them existed before.
+	if [[ -n "${hugetlb_mounted:-}" ]]; then
+		rmdir "/sys/fs/cgroup/hugetlb/$cgroup_parent/$BENCH_CGROUP_LEAF" 2>/dev/null || true
+		rmdir "/sys/fs/cgroup/hugetlb/$cgroup_parent" 2>/dev/null || true
+		# A removed cgroup lingers briefly; a hierarchy unmounted while it
+		# still has one is kept alive by the kernel.
+		sleep 1
+		umount /sys/fs/cgroup/hugetlb || true
+	fi
+}
+
+sandbox_cgroups() {
+	local save d name
+	mount --make-rprivate /
+	save="$(mktemp -d "$BENCH_TMP/cgroup-save.XXXXXX")"
+	mount --rbind /sys/fs/cgroup "$save"
+	mount -t tmpfs -o mode=755,nosuid,nodev,noexec tmpfs /sys/fs/cgroup
+	for d in "$save"/*; do
+		name="$(basename "$d")"
+		mountpoint -q "$d" || continue
+		mkdir "/sys/fs/cgroup/$name"
+		mount --bind "$d" "/sys/fs/cgroup/$name"
+	done
+	umount -l "$save"
+	rmdir "$save"
+	if grep -Eq ' - cgroup [^ ]+ [^ ]*hugetlb' /proc/self/mountinfo; then
+		return 0
+	fi
+	mkdir /sys/fs/cgroup/hugetlb
+	if mount -t cgroup -o hugetlb none /sys/fs/cgroup/hugetlb; then
+		hugetlb_mounted=1
+	else
+		warn "could not mount a v1 hugetlb hierarchy; crun may refuse this host"
+		rmdir /sys/fs/cgroup/hugetlb
+	fi
+}
+
+inner() {
+	declare -gA BIN=([keel]="$BENCH_KEEL" [runc]="$(command -v runc)" [crun]="$(command -v crun)")
+	trap inner_cleanup EXIT
+	sandbox_cgroups
+
+	local rt names=() cmds=() err
+	local -a cmd
+	for rt in "${runtimes[@]}"; do
+		cmd=("${BIN[$rt]}" --root "$BENCH_TMP/state-$rt" run --bundle "$BENCH_TMP/bundle" bench)
+		# One run first: a runtime that cannot run here is reported and skipped.
+		if ! err="$("${cmd[@]}" 2>&1 </dev/null)"; then
+			"${BIN[$rt]}" --root "$BENCH_TMP/state-$rt" delete --force bench >/dev/null 2>&1 || true
+			if [[ "$rt" == crun ]]; then
+				warn "crun fails in this wrapper, skipped: $err"
+				continue
+			fi
+			die "$rt fails in this wrapper: $err"
+		fi
+		names+=("$rt")
+		cmds+=(-n "$rt" "$(printf '%q ' "${cmd[@]}")")
+		echo "$rt" >>"$BENCH_TMP/ran"
+		if [[ -x /usr/bin/time ]]; then
+			/usr/bin/time -v -o "$BENCH_TMP/time-$rt" "${cmd[@]}" </dev/null >/dev/null 2>&1 ||
+				warn "$rt under /usr/bin/time failed"
+		fi
+	done
+
+	log "hyperfine: ${BENCH_N} runs of each of: ${names[*]}"
+	hyperfine --shell=none --style basic --warmup 3 --runs "$BENCH_N" \
+		--export-json "$BENCH_TMP/results.json" "${cmds[@]}"
+}
+
+if [[ "${1:-}" == "--inner" ]]; then
+	inner
+	exit 0
+fi
+
+# ---------------------------------------------------------------------------
+# Outside: build, bundle, run the inner part, report, clean up.
+# ---------------------------------------------------------------------------
+
+n="${1:-${BENCH_N:-20}}"
+[[ "$n" =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer, not '$n'"
+
+require_root "bench/bench.sh"
+require_cargo
+ensure_packages runc crun busybox-static hyperfine time util-linux
+command -v python3 >/dev/null || ensure_packages python3
+
+cd "$KEEL_REPO_ROOT"
+log "building keel (release)"
+cargo build --release --quiet -p keel-runtime
+keel="$(keel_target_dir)/release/keel"
+
+# Whether hugetlb sits in a v1 hierarchy now (0 = none): restored at the end.
+hugetlb_hierarchy() { awk '$1 == "hugetlb" { print $2 }' /proc/cgroups; }
+hugetlb_before="$(hugetlb_hierarchy)"
+
+preexisting=()
+for d in /sys/fs/cgroup/*/"$cgroup_parent"; do
+	if [[ -d "$d" ]]; then
+		preexisting+=("$d")
+	fi
+done
+
+tmp="$(mktemp -d /tmp/keel-bench.XXXXXX)"
+leaf="bench-$$"
+# shellcheck disable=SC2317 # called by the trap
+cleanup() {
+	local d p ours i
+	for d in /sys/fs/cgroup/*/"$cgroup_parent"; do
+		[[ -d "$d" ]] || continue
+		rmdir "$d/$leaf" 2>/dev/null || true
+		ours=1
+		for p in "${preexisting[@]}"; do
+			if [[ "$p" == "$d" ]]; then
+				ours=0
+			fi
+		done
+		if ((ours)); then
+			rmdir "$d" 2>/dev/null || warn "could not remove cgroup $d"
+		fi
+	done
+	# If the private hugetlb hierarchy outlived its mount, mounting and
+	# unmounting it once more (now empty) releases it back to cgroup2.
+	for i in 1 2 3 4 5; do
+		[[ "$(hugetlb_hierarchy)" == "$hugetlb_before" ]] && break
+		# shellcheck disable=SC2016 # $1 is the inner shell's argument
+		unshare -m -- sh -c 'mount --make-rprivate / && mount -t cgroup -o hugetlb none "$1" && sleep 0.5 && umount "$1"' \
+			sh "$tmp" 2>/dev/null || true
+		sleep "$i"
+	done
+	if [[ "$(hugetlb_hierarchy)" != "$hugetlb_before" ]]; then
+		warn "the hugetlb controller is still bound to a v1 hierarchy (see /proc/cgroups)"
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+bundle="$tmp/bundle"
+mkdir -p "$bundle"
+make_busybox_rootfs "$bundle/rootfs"
+(cd "$bundle" && "$keel" spec)
+# One config for all runtimes. ociVersion 1.0.2: crun 1.8 refuses 1.2.0 with
+# "unknown version specified". No network namespace: the bench times the
+# runtime, not the kernel's network namespace setup and teardown.
+BENCH_CGROUPS_PATH="/$cgroup_parent/$leaf" edit_config "$bundle/config.json" "
+c['ociVersion'] = '1.0.2'
+c['process']['terminal'] = False
+c['process']['args'] = ['/bin/true']
+c['linux']['cgroupsPath'] = env['BENCH_CGROUPS_PATH']
+c['linux']['namespaces'] = [n for n in c['linux']['namespaces'] if n['type'] != 'network']
+"
+
+log "runtimes: keel $("$keel" --version | head -1), $(runc --version | head -1), $(crun --version | head -1)"
+BENCH_TMP="$tmp" BENCH_N="$n" BENCH_KEEL="$keel" BENCH_CGROUP_LEAF="$leaf" \
+	unshare -m -- bash "$here/bench.sh" --inner
+
+printf '\n==> results: %s sequential \"run\" of /bin/true per runtime (%s cores, kernel %s)\n' \
+	"$n" "$(nproc)" "$(uname -r)"
+python3 - "$tmp" <<'EOF'
+import json, os, re, sys
+tmp = sys.argv[1]
+res = {r["command"]: r for r in json.load(open(os.path.join(tmp, "results.json")))["results"]}
+for name, r in res.items():
+    print(f"{name:>5}: {r['mean']*1000:7.2f} ms per container "
+          f"(± {r['stddev']*1000:.2f}, min {r['min']*1000:.2f}, max {r['max']*1000:.2f})")
+for other in ("runc", "crun"):
+    if "keel" in res and other in res:
+        print(f"keel/{other}: {res['keel']['mean'] / res[other]['mean']:.2f}")
+if "crun" not in res:
+    print("crun: skipped (see the warning above)")
+for name in res:
+    path = os.path.join(tmp, f"time-{name}")
+    if os.path.exists(path):
+        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(path).read())
+        if m:
+            print(f"peak RSS of one `{name} run`: {int(m.group(1)) / 1024:.1f} MiB")
+EOF
