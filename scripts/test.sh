@@ -5,7 +5,7 @@
 #   cargo fmt --all -- --check
 #   cargo clippy --workspace --all-targets -- -D warnings
 #   cargo build --workspace
-#   cargo test --workspace        (unit and conformance tests; needs root)
+#   cargo test --workspace --no-fail-fast  (unit and conformance tests; needs root)
 # Every step runs even when an earlier one failed (except the tests after a
 # failed build), a summary follows, and the exit status is non-zero if any
 # step failed.
@@ -79,7 +79,7 @@ step clippy cargo clippy --workspace --all-targets -- -D warnings || true
 if step build cargo build --workspace; then
 	# In a private mount namespace, so a mount a failing test leaves behind
 	# dies with the namespace instead of staying on the host.
-	step test unshare -m --propagation private -- cargo test --workspace || true
+	step test unshare -m --propagation private -- cargo test --workspace --no-fail-fast || true
 else
 	summary+=("SKIP  test (the build failed)")
 	failed+=("test")
