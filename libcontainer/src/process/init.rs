@@ -117,9 +117,10 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
     }
     let exe = find_executable(plan)?;
 
-    chan.send(&Msg::Ready).ctx(|| "sync: send ready".into())?;
-    // The runtime that created us exits now; we must outlive it.
+    // The runtime exits as soon as it reads Ready, and we must outlive it:
+    // drop the death signal first, or that exit can race it and kill us.
     nix::sys::prctl::set_pdeathsig(None).ctx(|| "prctl(PR_SET_PDEATHSIG, 0)".into())?;
+    chan.send(&Msg::Ready).ctx(|| "sync: send ready".into())?;
     wait_for_start(fifo)?;
     let err = nix::unistd::execve(&exe, &plan.args, &plan.env).unwrap_err();
     // Ready was sent: nobody listens on the channel any more.
