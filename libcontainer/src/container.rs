@@ -206,6 +206,7 @@ impl ContainerBuilder {
             owner: String::new(),
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
             cgroup: cgroups.clone(),
+            hooks: bundle.spec.hooks().clone(),
         };
         dir.save(&state)?;
         if let Some(p) = &self.pid_file {
@@ -342,8 +343,9 @@ impl Container {
         }
     }
 
-    /// Releases a created container's init to exec the program.
-    pub fn start(&self) -> Result<()> {
+    /// Releases a created container's init to exec the program. Returns
+    /// warnings: poststart hooks that failed (the spec makes them warnings).
+    pub fn start(&self) -> Result<Vec<String>> {
         let _lock = StateDir::open(&self.root, &self.state.id)?;
         let status = self.status();
         if status != Status::Created {
@@ -393,7 +395,32 @@ impl Container {
                 return Err(Error::InitDied("the init exited before start".into()));
             }
         }
-        std::fs::remove_file(&fifo_path).ctx(|| format!("remove {}", fifo_path.display()))
+        std::fs::remove_file(&fifo_path).ctx(|| format!("remove {}", fifo_path.display()))?;
+        Ok(self.run_late_hooks(|h| h.poststart(), "poststart", Status::Running))
+    }
+
+    /// poststart / poststop: failures are warnings, the lifecycle goes on.
+    fn run_late_hooks(
+        &self,
+        which: impl Fn(&oci_spec::runtime::Hooks) -> &Option<Vec<oci_spec::runtime::Hook>>,
+        kind: &str,
+        status: Status,
+    ) -> Vec<String> {
+        let Some(hooks) = self.state.hooks.as_ref().and_then(|h| which(h).as_ref()) else {
+            return Vec::new();
+        };
+        let state = crate::hooks::HookState {
+            oci_version: crate::SPEC_VERSION,
+            id: &self.state.id,
+            status,
+            pid: self.state.pid,
+            bundle: &self.state.bundle,
+            annotations: &self.state.annotations,
+        };
+        match crate::hooks::run(kind, hooks, &state) {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![e.to_string()],
+        }
     }
 
     /// Sends `signal` to the init, or with `all` to every process of the
@@ -423,8 +450,9 @@ impl Container {
     }
 
     /// Deletes the container: its processes (a created container's, or any
-    /// with `force`), its cgroups and its state directory.
-    pub fn delete(self, force: bool) -> Result<()> {
+    /// with `force`), its cgroups and its state directory; then runs the
+    /// poststop hooks, whose failures come back as warnings.
+    pub fn delete(self, force: bool) -> Result<Vec<String>> {
         let dir = StateDir::open(&self.root, &self.state.id)?;
         let status = self.status();
         match status {
@@ -449,7 +477,8 @@ impl Container {
         }
         self.kill_leftovers()?;
         self.state.cgroup.remove()?;
-        dir.remove()
+        dir.remove()?;
+        Ok(self.run_late_hooks(|h| h.poststop(), "poststop", Status::Stopped))
     }
 
     /// Whatever still runs in the cgroup (a container sharing the host pid

@@ -24,6 +24,7 @@ pub mod cgroups;
 pub mod console;
 mod container;
 pub mod error;
+pub mod hooks;
 mod namespaces;
 mod process;
 pub mod rootfs;

@@ -212,9 +212,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// Fields keel does not honour yet. Where ignoring one would weaken the
-/// container (seccomp, hooks, a terminal, LSM profiles) the config is
-/// refused with the reason; resource limits are warned about.
+/// Fields keel does not honour yet: refused with the reason where ignoring
+/// them would weaken the container, warned about otherwise.
 fn not_yet_supported(spec: &Spec, warnings: &mut Vec<String>) -> Result<()> {
     let refuse = |field: &str| {
         Err(Error::invalid(
@@ -222,21 +221,6 @@ fn not_yet_supported(spec: &Spec, warnings: &mut Vec<String>) -> Result<()> {
             "not supported by this version of keel yet",
         ))
     };
-    if let Some(h) = spec.hooks() {
-        let any = [
-            h.prestart(),
-            h.create_runtime(),
-            h.create_container(),
-            h.start_container(),
-            h.poststart(),
-            h.poststop(),
-        ]
-        .iter()
-        .any(|l| l.as_ref().is_some_and(|l| !l.is_empty()));
-        if any {
-            return refuse("hooks");
-        }
-    }
     if let Some(p) = spec.process() {
         if p.apparmor_profile().as_ref().is_some_and(|a| !a.is_empty()) {
             let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")

@@ -38,11 +38,11 @@ fn dispatch(cli: &Cli, log: &Logger) -> anyhow::Result<i32> {
     }
     match &cli.command {
         Command::Create(a) => lifecycle::create(root, a, log),
-        Command::Start { id } => lifecycle::start(root, id),
+        Command::Start { id } => lifecycle::start(root, id, log),
         Command::Run(a) => lifecycle::run(root, a, log),
         Command::State { id } => info::state(root, id),
         Command::Kill { id, signal, all } => lifecycle::kill(root, id, signal, *all),
-        Command::Delete { id, force } => lifecycle::delete(root, id, *force),
+        Command::Delete { id, force } => lifecycle::delete(root, id, *force, log),
         Command::List { format, quiet } => info::list(root, format, *quiet),
         Command::Spec { bundle, rootless } => spec::spec(bundle.as_deref(), *rootless),
         Command::Features => info::features(),

@@ -85,7 +85,26 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
     if let Some(name) = &plan.session_keyring {
         join_session_keyring(name)?;
     }
-    rootfs::prepare(&plan.rootfs)?;
+    // Hooks are given the init's pid as the host sees it; /proc is still
+    // the host's here.
+    let hooks = &plan.hooks;
+    let host_pid = if hooks.create_container.is_empty() && hooks.start_container.is_empty() {
+        0
+    } else {
+        host_pid()?
+    };
+    rootfs::prepare(&plan.rootfs, || {
+        if !hooks.runtime.is_empty() {
+            chan.send(&Msg::RunHooks)
+                .ctx(|| "sync: ask for the runtime hooks".into())?;
+            expect_continue(chan)?;
+        }
+        crate::hooks::run(
+            "createContainer",
+            &hooks.create_container,
+            &hooks.state(crate::Status::Creating, host_pid),
+        )
+    })?;
     // As runc: a missing cwd is made, inside the new root and before it can
     // turn read-only.
     {
@@ -121,7 +140,19 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
     // drop the death signal first, or that exit can race it and kill us.
     nix::sys::prctl::set_pdeathsig(None).ctx(|| "prctl(PR_SET_PDEATHSIG, 0)".into())?;
     chan.send(&Msg::Ready).ctx(|| "sync: send ready".into())?;
-    wait_for_start(fifo)?;
+    // Nobody reads the sync channel any more: report on stderr.
+    let started = wait_for_start(fifo, || {
+        crate::hooks::run(
+            "startContainer",
+            &hooks.start_container,
+            &hooks.state(crate::Status::Created, host_pid),
+        )
+    });
+    if let Err(e) = started {
+        let _ = writeln!(std::io::stderr(), "keel: container init: {e}");
+        // SAFETY: as in `run`.
+        unsafe { libc::_exit(1) }
+    }
     let err = nix::unistd::execve(&exe, &plan.args, &plan.env).unwrap_err();
     // Ready was sent: nobody listens on the channel any more.
     // Not eprintln!: it panics when stderr is gone.
@@ -335,9 +366,23 @@ fn find_executable(plan: &InitPlan) -> Result<CString> {
     Err(not_found("executable file not found in $PATH"))
 }
 
-/// Blocks until `start` opens exec.fifo for reading; reopened through
-/// /proc/self/fd because the host path is gone after pivot_root.
-fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
+/// This process's pid in the host's pid namespace (the first NSpid entry
+/// of the host's /proc, before pivot_root).
+fn host_pid() -> Result<i32> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").ctx(|| "read /proc/self/status".into())?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| Error::sys("no NSpid in /proc/self/status", Errno::EINVAL))
+}
+
+/// Blocks until `start` opens exec.fifo for reading (reopened through
+/// /proc/self/fd: the host path is gone after pivot_root), runs
+/// `on_start` (the startContainer hooks), then lets `start` return.
+fn wait_for_start(fifo: &OwnedFd, on_start: impl FnOnce() -> Result<()>) -> Result<()> {
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
     let fd = loop {
         match nix::fcntl::open(
@@ -349,6 +394,7 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
             r => break r.ctx(|| "open exec.fifo".into())?,
         }
     };
+    on_start()?;
     nix::unistd::write(&fd, b"0").ctx(|| "write exec.fifo".into())?;
     Ok(())
 }

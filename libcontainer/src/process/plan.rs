@@ -59,6 +59,36 @@ pub struct InitPlan {
     pub session_keyring: Option<CString>,
     /// `process.terminal`: where the pty master goes, and its size.
     pub terminal: Option<Terminal>,
+    /// The config's hooks, with what their state JSON needs.
+    pub hooks: Hooks,
+}
+
+/// Hooks, and the parts of the container state they are given.
+#[derive(Debug, Default)]
+pub struct Hooks {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub annotations: std::collections::HashMap<String, String>,
+    /// prestart + createRuntime: run by the runtime, before pivot_root.
+    pub runtime: Vec<(&'static str, Vec<oci_spec::runtime::Hook>)>,
+    /// createContainer: run by the init in the container's namespaces,
+    /// before pivot_root.
+    pub create_container: Vec<oci_spec::runtime::Hook>,
+    /// startContainer: run by the init at start, before the program.
+    pub start_container: Vec<oci_spec::runtime::Hook>,
+}
+
+impl Hooks {
+    pub fn state(&self, status: crate::Status, pid: i32) -> crate::hooks::HookState<'_> {
+        crate::hooks::HookState {
+            oci_version: crate::SPEC_VERSION,
+            id: &self.id,
+            status,
+            pid,
+            bundle: &self.bundle,
+            annotations: &self.annotations,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -101,6 +131,28 @@ fn propagation(field: &str, v: &str) -> Result<MsFlags> {
             ))
         }
     })
+}
+
+fn hooks_of(id: &str, bundle: &Bundle) -> Hooks {
+    let h = bundle.spec.hooks().as_ref();
+    let list = |l: Option<&Option<Vec<oci_spec::runtime::Hook>>>| {
+        l.and_then(|l| l.clone()).unwrap_or_default()
+    };
+    let runtime = vec![
+        ("prestart", list(h.map(|h| h.prestart()))),
+        ("createRuntime", list(h.map(|h| h.create_runtime()))),
+    ]
+    .into_iter()
+    .filter(|(_, l)| !l.is_empty())
+    .collect();
+    Hooks {
+        id: id.to_string(),
+        bundle: bundle.path.clone(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        runtime,
+        create_container: list(h.map(|h| h.create_container())),
+        start_container: list(h.map(|h| h.start_container())),
+    }
 }
 
 impl InitPlan {
@@ -293,6 +345,7 @@ impl InitPlan {
             env,
             preserve_fds: opts.preserve_fds,
             terminal,
+            hooks: hooks_of(id, bundle),
             session_keyring: if opts.no_new_keyring {
                 None
             } else {

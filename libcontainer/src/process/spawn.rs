@@ -116,6 +116,16 @@ pub fn spawn(plan: &InitPlan, cgroups: &CgroupPaths, fifo: &OwnedFd) -> Result<P
                 let _ = waitpid(child, None);
                 reaper.child = reaper.init;
             }
+            Some(Msg::RunHooks) => {
+                let state = plan
+                    .hooks
+                    .state(crate::Status::Creating, reaper.init.as_raw());
+                for (kind, hooks) in &plan.hooks.runtime {
+                    crate::hooks::run(kind, hooks, &state)?;
+                }
+                ours.send(&Msg::Continue)
+                    .ctx(|| "sync: send continue".into())?;
+            }
             Some(Msg::Ready) => break,
             Some(Msg::Failed { errno, context }) => {
                 return Err(Error::Init {

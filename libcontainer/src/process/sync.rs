@@ -16,6 +16,9 @@ pub enum Msg {
     MapIds,
     /// init → parent: the container's init is this grandchild (host pid).
     InitPid(i32),
+    /// init → parent: mounts are done, pivot_root is next: run the
+    /// prestart and createRuntime hooks, then send Continue.
+    RunHooks,
     /// init → parent: set up; now waiting on exec.fifo.
     Ready,
     /// init → parent: setup failed.

@@ -48,8 +48,9 @@ pub struct RootfsPlan {
     pub cgroupns: bool,
 }
 
-/// Performs the plan up to and including the pivot into the new root.
-pub fn prepare(plan: &RootfsPlan) -> Result<()> {
+/// Performs the plan up to and including the pivot into the new root;
+/// `before_pivot` runs when everything is mounted (the hooks' moment).
+pub fn prepare(plan: &RootfsPlan, before_pivot: impl FnOnce() -> Result<()>) -> Result<()> {
     nix::mount::mount(
         None::<&str>,
         "/",
@@ -88,6 +89,7 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
         devices::symlinks(&root)?;
     }
     nix::sys::stat::umask(old_umask);
+    before_pivot()?;
     pivot::enter(&plan.rootfs, plan.no_pivot)
 }
 

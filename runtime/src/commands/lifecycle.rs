@@ -60,8 +60,14 @@ pub fn create(root: &Path, a: &CreateArgs, log: &Logger) -> Result<i32> {
     Ok(0)
 }
 
-pub fn start(root: &Path, id: &str) -> Result<i32> {
-    Container::load(root, id)?.start()?;
+fn warn_all(log: &Logger, warnings: Vec<String>) {
+    for w in warnings {
+        log.log(Level::Warning, &w);
+    }
+}
+
+pub fn start(root: &Path, id: &str, log: &Logger) -> Result<i32> {
+    warn_all(log, Container::load(root, id)?.start()?);
     Ok(0)
 }
 
@@ -70,7 +76,7 @@ pub fn start(root: &Path, id: &str) -> Result<i32> {
 pub fn run(root: &Path, a: &RunArgs, log: &Logger) -> Result<i32> {
     if a.detach {
         let c = create_container(root, &a.create, log, None)?;
-        return start_or_destroy(c).map(|_| 0);
+        return start_or_destroy(c, log).map(|_| 0);
     }
     if !a.no_subreaper {
         // The init may be a grandchild (joined pid namespace): be its reaper.
@@ -86,7 +92,7 @@ pub fn run(root: &Path, a: &RunArgs, log: &Logger) -> Result<i32> {
     let c = create_container(root, &a.create, log, Some(OwnedFd::from(theirs)))?;
     let init = Pid::from_raw(c.pid());
     let id = c.id().to_string();
-    let code = match attach_and_wait(c, init, OwnedFd::from(ours), &forwarded) {
+    let code = match attach_and_wait(c, init, OwnedFd::from(ours), &forwarded, log) {
         Ok(code) => code,
         Err(e) => {
             // Whatever failed after create, the container must not outlive us.
@@ -97,13 +103,19 @@ pub fn run(root: &Path, a: &RunArgs, log: &Logger) -> Result<i32> {
         }
     };
     if !a.keep {
-        Container::load(root, &id)?.delete(true)?;
+        warn_all(log, Container::load(root, &id)?.delete(true)?);
     }
     Ok(code)
 }
 
 /// The foreground part of `run`: terminal, start, signals, exit status.
-fn attach_and_wait(c: Container, init: Pid, console: OwnedFd, forwarded: &SigSet) -> Result<i32> {
+fn attach_and_wait(
+    c: Container,
+    init: Pid,
+    console: OwnedFd,
+    forwarded: &SigSet,
+    log: &Logger,
+) -> Result<i32> {
     let master = tty::take_master(&console)?;
     let raw = master.as_ref().map(|_| tty::RawMode::enter());
     let output = match &master {
@@ -113,7 +125,7 @@ fn attach_and_wait(c: Container, init: Pid, console: OwnedFd, forwarded: &SigSet
         }
         None => None,
     };
-    c.start()?;
+    warn_all(log, c.start()?);
     let code = loop {
         let sig = forwarded.wait().context("sigwait")?;
         match (sig, &master) {
@@ -136,10 +148,13 @@ fn attach_and_wait(c: Container, init: Pid, console: OwnedFd, forwarded: &SigSet
     Ok(code)
 }
 
-fn start_or_destroy(c: Container) -> Result<()> {
-    if let Err(e) = c.start() {
-        let _ = c.delete(true);
-        return Err(e.into());
+fn start_or_destroy(c: Container, log: &Logger) -> Result<()> {
+    match c.start() {
+        Ok(warnings) => warn_all(log, warnings),
+        Err(e) => {
+            let _ = c.delete(true);
+            return Err(e.into());
+        }
     }
     Ok(())
 }
@@ -179,9 +194,9 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<i32> {
     Ok(0)
 }
 
-pub fn delete(root: &Path, id: &str, force: bool) -> Result<i32> {
+pub fn delete(root: &Path, id: &str, force: bool, log: &Logger) -> Result<i32> {
     match Container::load(root, id) {
-        Ok(c) => c.delete(force)?,
+        Ok(c) => warn_all(log, c.delete(force)?),
         // runc: deleting a missing container with --force is not an error.
         Err(libkeel::Error::NotFound(_)) if force => {}
         Err(e) => return Err(e.into()),
