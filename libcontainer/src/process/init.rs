@@ -3,6 +3,7 @@
 //! goes back to the parent over the sync channel; nothing here panics.
 
 use super::plan::InitPlan;
+use super::program;
 use super::sync::{Channel, Msg};
 use crate::error::{Error, Result, SysContext};
 use crate::rootfs;
@@ -14,8 +15,7 @@ use std::convert::Infallible;
 use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Runs in the forked child; never returns.
 pub fn run(plan: &InitPlan, chan: Channel, fifo: &OwnedFd) -> ! {
@@ -42,7 +42,7 @@ fn expect_continue(chan: &Channel) -> Result<()> {
 }
 
 fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> {
-    reset_signals();
+    program::reset_signals();
     // If the runtime dies mid-setup, so do we: no half-made container.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
@@ -112,29 +112,17 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
-            .create(&plan.cwd)
-            .ctx(|| format!("process.cwd: mkdir {}", plan.cwd.display()))?;
+            .create(&plan.process.cwd)
+            .ctx(|| format!("process.cwd: mkdir {}", plan.process.cwd.display()))?;
     }
     for (path, value) in &plan.sysctl {
         write_proc(path, value).map_err(|e| e.in_field("linux.sysctl"))?;
     }
-    if let Some(t) = &plan.terminal {
+    if let Some(t) = &plan.process.terminal {
         crate::console::setup(&t.socket, t.size)?;
     }
     rootfs::finalize(&plan.rootfs)?;
-    crate::security::rlimits::apply(&plan.rlimits)?;
-
-    // Nothing of the runtime's may reach the program: every fd past stdio
-    // and --preserve-fds closes on exec (CVE-2024-21626).
-    crate::sys::cloexec_from(3 + plan.preserve_fds).ctx(|| "close_range".into())?;
-    set_user(plan)?;
-    if let Some(mask) = plan.umask {
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
-    }
-    if plan.no_new_privs {
-        nix::sys::prctl::set_no_new_privs().ctx(|| "process.noNewPrivileges: prctl".into())?;
-    }
-    let exe = find_executable(plan)?;
+    let exe = program::prepare(&plan.process, plan.rootfs.in_userns)?;
 
     // The runtime exits as soon as it reads Ready, and we must outlive it:
     // drop the death signal first, or that exit can race it and kill us.
@@ -153,31 +141,7 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
         // SAFETY: as in `run`.
         unsafe { libc::_exit(1) }
     }
-    let err = nix::unistd::execve(&exe, &plan.args, &plan.env).unwrap_err();
-    // Ready was sent: nobody listens on the channel any more.
-    // Not eprintln!: it panics when stderr is gone.
-    let _ = writeln!(
-        std::io::stderr(),
-        "keel: exec {}: {}",
-        exe.to_string_lossy(),
-        err.desc()
-    );
-    // SAFETY: as in `run`.
-    unsafe { libc::_exit(127) }
-}
-
-/// The program must start with default signal handling: Rust ignores
-/// SIGPIPE, and a foreground `run` blocks the signals it forwards.
-fn reset_signals() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in Signal::iterator() {
-        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
-            // SAFETY: installing SIG_DFL has no handler code to be unsafe.
-            let _ = unsafe { sigaction(sig, &dfl) };
-        }
-    }
-    let _ = SigSet::empty().thread_set_mask();
+    program::execute(&exe, &plan.process)
 }
 
 /// With namespaces to join: join them, then create the new ones from inside
@@ -279,91 +243,6 @@ fn write_proc(path: &Path, value: &str) -> Result<()> {
     nix::unistd::write(&fd, value.as_bytes())
         .ctx(|| format!("write {:?} to {}", value, path.display()))?;
     Ok(())
-}
-
-/// runc's order: bounding set, keep-caps, ids, cwd, then the other sets.
-fn set_user(plan: &InitPlan) -> Result<()> {
-    if let Some(c) = &plan.caps {
-        c.apply_bounding()?;
-    }
-    nix::sys::prctl::set_keepcaps(true).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
-    let gids: Vec<Gid> = plan
-        .additional_gids
-        .iter()
-        .map(|&g| Gid::from_raw(g))
-        .collect();
-    match nix::unistd::setgroups(&gids) {
-        // Denied in a user namespace whose setgroups is "deny": runc skips.
-        Err(Errno::EPERM) if plan.rootfs.in_userns && gids.is_empty() => {}
-        r => r.ctx(|| {
-            format!(
-                "process.user.additionalGids: setgroups {:?}",
-                plan.additional_gids
-            )
-        })?,
-    }
-    let gid = Gid::from_raw(plan.gid);
-    nix::unistd::setresgid(gid, gid, gid)
-        .ctx(|| format!("process.user.gid: setresgid {}", plan.gid))?;
-    let uid = Uid::from_raw(plan.uid);
-    nix::unistd::setresuid(uid, uid, uid)
-        .ctx(|| format!("process.user.uid: setresuid {}", plan.uid))?;
-    // As the user, so a cwd the user cannot reach fails here, as in runc.
-    nix::unistd::chdir(&plan.cwd).ctx(|| format!("process.cwd: chdir {}", plan.cwd.display()))?;
-    // The cwd must be inside the container (CVE-2024-21626: a leaked fd as cwd).
-    match nix::unistd::getcwd() {
-        Ok(p) if p.is_absolute() => {}
-        _ => {
-            return Err(Error::sys(
-                "process.cwd: current directory is outside the container",
-                Errno::EPERM,
-            ))
-        }
-    }
-    nix::sys::prctl::set_keepcaps(false).ctx(|| "prctl(PR_SET_KEEPCAPS, 0)".into())?;
-    if let Some(c) = &plan.caps {
-        c.apply_rest()?;
-    }
-    Ok(())
-}
-
-/// args[0] looked up in the container's $PATH, as runc does before waiting
-/// for start, so `create` already fails on a missing program.
-fn find_executable(plan: &InitPlan) -> Result<CString> {
-    let Some(arg0) = plan.args.first() else {
-        return Err(Error::invalid("process.args", "args must not be empty"));
-    };
-    let name = Path::new(std::ffi::OsStr::from_bytes(arg0.as_bytes()));
-    let not_found = |what: &str| Error::sys(format!("exec: {:?}: {what}", name), Errno::ENOENT);
-    let runnable = |p: &Path| {
-        nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
-            && std::fs::metadata(p).is_ok_and(|m| m.is_file())
-    };
-    if arg0.as_bytes().contains(&b'/') {
-        return if runnable(name) {
-            Ok(arg0.clone())
-        } else {
-            Err(not_found("no such file or directory"))
-        };
-    }
-    let path = plan
-        .env
-        .iter()
-        .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
-        .unwrap_or(b"");
-    for dir in path.split(|&b| b == b':') {
-        let dir = if dir.is_empty() {
-            Path::new(".")
-        } else {
-            Path::new(std::ffi::OsStr::from_bytes(dir))
-        };
-        let candidate: PathBuf = dir.join(name);
-        if runnable(&candidate) {
-            return CString::new(candidate.as_os_str().as_bytes())
-                .map_err(|_| not_found("bad path"));
-        }
-    }
-    Err(not_found("executable file not found in $PATH"))
 }
 
 /// This process's pid in the host's pid namespace (the first NSpid entry

@@ -4,5 +4,6 @@
 
 pub(crate) mod init;
 pub(crate) mod plan;
+pub(crate) mod program;
 pub(crate) mod spawn;
 pub(crate) mod sync;

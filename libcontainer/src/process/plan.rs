@@ -12,7 +12,7 @@ use crate::security::rlimits::{self, Rlimit};
 use crate::spec::Bundle;
 use nix::mount::MsFlags;
 use nix::sys::stat::SFlag;
-use oci_spec::runtime::{LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType};
+use oci_spec::runtime::{LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, Process};
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -42,23 +42,11 @@ pub struct InitPlan {
     pub domainname: Option<String>,
     /// (path under /proc/sys, value)
     pub sysctl: Vec<(PathBuf, String)>,
-    pub rlimits: Vec<Rlimit>,
-    pub caps: Option<Capabilities>,
-    pub uid: u32,
-    pub gid: u32,
-    pub additional_gids: Vec<u32>,
-    pub umask: Option<u32>,
-    pub no_new_privs: bool,
-    pub cwd: PathBuf,
-    pub args: Vec<CString>,
-    pub env: Vec<CString>,
-    /// fds 3..3+N stay open for the program (`--preserve-fds`).
-    pub preserve_fds: u32,
+    /// The container's process.
+    pub process: ProcessPlan,
     /// Name of the new session keyring (the container id), unless
     /// `--no-new-keyring`: keys must not be shared between containers.
     pub session_keyring: Option<CString>,
-    /// `process.terminal`: where the pty master goes, and its size.
-    pub terminal: Option<Terminal>,
     /// The config's hooks, with what their state JSON needs.
     pub hooks: Hooks,
 }
@@ -89,6 +77,25 @@ impl Hooks {
             annotations: &self.annotations,
         }
     }
+}
+
+/// A container process (the init's, or one `exec` adds), ready to apply.
+#[derive(Debug)]
+pub struct ProcessPlan {
+    pub rlimits: Vec<Rlimit>,
+    pub caps: Option<Capabilities>,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: Option<u32>,
+    pub no_new_privs: bool,
+    pub cwd: PathBuf,
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+    /// fds 3..3+N stay open for the program (`--preserve-fds`).
+    pub preserve_fds: u32,
+    /// `process.terminal`: where the pty master goes, and its size.
+    pub terminal: Option<Terminal>,
 }
 
 #[derive(Debug)]
@@ -300,6 +307,35 @@ impl InitPlan {
                 )
             })
             .collect();
+        Ok(InitPlan {
+            process: ProcessPlan::new(process, console, opts.preserve_fds)?,
+            uid_map: id_map(linux.uid_mappings()),
+            gid_map: id_map(linux.gid_mappings()),
+            time_offsets,
+            oom_score_adj: process.oom_score_adj(),
+            rootfs,
+            hostname: spec.hostname().clone(),
+            domainname: spec.domainname().clone(),
+            sysctl,
+            hooks: hooks_of(id, bundle),
+            session_keyring: if opts.no_new_keyring {
+                None
+            } else {
+                Some(CString::new(id).map_err(|_| Error::invalid("id", "contains a NUL byte"))?)
+            },
+            ns,
+        })
+    }
+}
+
+impl ProcessPlan {
+    /// From the config's (or `exec`'s) `process`; `console` receives the
+    /// pty master when it asks for a terminal.
+    pub fn new(
+        process: &Process,
+        console: Option<OwnedFd>,
+        preserve_fds: u32,
+    ) -> Result<ProcessPlan> {
         let caps = process
             .capabilities()
             .as_ref()
@@ -324,15 +360,7 @@ impl InitPlan {
         let user = process.user();
         let args = cstrings("process.args", process.args().as_deref().unwrap_or(&[]))?;
         let env = cstrings("process.env", process.env().as_deref().unwrap_or(&[]))?;
-        Ok(InitPlan {
-            uid_map: id_map(linux.uid_mappings()),
-            gid_map: id_map(linux.gid_mappings()),
-            time_offsets,
-            oom_score_adj: process.oom_score_adj(),
-            rootfs,
-            hostname: spec.hostname().clone(),
-            domainname: spec.domainname().clone(),
-            sysctl,
+        Ok(ProcessPlan {
             rlimits: rlimits::from_spec(process.rlimits().as_deref().unwrap_or(&[]))?,
             caps,
             uid: user.uid(),
@@ -343,15 +371,8 @@ impl InitPlan {
             cwd: process.cwd().clone(),
             args,
             env,
-            preserve_fds: opts.preserve_fds,
+            preserve_fds,
             terminal,
-            hooks: hooks_of(id, bundle),
-            session_keyring: if opts.no_new_keyring {
-                None
-            } else {
-                Some(CString::new(id).map_err(|_| Error::invalid("id", "contains a NUL byte"))?)
-            },
-            ns,
         })
     }
 }

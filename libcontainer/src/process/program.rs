@@ -1,0 +1,143 @@
+//! The last steps of every container process before its program, shared by
+//! the init and by `exec`: limits, fds, identity, capabilities, the
+//! executable, and execve itself.
+
+use super::plan::ProcessPlan;
+use crate::error::{Error, Result, SysContext};
+use nix::errno::Errno;
+use nix::unistd::{Gid, Uid};
+use std::ffi::CString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Everything up to the executable's lookup, in runc's order; returns the
+/// path to execute.
+pub fn prepare(plan: &ProcessPlan, in_userns: bool) -> Result<CString> {
+    crate::security::rlimits::apply(&plan.rlimits)?;
+    // Nothing of the runtime's may reach the program: every fd past stdio
+    // and --preserve-fds closes on exec (CVE-2024-21626).
+    crate::sys::cloexec_from(3 + plan.preserve_fds).ctx(|| "close_range".into())?;
+    set_user(plan, in_userns)?;
+    if let Some(mask) = plan.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    if plan.no_new_privs {
+        nix::sys::prctl::set_no_new_privs().ctx(|| "process.noNewPrivileges: prctl".into())?;
+    }
+    find_executable(plan)
+}
+
+/// execve, or a message on stderr and exit 127: by now nobody listens on
+/// the sync channel.
+pub fn execute(exe: &CString, plan: &ProcessPlan) -> ! {
+    let Err(err) = nix::unistd::execve(exe, &plan.args, &plan.env);
+    // Not eprintln!: it panics when stderr is gone.
+    let _ = writeln!(
+        std::io::stderr(),
+        "keel: exec {}: {}",
+        exe.to_string_lossy(),
+        err.desc()
+    );
+    // SAFETY: leave without running destructors or atexit handlers.
+    unsafe { libc::_exit(127) }
+}
+
+/// The program must start with default signal handling: Rust ignores
+/// SIGPIPE, and a foreground `run` blocks the signals it forwards.
+pub fn reset_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+            // SAFETY: installing SIG_DFL has no handler code to be unsafe.
+            let _ = unsafe { sigaction(sig, &dfl) };
+        }
+    }
+    let _ = SigSet::empty().thread_set_mask();
+}
+
+/// runc's order: bounding set, keep-caps, ids, cwd, then the other sets.
+fn set_user(plan: &ProcessPlan, in_userns: bool) -> Result<()> {
+    if let Some(c) = &plan.caps {
+        c.apply_bounding()?;
+    }
+    nix::sys::prctl::set_keepcaps(true).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
+    let gids: Vec<Gid> = plan
+        .additional_gids
+        .iter()
+        .map(|&g| Gid::from_raw(g))
+        .collect();
+    match nix::unistd::setgroups(&gids) {
+        // Denied in a user namespace whose setgroups is "deny": runc skips.
+        Err(Errno::EPERM) if in_userns && gids.is_empty() => {}
+        r => r.ctx(|| {
+            format!(
+                "process.user.additionalGids: setgroups {:?}",
+                plan.additional_gids
+            )
+        })?,
+    }
+    let gid = Gid::from_raw(plan.gid);
+    nix::unistd::setresgid(gid, gid, gid)
+        .ctx(|| format!("process.user.gid: setresgid {}", plan.gid))?;
+    let uid = Uid::from_raw(plan.uid);
+    nix::unistd::setresuid(uid, uid, uid)
+        .ctx(|| format!("process.user.uid: setresuid {}", plan.uid))?;
+    // As the user, so a cwd the user cannot reach fails here, as in runc.
+    nix::unistd::chdir(&plan.cwd).ctx(|| format!("process.cwd: chdir {}", plan.cwd.display()))?;
+    // The cwd must be inside the container (CVE-2024-21626: a leaked fd as cwd).
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => {}
+        _ => {
+            return Err(Error::sys(
+                "process.cwd: current directory is outside the container",
+                Errno::EPERM,
+            ))
+        }
+    }
+    nix::sys::prctl::set_keepcaps(false).ctx(|| "prctl(PR_SET_KEEPCAPS, 0)".into())?;
+    if let Some(c) = &plan.caps {
+        c.apply_rest()?;
+    }
+    Ok(())
+}
+
+/// args[0] looked up in the container's $PATH, as runc does before waiting
+/// for start, so `create` already fails on a missing program.
+fn find_executable(plan: &ProcessPlan) -> Result<CString> {
+    let Some(arg0) = plan.args.first() else {
+        return Err(Error::invalid("process.args", "args must not be empty"));
+    };
+    let name = Path::new(std::ffi::OsStr::from_bytes(arg0.as_bytes()));
+    let not_found = |what: &str| Error::sys(format!("exec: {:?}: {what}", name), Errno::ENOENT);
+    let runnable = |p: &Path| {
+        nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+            && std::fs::metadata(p).is_ok_and(|m| m.is_file())
+    };
+    if arg0.as_bytes().contains(&b'/') {
+        return if runnable(name) {
+            Ok(arg0.clone())
+        } else {
+            Err(not_found("no such file or directory"))
+        };
+    }
+    let path = plan
+        .env
+        .iter()
+        .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
+        .unwrap_or(b"");
+    for dir in path.split(|&b| b == b':') {
+        let dir = if dir.is_empty() {
+            Path::new(".")
+        } else {
+            Path::new(std::ffi::OsStr::from_bytes(dir))
+        };
+        let candidate: PathBuf = dir.join(name);
+        if runnable(&candidate) {
+            return CString::new(candidate.as_os_str().as_bytes())
+                .map_err(|_| not_found("bad path"));
+        }
+    }
+    Err(not_found("executable file not found in $PATH"))
+}
