@@ -49,9 +49,10 @@ pub fn size_of(fd: impl AsFd) -> Result<Size> {
     })
 }
 
-/// In the init, after pivot_root: pty from the container's /dev/ptmx,
-/// master to `socket`, slave as controlling terminal and stdio.
-pub(crate) fn setup(socket: &OwnedFd, size: Option<Size>) -> Result<()> {
+/// In the init (after pivot_root) or an exec'd process: pty from the
+/// container's /dev/ptmx, master to `socket`, slave as controlling terminal
+/// and stdio; the init's also becomes /dev/console.
+pub(crate) fn setup(socket: &OwnedFd, size: Option<Size>, console: bool) -> Result<()> {
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .ctx(|| "process.terminal: open /dev/ptmx".into())?;
     nix::pty::grantpt(&master).ctx(|| "process.terminal: grantpt".into())?;
@@ -66,20 +67,9 @@ pub(crate) fn setup(socket: &OwnedFd, size: Option<Size>) -> Result<()> {
     if let Some(size) = size {
         resize(&slave, size).map_err(|e| e.in_field("process.consoleSize"))?;
     }
-    // /dev/console is the container's terminal too (bind over an empty file).
-    let _ = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/dev/console");
-    nix::mount::mount(
-        Some(name.as_str()),
-        "/dev/console",
-        None::<&str>,
-        nix::mount::MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .ctx(|| format!("process.terminal: bind {name} on /dev/console"))?;
+    if console {
+        bind_console(&name)?;
+    }
     send_fd(socket, "/dev/ptmx", master.as_raw_fd())?;
     drop(master);
     // SAFETY: TIOCSCTTY on a terminal fd; we are a session leader.
@@ -91,6 +81,23 @@ pub(crate) fn setup(socket: &OwnedFd, size: Option<Size>) -> Result<()> {
         nix::errno::Errno::result(r).ctx(|| format!("process.terminal: dup2 onto fd {target}"))?;
     }
     Ok(())
+}
+
+/// /dev/console is the container's terminal too (bind over an empty file).
+fn bind_console(name: &str) -> Result<()> {
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/dev/console");
+    nix::mount::mount(
+        Some(name),
+        "/dev/console",
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx(|| format!("process.terminal: bind {name} on /dev/console"))
 }
 
 fn send_fd(socket: &OwnedFd, name: &str, fd: impl AsRawFd) -> Result<()> {

@@ -207,6 +207,7 @@ impl ContainerBuilder {
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
             cgroup: cgroups.clone(),
             hooks: bundle.spec.hooks().clone(),
+            process: bundle.spec.process().clone(),
         };
         dir.save(&state)?;
         if let Some(p) = &self.pid_file {
@@ -214,6 +215,19 @@ impl ContainerBuilder {
         }
         Ok(state)
     }
+}
+
+/// How `exec` runs its process.
+#[derive(Debug, Default)]
+pub struct ExecOptions {
+    /// Receives the pty master when the process asks for a terminal.
+    pub console_socket: Option<OwnedFd>,
+    /// Pass fds 3 .. 3+n of the caller to the process.
+    pub preserve_fds: u32,
+    /// Write the process's pid here.
+    pub pid_file: Option<PathBuf>,
+    /// Exec into a paused container too.
+    pub ignore_paused: bool,
 }
 
 /// Writes a pid file atomically (temp file + rename), as runc does.
@@ -421,6 +435,46 @@ impl Container {
             Ok(()) => Vec::new(),
             Err(e) => vec![e.to_string()],
         }
+    }
+
+    /// The config's `process`: what `exec` starts from when it is not given
+    /// a whole process of its own (runc's behaviour).
+    pub fn process(&self) -> Option<&oci_spec::runtime::Process> {
+        self.state.process.as_ref()
+    }
+
+    /// Starts `process` inside the running container and returns its host
+    /// pid; the caller is its parent and reaps it. Like `create`, this forks:
+    /// call it single-threaded.
+    pub fn exec(&self, process: &oci_spec::runtime::Process, opts: ExecOptions) -> Result<i32> {
+        let status = self.status();
+        match status {
+            Status::Running | Status::Created => {}
+            Status::Paused if opts.ignore_paused => {}
+            _ => {
+                return Err(Error::WrongStatus {
+                    id: self.state.id.clone(),
+                    status,
+                    reason: "cannot exec in a container that is not running",
+                })
+            }
+        }
+        crate::spec::validate_process(process)?;
+        let pidfd = self.pidfd().ok_or_else(|| Error::WrongStatus {
+            id: self.state.id.clone(),
+            status: Status::Stopped,
+            reason: "cannot exec in a container that is not running",
+        })?;
+        let plan = crate::process::plan::ProcessPlan::new(
+            process,
+            opts.console_socket,
+            opts.preserve_fds,
+        )?;
+        let pid = crate::process::exec::exec(&plan, self.state.pid, &pidfd, &self.state.cgroup)?;
+        if let Some(p) = &opts.pid_file {
+            write_pid_file(p, pid.as_raw())?;
+        }
+        Ok(pid.as_raw())
     }
 
     /// Sends `signal` to the init, or with `all` to every process of the

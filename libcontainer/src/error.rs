@@ -50,7 +50,7 @@ pub enum Error {
 
     /// The container's init process reported a failure while setting up;
     /// `errno` is absent when the failure was not a system call's.
-    #[error("container init: {context}{}", errno.map(|e| format!(": {e}")).unwrap_or_default())]
+    #[error("container process: {context}{}", errno.map(|e| format!(": {e}")).unwrap_or_default())]
     Init {
         context: String,
         errno: Option<nix::errno::Errno>,

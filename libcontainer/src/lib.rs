@@ -37,7 +37,7 @@ mod sys;
 /// `ociVersionMax` in `features`.
 pub const SPEC_VERSION: &str = "1.3.0";
 
-pub use container::{Container, ContainerBuilder, ContainerState, DEFAULT_ROOT};
+pub use container::{Container, ContainerBuilder, ContainerState, ExecOptions, DEFAULT_ROOT};
 pub use error::{Error, Result};
 pub use nix::sys::signal::Signal;
 pub use oci_spec;

@@ -113,12 +113,8 @@ fn drop_unknown_capabilities(value: &mut Value, warnings: &mut Vec<String>) {
     }
 }
 
-/// The checks of runc's `configs/validate`, with the field they concern.
-pub fn validate(spec: &Spec) -> Result<()> {
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::invalid("process", "process must be set"))?;
+/// The checks on a process (the config's, or one given to `exec`).
+pub fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::invalid("process.args", "args must not be empty"));
     }
@@ -128,6 +124,16 @@ pub fn validate(spec: &Spec) -> Result<()> {
             format!("{:?} is not an absolute path", process.cwd()),
         ));
     }
+    Ok(())
+}
+
+/// The checks of runc's `configs/validate`, with the field they concern.
+pub fn validate(spec: &Spec) -> Result<()> {
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::invalid("process", "process must be set"))?;
+    validate_process(process)?;
     let linux = spec
         .linux()
         .as_ref()

@@ -65,6 +65,9 @@ pub struct State {
     pub annotations: HashMap<String, String>,
     /// The container's cgroup directories.
     pub cgroup: CgroupPaths,
+    /// The config's process: the base that `exec` starts from, as runc's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<oci_spec::runtime::Process>,
     /// The config's hooks: poststart and poststop run long after create.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,

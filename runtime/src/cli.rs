@@ -79,6 +79,66 @@ pub struct RunArgs {
     pub no_subreaper: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Path to the process.json
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Path to an AF_UNIX socket which will receive the pty master
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Path to an AF_UNIX socket which will receive the pidfd of the process
+    #[arg(long = "pidfd-socket")]
+    pub pidfd_socket: Option<PathBuf>,
+    /// Current working directory in the container
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Set environment variables
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// UID (format: <uid>[:<gid>])
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Additional gids
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability to the bounding set for the process
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    /// Set the no new privileges value for the process
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    /// Set the AppArmor profile for the process
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// Set the asm process label for the process commonly used with selinux
+    #[arg(long = "process-label")]
+    pub process_label: Option<String>,
+    /// Detach from the container's process
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Specify the file to write the process id to
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Pass N additional file descriptors to the process (stdio + $LISTEN_FDS + N)
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Allow exec in a paused container
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
+    /// Run the process in an (existing) sub-cgroup
+    #[arg(long)]
+    pub cgroup: Vec<String>,
+    /// Container id
+    pub id: String,
+    /// Command and arguments (unless --process is given)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a container
@@ -125,9 +185,8 @@ pub enum Command {
     },
     /// Show the enabled features
     Features,
-    /// Execute new process inside the container (not yet implemented)
-    #[command(disable_help_flag = true)]
-    Exec(Pending),
+    /// Execute new process inside the container
+    Exec(Box<ExecArgs>),
     /// Displays the processes running inside a container (not yet implemented)
     #[command(disable_help_flag = true)]
     Ps(Pending),

@@ -2,12 +2,13 @@
 
 mod cli;
 mod commands;
+mod foreground;
 mod logging;
 mod tty;
 
 use clap::Parser;
 use cli::{Cli, Command};
-use commands::{info, lifecycle, spec};
+use commands::{exec, info, lifecycle, spec};
 use logging::{Level, Logger};
 
 pub const VERSION_TEXT: &str = concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.3.0");
@@ -46,8 +47,8 @@ fn dispatch(cli: &Cli, log: &Logger) -> anyhow::Result<i32> {
         Command::List { format, quiet } => info::list(root, format, *quiet),
         Command::Spec { bundle, rootless } => spec::spec(bundle.as_deref(), *rootless),
         Command::Features => info::features(),
-        Command::Exec(_)
-        | Command::Ps(_)
+        Command::Exec(a) => exec::exec(root, a),
+        Command::Ps(_)
         | Command::Pause(_)
         | Command::Resume(_)
         | Command::Update(_)

@@ -23,12 +23,7 @@ pub fn run(plan: &InitPlan, chan: Channel, fifo: &OwnedFd) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let (errno, context) = match err {
-        Error::Sys { context, errno } => (errno as i32, context),
-        Error::Io { context, source } => (source.raw_os_error().unwrap_or(0), context),
-        other => (0, other.to_string()),
-    };
-    let _ = chan.send(&Msg::Failed { errno, context });
+    let _ = chan.send(&Msg::failed(err));
     // SAFETY: leave without running the parent's atexit handlers or destructors.
     unsafe { libc::_exit(1) }
 }
@@ -119,7 +114,7 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
         write_proc(path, value).map_err(|e| e.in_field("linux.sysctl"))?;
     }
     if let Some(t) = &plan.process.terminal {
-        crate::console::setup(&t.socket, t.size)?;
+        crate::console::setup(&t.socket, t.size, true)?;
     }
     rootfs::finalize(&plan.rootfs)?;
     let exe = program::prepare(&plan.process, plan.rootfs.in_userns)?;

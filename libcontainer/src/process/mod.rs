@@ -2,6 +2,7 @@
 //! with its namespaces), writes id maps, and drives it over one typed sync
 //! channel until the init waits on exec.fifo.
 
+pub(crate) mod exec;
 pub(crate) mod init;
 pub(crate) mod plan;
 pub(crate) mod program;

@@ -7,7 +7,6 @@ use super::sync::{Channel, Msg};
 use crate::cgroups::CgroupPaths;
 use crate::error::{Error, Result, SysContext};
 use crate::sys::{self, Forked};
-use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -128,10 +127,7 @@ pub fn spawn(plan: &InitPlan, cgroups: &CgroupPaths, fifo: &OwnedFd) -> Result<P
             }
             Some(Msg::Ready) => break,
             Some(Msg::Failed { errno, context }) => {
-                return Err(Error::Init {
-                    context,
-                    errno: (errno != 0).then(|| Errno::from_raw(errno)),
-                });
+                return Err(super::sync::init_error(errno, context))
             }
             Some(Msg::Continue) => {
                 return Err(Error::InitDied("protocol error: unexpected message".into()))

@@ -25,6 +25,27 @@ pub enum Msg {
     Failed { errno: i32, context: String },
 }
 
+impl Msg {
+    /// A child's failure, as it travels to the parent.
+    pub fn failed(err: crate::Error) -> Msg {
+        use crate::Error;
+        let (errno, context) = match err {
+            Error::Sys { context, errno } => (errno as i32, context),
+            Error::Io { context, source } => (source.raw_os_error().unwrap_or(0), context),
+            other => (0, other.to_string()),
+        };
+        Msg::Failed { errno, context }
+    }
+}
+
+/// A child's failure, as the parent reports it.
+pub fn init_error(errno: i32, context: String) -> crate::Error {
+    crate::Error::Init {
+        context,
+        errno: (errno != 0).then(|| Errno::from_raw(errno)),
+    }
+}
+
 pub struct Channel(OwnedFd);
 
 impl Channel {

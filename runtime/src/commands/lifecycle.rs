@@ -1,12 +1,10 @@
 //! create, start, run, kill, delete.
 
 use crate::cli::{CreateArgs, RunArgs};
+use crate::foreground::Foreground;
 use crate::logging::{Level, Logger};
-use crate::tty;
 use anyhow::{bail, Context, Result};
 use libkeel::{Container, ContainerBuilder, Signal};
-use nix::sys::signal::SigSet;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -78,21 +76,15 @@ pub fn run(root: &Path, a: &RunArgs, log: &Logger) -> Result<i32> {
         let c = create_container(root, &a.create, log, None)?;
         return start_or_destroy(c, log).map(|_| 0);
     }
-    if !a.no_subreaper {
-        // The init may be a grandchild (joined pid namespace): be its reaper.
-        nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
-    }
-    // Blocked before the fork so none is lost; the init unblocks its own.
-    let mut forwarded = SigSet::all();
-    forwarded.remove(Signal::SIGKILL);
-    forwarded.remove(Signal::SIGSTOP);
-    forwarded.thread_block().context("block signals")?;
-    // Our end of a console socket, used if the config asks for a terminal.
-    let (ours, theirs) = UnixStream::pair().context("socketpair for the console")?;
-    let c = create_container(root, &a.create, log, Some(OwnedFd::from(theirs)))?;
+    let (fg, console) = Foreground::prepare(!a.no_subreaper)?;
+    let c = create_container(root, &a.create, log, Some(console))?;
     let init = Pid::from_raw(c.pid());
     let id = c.id().to_string();
-    let code = match attach_and_wait(c, init, OwnedFd::from(ours), &forwarded, log) {
+    let start = || {
+        warn_all(log, c.start()?);
+        Ok(())
+    };
+    let code = match fg.wait(init, start) {
         Ok(code) => code,
         Err(e) => {
             // Whatever failed after create, the container must not outlive us.
@@ -108,46 +100,6 @@ pub fn run(root: &Path, a: &RunArgs, log: &Logger) -> Result<i32> {
     Ok(code)
 }
 
-/// The foreground part of `run`: terminal, start, signals, exit status.
-fn attach_and_wait(
-    c: Container,
-    init: Pid,
-    console: OwnedFd,
-    forwarded: &SigSet,
-    log: &Logger,
-) -> Result<i32> {
-    let master = tty::take_master(&console)?;
-    let raw = master.as_ref().map(|_| tty::RawMode::enter());
-    let output = match &master {
-        Some(m) => {
-            tty::resize_from_stdin(m);
-            Some(tty::copy(m.try_clone().context("dup pty master")?)?)
-        }
-        None => None,
-    };
-    warn_all(log, c.start()?);
-    let code = loop {
-        let sig = forwarded.wait().context("sigwait")?;
-        match (sig, &master) {
-            (Signal::SIGCHLD, _) => {
-                if let Some(code) = reap(init) {
-                    break code;
-                }
-            }
-            (Signal::SIGWINCH, Some(m)) => tty::resize_from_stdin(m),
-            _ => {
-                let _ = nix::sys::signal::kill(init, sig);
-            }
-        }
-    };
-    drop(master);
-    if let Some(h) = output {
-        let _ = h.join();
-    }
-    drop(raw);
-    Ok(code)
-}
-
 fn start_or_destroy(c: Container, log: &Logger) -> Result<()> {
     match c.start() {
         Ok(warnings) => warn_all(log, warnings),
@@ -157,20 +109,6 @@ fn start_or_destroy(c: Container, log: &Logger) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Reaps every exited child; returns the init's exit code once it is gone
-/// (128+N when killed by signal N, as a shell reports it).
-fn reap(init: Pid) -> Option<i32> {
-    let mut result = None;
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) if pid == init => result = Some(code),
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == init => result = Some(128 + sig as i32),
-            Ok(WaitStatus::StillAlive) | Err(_) => return result,
-            Ok(_) => {}
-        }
-    }
 }
 
 /// runc's signal syntax: a number, or a name with or without SIG, any case.

@@ -1,0 +1,209 @@
+//! `exec`: a new process in a running container. The runtime enters the
+//! container's pid and time namespaces for its children, clones the process
+//! straight into the container's cgroup, and the child joins the other
+//! namespaces with one setns on the init's pidfd (per-namespace fds on
+//! kernels before 5.8) before the shared last steps.
+
+use super::plan::ProcessPlan;
+use super::program;
+use super::sync::{Channel, Msg};
+use crate::cgroups::CgroupPaths;
+use crate::error::{Error, Result, SysContext};
+use crate::sys::{self, Forked};
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// The namespaces of the init that differ from ours, as clone flags.
+fn namespaces_of(init: i32) -> Result<CloneFlags> {
+    use std::os::unix::fs::MetadataExt;
+    let mut flags = CloneFlags::empty();
+    for (name, flag) in [
+        ("user", CloneFlags::CLONE_NEWUSER),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+        ("time", CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)),
+    ] {
+        let theirs = std::fs::metadata(format!("/proc/{init}/ns/{name}"));
+        let ours = std::fs::metadata(format!("/proc/self/ns/{name}"));
+        match (theirs, ours) {
+            (Ok(t), Ok(o)) if (t.dev(), t.ino()) != (o.dev(), o.ino()) => flags |= flag,
+            (Ok(_), Ok(_)) => {}
+            // A namespace type this kernel lacks: nothing to join.
+            (Err(e), _) if e.kind() == std::io::ErrorKind::NotFound && name == "time" => {}
+            (Err(e), _) | (_, Err(e)) => {
+                return Err(Error::io(format!("/proc/{init}/ns/{name}"), e))
+            }
+        }
+    }
+    Ok(flags)
+}
+
+fn setns_all(pidfd: BorrowedFd, init: i32, flags: CloneFlags) -> Result<()> {
+    if flags.is_empty() {
+        return Ok(());
+    }
+    match nix::sched::setns(pidfd, flags) {
+        Ok(()) => return Ok(()),
+        // Before 5.8 setns takes only namespace fds.
+        Err(Errno::EINVAL) => {}
+        Err(e) => {
+            return Err(Error::sys(
+                format!("setns {flags:?} on the init's pidfd"),
+                e,
+            ))
+        }
+    }
+    // The user namespace first, for the capabilities over the others.
+    let order = [
+        ("user", CloneFlags::CLONE_NEWUSER),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+        ("time", CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)),
+    ];
+    for (name, flag) in order.into_iter().filter(|(_, f)| flags.contains(*f)) {
+        let path = format!("/proc/{init}/ns/{name}");
+        let fd = nix::fcntl::open(
+            path.as_str(),
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ctx(|| format!("open {path}"))?;
+        nix::sched::setns(fd.as_fd(), flag).ctx(|| format!("setns {path}"))?;
+    }
+    Ok(())
+}
+
+/// Starts `plan` in the container whose init is `pidfd`/`init`; returns the
+/// new process's host pid (a child of the caller, who reaps it).
+pub fn exec(plan: &ProcessPlan, init: i32, pidfd: &OwnedFd, cgroups: &CgroupPaths) -> Result<Pid> {
+    let join = namespaces_of(init)?;
+    // pid and time namespaces take effect for children only: enter them
+    // here, for the clone below, and leave again after it.
+    let for_children =
+        join & (CloneFlags::CLONE_NEWPID | CloneFlags::from_bits_retain(libc::CLONE_NEWTIME));
+    let own_ns = if for_children.is_empty() {
+        None
+    } else {
+        Some(own_namespaces()?)
+    };
+    if !for_children.is_empty() {
+        nix::sched::setns(pidfd.as_fd(), for_children)
+            .or_else(|_| setns_all(pidfd.as_fd(), init, for_children).map_err(|_| Errno::EPERM))
+            .ctx(|| format!("enter the container's {for_children:?} for the new process"))?;
+    }
+    let result = fork_into(plan, init, pidfd, cgroups, join - for_children);
+    if let Some(own) = own_ns {
+        for (fd, flag) in own {
+            let _ = nix::sched::setns(fd.as_fd(), flag);
+        }
+    }
+    result
+}
+
+fn own_namespaces() -> Result<Vec<(OwnedFd, CloneFlags)>> {
+    [
+        ("pid_for_children", CloneFlags::CLONE_NEWPID),
+        (
+            "time_for_children",
+            CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+        ),
+    ]
+    .into_iter()
+    .filter(|(n, _)| std::path::Path::new(&format!("/proc/self/ns/{n}")).exists())
+    .map(|(n, f)| {
+        let path = format!("/proc/self/ns/{n}");
+        nix::fcntl::open(
+            path.as_str(),
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map(|fd| (fd, f))
+        .ctx(|| format!("open {path}"))
+    })
+    .collect()
+}
+
+fn fork_into(
+    plan: &ProcessPlan,
+    init: i32,
+    pidfd: &OwnedFd,
+    cgroups: &CgroupPaths,
+    join: CloneFlags,
+) -> Result<Pid> {
+    let (ours, theirs) = Channel::pair().ctx(|| "socketpair for the sync channel".into())?;
+    let cg = cgroups.open_unified()?;
+    // SAFETY: as for the init: the caller is single-threaded, and the child
+    // ends in execve or _exit.
+    let (forked, placed) = unsafe { sys::fork_with(0, cg.as_ref().map(|f| f.as_fd())) }
+        .ctx(|| "clone3 for exec".into())?;
+    let child = match forked {
+        Forked::Child => {
+            drop(ours);
+            run_child(plan, init, pidfd, join, theirs)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop(theirs);
+    let outcome = (|| {
+        cgroups.join(child.as_raw(), placed)?;
+        ours.send(&Msg::Continue)
+            .ctx(|| "sync: send continue".into())?;
+        // EOF: the channel closed on exec, the program runs.
+        match ours.recv().ctx(|| "sync: receive".into())? {
+            None => Ok(()),
+            Some(Msg::Failed { errno, context }) => Err(super::sync::init_error(errno, context)),
+            Some(other) => Err(Error::InitDied(format!(
+                "protocol error: unexpected {other:?}"
+            ))),
+        }
+    })();
+    if outcome.is_err() {
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(child, None);
+    }
+    outcome.map(|()| child)
+}
+
+fn run_child(plan: &ProcessPlan, init: i32, pidfd: &OwnedFd, join: CloneFlags, chan: Channel) -> ! {
+    let err = match enter_and_exec(plan, init, pidfd, join, &chan) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = chan.send(&Msg::failed(err));
+    // SAFETY: leave without running the parent's destructors.
+    unsafe { libc::_exit(127) }
+}
+
+fn enter_and_exec(
+    plan: &ProcessPlan,
+    init: i32,
+    pidfd: &OwnedFd,
+    join: CloneFlags,
+    chan: &Channel,
+) -> Result<std::convert::Infallible> {
+    program::reset_signals();
+    match chan.recv() {
+        Ok(Some(Msg::Continue)) => {}
+        _ => return Err(Error::sys("sync: runtime went away", Errno::EPIPE)),
+    }
+    setns_all(pidfd.as_fd(), init, join)?;
+    // A new mount namespace leaves the cwd behind in the old one.
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    if let Some(t) = &plan.terminal {
+        crate::console::setup(&t.socket, t.size, false)?;
+    }
+    let exe = program::prepare(plan, join.contains(CloneFlags::CLONE_NEWUSER))?;
+    let Err(err) = nix::unistd::execve(&exe, &plan.args, &plan.env);
+    Err(Error::sys(format!("exec {}", exe.to_string_lossy()), err))
+}

@@ -1,0 +1,117 @@
+//! `exec`: a new process in a running container, from `--process FILE` or
+//! from the container's own process with the command and flags applied.
+
+use crate::cli::ExecArgs;
+use crate::foreground::Foreground;
+use anyhow::{bail, Context, Result};
+use libkeel::oci_spec::runtime::{Capability, Process, User};
+use libkeel::{Container, ExecOptions};
+use nix::unistd::Pid;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+pub fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
+    if a.pidfd_socket.is_some() {
+        bail!("--pidfd-socket is not supported by this version of keel yet");
+    }
+    if !a.cgroup.is_empty() {
+        bail!("--cgroup is not supported by this version of keel yet");
+    }
+    if a.apparmor.as_deref().is_some_and(|p| !p.is_empty()) {
+        bail!("--apparmor: AppArmor profiles are not supported by this version of keel yet");
+    }
+    let c = Container::load(root, &a.id)?;
+    let process = process_for(&c, a)?;
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && a.detach && a.console_socket.is_none() {
+        bail!("cannot allocate tty if keel will detach without setting console socket");
+    }
+    let mut opts = ExecOptions {
+        preserve_fds: a.preserve_fds
+            + std::env::var("LISTEN_FDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        pid_file: a.pid_file.clone(),
+        ignore_paused: a.ignore_paused,
+        ..Default::default()
+    };
+    if let Some(path) = &a.console_socket {
+        let s = UnixStream::connect(path)
+            .with_context(|| format!("--console-socket: connect {}", path.display()))?;
+        opts.console_socket = Some(OwnedFd::from(s));
+    }
+    if a.detach {
+        c.exec(&process, opts)?;
+        return Ok(0);
+    }
+    let (fg, console) = Foreground::prepare(true)?;
+    if opts.console_socket.is_none() {
+        opts.console_socket = Some(console);
+    }
+    let pid = c.exec(&process, opts)?;
+    fg.wait(Pid::from_raw(pid), || Ok(()))
+}
+
+/// runc's rules: `--process` replaces everything; otherwise the container's
+/// process is the base, with the command, env, cwd, user, caps and flags
+/// of the command line on top.
+fn process_for(c: &Container, a: &ExecArgs) -> Result<Process> {
+    if let Some(path) = &a.process {
+        let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+        return serde_json::from_slice(&text)
+            .with_context(|| format!("{}: invalid process JSON", path.display()));
+    }
+    if a.command.is_empty() {
+        bail!("exec: no command given (and no --process)");
+    }
+    let mut p = c.process().cloned().unwrap_or_default();
+    p.set_args(Some(a.command.clone()));
+    p.set_terminal(Some(a.tty));
+    p.set_console_size(None);
+    let mut env = p.env().clone().unwrap_or_default();
+    env.extend(a.env.iter().cloned());
+    p.set_env(Some(env));
+    if let Some(cwd) = &a.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    if let Some(u) = &a.user {
+        let (uid, gid) = match u.split_once(':') {
+            Some((u, g)) => (
+                u.parse().context("--user: uid")?,
+                g.parse().context("--user: gid")?,
+            ),
+            None => (u.parse().context("--user: uid")?, 0),
+        };
+        let mut user = User::default();
+        user.set_uid(uid);
+        user.set_gid(gid);
+        p.set_user(user);
+    }
+    if !a.additional_gids.is_empty() {
+        let mut user = p.user().clone();
+        user.set_additional_gids(Some(a.additional_gids.clone()));
+        p.set_user(user);
+    }
+    if a.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if !a.cap.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        let add = |set: &Option<libkeel::oci_spec::runtime::Capabilities>, cap: Capability| {
+            let mut s = set.clone().unwrap_or_default();
+            s.insert(cap);
+            Some(s)
+        };
+        for name in &a.cap {
+            let cap: Capability = serde_json::from_value(serde_json::Value::String(name.clone()))
+                .with_context(|| format!("--cap: unknown capability {name}"))?;
+            caps.set_bounding(add(caps.bounding(), cap));
+            caps.set_effective(add(caps.effective(), cap));
+            caps.set_permitted(add(caps.permitted(), cap));
+        }
+        p.set_capabilities(Some(caps));
+    }
+    Ok(p)
+}

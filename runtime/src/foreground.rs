@@ -1,0 +1,90 @@
+//! A process run in the foreground (`run`, `exec` without `--detach`):
+//! keel relays its terminal, forwards every signal to it and exits with its
+//! status.
+
+use crate::tty;
+use anyhow::{Context, Result};
+use libkeel::Signal;
+use nix::sys::signal::SigSet;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+
+pub struct Foreground {
+    forwarded: SigSet,
+    console: OwnedFd,
+}
+
+impl Foreground {
+    /// Call before forking: blocks the signals to forward (the new process
+    /// unblocks its own) and makes a console socket pair; the returned fd
+    /// goes to the library, which uses it if a terminal is asked for.
+    pub fn prepare(subreaper: bool) -> Result<(Foreground, OwnedFd)> {
+        if subreaper {
+            // The process may be a grandchild (a joined pid namespace): reap it.
+            nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
+        }
+        let mut forwarded = SigSet::all();
+        forwarded.remove(Signal::SIGKILL);
+        forwarded.remove(Signal::SIGSTOP);
+        forwarded.thread_block().context("block signals")?;
+        let (ours, theirs) = UnixStream::pair().context("socketpair for the console")?;
+        Ok((
+            Foreground {
+                forwarded,
+                console: OwnedFd::from(ours),
+            },
+            OwnedFd::from(theirs),
+        ))
+    }
+
+    /// Relays the terminal (if the process got one), calls `start`, then
+    /// forwards signals until `pid` exits; returns its exit code (128+N when
+    /// killed by signal N, as a shell reports it).
+    pub fn wait(self, pid: Pid, start: impl FnOnce() -> Result<()>) -> Result<i32> {
+        let master = tty::take_master(&self.console)?;
+        let raw = master.as_ref().map(|_| tty::RawMode::enter());
+        let output = match &master {
+            Some(m) => {
+                tty::resize_from_stdin(m);
+                Some(tty::copy(m.try_clone().context("dup pty master")?)?)
+            }
+            None => None,
+        };
+        start()?;
+        let code = loop {
+            let sig = self.forwarded.wait().context("sigwait")?;
+            match (sig, &master) {
+                (Signal::SIGCHLD, _) => {
+                    if let Some(code) = reap(pid) {
+                        break code;
+                    }
+                }
+                (Signal::SIGWINCH, Some(m)) => tty::resize_from_stdin(m),
+                _ => {
+                    let _ = nix::sys::signal::kill(pid, sig);
+                }
+            }
+        };
+        drop(master);
+        if let Some(h) = output {
+            let _ = h.join();
+        }
+        drop(raw);
+        Ok(code)
+    }
+}
+
+/// Reaps every exited child; the exit code of `pid` once it is gone.
+fn reap(pid: Pid) -> Option<i32> {
+    let mut result = None;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) if p == pid => result = Some(code),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => result = Some(128 + sig as i32),
+            Ok(WaitStatus::StillAlive) | Err(_) => return result,
+            Ok(_) => {}
+        }
+    }
+}
