@@ -126,12 +126,20 @@ impl ContainerBuilder {
         )?;
         let dir = StateDir::create(&self.root, &self.id)?;
         let mut made_cgroups = false;
-        let result = self.create_in(&dir, &bundle, &plan, &cgroups, &mut made_cgroups);
+        let mut cgroup_warnings = Vec::new();
+        let result = self.create_in(
+            &dir,
+            &bundle,
+            &plan,
+            &cgroups,
+            &mut made_cgroups,
+            &mut cgroup_warnings,
+        );
         match result {
             Ok(state) => Ok(Container {
                 root: self.root,
                 state,
-                warnings: bundle.warnings,
+                warnings: bundle.warnings.into_iter().chain(cgroup_warnings).collect(),
             }),
             Err(e) => {
                 if made_cgroups {
@@ -150,6 +158,7 @@ impl ContainerBuilder {
         plan: &InitPlan,
         cgroups: &CgroupPaths,
         made: &mut bool,
+        warnings: &mut Vec<String>,
     ) -> Result<State> {
         let fifo_path = dir.fifo();
         nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
@@ -167,6 +176,16 @@ impl ContainerBuilder {
         )
         .ctx(|| format!("open {}", fifo_path.display()))?;
         *made = cgroups.create()?;
+        // Limits are in place before the init exists, so before the user
+        // program can run.
+        if let Some(r) = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+        {
+            warnings.extend(cgroups.apply(r)?);
+        }
         let rules = crate::cgroups::DeviceRule::from_spec(&bundle.spec);
         if !rules.is_empty() && !cgroups.apply_device_rules(&rules)? {
             return Err(Error::invalid(
@@ -533,6 +552,68 @@ impl Container {
         self.state.cgroup.remove()?;
         dir.remove()?;
         Ok(self.run_late_hooks(|h| h.poststop(), "poststop", Status::Stopped))
+    }
+
+    /// Changes the resource limits of a created, running or paused
+    /// container; absent fields (and 0 where runc reads 0 as unset) keep
+    /// their values. Device rules are not changed (as `runc update`).
+    /// Returns warnings (settings this host ignores).
+    pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<Vec<String>> {
+        let status = self.status();
+        if status == Status::Stopped {
+            return Err(Error::WrongStatus {
+                id: self.state.id.clone(),
+                status,
+                reason: "container not running",
+            });
+        }
+        self.state.cgroup.apply(resources)
+    }
+
+    /// Freezes every process of a running (or created) container, as
+    /// `runc pause`.
+    pub fn pause(&self) -> Result<()> {
+        let status = self.status();
+        if !matches!(status, Status::Running | Status::Created) {
+            return Err(Error::WrongStatus {
+                id: self.state.id.clone(),
+                status,
+                reason: "container not running",
+            });
+        }
+        self.state.cgroup.freeze()
+    }
+
+    /// Thaws a paused container, as `runc resume`.
+    pub fn resume(&self) -> Result<()> {
+        let status = self.status();
+        if status != Status::Paused {
+            return Err(Error::WrongStatus {
+                id: self.state.id.clone(),
+                status,
+                reason: "container not paused",
+            });
+        }
+        self.state.cgroup.thaw()
+    }
+
+    /// Host pids of every process in the container's cgroup.
+    pub fn processes(&self) -> Result<Vec<i32>> {
+        self.state.cgroup.pids()
+    }
+
+    /// Resource usage from the container's cgroups, in the shape of runc's
+    /// `events --stats` data.
+    pub fn stats(&self) -> Result<crate::cgroups::Stats> {
+        let status = self.status();
+        if status == Status::Stopped {
+            return Err(Error::WrongStatus {
+                id: self.state.id.clone(),
+                status,
+                reason: "container not running",
+            });
+        }
+        Ok(self.state.cgroup.stats())
     }
 
     /// Whatever still runs in the cgroup (a container sharing the host pid

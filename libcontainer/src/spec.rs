@@ -220,7 +220,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
 
 /// Fields keel does not honour yet: refused with the reason where ignoring
 /// them would weaken the container, warned about otherwise.
-fn not_yet_supported(spec: &Spec, warnings: &mut Vec<String>) -> Result<()> {
+fn not_yet_supported(spec: &Spec, _warnings: &mut Vec<String>) -> Result<()> {
     let refuse = |field: &str| {
         Err(Error::invalid(
             field,
@@ -261,19 +261,6 @@ fn not_yet_supported(spec: &Spec, warnings: &mut Vec<String>) -> Result<()> {
         }
         if l.memory_policy().is_some() {
             return refuse("linux.memoryPolicy");
-        }
-        if let Some(r) = l.resources() {
-            let limits = r.memory().is_some()
-                || r.cpu().is_some()
-                || r.pids().is_some()
-                || r.block_io().is_some()
-                || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
-                || r.network().is_some()
-                || r.rdma().as_ref().is_some_and(|h| !h.is_empty())
-                || r.unified().as_ref().is_some_and(|h| !h.is_empty());
-            if limits {
-                warnings.push("linux.resources: only the device rules are applied by this version of keel; other limits are not".into());
-            }
         }
     }
     Ok(())

@@ -187,27 +187,108 @@ pub enum Command {
     Features,
     /// Execute new process inside the container
     Exec(Box<ExecArgs>),
-    /// Displays the processes running inside a container (not yet implemented)
-    #[command(disable_help_flag = true)]
-    Ps(Pending),
-    /// Pause all processes within the container (not yet implemented)
-    #[command(disable_help_flag = true)]
-    Pause(Pending),
-    /// Resume all processes that have been previously paused (not yet implemented)
-    #[command(disable_help_flag = true)]
-    Resume(Pending),
-    /// Update container resource constraints (not yet implemented)
-    #[command(disable_help_flag = true)]
-    Update(Pending),
-    /// Display container events (not yet implemented)
-    #[command(disable_help_flag = true)]
-    Events(Pending),
+    /// Displays the processes running inside a container
+    Ps(PsArgs),
+    /// Pause all processes within the container
+    Pause { id: String },
+    /// Resume all processes that have been previously paused
+    Resume { id: String },
+    /// Update container resource constraints
+    Update(Box<UpdateArgs>),
+    /// Display container events such as OOM notifications, cpu, memory, and IO usage statistics
+    Events(EventsArgs),
     /// Checkpoint a running container (not yet implemented)
     #[command(disable_help_flag = true)]
     Checkpoint(Pending),
     /// Restore a container from a previous checkpoint (not yet implemented)
     #[command(disable_help_flag = true)]
     Restore(Pending),
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Select one of: table or json
+    #[arg(short, long, default_value = "table")]
+    pub format: String,
+    /// Container id
+    pub id: String,
+    /// Options for ps(1) (default -ef)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Set the stats collection interval
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
+    /// Display the container's stats then exit
+    #[arg(long)]
+    pub stats: bool,
+    /// Container id
+    pub id: String,
+}
+
+/// `update`'s flags, runc's names and spellings. Values are strings as in
+/// runc, parsed (with runc's errors) by the command.
+#[derive(Args, Debug, Default)]
+pub struct UpdateArgs {
+    /// Path to the file containing the resources to update or '-' to read from the standard input
+    #[arg(short, long)]
+    pub resources: Option<String>,
+    /// Specifies per cgroup weight, range is from 10 to 1000
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<String>,
+    /// CPU CFS period to be used for hardcapping (in usecs). 0 to use system default
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<String>,
+    /// CPU CFS hardcap limit (in usecs). Allowed cpu time in a given period
+    #[arg(long = "cpu-quota")]
+    pub cpu_quota: Option<String>,
+    /// CPU shares (relative weight vs. other containers)
+    #[arg(long = "cpu-share", visible_alias = "cpu-shares")]
+    pub cpu_share: Option<String>,
+    /// CPU realtime period to be used for hardcapping (in usecs). 0 to use system default
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<String>,
+    /// CPU realtime hardcap limit (in usecs). Allowed cpu time in a given period
+    #[arg(long = "cpu-rt-runtime")]
+    pub cpu_rt_runtime: Option<String>,
+    /// CPU(s) to use
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory node(s) to use
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Set cgroup SCHED_IDLE or not, 0: default behavior, 1: SCHED_IDLE
+    #[arg(long = "cpu-idle")]
+    pub cpu_idle: Option<String>,
+    /// (obsoleted; do not use)
+    #[arg(long = "kernel-memory")]
+    pub kernel_memory: Option<String>,
+    /// (obsoleted; do not use)
+    #[arg(long = "kernel-memory-tcp")]
+    pub kernel_memory_tcp: Option<String>,
+    /// Memory limit (in bytes)
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Memory reservation or soft_limit (in bytes)
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    /// Total memory usage (memory + swap); set '-1' to enable unlimited swap
+    #[arg(long = "memory-swap")]
+    pub memory_swap: Option<String>,
+    /// Maximum number of pids allowed in the container
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<String>,
+    /// The string of Intel RDT/CAT L3 cache schema
+    #[arg(long = "l3-cache-schema")]
+    pub l3_cache_schema: Option<String>,
+    /// The string of Intel RDT/MBA memory bandwidth schema
+    #[arg(long = "mem-bw-schema")]
+    pub mem_bw_schema: Option<String>,
+    /// Container id
+    pub id: String,
 }
 
 /// Arguments of a command that is not implemented yet: accepted whole, so

@@ -8,7 +8,7 @@ mod tty;
 
 use clap::Parser;
 use cli::{Cli, Command};
-use commands::{exec, info, lifecycle, spec};
+use commands::{cgroups, exec, info, lifecycle, spec};
 use logging::{Level, Logger};
 
 pub const VERSION_TEXT: &str = concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.3.0");
@@ -48,27 +48,14 @@ fn dispatch(cli: &Cli, log: &Logger) -> anyhow::Result<i32> {
         Command::Spec { bundle, rootless } => spec::spec(bundle.as_deref(), *rootless),
         Command::Features => info::features(),
         Command::Exec(a) => exec::exec(root, a),
-        Command::Ps(_)
-        | Command::Pause(_)
-        | Command::Resume(_)
-        | Command::Update(_)
-        | Command::Events(_)
-        | Command::Checkpoint(_)
-        | Command::Restore(_) => {
+        Command::Ps(a) => cgroups::ps(root, a),
+        Command::Pause { id } => cgroups::pause(root, id),
+        Command::Resume { id } => cgroups::resume(root, id),
+        Command::Update(a) => cgroups::update(root, a, log),
+        Command::Events(a) => cgroups::events(root, a),
+        Command::Checkpoint(_) | Command::Restore(_) => {
             let name = std::env::args()
-                .find(|a| {
-                    [
-                        "exec",
-                        "ps",
-                        "pause",
-                        "resume",
-                        "update",
-                        "events",
-                        "checkpoint",
-                        "restore",
-                    ]
-                    .contains(&a.as_str())
-                })
+                .find(|a| ["checkpoint", "restore"].contains(&a.as_str()))
                 .unwrap_or_default();
             anyhow::bail!("keel {name}: not implemented in this version of keel yet")
         }

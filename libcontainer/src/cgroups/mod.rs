@@ -1,11 +1,27 @@
 //! Placing the container in its cgroup: layout detection (v1, v2, hybrid),
-//! runc's `cgroupsPath` semantics, creation, joining and removal.
-//! Resource limits, freezing and stats belong to the cgroups issue and will
-//! live beside this.
+//! runc's `cgroupsPath` semantics, creation, joining and removal (here);
+//! resource limits ([`CgroupPaths::apply`], in `v1` and `v2`, with the
+//! value conversions in [`convert`]), freezing (`freezer`) and statistics
+//! ([`stats`]).
+//!
+//! On a hybrid host (v1 controllers plus a cgroup2 mount that offers a few
+//! controllers), every resource goes to its v1 controller when that is
+//! mounted, and to the unified hierarchy only when its cgroup.controllers
+//! offers the controller and v1 does not have it.
+
+pub mod convert;
+mod freezer;
+pub mod stats;
+mod v1;
+mod v2;
+
+pub use stats::Stats;
 
 use crate::error::{Error, Result, SysContext};
+use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -233,43 +249,6 @@ impl CgroupPaths {
             })?;
         }
         Ok(true)
-    }
-
-    fn freezer(&self) -> Option<PathBuf> {
-        self.v1
-            .iter()
-            .find(|(k, _)| k.split(',').any(|c| c == "freezer"))
-            .map(|(_, d)| d.join("freezer.state"))
-    }
-
-    /// Whether the container is frozen (v1 freezer, or cgroup2 cgroup.freeze).
-    pub fn is_frozen(&self) -> bool {
-        let v1 = self
-            .freezer()
-            .and_then(|f| std::fs::read_to_string(f).ok())
-            .is_some_and(|s| s.trim() == "FROZEN");
-        let v2 = self
-            .unified
-            .as_ref()
-            .and_then(|d| std::fs::read_to_string(d.join("cgroup.freeze")).ok())
-            .is_some_and(|s| s.trim() == "1");
-        v1 || v2
-    }
-
-    /// Thaws a frozen container (so that it can be killed and removed).
-    pub fn thaw(&self) -> Result<()> {
-        if let Some(f) = self.freezer() {
-            std::fs::write(&f, "THAWED").ctx(|| format!("write {}", f.display()))?;
-        }
-        if let Some(f) = self
-            .unified
-            .as_ref()
-            .map(|d| d.join("cgroup.freeze"))
-            .filter(|f| f.exists())
-        {
-            std::fs::write(&f, "0").ctx(|| format!("write {}", f.display()))?;
-        }
-        Ok(())
     }
 
     /// An fd on the cgroup2 directory, for clone3(CLONE_INTO_CGROUP).
@@ -512,4 +491,275 @@ fn remove_tree(dir: &Path) -> Result<()> {
             Err(e) => return Err(Error::io(format!("remove cgroup {}", dir.display()), e)),
         }
     }
+}
+
+/// Where one group of resources is written.
+pub(crate) enum Target<'a> {
+    V1(&'a Path),
+    V2(&'a Path),
+}
+
+impl CgroupPaths {
+    /// The directory of the v1 hierarchy that has controller `ctrl`.
+    pub(crate) fn v1_dir(&self, ctrl: &str) -> Option<&Path> {
+        self.v1
+            .iter()
+            .find(|(k, _)| k.split(',').any(|c| c == ctrl))
+            .map(|(_, d)| d.as_path())
+    }
+
+    /// True on a pure cgroup v2 host (no v1 controller hierarchy mounted;
+    /// a `name=systemd` hierarchy has no controllers).
+    pub fn is_pure_v2(&self) -> bool {
+        self.unified.is_some() && self.v1.keys().all(|k| k.starts_with("name="))
+    }
+
+    /// The root of the cgroup2 mount above the container's directory: the
+    /// highest ancestor that is still a cgroup2 directory.
+    fn unified_root(&self) -> Option<PathBuf> {
+        let dir = self.unified.as_ref()?;
+        let mut root = dir.clone();
+        let mut cur = dir.parent();
+        while let Some(d) = cur {
+            if !d.join("cgroup.controllers").exists() {
+                break;
+            }
+            root = d.to_path_buf();
+            cur = d.parent();
+        }
+        Some(root)
+    }
+
+    /// Whether the unified hierarchy offers controller `ctrl` (its mount
+    /// root's cgroup.controllers lists it).
+    pub(crate) fn unified_offers(&self, ctrl: &str) -> bool {
+        self.unified_root()
+            .and_then(|r| std::fs::read_to_string(r.join("cgroup.controllers")).ok())
+            .is_some_and(|c| c.split_whitespace().any(|c| c == ctrl))
+    }
+
+    /// Makes controller `ctrl` available in the container's cgroup2
+    /// directory: `+ctrl` in the subtree_control of every ancestor from the
+    /// mount root down to the container's parent, as runc's fs2 driver does.
+    pub(crate) fn enable_v2(&self, ctrl: &str) -> Result<()> {
+        let (Some(dir), Some(root)) = (self.unified.as_ref(), self.unified_root()) else {
+            return Ok(());
+        };
+        let own = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+        if own.split_whitespace().any(|c| c == ctrl) {
+            return Ok(());
+        }
+        let rel = dir.strip_prefix(&root).unwrap_or(Path::new(""));
+        let mut cur = root.clone();
+        let mut chain = vec![cur.clone()];
+        for c in rel.components() {
+            cur = cur.join(c);
+            chain.push(cur.clone());
+        }
+        chain.pop(); // the container's own directory
+        for d in chain {
+            let on = std::fs::read_to_string(d.join("cgroup.subtree_control")).unwrap_or_default();
+            if on.split_whitespace().any(|c| c == ctrl) {
+                continue;
+            }
+            write_file(
+                "linux.cgroupsPath",
+                &d,
+                "cgroup.subtree_control",
+                &format!("+{ctrl}"),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Where the resources of v1 controller `v1ctrl` (cgroup v2 controller
+    /// `v2ctrl`) go: v1 when mounted, else the unified hierarchy when it
+    /// offers the controller (enabled on the way). None when neither.
+    pub(crate) fn target(&self, v1ctrl: &str, v2ctrl: &str) -> Result<Option<Target<'_>>> {
+        if let Some(d) = self.v1_dir(v1ctrl) {
+            return Ok(Some(Target::V1(d)));
+        }
+        match &self.unified {
+            Some(d) if self.unified_offers(v2ctrl) => {
+                self.enable_v2(v2ctrl)?;
+                Ok(Some(Target::V2(d)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Applies `linux.resources` (all but the device rules, which
+    /// [`CgroupPaths::apply_device_rules`] handles) to the container's
+    /// cgroups. Fields that are absent (or 0 where runc treats 0 as unset)
+    /// are left alone, so the same call serves `create` and `update`.
+    /// Returns warnings: settings this kernel no longer has, and settings
+    /// cgroup v2 has no file for.
+    pub fn apply(&self, r: &LinuxResources) -> Result<Vec<String>> {
+        let mut w = Vec::new();
+        let missing = |field: &str, ctrl: &str| {
+            Error::invalid(
+                format!("linux.resources.{field}"),
+                format!("cannot set: the {ctrl} cgroup controller is not available on this host"),
+            )
+        };
+        if self.is_pure_v2() {
+            // As runc: every controller the hierarchy offers is enabled for
+            // the container, so that its files exist to read and write.
+            self.enable_all_v2()?;
+        }
+        if let Some(m) = r.memory().as_ref().filter(|m| v1::memory_is_set(m)) {
+            match self.target("memory", "memory")? {
+                Some(Target::V1(d)) => v1::memory(d, m, &mut w)?,
+                Some(Target::V2(d)) => v2::memory(d, m, &mut w)?,
+                None => return Err(missing("memory", "memory")),
+            }
+        }
+        if let Some(c) = r.cpu().as_ref() {
+            if v1::cpu_is_set(c) {
+                match self.target("cpu", "cpu")? {
+                    Some(Target::V1(d)) => v1::cpu(d, c)?,
+                    Some(Target::V2(d)) => v2::cpu(d, c)?,
+                    None => return Err(missing("cpu", "cpu")),
+                }
+            }
+            if c.cpus().as_ref().is_some_and(|s| !s.is_empty())
+                || c.mems().as_ref().is_some_and(|s| !s.is_empty())
+            {
+                match self.target("cpuset", "cpuset")? {
+                    Some(Target::V1(d) | Target::V2(d)) => v1::cpuset(d, c)?,
+                    None => return Err(missing("cpu.cpus", "cpuset")),
+                }
+            }
+        }
+        if let Some(p) = r.pids().as_ref().filter(|p| p.limit() != 0) {
+            match self.target("pids", "pids")? {
+                Some(Target::V1(d) | Target::V2(d)) => v1::pids(d, p)?,
+                None => return Err(missing("pids", "pids")),
+            }
+        }
+        if let Some(b) = r.block_io().as_ref().filter(|b| v1::blkio_is_set(b)) {
+            match self.target("blkio", "io")? {
+                Some(Target::V1(d)) => v1::blkio(d, b)?,
+                Some(Target::V2(d)) => v2::io(d, b, &mut w)?,
+                None => return Err(missing("blockIO", "blkio/io")),
+            }
+        }
+        if let Some(h) = r.hugepage_limits().as_ref().filter(|h| !h.is_empty()) {
+            match self.target("hugetlb", "hugetlb")? {
+                Some(Target::V1(d)) => v1::hugetlb(d, h)?,
+                Some(Target::V2(d)) => v2::hugetlb(d, h)?,
+                None => return Err(missing("hugepageLimits", "hugetlb")),
+            }
+        }
+        if let Some(n) = r.network().as_ref() {
+            if let Some(id) = n.class_id() {
+                let d = self
+                    .v1_dir("net_cls")
+                    .ok_or_else(|| missing("network.classID", "net_cls"))?;
+                write_file(
+                    "linux.resources.network.classID",
+                    d,
+                    "net_cls.classid",
+                    &id.to_string(),
+                )?;
+            }
+            if let Some(prios) = n.priorities().as_ref().filter(|p| !p.is_empty()) {
+                let d = self
+                    .v1_dir("net_prio")
+                    .ok_or_else(|| missing("network.priorities", "net_prio"))?;
+                for (i, p) in prios.iter().enumerate() {
+                    write_file(
+                        &format!("linux.resources.network.priorities[{i}]"),
+                        d,
+                        "net_prio.ifpriomap",
+                        &format!("{} {}", p.name(), p.priority()),
+                    )?;
+                }
+            }
+        }
+        if let Some(rdma) = r.rdma().as_ref().filter(|r| !r.is_empty()) {
+            let d = match self.target("rdma", "rdma")? {
+                Some(Target::V1(d) | Target::V2(d)) => d,
+                None => return Err(missing("rdma", "rdma")),
+            };
+            let mut names: Vec<&String> = rdma.keys().collect();
+            names.sort();
+            for name in names {
+                let l = &rdma[name];
+                let mut line = name.clone();
+                if let Some(h) = l.hca_handles() {
+                    line.push_str(&format!(" hca_handle={h}"));
+                }
+                if let Some(o) = l.hca_objects() {
+                    line.push_str(&format!(" hca_object={o}"));
+                }
+                write_file(
+                    &format!("linux.resources.rdma.{name}"),
+                    d,
+                    "rdma.max",
+                    &line,
+                )?;
+            }
+        }
+        if let Some(u) = r.unified().as_ref().filter(|u| !u.is_empty()) {
+            v2::unified(self, u)?;
+        }
+        Ok(w)
+    }
+
+    /// Enables every controller the cgroup2 root offers down to the
+    /// container's parent (pure v2 only, as runc).
+    fn enable_all_v2(&self) -> Result<()> {
+        let Some(root) = self.unified_root() else {
+            return Ok(());
+        };
+        let offered = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        for c in offered.split_whitespace() {
+            self.enable_v2(c)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `value` to `dir/file` (no O_CREAT / O_TRUNC: cgroupfs files).
+pub(crate) fn try_write(dir: &Path, file: &str, value: &str) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join(file))
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+}
+
+/// The error for a failed cgroup write, naming the config field, the value
+/// and the file: `linux.resources.memory.limit: write 1048576 to
+/// /sys/fs/cgroup/memory/x/memory.limit_in_bytes: Device or resource busy`.
+pub(crate) fn write_error(field: &str, path: &Path, value: &str, e: &std::io::Error) -> Error {
+    let why = match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
+        None => e.to_string(),
+    };
+    Error::invalid(
+        field,
+        format!("write {} to {}: {why}", value.trim_end(), path.display()),
+    )
+}
+
+/// [`try_write`] with the error naming the config field.
+pub(crate) fn write_file(field: &str, dir: &Path, file: &str, value: &str) -> Result<()> {
+    try_write(dir, file, value).map_err(|e| write_error(field, &dir.join(file), value, &e))
+}
+
+/// Reads a cgroup file, trimmed; None if it cannot be read.
+pub(crate) fn read(dir: &Path, file: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(file))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Reads a single-number cgroup file; "max" reads as u64::MAX.
+pub(crate) fn read_u64(dir: &Path, file: &str) -> Option<u64> {
+    let s = read(dir, file)?;
+    if s == "max" {
+        return Some(u64::MAX);
+    }
+    s.parse().ok()
 }

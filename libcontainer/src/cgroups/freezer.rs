@@ -1,0 +1,125 @@
+//! Freezing and thawing: the v1 freezer controller when it is mounted (also
+//! on hybrid hosts), else cgroup2's cgroup.freeze.
+
+use super::{read, try_write, write_error, CgroupPaths};
+use crate::error::{Error, Result};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long a freeze or thaw may take before it is given up.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+impl CgroupPaths {
+    fn freezer_v1(&self) -> Option<&Path> {
+        self.v1_dir("freezer")
+    }
+
+    /// Whether the container is frozen (v1 freezer, or cgroup2 cgroup.freeze).
+    pub fn is_frozen(&self) -> bool {
+        let v1 = self
+            .freezer_v1()
+            .and_then(|d| read(d, "freezer.state"))
+            .is_some_and(|s| s == "FROZEN");
+        let v2 = self
+            .unified
+            .as_deref()
+            .and_then(|d| read(d, "cgroup.freeze"))
+            .is_some_and(|s| s == "1");
+        v1 || v2
+    }
+
+    /// Freezes every process of the container and waits until the kernel
+    /// reports it frozen. On failure the container is thawed again.
+    pub fn freeze(&self) -> Result<()> {
+        let r = self.set_frozen(true);
+        if r.is_err() {
+            let _ = self.set_frozen(false);
+        }
+        r
+    }
+
+    /// Thaws a frozen container and waits until it runs again.
+    pub fn thaw(&self) -> Result<()> {
+        self.set_frozen(false)?;
+        // A cgroup2 freeze left over (frozen by another tool) thaws too.
+        if self.freezer_v1().is_some() {
+            if let Some(d) = self.unified.as_deref() {
+                if read(d, "cgroup.freeze").as_deref() == Some("1") {
+                    v2_set(d, false)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_frozen(&self, frozen: bool) -> Result<()> {
+        if let Some(d) = self.freezer_v1() {
+            return v1_set(d, frozen);
+        }
+        match self.unified.as_deref() {
+            Some(d) => v2_set(d, frozen),
+            None => Err(Error::invalid(
+                "freezer",
+                "no freezer cgroup controller on this host",
+            )),
+        }
+    }
+}
+
+fn backoff(delay: &mut Duration) {
+    std::thread::sleep(*delay);
+    *delay = (*delay * 2).min(Duration::from_millis(50));
+}
+
+/// v1: write FROZEN (again, while the state says FREEZING: a task that was
+/// forking can make one attempt fail) until freezer.state says FROZEN.
+fn v1_set(dir: &Path, frozen: bool) -> Result<()> {
+    let want = if frozen { "FROZEN" } else { "THAWED" };
+    let deadline = Instant::now() + TIMEOUT;
+    let mut delay = Duration::from_micros(100);
+    loop {
+        try_write(dir, "freezer.state", want)
+            .map_err(|e| write_error("freezer", &dir.join("freezer.state"), want, &e))?;
+        let state = read(dir, "freezer.state").unwrap_or_default();
+        if state == want {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::invalid(
+                "freezer",
+                format!(
+                    "{}: still {state} after {TIMEOUT:?}, wanted {want}",
+                    dir.join("freezer.state").display()
+                ),
+            ));
+        }
+        backoff(&mut delay);
+    }
+}
+
+/// v2: write cgroup.freeze, then wait for cgroup.events to say `frozen 1`
+/// (or 0).
+fn v2_set(dir: &Path, frozen: bool) -> Result<()> {
+    let v = if frozen { "1" } else { "0" };
+    try_write(dir, "cgroup.freeze", v)
+        .map_err(|e| write_error("freezer", &dir.join("cgroup.freeze"), v, &e))?;
+    let want = format!("frozen {v}");
+    let deadline = Instant::now() + TIMEOUT;
+    let mut delay = Duration::from_micros(100);
+    loop {
+        let events = read(dir, "cgroup.events").unwrap_or_default();
+        if events.lines().any(|l| l.trim() == want) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::invalid(
+                "freezer",
+                format!(
+                    "{}: no \"{want}\" after {TIMEOUT:?}",
+                    dir.join("cgroup.events").display()
+                ),
+            ));
+        }
+        backoff(&mut delay);
+    }
+}

@@ -1,0 +1,233 @@
+//! Resource limits on cgroup v2, as runc's fs2 driver writes them, with the
+//! OCI (v1-shaped) values converted by [`super::convert`].
+
+use super::convert::{blkio_weight_to_io_weight, shares_to_weight, swap_to_v2, v2_limit};
+use super::v1::{check_before_update, throttles};
+use super::{read, try_write, write_error, write_file, CgroupPaths};
+use crate::error::{Error, Result};
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxHugepageLimit, LinuxMemory};
+use std::collections::HashMap;
+use std::path::Path;
+
+const F: &str = "linux.resources";
+
+pub(crate) fn memory(dir: &Path, m: &LinuxMemory, w: &mut Vec<String>) -> Result<()> {
+    check_before_update(m, dir, "memory.current")?;
+    let limit = m.limit().unwrap_or(0);
+    let swap_in = m.swap().unwrap_or(0);
+    let swap =
+        swap_to_v2(swap_in, limit).map_err(|e| Error::invalid(format!("{F}.memory.swap"), e))?;
+    let mut swap_str = v2_limit(swap);
+    if swap_str.is_none() && swap == 0 && swap_in > 0 {
+        // memory == memory+swap: no swap at all.
+        swap_str = Some("0".into());
+    }
+    if let Some(s) = swap_str {
+        match try_write(dir, "memory.swap.max", &s) {
+            Ok(()) => {}
+            // No swap accounting: "max" and "0" are what there is anyway.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && (s == "max" || s == "0") => {}
+            Err(e) => {
+                return Err(write_error(
+                    &format!("{F}.memory.swap"),
+                    &dir.join("memory.swap.max"),
+                    &s,
+                    &e,
+                ))
+            }
+        }
+    }
+    if let Some(v) = v2_limit(limit) {
+        write_file(&format!("{F}.memory.limit"), dir, "memory.max", &v)?;
+    }
+    if let Some(v) = m.reservation().and_then(v2_limit) {
+        write_file(&format!("{F}.memory.reservation"), dir, "memory.low", &v)?;
+    }
+    #[allow(deprecated)]
+    let kernel = m.kernel();
+    if kernel.is_some_and(|k| k != 0) || m.kernel_tcp().is_some_and(|k| k != 0) {
+        w.push(format!(
+            "{F}.memory.kernel/kernelTCP: cgroup v2 has no kernel memory limits; ignored"
+        ));
+    }
+    if m.swappiness().is_some_and(|s| s != u64::MAX) {
+        w.push(format!(
+            "{F}.memory.swappiness: cgroup v2 has no per-cgroup swappiness; ignored"
+        ));
+    }
+    if m.disable_oom_killer() == Some(true) {
+        w.push(format!(
+            "{F}.memory.disableOOMKiller: cgroup v2 cannot disable the OOM killer; ignored"
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn cpu(dir: &Path, c: &LinuxCpu) -> Result<()> {
+    if c.realtime_runtime().is_some_and(|v| v != 0) || c.realtime_period().is_some_and(|v| v != 0) {
+        return Err(Error::invalid(
+            format!("{F}.cpu.realtimeRuntime"),
+            "realtime group scheduling is not supported on cgroup v2",
+        ));
+    }
+    if let Some(i) = c.idle() {
+        write_file(&format!("{F}.cpu.idle"), dir, "cpu.idle", &i.to_string())?;
+    }
+    if let Some(s) = c.shares().filter(|&s| s != 0) {
+        write_file(
+            &format!("{F}.cpu.shares"),
+            dir,
+            "cpu.weight",
+            &shares_to_weight(s).to_string(),
+        )?;
+    }
+    if let Some(b) = c.burst() {
+        write_file(
+            &format!("{F}.cpu.burst"),
+            dir,
+            "cpu.max.burst",
+            &b.to_string(),
+        )?;
+    }
+    let quota = c.quota().unwrap_or(0);
+    let period = c.period().unwrap_or(0);
+    if quota != 0 || period != 0 {
+        // One of the two alone keeps the other's current value (runc's
+        // update keeps it in its config for the same effect).
+        let current = read(dir, "cpu.max").unwrap_or_default();
+        let mut cur = current.split_whitespace();
+        let (cur_q, cur_p) = (
+            cur.next().unwrap_or("max").to_string(),
+            cur.next().unwrap_or("100000").to_string(),
+        );
+        let q = match quota {
+            0 => cur_q,
+            q if q < 0 => "max".into(),
+            q => q.to_string(),
+        };
+        let p = if period != 0 {
+            period.to_string()
+        } else {
+            cur_p
+        };
+        let field = if quota != 0 { "quota" } else { "period" };
+        write_file(
+            &format!("{F}.cpu.{field}"),
+            dir,
+            "cpu.max",
+            &format!("{q} {p}"),
+        )?;
+    }
+    Ok(())
+}
+
+pub(crate) fn io(dir: &Path, b: &LinuxBlockIo, w: &mut Vec<String>) -> Result<()> {
+    let bfq = dir.join("io.bfq.weight").exists();
+    if let Some(wt) = b.weight().filter(|&w| w != 0) {
+        if bfq {
+            write_file(
+                &format!("{F}.blockIO.weight"),
+                dir,
+                "io.bfq.weight",
+                &wt.to_string(),
+            )?;
+        } else {
+            write_file(
+                &format!("{F}.blockIO.weight"),
+                dir,
+                "io.weight",
+                &blkio_weight_to_io_weight(wt).to_string(),
+            )?;
+        }
+    }
+    if b.leaf_weight().is_some_and(|w| w != 0) {
+        w.push(format!(
+            "{F}.blockIO.leafWeight: cgroup v2 has no leaf weights; ignored"
+        ));
+    }
+    for (i, d) in b.weight_device().iter().flatten().enumerate() {
+        let Some(wt) = d.weight().filter(|&w| w != 0) else {
+            continue;
+        };
+        if !bfq {
+            w.push(format!(
+                "{F}.blockIO.weightDevice[{i}]: per-device weights need the BFQ scheduler (io.bfq.weight); ignored"
+            ));
+            continue;
+        }
+        write_file(
+            &format!("{F}.blockIO.weightDevice[{i}]"),
+            dir,
+            "io.bfq.weight",
+            &format!("{}:{} {wt}", d.major(), d.minor()),
+        )?;
+    }
+    for (field, _, key, list) in throttles(b) {
+        for (i, t) in list.iter().enumerate() {
+            write_file(
+                &format!("{F}.blockIO.{field}[{i}]"),
+                dir,
+                "io.max",
+                &format!("{}:{} {key}={}", t.major(), t.minor(), t.rate()),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn hugetlb(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<()> {
+    for (i, h) in limits.iter().enumerate() {
+        let field = format!("{F}.hugepageLimits[{i}]");
+        let v = h.limit().to_string();
+        write_file(&field, dir, &format!("hugetlb.{}.max", h.page_size()), &v)?;
+        let rsvd = format!("hugetlb.{}.rsvd.max", h.page_size());
+        if dir.join(&rsvd).exists() {
+            write_file(&field, dir, &rsvd, &v)?;
+        }
+    }
+    Ok(())
+}
+
+/// `linux.resources.unified`: file name to value, written line by line into
+/// the cgroup2 directory. Refused where there is no cgroup2 hierarchy (as
+/// runc), and for controllers the unified hierarchy does not offer.
+pub(crate) fn unified(paths: &CgroupPaths, u: &HashMap<String, String>) -> Result<()> {
+    let Some(dir) = paths.unified.as_deref() else {
+        return Err(Error::invalid(
+            format!("{F}.unified"),
+            "invalid configuration: cannot use unified on cgroup v1",
+        ));
+    };
+    let mut keys: Vec<&String> = u.keys().collect();
+    keys.sort();
+    for k in keys {
+        let field = format!("{F}.unified.{k}");
+        if k.contains('/') || k.starts_with('.') {
+            return Err(Error::invalid(
+                field,
+                format!("unified resource {k:?} must be a file name (no slashes)"),
+            ));
+        }
+        let Some((ctrl, _)) = k.split_once('.') else {
+            return Err(Error::invalid(
+                field,
+                format!("unified resource {k:?} must be in the form CONTROLLER.PARAMETER"),
+            ));
+        };
+        if ctrl != "cgroup" {
+            if !paths.unified_offers(ctrl) {
+                return Err(Error::invalid(
+                    field,
+                    format!(
+                        "unified resource {k:?} can't be set: controller {ctrl:?} not available"
+                    ),
+                ));
+            }
+            paths.enable_v2(ctrl)?;
+        }
+        for line in u[k].split('\n').filter(|l| !l.is_empty()) {
+            write_file(&field, dir, k, line)?;
+        }
+    }
+    Ok(())
+}
