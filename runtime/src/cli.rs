@@ -243,7 +243,7 @@ pub struct UpdateArgs {
     #[arg(long = "cpu-period")]
     pub cpu_period: Option<String>,
     /// CPU CFS hardcap limit (in usecs). Allowed cpu time in a given period
-    #[arg(long = "cpu-quota")]
+    #[arg(long = "cpu-quota", allow_negative_numbers = true)]
     pub cpu_quota: Option<String>,
     /// CPU shares (relative weight vs. other containers)
     #[arg(long = "cpu-share", visible_alias = "cpu-shares")]
@@ -252,7 +252,7 @@ pub struct UpdateArgs {
     #[arg(long = "cpu-rt-period")]
     pub cpu_rt_period: Option<String>,
     /// CPU realtime hardcap limit (in usecs). Allowed cpu time in a given period
-    #[arg(long = "cpu-rt-runtime")]
+    #[arg(long = "cpu-rt-runtime", allow_negative_numbers = true)]
     pub cpu_rt_runtime: Option<String>,
     /// CPU(s) to use
     #[arg(long = "cpuset-cpus")]
@@ -261,25 +261,25 @@ pub struct UpdateArgs {
     #[arg(long = "cpuset-mems")]
     pub cpuset_mems: Option<String>,
     /// Set cgroup SCHED_IDLE or not, 0: default behavior, 1: SCHED_IDLE
-    #[arg(long = "cpu-idle")]
+    #[arg(long = "cpu-idle", allow_negative_numbers = true)]
     pub cpu_idle: Option<String>,
     /// (obsoleted; do not use)
-    #[arg(long = "kernel-memory")]
+    #[arg(long = "kernel-memory", allow_negative_numbers = true)]
     pub kernel_memory: Option<String>,
     /// (obsoleted; do not use)
-    #[arg(long = "kernel-memory-tcp")]
+    #[arg(long = "kernel-memory-tcp", allow_negative_numbers = true)]
     pub kernel_memory_tcp: Option<String>,
     /// Memory limit (in bytes)
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub memory: Option<String>,
     /// Memory reservation or soft_limit (in bytes)
-    #[arg(long = "memory-reservation")]
+    #[arg(long = "memory-reservation", allow_negative_numbers = true)]
     pub memory_reservation: Option<String>,
     /// Total memory usage (memory + swap); set '-1' to enable unlimited swap
-    #[arg(long = "memory-swap")]
+    #[arg(long = "memory-swap", allow_negative_numbers = true)]
     pub memory_swap: Option<String>,
     /// Maximum number of pids allowed in the container
-    #[arg(long = "pids-limit")]
+    #[arg(long = "pids-limit", allow_negative_numbers = true)]
     pub pids_limit: Option<String>,
     /// The string of Intel RDT/CAT L3 cache schema
     #[arg(long = "l3-cache-schema")]

@@ -1,0 +1,505 @@
+//! cgroups: limits from `linux.resources` in the files and in effect (OOM
+//! kill, pids.max), `update`, `pause`/`resume`, `ps`, `events --stats`, and
+//! the JSON shapes of `ps --format json` and `events --stats` against runc.
+//!
+//! Written for any layout (the cgroup files are looked up in whichever
+//! hierarchy has them), exercised on a hybrid host. Every container lives
+//! under the env's own cgroup parent, which the env removes.
+
+use keel_conformance::{assert_no_leaks, require_runc, wait_until, Bundle, Runtime, TestEnv};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const SEC5: Duration = Duration::from_secs(5);
+
+/// The cgroup file `file` of container `id`, in whichever mounted hierarchy
+/// has it (v1 controller first, as keel chooses).
+fn cg_file(env: &TestEnv, id: &str, file: &str) -> Option<PathBuf> {
+    let mut mounts = TestEnv::cgroup_mounts();
+    // v1 hierarchies before the unified one.
+    mounts.sort_by_key(|m| m.join("cgroup.controllers").exists());
+    mounts
+        .into_iter()
+        .map(|m| m.join(&env.cgroup_parent).join(id).join(file))
+        .find(|p| p.exists())
+}
+
+#[track_caller]
+fn read_cg(env: &TestEnv, id: &str, file: &str) -> String {
+    let p = cg_file(env, id, file).unwrap_or_else(|| panic!("no cgroup file {file} for {id}"));
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+/// `run -d` of the bundle, asserting success.
+#[track_caller]
+fn run_detached(env: &TestEnv, b: &Bundle) {
+    env.run_with(b, &["--detach"]).expect_ok("run -d");
+}
+
+/// Runs a runtime command with `input` on its stdin (the harness gives
+/// commands /dev/null), the way containerd's shim runs `update -r -`.
+fn cmd_with_stdin(env: &TestEnv, args: &[&str], input: &str) -> (i32, String, String) {
+    let mut child = Command::new("unshare")
+        .args(["-m", "--propagation", "private"])
+        .arg(&env.rt.bin)
+        .arg("--root")
+        .arg(&env.root)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn runtime");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait runtime");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn memory_hog_is_oom_killed() {
+    let env = TestEnv::keel();
+    let mut b = env.bundle("oom");
+    // The shell holds the whole substitution in memory: 64 MiB under 16 MiB.
+    b.sh("a=$(head -c 67108864 /dev/zero | tr '\\0' x); echo survived ${#a}");
+    let limit = 16 << 20;
+    b.set(
+        "/linux/resources/memory",
+        json!({ "limit": limit, "swap": limit }),
+    );
+    let o = env.run(&b);
+    assert_eq!(o.code, 137, "expected an OOM kill (SIGKILL): {o}");
+    assert!(!o.stdout.contains("survived"), "{o}");
+    assert_no_leaks(&env, "oom");
+}
+
+#[test]
+fn fork_bomb_stops_at_pids_max() {
+    let env = TestEnv::keel();
+    let mut b = env.bundle("forks");
+    // The loop runs in a subshell: ash gives up on a failed fork, and the
+    // container's init has to outlive that to be looked at.
+    b.sh("(i=0; while [ $i -lt 40 ]; do sleep 60 & i=$((i+1)); done) 2>/dev/null; exec sleep 60");
+    b.set("/linux/resources/pids", json!({ "limit": 8 }));
+    run_detached(&env, &b);
+    assert_eq!(read_cg(&env, "forks", "pids.max"), "8");
+    // The loop is done once the shell got past it (or it keeps failing).
+    assert!(wait_until(SEC5, || {
+        let ev = cg_file(&env, "forks", "pids.events")
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        ev.lines()
+            .any(|l| l.starts_with("max ") && l.trim_start_matches("max ") != "0")
+    }));
+    let current: u64 = read_cg(&env, "forks", "pids.current").parse().unwrap();
+    assert!(current <= 8, "pids.current {current} > pids.max 8");
+    let ps = env.cmd(&["ps", "--format", "json", "forks"]);
+    ps.expect_ok("ps");
+    let pids = ps.json().unwrap();
+    assert!(
+        pids.as_array()
+            .is_some_and(|a| a.len() <= 8 && a.len() >= 2),
+        "{pids}"
+    );
+    env.cmd(&["delete", "--force", "forks"])
+        .expect_ok("delete --force");
+    assert_no_leaks(&env, "forks");
+}
+
+#[test]
+fn resources_are_in_the_files() {
+    let env = TestEnv::keel();
+    let mut b = env.bundle("files");
+    b.sh("sleep 60");
+    b.set(
+        "/linux/resources/memory",
+        json!({ "limit": 64 << 20, "reservation": 32 << 20, "swap": 128 << 20, "swappiness": 10 }),
+    );
+    b.set(
+        "/linux/resources/cpu",
+        json!({ "shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0" }),
+    );
+    b.set("/linux/resources/pids", json!({ "limit": 42 }));
+    run_detached(&env, &b);
+    let hybrid_or_v1 = cg_file(&env, "files", "memory.limit_in_bytes").is_some();
+    if hybrid_or_v1 {
+        assert_eq!(
+            read_cg(&env, "files", "memory.limit_in_bytes"),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(
+            read_cg(&env, "files", "memory.soft_limit_in_bytes"),
+            (32u64 << 20).to_string()
+        );
+        if cg_file(&env, "files", "memory.memsw.limit_in_bytes").is_some() {
+            assert_eq!(
+                read_cg(&env, "files", "memory.memsw.limit_in_bytes"),
+                (128u64 << 20).to_string()
+            );
+        }
+        assert_eq!(read_cg(&env, "files", "memory.swappiness"), "10");
+        assert_eq!(read_cg(&env, "files", "cpu.shares"), "512");
+        assert_eq!(read_cg(&env, "files", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(read_cg(&env, "files", "cpu.cfs_period_us"), "100000");
+    } else {
+        assert_eq!(
+            read_cg(&env, "files", "memory.max"),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(
+            read_cg(&env, "files", "memory.low"),
+            (32u64 << 20).to_string()
+        );
+        assert_eq!(read_cg(&env, "files", "cpu.weight"), "59");
+        assert_eq!(read_cg(&env, "files", "cpu.max"), "50000 100000");
+    }
+    assert_eq!(read_cg(&env, "files", "cpuset.cpus"), "0");
+    assert_eq!(read_cg(&env, "files", "pids.max"), "42");
+
+    // An impossible limit fails naming the field, the value and the file.
+    let o = env.cmd(&["update", "--memory", "1000", "files"]);
+    o.expect_fail("update below usage");
+    assert!(
+        o.stderr
+            .contains("linux.resources.memory.limit: write 1000 to /")
+            && o.stderr.contains(": Device or resource busy"),
+        "{o}"
+    );
+    env.cmd(&["delete", "--force", "files"])
+        .expect_ok("delete --force");
+    assert_no_leaks(&env, "files");
+}
+
+#[test]
+fn unified_is_refused_without_the_controller() {
+    let env = TestEnv::keel();
+    let mut b = env.bundle("unified");
+    b.set("/linux/resources/unified", json!({ "nosuchctrl.max": "1" }));
+    let o = env.create(&b);
+    o.expect_fail("create with unified for a missing controller");
+    assert!(o.stderr.contains("linux.resources.unified"), "{o}");
+    assert_no_leaks(&env, "unified");
+}
+
+#[test]
+fn update_changes_limits_of_a_running_container() {
+    let env = TestEnv::keel();
+    let mut b = env.bundle("upd");
+    b.sh("sleep 60");
+    b.set(
+        "/linux/resources",
+        json!({ "memory": { "limit": 64 << 20 }, "pids": { "limit": 20 },
+                "devices": [ { "allow": false, "access": "rwm" } ] }),
+    );
+    run_detached(&env, &b);
+    let mem_file = if cg_file(&env, "upd", "memory.limit_in_bytes").is_some() {
+        "memory.limit_in_bytes"
+    } else {
+        "memory.max"
+    };
+    assert_eq!(read_cg(&env, "upd", mem_file), (64u64 << 20).to_string());
+
+    env.cmd(&["update", "--memory", "32m", "--pids-limit", "30", "upd"])
+        .expect_ok("update flags");
+    assert_eq!(read_cg(&env, "upd", mem_file), (32u64 << 20).to_string());
+    assert_eq!(read_cg(&env, "upd", "pids.max"), "30");
+
+    // --resources FILE
+    let file = env.dir.join("res.json");
+    std::fs::write(
+        &file,
+        json!({ "memory": { "limit": 48 << 20 }, "pids": { "limit": 40 } }).to_string(),
+    )
+    .unwrap();
+    let f = file.to_string_lossy().into_owned();
+    env.cmd(&["update", "-r", &f, "upd"])
+        .expect_ok("update -r file");
+    assert_eq!(read_cg(&env, "upd", mem_file), (48u64 << 20).to_string());
+    assert_eq!(read_cg(&env, "upd", "pids.max"), "40");
+
+    // --resources=- as containerd's shim passes it; absent fields stay.
+    let (code, out, err) = cmd_with_stdin(
+        &env,
+        &["update", "--resources=-", "upd"],
+        &json!({ "pids": { "limit": 50 } }).to_string(),
+    );
+    assert_eq!(code, 0, "update -r -: {out}{err}");
+    assert_eq!(read_cg(&env, "upd", "pids.max"), "50");
+    assert_eq!(read_cg(&env, "upd", mem_file), (48u64 << 20).to_string());
+
+    // -1: unlimited.
+    env.cmd(&["update", "--pids-limit", "-1", "upd"])
+        .expect_ok("update pids -1");
+    assert_eq!(read_cg(&env, "upd", "pids.max"), "max");
+
+    let o = env.cmd(&["update", "--memory", "lots", "upd"]);
+    o.expect_fail("bad memory value");
+    assert!(
+        o.stderr
+            .contains("invalid value for memory: invalid size: 'lots'"),
+        "{o}"
+    );
+    env.cmd(&["delete", "--force", "upd"])
+        .expect_ok("delete --force");
+    let o = env.cmd(&["update", "--memory", "32m", "upd"]);
+    o.expect_fail("update of a deleted container");
+    assert_no_leaks(&env, "upd");
+}
+
+/// The counter the container advances, read from the host side of its
+/// (writable) rootfs.
+fn counter(b: &Bundle) -> u64 {
+    std::fs::read_to_string(b.rootfs().join("tmp/count"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn pause_stops_progress_and_resume_restarts_it() {
+    let env = TestEnv::keel();
+    let mut b = env.bundle("frz");
+    b.set("/root/readonly", json!(false));
+    b.sh("i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.02; done");
+    run_detached(&env, &b);
+    assert!(wait_until(SEC5, || counter(&b) > 3), "counter never moved");
+
+    env.cmd(&["pause", "frz"]).expect_ok("pause");
+    assert_eq!(env.status("frz"), "paused");
+    if let Some(p) = cg_file(&env, "frz", "freezer.state") {
+        assert_eq!(std::fs::read_to_string(p).unwrap().trim(), "FROZEN");
+    }
+    let frozen_at = counter(&b);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(counter(&b), frozen_at, "the counter moved while paused");
+
+    // runc's errors for the wrong state.
+    let o = env.cmd(&["pause", "frz"]);
+    o.expect_fail("pause of a paused container");
+    assert!(o.stderr.contains("container not running"), "{o}");
+
+    env.cmd(&["resume", "frz"]).expect_ok("resume");
+    assert_eq!(env.status("frz"), "running");
+    assert!(
+        wait_until(SEC5, || counter(&b) > frozen_at + 3),
+        "the counter did not move after resume"
+    );
+    let o = env.cmd(&["resume", "frz"]);
+    o.expect_fail("resume of a running container");
+    assert!(o.stderr.contains("container not paused"), "{o}");
+
+    // A paused container can be force-deleted.
+    env.cmd(&["pause", "frz"]).expect_ok("pause again");
+    env.cmd(&["delete", "--force", "frz"])
+        .expect_ok("delete --force of a paused container");
+    assert_no_leaks(&env, "frz");
+}
+
+#[test]
+fn pause_of_a_stopped_container_fails() {
+    let env = TestEnv::keel();
+    let mut b = env.bundle("stp");
+    b.sh("true");
+    env.create(&b).expect_ok("create");
+    env.cmd(&["start", "stp"]).expect_ok("start");
+    assert!(env.wait_status("stp", "stopped", SEC5));
+    let o = env.cmd(&["pause", "stp"]);
+    o.expect_fail("pause of a stopped container");
+    assert!(o.stderr.contains("container not running"), "{o}");
+    env.cmd(&["delete", "stp"]).expect_ok("delete");
+    assert_no_leaks(&env, "stp");
+}
+
+#[test]
+fn ps_lists_the_containers_processes() {
+    let env = TestEnv::keel();
+    let mut b = env.bundle("ps");
+    b.sh("sleep 61 & sleep 62 & wait");
+    run_detached(&env, &b);
+    let procs: BTreeSet<i64> = wait_for_procs(&env, "ps", 3);
+    let o = env.cmd(&["ps", "--format", "json", "ps"]);
+    o.expect_ok("ps json");
+    let listed: BTreeSet<i64> = o
+        .json()
+        .unwrap()
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|p| p.as_i64().expect("pid is a number"))
+        .collect();
+    assert_eq!(listed, procs, "ps --format json vs cgroup.procs");
+    let init = env.state("ps").unwrap()["pid"].as_i64().unwrap();
+    assert!(listed.contains(&init));
+
+    let o = env.cmd(&["ps", "ps"]);
+    o.expect_ok("ps table");
+    let mut lines = o.stdout.lines();
+    assert!(lines.next().unwrap_or_default().contains("PID"), "{o}");
+    assert_eq!(lines.clone().count(), 3, "{o}");
+    assert!(lines.any(|l| l.contains("sleep 61")), "{o}");
+
+    let o = env.cmd(&["ps", "ps", "-o", "pid,comm"]);
+    o.expect_ok("ps -o pid,comm");
+    assert_eq!(o.stdout.lines().next().map(str::trim), Some("PID COMMAND"));
+    assert_eq!(o.stdout.lines().filter(|l| l.ends_with("sleep")).count(), 2);
+
+    let o = env.cmd(&["ps", "--format", "xml", "ps"]);
+    o.expect_fail("bad format");
+    env.cmd(&["delete", "--force", "ps"])
+        .expect_ok("delete --force");
+    assert_no_leaks(&env, "ps");
+}
+
+fn wait_for_procs(env: &TestEnv, id: &str, n: usize) -> BTreeSet<i64> {
+    let mut procs = BTreeSet::new();
+    let ok = wait_until(SEC5, || {
+        procs = cg_file(env, id, "cgroup.procs")
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        procs.len() == n
+    });
+    assert!(ok, "expected {n} processes, cgroup.procs has {procs:?}");
+    procs
+}
+
+#[test]
+fn events_stats_reports_usage_and_limits() {
+    let env = TestEnv::keel();
+    let mut b = env.bundle("ev");
+    b.sh("sleep 60");
+    b.set(
+        "/linux/resources",
+        json!({ "memory": { "limit": 64 << 20 }, "pids": { "limit": 20 },
+                "devices": [ { "allow": false, "access": "rwm" } ] }),
+    );
+    run_detached(&env, &b);
+    let o = env.cmd(&["events", "--stats", "ev"]);
+    o.expect_ok("events --stats");
+    let v = o.json().unwrap();
+    assert_eq!(v["type"], "stats");
+    assert_eq!(v["id"], "ev");
+    let d = &v["data"];
+    assert_eq!(d["memory"]["usage"]["limit"], 64 << 20, "{d}");
+    assert!(
+        d["memory"]["usage"]["usage"].as_u64().unwrap_or(0) > 0,
+        "{d}"
+    );
+    assert_eq!(d["pids"]["current"], 1, "{d}");
+    assert_eq!(d["pids"]["limit"], 20, "{d}");
+    assert!(d["cpu"]["usage"]["total"].as_u64().unwrap_or(0) > 0, "{d}");
+
+    let o = env.cmd(&["events", "ev"]);
+    o.expect_fail("streaming events");
+    assert!(o.stderr.contains("not implemented"), "{o}");
+    env.cmd(&["delete", "--force", "ev"])
+        .expect_ok("delete --force");
+    assert_no_leaks(&env, "ev");
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Starts the same container under keel and runc and returns their
+/// `ps --format json` and `events --stats` outputs.
+fn both(envs: &[TestEnv; 2], id: &str) -> Vec<(Value, Value)> {
+    envs.iter()
+        .map(|env| {
+            let mut b = env.bundle(id);
+            b.sh("sleep 60");
+            b.set(
+                "/linux/resources",
+                json!({ "memory": { "limit": 64 << 20 }, "pids": { "limit": 20 },
+                        "devices": [ { "allow": false, "access": "rwm" } ] }),
+            );
+            run_detached(env, &b);
+            let ps = env.cmd(&["ps", "--format", "json", id]);
+            ps.expect_ok(&format!("{} ps", env.rt.name));
+            let ev = env.cmd(&["events", "--stats", id]);
+            ev.expect_ok(&format!("{} events --stats", env.rt.name));
+            let r = (ps.json().unwrap(), ev.json().unwrap());
+            env.cmd(&["delete", "--force", id])
+                .expect_ok(&format!("{} delete", env.rt.name));
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn differential_ps_and_stats_shapes() {
+    let Some(runc) = require_runc!() else { return };
+    let envs = [TestEnv::keel(), TestEnv::new(runc)];
+    let r = both(&envs, "shape");
+    let ((kps, kev), (rps, rev)) = (&r[0], &r[1]);
+    for (name, ps) in [("keel", kps), ("runc", rps)] {
+        let a = ps.as_array().unwrap_or_else(|| panic!("{name} ps: {ps}"));
+        assert_eq!(a.len(), 1, "{name} ps: {ps}");
+        assert!(a[0].is_i64(), "{name} ps: {ps}");
+    }
+    assert_eq!(keys(kev), keys(rev), "event envelope keys");
+    assert_eq!(kev["type"], rev["type"]);
+    let (kd, rd) = (&kev["data"], &rev["data"]);
+    // Sections and the fields that are always present.
+    for path in [
+        "",
+        "/memory",
+        "/memory/usage",
+        "/memory/swap",
+        "/pids",
+        "/cpuset",
+    ] {
+        let (k, r) = (
+            keys(&kd.pointer(path).cloned().unwrap_or_default()),
+            keys(&rd.pointer(path).cloned().unwrap_or_default()),
+        );
+        assert_eq!(
+            k, r,
+            "events --stats data{path} keys:\nkeel {kd}\nrunc {rd}"
+        );
+    }
+    // cpu.usage: the non-omitempty fields, and every key keel prints must
+    // be one runc knows.
+    let known: BTreeSet<String> = [
+        "total",
+        "percpu",
+        "percpu_kernel",
+        "percpu_user",
+        "kernel",
+        "user",
+    ]
+    .map(String::from)
+    .into();
+    let ku = keys(&kd["cpu"]["usage"]);
+    assert!(ku.is_subset(&known), "{ku:?}");
+    for k in ["kernel", "user"] {
+        assert!(ku.contains(k) && keys(&rd["cpu"]["usage"]).contains(k));
+    }
+    assert_eq!(
+        kd["memory"]["usage"]["limit"],
+        rd["memory"]["usage"]["limit"]
+    );
+    assert_eq!(kd["pids"]["limit"], rd["pids"]["limit"]);
+    // memory.raw is the kernel's memory.stat: the same names.
+    assert_eq!(keys(&kd["memory"]["raw"]), keys(&rd["memory"]["raw"]));
+    let _ = Runtime::keel;
+}
