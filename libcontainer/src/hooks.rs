@@ -61,16 +61,30 @@ fn run_one(hook: &Hook, input: &[u8]) -> std::result::Result<(), String> {
     }
     cmd.stdin(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("start: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin is fine: ignore EPIPE.
-        let _ = stdin.write_all(input);
+    // The state is fed without blocking, between the checks below: a hook
+    // that does not read a state bigger than the pipe must still time out.
+    let mut stdin = child.stdin.take();
+    if let Some(s) = &stdin {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        let _ = fcntl(s, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
     }
+    let mut pending = input;
     let deadline = hook
         .timeout()
         .filter(|&t| t > 0)
         .map(|t| Instant::now() + Duration::from_secs(t as u64));
     let mut pause = Duration::from_micros(200);
     loop {
+        while let Some(s) = stdin.as_mut() {
+            match s.write(pending) {
+                Ok(n) if n < pending.len() => pending = &pending[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // All written (EOF for the hook), or EPIPE: a hook that does
+                // not read its stdin is fine.
+                _ => stdin = None,
+            }
+        }
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(status)) => return Err(format!("failed: {status}")),
