@@ -3,3 +3,4 @@
 
 pub mod capabilities;
 pub mod rlimits;
+pub mod seccomp;
