@@ -78,6 +78,7 @@ pub fn parse_config(text: &[u8]) -> std::result::Result<(Spec, Vec<String>), Str
         None => return Err("ociVersion: missing".into()),
     }
     drop_unknown_capabilities(&mut value, &mut warnings);
+    crate::security::seccomp::check_names(&value)?;
     let spec: Spec = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         format!("{path}: {}", e.into_inner())
@@ -247,9 +248,6 @@ fn not_yet_supported(spec: &Spec, _warnings: &mut Vec<String>) -> Result<()> {
         }
     }
     if let Some(l) = spec.linux() {
-        if l.seccomp().is_some() {
-            return refuse("linux.seccomp");
-        }
         if l.personality().is_some() {
             return refuse("linux.personality");
         }

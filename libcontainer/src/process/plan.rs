@@ -49,6 +49,8 @@ pub struct InitPlan {
     pub session_keyring: Option<CString>,
     /// The config's hooks, with what their state JSON needs.
     pub hooks: Hooks,
+    /// `linux.seccomp`, compiled here so the init only installs it.
+    pub seccomp: Option<crate::security::seccomp::Filter>,
 }
 
 /// Hooks, and the parts of the container state they are given.
@@ -318,6 +320,11 @@ impl InitPlan {
             domainname: spec.domainname().clone(),
             sysctl,
             hooks: hooks_of(id, bundle),
+            seccomp: linux
+                .seccomp()
+                .as_ref()
+                .map(crate::security::seccomp::Filter::from_spec)
+                .transpose()?,
             session_keyring: if opts.no_new_keyring {
                 None
             } else {

@@ -195,7 +195,10 @@ mod tests {
         assert_eq!(Abi::Aarch64.syscall("getpid"), Some(172));
         assert_eq!(Abi::Arm.syscall("getpid"), Some(20));
         assert_eq!(Abi::X32.syscall("getpid"), Some(39 | X32_SYSCALL_BIT));
-        assert_eq!(Abi::X32.syscall("rt_sigaction"), Some(512 | X32_SYSCALL_BIT));
+        assert_eq!(
+            Abi::X32.syscall("rt_sigaction"),
+            Some(512 | X32_SYSCALL_BIT)
+        );
         assert_eq!(Abi::X32.syscall("pwritev2"), Some(547 | X32_SYSCALL_BIT));
         assert_eq!(Abi::X32.syscall("uselib"), None);
         assert_eq!(Abi::X86_64.syscall("socketcall"), None);

@@ -18,7 +18,6 @@ pub const BPF_JA: u16 = 0x00;
 pub const BPF_JEQ: u16 = 0x10;
 pub const BPF_JGT: u16 = 0x20;
 pub const BPF_JGE: u16 = 0x30;
-pub const BPF_JSET: u16 = 0x40;
 pub const BPF_K: u16 = 0x00;
 
 /// The kernel's limit on a filter's length (BPF_MAXINSNS).

@@ -49,7 +49,6 @@ pub fn run(prog: &[libc::sock_filter], d: &Data) -> u32 {
                     BPF_JEQ => a == i.k,
                     BPF_JGT => a > i.k,
                     BPF_JGE => a >= i.k,
-                    BPF_JSET => a & i.k != 0,
                     _ => panic!("unknown code {c:#x} at {}", pc - 1),
                 };
                 pc += usize::from(if taken { i.jt } else { i.jf });

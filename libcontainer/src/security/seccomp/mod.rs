@@ -180,8 +180,8 @@ impl Filter {
     }
 
     pub(crate) fn from_profile(p: &Profile, flags: libc::c_ulong) -> Result<Filter> {
-        let program = compile::compile(p)
-            .map_err(|e| Error::invalid("linux.seccomp", e.to_string()))?;
+        let program =
+            compile::compile(p).map_err(|e| Error::invalid("linux.seccomp", e.to_string()))?;
         let mut skipped = Vec::new();
         for abi in &p.abis {
             for r in &p.rules {
@@ -358,15 +358,12 @@ pub(crate) fn check(s: &LinuxSeccomp, native: Abi) -> Result<(Profile, libc::c_u
 
     let mut abis = vec![native];
     for a in s.architectures().iter().flatten() {
-        match Abi::from_oci(*a, native) {
-            Some(abi) if Abi::runnable_on(native).contains(&abi) => {
-                if !abis.contains(&abi) {
-                    abis.push(abi);
-                }
+        // An architecture this host cannot execute is left out: no
+        // syscall of it can ever reach the filter.
+        if let Some(abi) = Abi::from_oci(*a, native) {
+            if Abi::runnable_on(native).contains(&abi) && !abis.contains(&abi) {
+                abis.push(abi);
             }
-            // An architecture this host cannot execute: no syscall of it
-            // can ever reach the filter.
-            _ => {}
         }
     }
 
@@ -376,9 +373,7 @@ pub(crate) fn check(s: &LinuxSeccomp, native: Abi) -> Result<(Profile, libc::c_u
             Flag::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,
             Flag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
             Flag::SeccompFilterFlagSpecAllow => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
-            Flag::SeccompFilterFlagWaitKillableRecv => {
-                libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
-            }
+            Flag::SeccompFilterFlagWaitKillableRecv => libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
         };
     }
 

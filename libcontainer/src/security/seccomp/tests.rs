@@ -106,7 +106,9 @@ fn notify_compiles_with_a_listener_but_is_refused() {
     let f = Filter::from_profile(&p, flags).unwrap();
     assert_eq!(x64(&f, "mkdir", NO), libc::SECCOMP_RET_USER_NOTIF);
     assert_eq!(x64(&f, "rmdir", NO), ALLOW);
-    let e = Filter::compile_for(&s, Abi::X86_64).unwrap_err().to_string();
+    let e = Filter::compile_for(&s, Abi::X86_64)
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("linux.seccomp.listenerPath:") && e.contains("not supported"));
 }
 
@@ -365,15 +367,9 @@ fn docker_default_profile() {
             .unwrap()
     };
     assert_eq!(x64(&f, "file_setattr", NO), errno(38));
-    assert_eq!(
-        call(&f, AUDIT_ARCH_I386, newest(Abi::X86), NO),
-        errno(38)
-    );
+    assert_eq!(call(&f, AUDIT_ARCH_I386, newest(Abi::X86), NO), errno(38));
     // x32's highest is pwritev2 (547), above every newer syscall's number.
-    assert_eq!(
-        call(&f, AUDIT_ARCH_X86_64, newest(Abi::X32), NO),
-        errno(1)
-    );
+    assert_eq!(call(&f, AUDIT_ARCH_X86_64, newest(Abi::X32), NO), errno(1));
     assert_eq!(call(&f, AUDIT_ARCH_X86_64, 548 | X32, NO), errno(38));
 }
 
@@ -405,7 +401,9 @@ fn too_long_is_an_error() {
         })
         .collect();
     let s = profile(json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": rules}));
-    let e = Filter::compile_for(&s, Abi::X86_64).unwrap_err().to_string();
+    let e = Filter::compile_for(&s, Abi::X86_64)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("4096"), "{e}");
 }
 
@@ -432,8 +430,10 @@ fn validation_names_the_field() {
     let e = err(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]}));
     assert!(e.starts_with("linux.seccomp.listenerPath:"), "{e}");
-    let e = err(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x", "syscalls": [
-        {"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]}));
+    let e = err(
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x", "syscalls": [
+        {"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]}),
+    );
     assert!(e.starts_with("linux.seccomp.syscalls[0].action:"), "{e}");
     let e = err(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": [], "action": "SCMP_ACT_ERRNO"}]}));
@@ -444,12 +444,14 @@ fn validation_names_the_field() {
 fn names_checked_before_parsing() {
     let cfg = |s: serde_json::Value| json!({"linux": {"seccomp": s}});
     assert_eq!(
-        check_names(&cfg(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        check_names(&cfg(
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": ["a"], "action": "SCMP_ACT_ALLOW"},
             {"names": ["a"], "action": "SCMP_ACT_ALLOW"},
             {"names": ["a"], "action": "SCMP_ACT_ALLOW"},
             {"names": ["a"], "action": "SCMP_ACT_ALLOW",
-             "args": [{"index": 0, "value": 1, "op": "X"}]}]}))),
+             "args": [{"index": 0, "value": 1, "op": "X"}]}]})
+        )),
         Err(r#"linux.seccomp.syscalls[3].args[0].op: unknown operator "X""#.into())
     );
     assert_eq!(

@@ -1,0 +1,143 @@
+//! `linux.seccomp`: real busybox containers under Docker's default profile
+//! and under small deny profiles, observed from inside; the same scripts
+//! under runc when it is installed.
+
+use keel_conformance::{assert_no_leaks, require_runc, Bundle, Output, Runtime, TestEnv};
+use serde_json::{json, Value};
+
+/// Docker's default profile for amd64 (see the fixture's README).
+fn docker_profile() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../libcontainer/tests/fixtures/seccomp/docker-default.json"
+    );
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).expect("fixture JSON")
+}
+
+/// mkdir (both syscalls libc may use) denied with EPERM, uname and chmod
+/// with errno 42 (ENOMSG), everything else allowed. busybox's uname prints
+/// an empty line without the errno when uname(2) fails; chmod shows it.
+fn deny_profile() -> Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+            {"names": ["uname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 42},
+            {"names": ["chmod", "fchmodat", "fchmodat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": 42}
+        ]
+    })
+}
+
+fn run_in(env: &TestEnv, id: &str, profile: Value, nnp: bool, script: &str) -> Output {
+    let mut b: Bundle = env.bundle(id);
+    b.sh(script);
+    b.set("/linux/seccomp", profile);
+    b.set("/process/noNewPrivileges", json!(nnp));
+    // Writable /tmp for mkdir.
+    b.push(
+        "/mounts",
+        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}),
+    );
+    let o = env.run(&b);
+    assert_no_leaks(env, id);
+    o
+}
+
+const DENY_SCRIPT: &str = "mkdir /tmp/d; echo mkdir=$?; uname -s; echo uname=$?; \
+                           chmod 700 /tmp; echo chmod=$?; \
+                           grep -E '^Seccomp(_filters)?:' /proc/self/status | tr '\\t' ' '";
+
+fn check_deny(o: &Output, rt: &str) {
+    assert_eq!(
+        o.stdout, "mkdir=1\n\nuname=0\nchmod=1\nSeccomp: 2\nSeccomp_filters: 1\n",
+        "{rt}: {o}"
+    );
+    assert!(
+        o.stderr.contains("Operation not permitted"),
+        "{rt}: mkdir error: {o}"
+    );
+    assert!(
+        o.stderr.contains("No message of desired type"),
+        "{rt}: chmod's errno 42: {o}"
+    );
+}
+
+#[test]
+fn deny_profile_with_errno_values() {
+    let env = TestEnv::keel();
+    for nnp in [true, false] {
+        let o = run_in(&env, "scdeny", deny_profile(), nnp, DENY_SCRIPT);
+        o.expect_ok("run under the deny profile");
+        check_deny(&o, &format!("keel nnp={nnp}"));
+    }
+}
+
+#[test]
+fn deny_profile_same_as_runc() {
+    let Some(runc) = require_runc!() else { return };
+    let env = TestEnv::new(runc);
+    let o = run_in(&env, "scdenyr", deny_profile(), true, DENY_SCRIPT);
+    check_deny(&o, "runc");
+}
+
+const DOCKER_SCRIPT: &str = "uname -s; mkdir /tmp/d && echo mkdir-ok; \
+    unshare -m true 2>/dev/null && echo unshare-ok || echo unshare-denied; \
+    ls / >/dev/null && echo ls-ok; \
+    grep -E '^Seccomp:' /proc/self/status | tr '\\t' ' '";
+
+const DOCKER_EXPECTED: &str = "Linux\nmkdir-ok\nunshare-denied\nls-ok\nSeccomp: 2\n";
+
+#[test]
+fn docker_default_profile() {
+    let env = TestEnv::keel();
+    for nnp in [true, false] {
+        let o = run_in(&env, "scdocker", docker_profile(), nnp, DOCKER_SCRIPT);
+        o.expect_ok("run under Docker's profile");
+        assert_eq!(o.stdout, DOCKER_EXPECTED, "nnp={nnp}: {o}");
+    }
+}
+
+#[test]
+fn docker_default_profile_same_as_runc() {
+    let Some(runc) = require_runc!() else { return };
+    let env = TestEnv::new(runc);
+    let o = run_in(&env, "scdockerr", docker_profile(), true, DOCKER_SCRIPT);
+    assert_eq!(o.stdout, DOCKER_EXPECTED, "runc: {o}");
+}
+
+#[test]
+fn bad_operator_names_the_field() {
+    let env = TestEnv::keel();
+    let mut p = deny_profile();
+    p["syscalls"][1]["args"] = json!([{"index": 0, "value": 1, "op": "X"}]);
+    let mut b = env.bundle("scbadop");
+    b.set("/linux/seccomp", p);
+    let o = env.run(&b);
+    o.expect_fail("run with an unknown operator");
+    assert!(
+        o.stderr
+            .contains(r#"linux.seccomp.syscalls[1].args[0].op: unknown operator \"X\""#),
+        "{o}"
+    );
+}
+
+#[test]
+fn features_report_seccomp() {
+    let env = TestEnv::new(Runtime::keel());
+    let f = env.cmd(&["features"]).json().expect("features JSON");
+    let s = &f["linux"]["seccomp"];
+    assert_eq!(s["enabled"], json!(true), "{s}");
+    for key in [
+        "actions",
+        "operators",
+        "archs",
+        "knownFlags",
+        "supportedFlags",
+    ] {
+        assert!(
+            s[key].as_array().is_some_and(|a| !a.is_empty()),
+            "{key}: {s}"
+        );
+    }
+}
