@@ -23,8 +23,9 @@ require_root "scripts/test.sh"
 require_cargo
 
 # Test dependencies from apt: runc for the differential conformance tests,
-# busybox-static for the test rootfs, util-linux for unshare.
-ensure_packages runc busybox-static util-linux
+# busybox-static for the test rootfs, util-linux for unshare, libseccomp-dev
+# for the seccomp compiler's differential tests.
+ensure_packages runc busybox-static util-linux libseccomp-dev
 
 # rustfmt and clippy come with a rustup toolchain as components.
 if command -v rustup >/dev/null; then

@@ -97,8 +97,14 @@ impl Abi {
         let id = match self {
             Abi::X86_64 => syscalls::x86_64::Sysno::from_str(name).ok()?.id(),
             Abi::X86 => syscalls::x86::Sysno::from_str(name).ok()?.id(),
+            // The crate names 79 after the generic table's fstatat; the
+            // kernel, libseccomp and profiles call it newfstatat.
+            Abi::Aarch64 if name == "newfstatat" => syscalls::aarch64::Sysno::fstatat.id(),
             Abi::Aarch64 => syscalls::aarch64::Sysno::from_str(name).ok()?.id(),
-            Abi::Arm => syscalls::arm::Sysno::from_str(name).ok()?.id(),
+            Abi::Arm => match syscalls::arm::Sysno::from_str(name) {
+                Ok(n) => n.id(),
+                Err(()) => return arm_private(name),
+            },
             Abi::X32 => return x32_syscall(name),
         };
         u32::try_from(id).ok()
@@ -159,6 +165,7 @@ const X32_MOVED: [&str; 36] = [
 
 /// The "64"-only entries of syscall_64.tbl that x32 has no version of.
 const X86_64_ONLY: [&str; 12] = [
+    "map_shadow_stack",
     "uselib",
     "_sysctl",
     "create_module",
@@ -170,8 +177,25 @@ const X86_64_ONLY: [&str; 12] = [
     "epoll_ctl_old",
     "epoll_wait_old",
     "vserver",
-    "tuxcall",
 ];
+
+/// ARM's private syscalls (__ARM_NR_BASE + 1.. in the kernel's
+/// arch/arm/include/uapi/asm/unistd.h), missing from the crate's table;
+/// 32-bit glibc needs set_tls, and Docker's profile lists them.
+fn arm_private(name: &str) -> Option<u32> {
+    const ARM_NR_BASE: u32 = 0x0f_0000;
+    const NAMES: [&str; 6] = [
+        "breakpoint",
+        "cacheflush",
+        "usr26",
+        "usr32",
+        "set_tls",
+        "get_tls",
+    ];
+    let i = NAMES.iter().position(|&n| n == name)?;
+    // Six entries: the index always fits.
+    Some(ARM_NR_BASE + 1 + i as u32)
+}
 
 fn x32_syscall(name: &str) -> Option<u32> {
     if let Some(i) = X32_MOVED.iter().position(|&n| n == name) {
@@ -204,5 +228,7 @@ mod tests {
         assert_eq!(Abi::X86_64.syscall("socketcall"), None);
         assert_eq!(Abi::X86.syscall("socketcall"), Some(102));
         assert_eq!(Abi::X86_64.syscall("no_such_syscall"), None);
+        assert_eq!(Abi::Arm.syscall("set_tls"), Some(0x0f_0005));
+        assert_eq!(Abi::Aarch64.syscall("newfstatat"), Some(79));
     }
 }

@@ -141,6 +141,12 @@ pub fn compile(p: &Profile) -> Result<Vec<libc::sock_filter>, AsmError> {
         for (lo, hi, abi) in spans {
             let Some(abi) = abi else {
                 push(&mut iv, lo, Outcome::Ret(BAD_ARCH_ACTION));
+                if hi == u32::MAX && lo > 0 {
+                    // x32 left out: libseccomp still lets nr -1 (what a
+                    // tracer sets to skip a syscall) through to the
+                    // x86_64 rules, where it can only meet the default.
+                    push(&mut iv, u32::MAX, Outcome::Ret(p.default));
+                }
                 continue;
             };
             let table = &tables[&abi];
