@@ -141,3 +141,43 @@ fn features_report_seccomp() {
         );
     }
 }
+
+/// `exec` runs under the container's filter, as in runc: the processes
+/// it adds must not escape the profile the container was created with.
+fn exec_under_deny(env: &TestEnv, id: &str, nnp: bool) -> Output {
+    let mut b: Bundle = env.bundle(id);
+    b.set("/process/args", json!(["sleep", "1000"]));
+    b.set("/linux/seccomp", deny_profile());
+    b.set("/process/noNewPrivileges", json!(nnp));
+    b.push(
+        "/mounts",
+        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}),
+    );
+    env.run_with(&b, &["-d"])
+        .expect_ok(&format!("{} run -d", env.rt.name));
+    let o = env.cmd(&["exec", id, "sh", "-c", DENY_SCRIPT]);
+    env.cmd(&["delete", "--force", id])
+        .expect_ok(&format!("{} delete --force", env.rt.name));
+    assert_no_leaks(env, id);
+    o
+}
+
+#[test]
+fn exec_runs_under_the_container_filter() {
+    let env = TestEnv::keel();
+    for nnp in [true, false] {
+        let o = exec_under_deny(&env, "scexec", nnp);
+        o.expect_ok("exec under the deny profile");
+        check_deny(&o, &format!("keel exec nnp={nnp}"));
+    }
+}
+
+#[test]
+fn exec_runs_under_the_container_filter_as_in_runc() {
+    let Some(runc) = require_runc!() else { return };
+    let env = TestEnv::new(runc);
+    for nnp in [true, false] {
+        let o = exec_under_deny(&env, "scexecr", nnp);
+        check_deny(&o, &format!("runc exec nnp={nnp}"));
+    }
+}

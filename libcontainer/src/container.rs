@@ -227,6 +227,11 @@ impl ContainerBuilder {
             cgroup: cgroups.clone(),
             hooks: bundle.spec.hooks().clone(),
             process: bundle.spec.process().clone(),
+            seccomp: bundle
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.seccomp().clone()),
         };
         dir.save(&state)?;
         if let Some(p) = &self.pid_file {
@@ -488,6 +493,7 @@ impl Container {
             process,
             opts.console_socket,
             opts.preserve_fds,
+            self.state.seccomp.as_ref(),
         )?;
         let pid = crate::process::exec::exec(&plan, self.state.pid, &pidfd, &self.state.cgroup)?;
         if let Some(p) = &opts.pid_file {

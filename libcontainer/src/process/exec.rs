@@ -204,6 +204,7 @@ fn enter_and_exec(
         crate::console::setup(&t.socket, t.size, false)?;
     }
     let exe = program::prepare(plan, join.contains(CloneFlags::CLONE_NEWUSER))?;
+    program::seal(plan)?;
     let Err(err) = nix::unistd::execve(&exe, &plan.args, &plan.env);
     Err(Error::sys(format!("exec {}", exe.to_string_lossy()), err))
 }

@@ -117,25 +117,14 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
         crate::console::setup(&t.socket, t.size, true)?;
     }
     rootfs::finalize(&plan.rootfs)?;
-    // Seccomp, in runc's places. Without no_new_privs, loading a filter
-    // needs CAP_SYS_ADMIN, so it goes in before the identity and capability
-    // changes (rlimits, fd closing, set_user), as runc's init does. With
-    // no_new_privs it goes in last, just before Ready, so that as few of
-    // keel's own syscalls as possible run under it. Either way the filter
-    // must allow what follows: those steps, the sync write, opening and
-    // writing exec.fifo, startContainer hooks, execve (Docker's profile does).
-    let nnp = plan.process.no_new_privs;
-    if let Some(f) = plan.seccomp.as_ref().filter(|_| !nnp) {
-        f.install()?;
-    }
     let exe = program::prepare(&plan.process, plan.rootfs.in_userns)?;
 
     // The runtime exits as soon as it reads Ready, and we must outlive it:
     // drop the death signal first, or that exit can race it and kill us.
     nix::sys::prctl::set_pdeathsig(None).ctx(|| "prctl(PR_SET_PDEATHSIG, 0)".into())?;
-    if let Some(f) = plan.seccomp.as_ref().filter(|_| nnp) {
-        f.install()?;
-    }
+    // The filter must allow what follows: the sync write, opening and
+    // writing exec.fifo, startContainer hooks, execve (Docker's does).
+    program::seal(&plan.process)?;
     chan.send(&Msg::Ready).ctx(|| "sync: send ready".into())?;
     // Nobody reads the sync channel any more: report on stderr.
     let started = wait_for_start(fifo, || {

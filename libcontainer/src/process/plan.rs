@@ -9,10 +9,13 @@ use crate::namespaces::Namespaces;
 use crate::rootfs::{self, Device, Mount, RootfsPlan};
 use crate::security::capabilities::Capabilities;
 use crate::security::rlimits::{self, Rlimit};
+use crate::security::seccomp::Filter;
 use crate::spec::Bundle;
 use nix::mount::MsFlags;
 use nix::sys::stat::SFlag;
-use oci_spec::runtime::{LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, Process};
+use oci_spec::runtime::{
+    LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, LinuxSeccomp, Process,
+};
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -49,8 +52,6 @@ pub struct InitPlan {
     pub session_keyring: Option<CString>,
     /// The config's hooks, with what their state JSON needs.
     pub hooks: Hooks,
-    /// `linux.seccomp`, compiled here so the init only installs it.
-    pub seccomp: Option<crate::security::seccomp::Filter>,
 }
 
 /// Hooks, and the parts of the container state they are given.
@@ -98,6 +99,10 @@ pub struct ProcessPlan {
     pub preserve_fds: u32,
     /// `process.terminal`: where the pty master goes, and its size.
     pub terminal: Option<Terminal>,
+    /// The container's `linux.seccomp`, compiled in the parent so the
+    /// process only installs it. It binds `exec`'d processes too, as in
+    /// runc: a filter only on the init would leave `exec` unconfined.
+    pub seccomp: Option<Filter>,
 }
 
 #[derive(Debug)]
@@ -310,7 +315,12 @@ impl InitPlan {
             })
             .collect();
         Ok(InitPlan {
-            process: ProcessPlan::new(process, console, opts.preserve_fds)?,
+            process: ProcessPlan::new(
+                process,
+                console,
+                opts.preserve_fds,
+                linux.seccomp().as_ref(),
+            )?,
             uid_map: id_map(linux.uid_mappings()),
             gid_map: id_map(linux.gid_mappings()),
             time_offsets,
@@ -320,11 +330,6 @@ impl InitPlan {
             domainname: spec.domainname().clone(),
             sysctl,
             hooks: hooks_of(id, bundle),
-            seccomp: linux
-                .seccomp()
-                .as_ref()
-                .map(crate::security::seccomp::Filter::from_spec)
-                .transpose()?,
             session_keyring: if opts.no_new_keyring {
                 None
             } else {
@@ -336,12 +341,14 @@ impl InitPlan {
 }
 
 impl ProcessPlan {
-    /// From the config's (or `exec`'s) `process`; `console` receives the
-    /// pty master when it asks for a terminal.
+    /// From the config's (or `exec`'s) `process` and the container's
+    /// `linux.seccomp`; `console` receives the pty master when the process
+    /// asks for a terminal.
     pub fn new(
         process: &Process,
         console: Option<OwnedFd>,
         preserve_fds: u32,
+        seccomp: Option<&LinuxSeccomp>,
     ) -> Result<ProcessPlan> {
         let caps = process
             .capabilities()
@@ -380,6 +387,7 @@ impl ProcessPlan {
             env,
             preserve_fds,
             terminal,
+            seccomp: seccomp.map(Filter::from_spec).transpose()?,
         })
     }
 }

@@ -18,6 +18,14 @@ pub fn prepare(plan: &ProcessPlan, in_userns: bool) -> Result<CString> {
     // Nothing of the runtime's may reach the program: every fd past stdio
     // and --preserve-fds closes on exec (CVE-2024-21626).
     crate::sys::cloexec_from(3 + plan.preserve_fds).ctx(|| "close_range".into())?;
+    // Seccomp, in runc's places. Without no_new_privs, loading a filter
+    // needs CAP_SYS_ADMIN, so it goes in before the identity and capability
+    // changes; with it, last (see `seal`), so that as few of keel's own
+    // syscalls as possible run under it. Either way the filter must allow
+    // the steps that follow it.
+    if !plan.no_new_privs {
+        install_seccomp(plan)?;
+    }
     set_user(plan, in_userns)?;
     if let Some(mask) = plan.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
@@ -26,6 +34,22 @@ pub fn prepare(plan: &ProcessPlan, in_userns: bool) -> Result<CString> {
         nix::sys::prctl::set_no_new_privs().ctx(|| "process.noNewPrivileges: prctl".into())?;
     }
     find_executable(plan)
+}
+
+/// The very last step before the program is started: the seccomp filter
+/// of a no_new_privs process.
+pub fn seal(plan: &ProcessPlan) -> Result<()> {
+    if plan.no_new_privs {
+        install_seccomp(plan)?;
+    }
+    Ok(())
+}
+
+fn install_seccomp(plan: &ProcessPlan) -> Result<()> {
+    if let Some(f) = &plan.seccomp {
+        f.install()?;
+    }
+    Ok(())
 }
 
 /// execve, or a message on stderr and exit 127: by now nobody listens on
