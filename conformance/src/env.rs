@@ -263,6 +263,16 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("create bundle for {id}: {e:#}"))
     }
 
+    /// [`TestEnv::spawn`] with extra environment variables for the runtime.
+    pub fn spawn_env(&self, args: &[&str], env: &[(&str, &str)]) -> Result<Running> {
+        let (mut cmd, out, err) = self.command(args)?;
+        cmd.envs(env.iter().copied());
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawn unshare {} {args:?}", self.rt.bin.display()))?;
+        Ok(Running { child, out, err })
+    }
+
     fn command(&self, args: &[&str]) -> Result<(Command, PathBuf, PathBuf)> {
         let n = self.seq.fetch_add(1, Ordering::SeqCst);
         let out = self.dir.join(format!("cmd-{n}.out"));
@@ -286,11 +296,7 @@ impl TestEnv {
 
     /// Starts `<runtime> --root <root> args...` and returns without waiting.
     pub fn spawn(&self, args: &[&str]) -> Result<Running> {
-        let (mut cmd, out, err) = self.command(args)?;
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("spawn unshare {} {args:?}", self.rt.bin.display()))?;
-        Ok(Running { child, out, err })
+        self.spawn_env(args, &[])
     }
 
     /// Runs `<runtime> --root <root> args...` to completion.

@@ -24,7 +24,53 @@ pub use bundle::Bundle;
 pub use env::{Output, Runtime, TestEnv};
 pub use leaks::{assert_no_leaks, find_leaks};
 
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// A helper program from `conformance/helpers/<name>.rs`, built statically
+/// (so it runs in a busybox rootfs) on first use and cached by the hash of
+/// its source, for what busybox cannot do (e.g. send an sd_notify datagram).
+pub fn static_helper(name: &str) -> Result<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("helpers")
+        .join(format!("{name}.rs"));
+    let text = std::fs::read(&src).with_context(|| format!("read {}", src.display()))?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    let dir = std::env::temp_dir().join("keel-conformance-helpers");
+    std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+    let bin = dir.join(format!("{name}-{:016x}", h.finish()));
+    if bin.exists() {
+        return Ok(bin);
+    }
+    // Tests run in parallel: build under a name of our own, then rename.
+    let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = std::process::Command::new(rustc)
+        .args([
+            "--edition",
+            "2021",
+            "-O",
+            "-C",
+            "target-feature=+crt-static",
+            "-o",
+        ])
+        .arg(&tmp)
+        .arg(&src)
+        .output()
+        .context("run rustc")?;
+    if !out.status.success() {
+        bail!(
+            "rustc {}: {}",
+            src.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::rename(&tmp, &bin).with_context(|| format!("rename to {}", bin.display()))?;
+    Ok(bin)
+}
 
 /// Polls `f` every 10 ms until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {

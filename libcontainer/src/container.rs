@@ -54,6 +54,7 @@ pub struct ContainerBuilder {
     options: Options,
     pid_file: Option<PathBuf>,
     console_socket: Option<OwnedFd>,
+    notify_socket: bool,
 }
 
 impl ContainerBuilder {
@@ -66,6 +67,7 @@ impl ContainerBuilder {
             options: Options::default(),
             pid_file: None,
             console_socket: None,
+            notify_socket: false,
         }
     }
 
@@ -107,13 +109,24 @@ impl ContainerBuilder {
         self
     }
 
+    /// Proxy sd_notify for the container (the caller has a
+    /// `NOTIFY_SOCKET`): the program gets a `NOTIFY_SOCKET` of its own,
+    /// relayed by [`Container::notify_proxy`].
+    pub fn notify_socket(mut self, yes: bool) -> Self {
+        self.notify_socket = yes;
+        self
+    }
+
     /// Creates the container: on return its init waits for [`Container::start`].
     /// On error nothing is left behind: no state, cgroup or process.
     ///
     /// The process must be single-threaded: the init is forked from it.
     pub fn create(mut self) -> Result<Container> {
         state::validate_id(&self.id)?;
-        let bundle = Bundle::load(&self.bundle)?;
+        let mut bundle = Bundle::load(&self.bundle)?;
+        if self.notify_socket {
+            crate::notify::add_to_spec(&mut bundle.spec, &self.root.join(&self.id));
+        }
         let linux = bundle.spec.linux().as_ref();
         let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
         let cgroups = CgroupPaths::resolve(cgroups_path, &self.id)?;
@@ -175,6 +188,12 @@ impl ContainerBuilder {
             Mode::empty(),
         )
         .ctx(|| format!("open {}", fifo_path.display()))?;
+        if self.notify_socket {
+            let notify = dir.path.join(crate::notify::DIR);
+            std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o755)
+                .create(&notify)
+                .ctx(|| format!("mkdir {}", notify.display()))?;
+        }
         *made = cgroups.create()?;
         // Limits are in place before the init exists, so before the user
         // program can run.
@@ -435,6 +454,25 @@ impl Container {
         }
         std::fs::remove_file(&fifo_path).ctx(|| format!("remove {}", fifo_path.display()))?;
         Ok(self.run_late_hooks(|h| h.poststart(), "poststart", Status::Running))
+    }
+
+    /// The sd_notify proxy of a container created with
+    /// [`ContainerBuilder::notify_socket`], bound and ready to relay; None
+    /// for a container created without it. Bind it before [`Container::start`]
+    /// so that no message of the program is lost.
+    pub fn notify_proxy(&self) -> Result<Option<crate::notify::NotifyProxy>> {
+        let dir = self.dir();
+        if !dir.join(crate::notify::DIR).is_dir() {
+            return Ok(None);
+        }
+        let Some(pidfd) = self.pidfd() else {
+            return Err(Error::WrongStatus {
+                id: self.state.id.clone(),
+                status: Status::Stopped,
+                reason: "cannot relay sd_notify for a stopped container",
+            });
+        };
+        crate::notify::NotifyProxy::bind(&dir, pidfd).map(Some)
     }
 
     /// poststart / poststop: failures are warnings, the lifecycle goes on.

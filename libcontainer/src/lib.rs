@@ -26,6 +26,7 @@ mod container;
 pub mod error;
 pub mod hooks;
 mod namespaces;
+pub mod notify;
 mod process;
 pub mod rootfs;
 pub mod security;

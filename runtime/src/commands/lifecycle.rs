@@ -31,7 +31,8 @@ fn create_container(
         .root(root)
         .no_pivot(a.no_pivot)
         .no_new_keyring(a.no_new_keyring)
-        .preserve_fds(a.preserve_fds + listen_fds());
+        .preserve_fds(a.preserve_fds + listen_fds())
+        .notify_socket(notify_socket().is_some());
     if let Some(p) = &a.pid_file {
         b = b.pid_file(p);
     }
@@ -53,6 +54,22 @@ fn listen_fds() -> u32 {
         .unwrap_or(0)
 }
 
+/// The service manager's sd_notify socket, if keel runs under one.
+fn notify_socket() -> Option<String> {
+    std::env::var("NOTIFY_SOCKET")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// Binds the container's sd_notify proxy (before start, so that nothing the
+/// program sends is lost) when keel has a `NOTIFY_SOCKET` to relay to.
+fn bind_notify(c: &Container) -> Result<Option<(libkeel::notify::NotifyProxy, String)>> {
+    let Some(host) = notify_socket() else {
+        return Ok(None);
+    };
+    Ok(c.notify_proxy()?.map(|p| (p, host)))
+}
+
 pub fn create(root: &Path, a: &CreateArgs, log: &Logger) -> Result<i32> {
     create_container(root, a, log, None)?;
     Ok(0)
@@ -64,8 +81,15 @@ fn warn_all(log: &Logger, warnings: Vec<String>) {
     }
 }
 
+/// As runc, `start` (and a detached `run`) of a container with an
+/// sd_notify proxy returns once the program is ready, or has exited.
 pub fn start(root: &Path, id: &str, log: &Logger) -> Result<i32> {
-    warn_all(log, Container::load(root, id)?.start()?);
+    let c = Container::load(root, id)?;
+    let notify = bind_notify(&c)?;
+    warn_all(log, c.start()?);
+    if let Some((proxy, host)) = notify {
+        proxy.relay_ready(&host, c.pid())?;
+    }
     Ok(0)
 }
 
@@ -74,14 +98,36 @@ pub fn start(root: &Path, id: &str, log: &Logger) -> Result<i32> {
 pub fn run(root: &Path, a: &RunArgs, log: &Logger) -> Result<i32> {
     if a.detach {
         let c = create_container(root, &a.create, log, None)?;
-        return start_or_destroy(c, log).map(|_| 0);
+        let notify = match bind_notify(&c) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = c.delete(true);
+                return Err(e);
+            }
+        };
+        let pid = c.pid();
+        start_or_destroy(c, log)?;
+        if let Some((proxy, host)) = notify {
+            proxy.relay_ready(&host, pid)?;
+        }
+        return Ok(0);
     }
     let (fg, console) = Foreground::prepare(!a.no_subreaper)?;
     let c = create_container(root, &a.create, log, Some(console))?;
     let init = Pid::from_raw(c.pid());
     let id = c.id().to_string();
     let start = || {
+        let notify = bind_notify(&c)?;
         warn_all(log, c.start()?);
+        // keel stays in the foreground, so keel is the main pid the manager
+        // watches; relaying must not hold up signal forwarding.
+        if let Some((proxy, host)) = notify {
+            std::thread::spawn(move || {
+                if let Err(e) = proxy.relay_ready(&host, std::process::id() as i32) {
+                    eprintln!("keel: sd_notify: {e}");
+                }
+            });
+        }
         Ok(())
     };
     let code = match fg.wait(init, start) {
