@@ -175,6 +175,33 @@ fn env_and_cwd() {
 }
 
 #[test]
+fn home_from_the_containers_passwd() {
+    // runc's rule: without HOME in the env, the uid's home from the
+    // container's /etc/passwd, else "/".
+    let out = inside(
+        "home",
+        |b| {
+            std::fs::write(
+                b.rootfs().join("etc/passwd"),
+                "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1000::/srv/web:/bin/sh\n",
+            )
+            .expect("write passwd");
+            b.set("/process/user/uid", json!(1000));
+        },
+        "echo \"$HOME\"",
+    );
+    assert_eq!(out, "/srv/web\n");
+    let out = inside(
+        "home2",
+        |b| {
+            b.set("/process/user/uid", json!(4242));
+        },
+        "echo \"$HOME\"",
+    );
+    assert_eq!(out, "/\n");
+}
+
+#[test]
 fn user_and_groups() {
     let out = inside(
         "user",

@@ -205,6 +205,9 @@ fn enter_and_exec(
     }
     let exe = program::prepare(plan, join.contains(CloneFlags::CLONE_NEWUSER))?;
     program::seal(plan)?;
-    let Err(err) = nix::unistd::execve(&exe, &plan.args, &plan.env);
-    Err(Error::sys(format!("exec {}", exe.to_string_lossy()), err))
+    let Err(err) = nix::unistd::execve(&exe.path, &plan.args, &exe.env);
+    Err(Error::sys(
+        format!("exec {}", exe.path.to_string_lossy()),
+        err,
+    ))
 }

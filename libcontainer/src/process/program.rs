@@ -11,9 +11,14 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-/// Everything up to the executable's lookup, in runc's order; returns the
-/// path to execute.
-pub fn prepare(plan: &ProcessPlan, in_userns: bool) -> Result<CString> {
+/// What to execve: the executable's path and the final environment.
+pub struct Program {
+    pub path: CString,
+    pub env: Vec<CString>,
+}
+
+/// Everything up to the executable's lookup, in runc's order.
+pub fn prepare(plan: &ProcessPlan, in_userns: bool) -> Result<Program> {
     crate::security::rlimits::apply(&plan.rlimits)?;
     // Nothing of the runtime's may reach the program: every fd past stdio
     // and --preserve-fds closes on exec (CVE-2024-21626).
@@ -26,6 +31,8 @@ pub fn prepare(plan: &ProcessPlan, in_userns: bool) -> Result<CString> {
     if !plan.no_new_privs {
         install_seccomp(plan)?;
     }
+    // Read as root, before the switch to the user, as runc does.
+    let env = with_home(&plan.env, plan.uid);
     set_user(plan, in_userns)?;
     if let Some(mask) = plan.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
@@ -33,7 +40,38 @@ pub fn prepare(plan: &ProcessPlan, in_userns: bool) -> Result<CString> {
     if plan.no_new_privs {
         nix::sys::prctl::set_no_new_privs().ctx(|| "process.noNewPrivileges: prctl".into())?;
     }
-    find_executable(plan)
+    Ok(Program {
+        path: find_executable(plan)?,
+        env,
+    })
+}
+
+/// runc's rule: a process without HOME gets the home directory of its uid
+/// from the container's /etc/passwd, or "/".
+fn with_home(env: &[CString], uid: u32) -> Vec<CString> {
+    let mut env = env.to_vec();
+    if !env.iter().any(|e| e.as_bytes().starts_with(b"HOME=")) {
+        let home = passwd_home(Path::new("/etc/passwd"), uid).unwrap_or_else(|| b"/".to_vec());
+        if let Ok(var) = CString::new([&b"HOME="[..], &home].concat()) {
+            env.push(var);
+        }
+    }
+    env
+}
+
+/// The home field of `uid`'s entry in a passwd file. Only a regular file
+/// is read: the image controls /etc/passwd, and a fifo there must not
+/// block the container's start.
+fn passwd_home(path: &Path, uid: u32) -> Option<Vec<u8>> {
+    if !std::fs::symlink_metadata(path).ok()?.is_file() {
+        return None;
+    }
+    let text = std::fs::read(path).ok()?;
+    let uid = uid.to_string();
+    text.split(|&b| b == b'\n').find_map(|line| {
+        let f: Vec<&[u8]> = line.split(|&b| b == b':').collect();
+        (f.len() >= 7 && f[2] == uid.as_bytes() && !f[5].is_empty()).then(|| f[5].to_vec())
+    })
 }
 
 /// The very last step before the program is started: the seccomp filter
@@ -54,8 +92,9 @@ fn install_seccomp(plan: &ProcessPlan) -> Result<()> {
 
 /// execve, or a message on stderr and exit 127: by now nobody listens on
 /// the sync channel.
-pub fn execute(exe: &CString, plan: &ProcessPlan) -> ! {
-    let Err(err) = nix::unistd::execve(exe, &plan.args, &plan.env);
+pub fn execute(program: &Program, plan: &ProcessPlan) -> ! {
+    let exe = &program.path;
+    let Err(err) = nix::unistd::execve(exe, &plan.args, &program.env);
     // Not eprintln!: it panics when stderr is gone.
     let _ = writeln!(
         std::io::stderr(),
@@ -164,4 +203,29 @@ fn find_executable(plan: &ProcessPlan) -> Result<CString> {
         }
     }
     Err(not_found("executable file not found in $PATH"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn home_from_passwd_or_slash() {
+        let dir = std::env::temp_dir().join(format!("keel-passwd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let passwd = dir.join("passwd");
+        std::fs::write(
+            &passwd,
+            "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1000::/srv/web:/bin/sh\nnohome:x:7:7:::\n",
+        )
+        .expect("write");
+        assert_eq!(passwd_home(&passwd, 1000), Some(b"/srv/web".to_vec()));
+        assert_eq!(passwd_home(&passwd, 0), Some(b"/root".to_vec()));
+        assert_eq!(passwd_home(&passwd, 7), None);
+        assert_eq!(passwd_home(&passwd, 42), None);
+        assert_eq!(passwd_home(&dir, 0), None);
+        let _ = std::fs::remove_dir_all(&dir);
+        let env = vec![CString::new("HOME=/x").expect("cstring")];
+        assert_eq!(with_home(&env, 0), env);
+    }
 }
