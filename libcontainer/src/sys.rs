@@ -1,5 +1,5 @@
 //! Thin wrappers for the system calls nix does not offer: clone3, pidfd,
-//! openat2, mount_setattr, close_range. Each returns `nix::Result` so callers
+//! openat2, open_tree, mount_setattr, close_range. Each returns `nix::Result` so callers
 //! add their own context.
 
 use nix::errno::Errno;
@@ -185,6 +185,23 @@ pub fn mount_setattr(fd: BorrowedFd, recursive: bool, set: u64, clr: u64) -> nix
         )
     };
     Errno::result(ret).map(drop)
+}
+
+/// open_tree(2) with OPEN_TREE_CLONE: a detached bind mount of `path` (a
+/// file or a directory), as an O_PATH fd.
+pub fn open_tree_clone(path: &CStr) -> nix::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: u32 = 1;
+    // SAFETY: `path` is a valid C string that outlives the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
+        )
+    };
+    // SAFETY: the kernel just gave us this fd; nobody else owns it.
+    Errno::result(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// Marks every fd from `first` up as close-on-exec, so nothing of the host

@@ -37,6 +37,14 @@ fn dispatch(cli: &Cli, log: &Logger) -> anyhow::Result<i32> {
     if cli.systemd_cgroup {
         anyhow::bail!("--systemd-cgroup is not supported by this version of keel yet");
     }
+    if matches!(
+        cli.command,
+        Command::Create(_) | Command::Run(_) | Command::Exec(_)
+    ) {
+        // Before anything is forked: the processes that enter the container
+        // must not carry the host's keel binary as their exe.
+        libkeel::security::exe::protect(std::env::args_os().collect())?;
+    }
     match &cli.command {
         Command::Create(a) => lifecycle::create(root, a, log),
         Command::Start { id } => lifecycle::start(root, id, log),

@@ -160,6 +160,12 @@ fn set_user(plan: &ProcessPlan, in_userns: bool) -> Result<()> {
         }
     }
     nix::sys::prctl::set_keepcaps(false).ctx(|| "prctl(PR_SET_KEEPCAPS, 0)".into())?;
+    // From here on the container's own processes pass the kernel's ptrace
+    // checks on us (same ids, no more capabilities than theirs), which
+    // would let them open our /proc/<pid>/exe (keel's binary: CVE-2019-5736)
+    // and fds. Non-dumpable until execve, which resets it, they cannot.
+    // After the id change: with fs.suid_dumpable=1 it sets dumpable again.
+    nix::sys::prctl::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE, 0)".into())?;
     if let Some(c) = &plan.caps {
         c.apply_rest()?;
     }

@@ -1,6 +1,7 @@
-//! What the container's process may do: capabilities and rlimits (the
-//! security issue adds seccomp and LSM labels here).
+//! What the container's process may do (capabilities, rlimits, seccomp)
+//! and what it must not reach (the runtime's binary).
 
 pub mod capabilities;
+pub mod exe;
 pub mod rlimits;
 pub mod seccomp;
