@@ -4,8 +4,6 @@
 //! scenario runs under keel and (when installed) runc and is compared.
 //!
 //! Known differences (printed, not asserted):
-//! - runc 1.1.5 refuses `exec --console-socket` without `-d`; keel accepts
-//!   it (and waits for the process): the compared exec runs use `-d`;
 //! - a foreground `runc run` sizes the container's pty after starting the
 //!   process, so the first `stty size` may fail; keel sizes it before.
 
@@ -243,6 +241,64 @@ fn create_with_console_socket() {
 }
 
 #[test]
+fn console_socket_where_it_is_not_used_is_refused() {
+    let mut results = Vec::new();
+    for env in envs() {
+        let rt = env.rt.name;
+        // A listener that is never served: nothing may connect and hang.
+        let path = env.dir.join("unused.sock");
+        let _listener = UnixListener::bind(&path).expect("bind");
+        let sock = path.to_string_lossy().into_owned();
+        let mut b = env.bundle("cs");
+        b.set("/process/args", json!(["sleep", "1000"]));
+        b.save().expect("save");
+        let bundle = b.dir.to_string_lossy().into_owned();
+        let mut codes = Vec::new();
+        // create / run -d of a process without a terminal, foreground run.
+        for args in [
+            vec![
+                "create",
+                "--bundle",
+                &bundle,
+                "--console-socket",
+                &sock,
+                "cs",
+            ],
+            vec![
+                "run",
+                "-d",
+                "--bundle",
+                &bundle,
+                "--console-socket",
+                &sock,
+                "cs",
+            ],
+            vec!["run", "--bundle", &bundle, "--console-socket", &sock, "cs"],
+        ] {
+            let o = env.cmd(&args);
+            assert!(!o.ok(), "{rt} {args:?} must fail: {o}");
+            assert!(o.stderr.contains("console socket"), "{rt}: {o}");
+            assert!(env.state("cs").is_err(), "{rt} {args:?} left the container");
+            codes.push(o.code);
+        }
+        env.run_with(&b, &["-d"]).expect_ok(&format!("{rt} run -d"));
+        // exec in the foreground, or detached without a terminal.
+        for flags in [vec!["-t"], vec![], vec!["-d"]] {
+            let mut args = vec!["exec", "--console-socket", &sock];
+            args.extend(flags.iter().copied());
+            args.extend(["cs", "true"]);
+            let o = env.cmd(&args);
+            assert!(!o.ok(), "{rt} {args:?} must fail: {o}");
+            assert!(o.stderr.contains("console socket"), "{rt}: {o}");
+        }
+        env.cmd(&["delete", "-f", "cs"]).expect_ok("delete");
+        assert_no_leaks(&env, "cs");
+        results.push((rt, format!("{codes:?}")));
+    }
+    assert_same("exit codes of refused console sockets", &results);
+}
+
+#[test]
 fn exec_tty_with_console_socket() {
     let mut results = Vec::new();
     for env in envs() {
@@ -324,29 +380,6 @@ fn exec_tty_with_console_socket() {
         let sized = normalize(&pty.text());
         assert_eq!(sized, "25 90\n/dev/pts/#", "{rt}: consoleSize of --process");
 
-        // runc refuses --console-socket without -d ("cannot use console
-        // socket if runc will not detach"); keel accepts it and waits for
-        // the process, passing its exit code through.
-        if rt == "keel" {
-            let sock = ConsoleSocket::new(&env, "exec3");
-            let run = env
-                .spawn(&[
-                    "exec",
-                    "-t",
-                    "--console-socket",
-                    &sock.arg(),
-                    "ttye",
-                    "sh",
-                    "-c",
-                    "test -t 0 && echo fg-tty; exit 5",
-                ])
-                .expect("spawn exec -t");
-            let master = sock.master(|| format!("{rt} exec -t: {}", run.stdout_so_far()));
-            let pty = PtyReader::new(&master);
-            let o = run.wait(SEC5).expect("exec -t ends");
-            assert_eq!(o.code, 5, "{rt}: exit code through exec -t: {o}");
-            pty.wait_for("fg-tty\n", rt);
-        }
         env.cmd(&["delete", "--force", "ttye"]).expect_ok("delete");
         assert_no_leaks(&env, "ttye");
         results.push((rt, format!("{out}\n{sized}")));

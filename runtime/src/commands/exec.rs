@@ -24,9 +24,7 @@ pub fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
     let c = Container::load(root, &a.id)?;
     let process = process_for(&c, a)?;
     let terminal = process.terminal().unwrap_or(false);
-    if terminal && a.detach && a.console_socket.is_none() {
-        bail!("cannot allocate tty if keel will detach without setting console socket");
-    }
+    super::check_console_socket(a.console_socket.is_some(), a.detach, terminal)?;
     let mut opts = ExecOptions {
         preserve_fds: a.preserve_fds
             + std::env::var("LISTEN_FDS")

@@ -19,6 +19,19 @@ fn create_container(
     if a.pidfd_socket.is_some() {
         bail!("--pidfd-socket is not supported by this version of keel yet");
     }
+    if a.console_socket.is_some() {
+        // The foreground `run` passes its own console; `create` and
+        // `run -d` detach.
+        let detach = console.is_none();
+        let terminal = detach
+            && libkeel::spec::Bundle::load(&a.bundle)?
+                .spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.terminal())
+                .unwrap_or(false);
+        super::check_console_socket(true, detach, terminal)?;
+    }
     let console = match (&a.console_socket, console) {
         (Some(path), _) => {
             let s = UnixStream::connect(path)
