@@ -1,7 +1,7 @@
 //! create/start/state/kill/delete/list, pid files, and signals sent to a
 //! foreground `keel run`.
 
-use keel_conformance::{assert_no_leaks, wait_until, TestEnv};
+use keel_conformance::{assert_no_leaks, require_runc, wait_until, TestEnv};
 use std::time::Duration;
 
 const SEC5: Duration = Duration::from_secs(5);
@@ -176,35 +176,77 @@ fn kill_all() {
     assert_no_leaks(&env, "killall");
 }
 
+/// keel, then runc when installed (else a printed SKIPPED).
+fn envs() -> Vec<TestEnv> {
+    let mut v = vec![TestEnv::keel()];
+    if let Some(runc) = require_runc!() {
+        v.push(TestEnv::new(runc));
+    }
+    v
+}
+
 #[test]
 fn foreground_signal_forwarding() {
-    let env = TestEnv::keel();
-    let mut b = env.bundle("fwd");
-    b.sh(
-        "trap 'echo got USR1' USR1; trap 'echo got TERM; exit 3' TERM; \
-          echo ready; while true; do sleep 0.05; done",
-    );
-    b.save().expect("save");
-    let bundle = b.dir.to_string_lossy().into_owned();
-    let run = env
-        .spawn(&["run", "--bundle", &bundle, "fwd"])
-        .expect("spawn run");
-    assert!(
-        wait_until(SEC5, || run.stdout_so_far().contains("ready")),
-        "container never got ready: {}",
-        run.stdout_so_far()
-    );
-    run.signal(libc::SIGUSR1).expect("SIGUSR1");
-    assert!(
-        wait_until(SEC5, || run.stdout_so_far().contains("got USR1")),
-        "USR1 not forwarded: {}",
-        run.stdout_so_far()
-    );
-    run.signal(libc::SIGTERM).expect("SIGTERM");
-    let o = run.wait(SEC5).expect("run exits after TERM");
-    assert_eq!(o.code, 3, "{o}");
-    assert_eq!(o.stdout, "ready\ngot USR1\ngot TERM\n");
-    assert_no_leaks(&env, "fwd");
+    for env in envs() {
+        let rt = env.rt.name;
+        let mut b = env.bundle("fwd");
+        b.sh("for s in USR1 HUP INT; do trap \"echo got $s\" $s; done; \
+             trap 'echo got TERM; exit 3' TERM; \
+             echo ready; while true; do sleep 0.05; done");
+        b.save().expect("save");
+        let bundle = b.dir.to_string_lossy().into_owned();
+        let run = env
+            .spawn(&["run", "--bundle", &bundle, "fwd"])
+            .expect("spawn run");
+        assert!(
+            wait_until(SEC5, || run.stdout_so_far().contains("ready")),
+            "{rt}: container never got ready: {}",
+            run.stdout_so_far()
+        );
+        for (sig, name) in [
+            (libc::SIGUSR1, "USR1"),
+            (libc::SIGHUP, "HUP"),
+            (libc::SIGINT, "INT"),
+        ] {
+            run.signal(sig).expect("signal");
+            assert!(
+                wait_until(SEC5, || run
+                    .stdout_so_far()
+                    .contains(&format!("got {name}"))),
+                "{rt}: {name} not forwarded: {}",
+                run.stdout_so_far()
+            );
+        }
+        run.signal(libc::SIGTERM).expect("SIGTERM");
+        let o = run.wait(SEC5).expect("run exits after TERM");
+        assert_eq!(o.code, 3, "{rt}: {o}");
+        assert_eq!(
+            o.stdout, "ready\ngot USR1\ngot HUP\ngot INT\ngot TERM\n",
+            "{rt}"
+        );
+        assert_no_leaks(&env, "fwd");
+    }
+}
+
+/// A foreground run is a subreaper: an orphan of a container that shares
+/// the host's pid namespace is reparented to the runtime, which must reap
+/// it rather than leave a zombie (runc's default; `--no-subreaper` not).
+#[test]
+fn foreground_run_reaps_orphans() {
+    for env in envs() {
+        let rt = env.rt.name;
+        let mut b = env.bundle("orphan");
+        b.namespaces(&["mount", "ipc", "uts", "network"]);
+        b.sh("(sleep 0.2 & echo $! >/dev/shm/orphan); sleep 1; \
+             cat /proc/$(cat /dev/shm/orphan)/stat 2>/dev/null | cut -d' ' -f3 || true; echo done");
+        let o = env.run(&b);
+        assert_eq!(o.code, 0, "{rt}: {o}");
+        assert_eq!(
+            o.stdout, "done\n",
+            "{rt}: the orphan must be reaped, not a zombie"
+        );
+        assert_no_leaks(&env, "orphan");
+    }
 }
 
 #[test]
