@@ -652,3 +652,34 @@ fn refused_flags() {
     exec(&env, "refused", &["-t", "-d"], &["true"]).expect_fail("exec -t -d");
     finish(&env, "refused");
 }
+
+/// `--cgroup controller:path` puts the process in an existing sub-cgroup of
+/// the container's (here: of the v1 memory hierarchy); a missing one, or a
+/// malformed argument, is an error.
+#[test]
+fn sub_cgroup() {
+    for env in envs() {
+        let rt = env.rt.name;
+        sleeper(&env, "excg", |_| {});
+        let Some(memory) = env
+            .cgroup_dirs("excg")
+            .into_iter()
+            .find(|d| d.to_string_lossy().contains("/memory/"))
+        else {
+            eprintln!("SKIPPED sub_cgroup: no cgroup v1 memory hierarchy here");
+            finish(&env, "excg");
+            return;
+        };
+        std::fs::create_dir(memory.join("sub")).expect("mkdir sub-cgroup");
+        let show = ["sh", "-c", "grep -E ':memory:' /proc/self/cgroup"];
+        let line = exec_ok(&env, "excg", &["--cgroup", "memory:sub"], &show);
+        assert!(line.trim_end().ends_with("/sub"), "{rt}: {line}");
+        let line = exec_ok(&env, "excg", &[], &show);
+        assert!(!line.trim_end().ends_with("/sub"), "{rt}: {line}");
+        for bad in ["memory:nonexistent", "a:b:c", "pids:x"] {
+            let o = exec(&env, "excg", &["--cgroup", bad], &["true"]);
+            assert!(!o.ok(), "{rt} --cgroup {bad} must fail: {o}");
+        }
+        finish(&env, "excg");
+    }
+}

@@ -271,6 +271,8 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     /// Exec into a paused container too.
     pub ignore_paused: bool,
+    /// Sub-cgroups of the container's to put the process in (`--cgroup`).
+    pub sub_cgroups: Option<crate::cgroups::SubCgroups>,
 }
 
 /// Writes a pid file atomically (temp file + rename), as runc does.
@@ -533,7 +535,15 @@ impl Container {
             opts.preserve_fds,
             self.state.seccomp.as_ref(),
         )?;
-        let pid = crate::process::exec::exec(&plan, self.state.pid, &pidfd, &self.state.cgroup)?;
+        let descended;
+        let cgroups = match &opts.sub_cgroups {
+            Some(sub) => {
+                descended = self.state.cgroup.descend(sub)?;
+                &descended
+            }
+            None => &self.state.cgroup,
+        };
+        let pid = crate::process::exec::exec(&plan, self.state.pid, &pidfd, cgroups)?;
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, pid.as_raw())?;
         }

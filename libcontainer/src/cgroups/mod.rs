@@ -12,8 +12,10 @@
 pub mod convert;
 mod freezer;
 pub mod stats;
+mod sub;
 mod v1;
 mod v2;
+pub use sub::SubCgroups;
 
 pub use stats::Stats;
 

@@ -15,9 +15,6 @@ pub fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
     if a.pidfd_socket.is_some() {
         bail!("--pidfd-socket is not supported by this version of keel yet");
     }
-    if !a.cgroup.is_empty() {
-        bail!("--cgroup is not supported by this version of keel yet");
-    }
     if a.apparmor.as_deref().is_some_and(|p| !p.is_empty()) {
         bail!("--apparmor: AppArmor profiles are not supported by this version of keel yet");
     }
@@ -33,6 +30,11 @@ pub fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
                 .unwrap_or(0),
         pid_file: a.pid_file.clone(),
         ignore_paused: a.ignore_paused,
+        sub_cgroups: if a.cgroup.is_empty() {
+            None
+        } else {
+            Some(libkeel::cgroups::SubCgroups::parse(&a.cgroup)?)
+        },
         ..Default::default()
     };
     if let Some(path) = &a.console_socket {
