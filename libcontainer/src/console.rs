@@ -84,15 +84,43 @@ pub(crate) fn setup(socket: &OwnedFd, size: Option<Size>, console: bool) -> Resu
 }
 
 /// /dev/console is the container's terminal too (bind over an empty file).
+/// Never through a symlink: an image's /dev/console pointing elsewhere
+/// must not choose where the pty is mounted (CVE-2025-52565).
 fn bind_console(name: &str) -> Result<()> {
-    let _ = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/dev/console");
+    use nix::sys::stat::{Mode, SFlag};
+    let console = "/dev/console";
+    let open = || {
+        nix::fcntl::open(
+            console,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let target = match open() {
+        Err(nix::errno::Errno::ENOENT) => {
+            drop(
+                nix::fcntl::open(
+                    console,
+                    OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY,
+                    Mode::from_bits_truncate(0o666),
+                )
+                .ctx(|| "process.terminal: create /dev/console".into())?,
+            );
+            open()
+        }
+        r => r,
+    }
+    .ctx(|| "process.terminal: open /dev/console".into())?;
+    let st = nix::sys::stat::fstat(&target).ctx(|| "process.terminal: stat /dev/console".into())?;
+    if SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) == SFlag::S_IFLNK {
+        return Err(Error::sys(
+            "process.terminal: /dev/console is a symlink",
+            nix::errno::Errno::ELOOP,
+        ));
+    }
     nix::mount::mount(
         Some(name),
-        "/dev/console",
+        &crate::rootfs::path::fd_path(&target),
         None::<&str>,
         nix::mount::MsFlags::MS_BIND,
         None::<&str>,

@@ -15,7 +15,6 @@ use std::convert::Infallible;
 use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::Path;
 
 /// Runs in the forked child; never returns.
 pub fn run(plan: &InitPlan, chan: Channel, fifo: &OwnedFd) -> ! {
@@ -111,7 +110,7 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
             .ctx(|| format!("process.cwd: mkdir {}", plan.process.cwd.display()))?;
     }
     for (path, value) in &plan.sysctl {
-        write_proc(path, value).map_err(|e| e.in_field("linux.sysctl"))?;
+        crate::security::procfs::write(path, value).map_err(|e| e.in_field("linux.sysctl"))?;
     }
     if let Some(t) = &plan.process.terminal {
         crate::console::setup(&t.socket, t.size, true)?;
@@ -220,27 +219,6 @@ fn enter_time_namespace(offsets: &str) -> Result<()> {
         CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
     )
     .ctx(|| "setns time namespace".into())
-}
-
-/// Writes a /proc file, refusing anything that is not really procfs (a
-/// bind mount or symlink over /proc must not redirect the write).
-fn write_proc(path: &Path, value: &str) -> Result<()> {
-    let fd = nix::fcntl::open(
-        path,
-        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .ctx(|| format!("open {}", path.display()))?;
-    let fs = nix::sys::statfs::fstatfs(&fd).ctx(|| format!("statfs {}", path.display()))?;
-    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
-        return Err(Error::sys(
-            format!("{} is not on procfs", path.display()),
-            Errno::EXDEV,
-        ));
-    }
-    nix::unistd::write(&fd, value.as_bytes())
-        .ctx(|| format!("write {:?} to {}", value, path.display()))?;
-    Ok(())
 }
 
 /// This process's pid in the host's pid namespace (the first NSpid entry

@@ -129,8 +129,11 @@ pub fn finalize(plan: &RootfsPlan) -> Result<()> {
     for p in &plan.readonly {
         pivot::readonly_path(p)?;
     }
-    for p in &plan.masked {
-        pivot::mask_path(p)?;
+    if !plan.masked.is_empty() {
+        let null = pivot::dev_null()?;
+        for p in &plan.masked {
+            pivot::mask_path(p, &null)?;
+        }
     }
     if plan.readonly_root {
         pivot::remount_root_readonly()?;

@@ -1,9 +1,13 @@
 //! Entering the new root, and the protections applied inside it.
 
-use crate::error::{Result, SysContext};
+use super::path;
+use crate::error::{Error, Result, SysContext};
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
+use nix::sys::stat::{Mode, SFlag};
 use nix::sys::statvfs::{statvfs, FsFlags};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 /// pivot_root into `rootfs` and detach the old root; or, with `no_pivot`,
@@ -86,32 +90,65 @@ pub fn readonly_path(p: &Path) -> Result<()> {
         .ctx(|| format!("linux.readonlyPaths: remount {} read-only", p.display()))
 }
 
-pub fn mask_path(p: &Path) -> Result<()> {
-    let meta = match std::fs::symlink_metadata(p) {
-        Ok(m) => m,
-        Err(_) => return Ok(()), // nothing there to hide
+/// Masks `p` (resolved in the container's root, magic links refused) with
+/// a read-only tmpfs if it is a directory, else with a bind of `null`.
+pub fn mask_path(p: &Path, null: &OwnedFd) -> Result<()> {
+    let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| "open /".into())?;
+    let target = match path::open_in_root(root.as_fd(), p, OFlag::O_PATH, false) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()), // nothing there to hide
+        Err(e) => {
+            return Err(Error::sys(
+                format!("linux.maskedPaths: open {}", p.display()),
+                e,
+            ))
+        }
     };
-    let r = if meta.is_dir() {
+    let is_dir = nix::sys::stat::fstat(&target)
+        .map(|st| SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) == SFlag::S_IFDIR)
+        .ctx(|| format!("linux.maskedPaths: stat {}", p.display()))?;
+    let at = path::fd_path(&target);
+    if is_dir {
         nix::mount::mount(
             Some("tmpfs"),
-            p,
+            &at,
             Some("tmpfs"),
             MsFlags::MS_RDONLY,
             None::<&str>,
         )
     } else {
         nix::mount::mount(
-            Some("/dev/null"),
-            p,
+            Some(&path::fd_path(null)),
+            &at,
             None::<&str>,
             MsFlags::MS_BIND,
             None::<&str>,
         )
-    };
-    match r {
-        Err(Errno::ENOENT) => Ok(()),
-        r => r.ctx(|| format!("linux.maskedPaths: mask {}", p.display())),
     }
+    .ctx(|| format!("linux.maskedPaths: mask {}", p.display()))
+}
+
+/// The container's /dev/null, checked to be the null device: a symlink or
+/// any other file there must not become the source of the masking binds,
+/// which would expose (or make writable) whatever it points to
+/// (CVE-2025-31133).
+pub fn dev_null() -> Result<OwnedFd> {
+    let fd = nix::fcntl::open(
+        "/dev/null",
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "linux.maskedPaths: open /dev/null".into())?;
+    let st = nix::sys::stat::fstat(&fd).ctx(|| "linux.maskedPaths: stat /dev/null".into())?;
+    let is_char = SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) == SFlag::S_IFCHR;
+    if !is_char || st.st_rdev != nix::sys::stat::makedev(1, 3) {
+        return Err(Error::invalid(
+            "linux.maskedPaths",
+            "/dev/null in the container is not the null device (char 1:3): refusing to mask paths with it",
+        ));
+    }
+    Ok(fd)
 }
 
 pub fn remount_root_readonly() -> Result<()> {

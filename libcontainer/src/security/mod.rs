@@ -3,5 +3,6 @@
 
 pub mod capabilities;
 pub mod exe;
+pub(crate) mod procfs;
 pub mod rlimits;
 pub mod seccomp;
