@@ -209,7 +209,7 @@ impl ContainerBuilder {
         if !rules.is_empty() && !cgroups.apply_device_rules(&rules)? {
             return Err(Error::invalid(
                 "linux.resources.devices",
-                "device rules on cgroup v2 are not supported by this version of keel yet",
+                "no devices cgroup controller and no cgroup2 hierarchy to filter devices in",
             ));
         }
         let pid = spawn::spawn(plan, cgroups, &fifo)?;

@@ -10,6 +10,7 @@
 //! offers the controller and v1 does not have it.
 
 pub mod convert;
+mod devicefilter;
 mod freezer;
 pub mod stats;
 mod sub;
@@ -223,18 +224,19 @@ impl CgroupPaths {
         Ok(!made.is_empty())
     }
 
-    /// Applies `linux.resources.devices` in order on the v1 devices
-    /// controller, followed by runc's always-allowed devices and the
-    /// config's own device nodes. Returns false when this host has no v1
-    /// devices controller (cgroup v2 needs an eBPF program: cgroups issue).
+    /// Applies `linux.resources.devices` in order: on the v1 devices
+    /// controller when there is one, else as an eBPF program on the cgroup2
+    /// directory (see `devicefilter`). Both are followed by runc's
+    /// always-allowed devices and the config's own device nodes. Returns
+    /// false when there is neither (no cgroup to filter devices in).
     pub fn apply_device_rules(&self, rules: &[DeviceRule]) -> Result<bool> {
-        let Some(dir) = self
-            .v1
-            .iter()
-            .find(|(k, _)| k.split(',').any(|c| c == "devices"))
-            .map(|(_, d)| d)
-        else {
-            return Ok(false);
+        let Some(dir) = self.v1_dir("devices") else {
+            return match self.open_unified()? {
+                Some(fd) => {
+                    devicefilter::apply(std::os::fd::AsFd::as_fd(&fd), rules).map(|()| true)
+                }
+                None => Ok(false),
+            };
         };
         for rule in rules {
             let file = dir.join(if rule.allow {
@@ -393,10 +395,13 @@ impl DeviceRule {
             DeviceRule::allow('c', Some(136), None, "rwm"),
             DeviceRule::allow('c', Some(5), Some(2), "rwm"),
         ]);
+        // (Fifos are not the devices controller's business; an `a` rule
+        // made of one would allow every device.)
         for d in linux
             .and_then(|l| l.devices().as_ref())
             .into_iter()
             .flatten()
+            .filter(|d| type_char(Some(d.typ())) != 'a')
         {
             out.push(DeviceRule::allow(
                 type_char(Some(d.typ())),
