@@ -81,6 +81,8 @@ if step build cargo build --workspace; then
 	# In a private mount namespace, so a mount a failing test leaves behind
 	# dies with the namespace instead of staying on the host.
 	step test unshare -m --propagation private -- cargo test --workspace --no-fail-fast || true
+	# The cgroup tests again, on pure cgroup v2, in a VM (this host is hybrid).
+	step cgroup-v2-vm scripts/cgroup-v2-vm.sh || true
 else
 	summary+=("SKIP  test (the build failed)")
 	failed+=("test")
