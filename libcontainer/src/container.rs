@@ -251,6 +251,11 @@ impl ContainerBuilder {
                 .linux()
                 .as_ref()
                 .and_then(|l| l.seccomp().clone()),
+            personality: bundle
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.personality().clone()),
         };
         dir.save(&state)?;
         if let Some(p) = &self.pid_file {
@@ -533,7 +538,10 @@ impl Container {
             process,
             opts.console_socket,
             opts.preserve_fds,
-            self.state.seccomp.as_ref(),
+            crate::process::plan::ContainerWide {
+                seccomp: self.state.seccomp.as_ref(),
+                personality: self.state.personality.as_ref(),
+            },
         )?;
         let descended;
         let cgroups = match &opts.sub_cgroups {

@@ -240,17 +240,8 @@ fn not_yet_supported(spec: &Spec, _warnings: &mut Vec<String>) -> Result<()> {
             }
             return refuse("process.apparmorProfile");
         }
-        if p.io_priority().is_some() {
-            return refuse("process.ioPriority");
-        }
-        if p.scheduler().is_some() {
-            return refuse("process.scheduler");
-        }
     }
     if let Some(l) = spec.linux() {
-        if l.personality().is_some() {
-            return refuse("linux.personality");
-        }
         if l.intel_rdt().is_some() {
             return refuse("linux.intelRdt");
         }

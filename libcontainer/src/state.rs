@@ -71,6 +71,9 @@ pub struct State {
     /// The config's `linux.seccomp`: `exec`'d processes run under it too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// The config's `linux.personality`: `exec`'d processes get it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personality: Option<oci_spec::runtime::LinuxPersonality>,
     /// The config's hooks: poststart and poststop run long after create.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,

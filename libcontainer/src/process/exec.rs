@@ -192,9 +192,18 @@ fn enter_and_exec(
     chan: &Channel,
 ) -> Result<std::convert::Infallible> {
     program::reset_signals();
+    let affinity = plan.affinity.as_ref();
+    // Before the runtime moves us into the container's cgroup (on cgroup
+    // v2 we are born there and this comes too late to matter).
+    if let Some(set) = affinity.and_then(|a| a.initial.as_ref()) {
+        super::tuning::set_affinity(set, "process.execCPUAffinity.initial")?;
+    }
     match chan.recv() {
         Ok(Some(Msg::Continue)) => {}
         _ => return Err(Error::sys("sync: runtime went away", Errno::EPIPE)),
+    }
+    if let Some(set) = affinity.and_then(|a| a.last.as_ref()) {
+        super::tuning::set_affinity(set, "process.execCPUAffinity.final")?;
     }
     setns_all(pidfd.as_fd(), init, join)?;
     // A new mount namespace leaves the cwd behind in the old one.

@@ -8,3 +8,4 @@ pub(crate) mod plan;
 pub(crate) mod program;
 pub(crate) mod spawn;
 pub(crate) mod sync;
+pub(crate) mod tuning;

@@ -2,6 +2,7 @@
 //! validated config. The init is forked, not re-executed: it inherits this
 //! value and never re-reads the bundle.
 
+use super::tuning;
 use crate::cgroups::CgroupPaths;
 use crate::console::Size;
 use crate::error::{Error, Result};
@@ -14,7 +15,7 @@ use crate::spec::Bundle;
 use nix::mount::MsFlags;
 use nix::sys::stat::SFlag;
 use oci_spec::runtime::{
-    LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, LinuxSeccomp, Process,
+    LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, LinuxPersonality, LinuxSeccomp, Process,
 };
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
@@ -103,6 +104,23 @@ pub struct ProcessPlan {
     /// process only installs it. It binds `exec`'d processes too, as in
     /// runc: a filter only on the init would leave `exec` unconfined.
     pub seccomp: Option<Filter>,
+    /// ioprio_set(2) value of `process.ioPriority`.
+    pub io_priority: Option<i32>,
+    /// `process.scheduler`, for sched_setattr(2).
+    pub scheduler: Option<tuning::SchedAttr>,
+    /// The container's `linux.personality` (exec'd processes too, as runc).
+    pub personality: Option<libc::c_ulong>,
+    /// `process.execCPUAffinity`: for exec'd processes only (the spec
+    /// excludes the init).
+    pub affinity: Option<tuning::Affinity>,
+}
+
+/// What of the container's `linux` section applies to every process of
+/// it, the init's and `exec`'s alike (runc keeps these in its saved config).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ContainerWide<'a> {
+    pub seccomp: Option<&'a LinuxSeccomp>,
+    pub personality: Option<&'a LinuxPersonality>,
 }
 
 #[derive(Debug)]
@@ -319,7 +337,10 @@ impl InitPlan {
                 process,
                 console,
                 opts.preserve_fds,
-                linux.seccomp().as_ref(),
+                ContainerWide {
+                    seccomp: linux.seccomp().as_ref(),
+                    personality: linux.personality().as_ref(),
+                },
             )?,
             uid_map: id_map(linux.uid_mappings()),
             gid_map: id_map(linux.gid_mappings()),
@@ -341,14 +362,14 @@ impl InitPlan {
 }
 
 impl ProcessPlan {
-    /// From the config's (or `exec`'s) `process` and the container's
-    /// `linux.seccomp`; `console` receives the pty master when the process
-    /// asks for a terminal.
+    /// From the config's (or `exec`'s) `process` and what of the
+    /// container's `linux` binds all its processes; `console` receives the
+    /// pty master when the process asks for a terminal.
     pub fn new(
         process: &Process,
         console: Option<OwnedFd>,
         preserve_fds: u32,
-        seccomp: Option<&LinuxSeccomp>,
+        linux: ContainerWide,
     ) -> Result<ProcessPlan> {
         let caps = process
             .capabilities()
@@ -387,7 +408,23 @@ impl ProcessPlan {
             env,
             preserve_fds,
             terminal,
-            seccomp: seccomp.map(Filter::from_spec).transpose()?,
+            seccomp: linux.seccomp.map(Filter::from_spec).transpose()?,
+            io_priority: process
+                .io_priority()
+                .as_ref()
+                .map(tuning::io_priority)
+                .transpose()?,
+            scheduler: process
+                .scheduler()
+                .as_ref()
+                .map(tuning::sched_attr)
+                .transpose()?,
+            personality: linux.personality.map(tuning::personality).transpose()?,
+            affinity: process
+                .exec_cpu_affinity()
+                .as_ref()
+                .map(tuning::affinity)
+                .transpose()?,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! executable, and execve itself.
 
 use super::plan::ProcessPlan;
+use super::tuning;
 use crate::error::{Error, Result, SysContext};
 use nix::errno::Errno;
 use nix::unistd::{Gid, Uid};
@@ -23,6 +24,14 @@ pub fn prepare(plan: &ProcessPlan, in_userns: bool) -> Result<Program> {
     // Nothing of the runtime's may reach the program: every fd past stdio
     // and --preserve-fds closes on exec (CVE-2024-21626).
     crate::sys::cloexec_from(3 + plan.preserve_fds).ctx(|| "close_range".into())?;
+    // With all capabilities still (a real-time class needs CAP_SYS_NICE
+    // or CAP_SYS_ADMIN), as runc does before its finalizeNamespace.
+    if let Some(v) = plan.io_priority {
+        tuning::set_io_priority(v)?;
+    }
+    if let Some(attr) = &plan.scheduler {
+        tuning::set_scheduler(attr)?;
+    }
     // Seccomp, in runc's places. Without no_new_privs, loading a filter
     // needs CAP_SYS_ADMIN, so it goes in before the identity and capability
     // changes; with it, last (see `seal`), so that as few of keel's own
@@ -39,6 +48,9 @@ pub fn prepare(plan: &ProcessPlan, in_userns: bool) -> Result<Program> {
     }
     if plan.no_new_privs {
         nix::sys::prctl::set_no_new_privs().ctx(|| "process.noNewPrivileges: prctl".into())?;
+    }
+    if let Some(p) = plan.personality {
+        tuning::set_personality(p)?;
     }
     Ok(Program {
         path: find_executable(plan)?,
