@@ -435,3 +435,51 @@ fn sysctl_write_is_not_redirected_by_a_mount() {
     assert!(o.stderr.contains("linux.sysctl"), "{o}");
     assert_no_leaks(&env, "sysctlredir");
 }
+
+/// AppArmor and SELinux are off on the hosts this suite runs on: a
+/// profile or label is an error naming the field (runc fails too), for
+/// run and for exec, and nothing is left behind.
+#[test]
+fn lsm_profiles_without_the_lsm_are_refused() {
+    let lsm_on = Path::new("/sys/fs/selinux/enforce").exists()
+        || std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|s| s.trim() == "Y");
+    if lsm_on {
+        eprintln!("SKIPPED lsm_profiles_without_the_lsm_are_refused: an LSM is on here");
+        return;
+    }
+    let mut envs = vec![TestEnv::keel()];
+    if let Some(runc) = require_runc!() {
+        envs.push(TestEnv::new(runc));
+    }
+    let cases = [
+        ("/process/apparmorProfile", "AppArmor is not enabled"),
+        (
+            "/process/selinuxLabel",
+            "selinux label is specified in config, but selinux is disabled or not supported",
+        ),
+        ("/linux/mountLabel", "selinux is disabled or not supported"),
+    ];
+    for env in &envs {
+        for (ptr, msg) in cases {
+            let mut b = env.bundle("lsm");
+            b.set(ptr, json!("system_u:system_r:container_t:s0"));
+            let o = env.run(&b);
+            o.expect_fail(&format!("{} run with {ptr}", env.rt.name));
+            if env.rt.name == "keel" {
+                assert!(o.stderr.contains(msg), "{ptr}: {o}");
+            }
+            assert_no_leaks(env, "lsm");
+        }
+        let mut b = env.bundle("lsmexec");
+        b.set("/process/args", json!(["sleep", "1000"]));
+        env.run_with(&b, &["-d"]).expect_ok("run -d");
+        for flag in ["--apparmor", "--process-label"] {
+            let o = env.cmd(&["exec", flag, "x", "lsmexec", "true"]);
+            o.expect_fail(&format!("{} exec {flag}", env.rt.name));
+        }
+        env.cmd(&["delete", "--force", "lsmexec"])
+            .expect_ok("delete");
+        assert_no_leaks(env, "lsmexec");
+    }
+}

@@ -125,7 +125,7 @@ pub fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
             format!("{:?} is not an absolute path", process.cwd()),
         ));
     }
-    Ok(())
+    crate::security::lsm::check(process)
 }
 
 /// The checks of runc's `configs/validate`, with the field they concern.
@@ -228,20 +228,16 @@ fn not_yet_supported(spec: &Spec, _warnings: &mut Vec<String>) -> Result<()> {
             "not supported by this version of keel yet",
         ))
     };
-    if let Some(p) = spec.process() {
-        if p.apparmor_profile().as_ref().is_some_and(|a| !a.is_empty()) {
-            let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-                .is_ok_and(|s| s.trim() == "Y");
-            if !enabled {
-                return Err(Error::invalid(
-                    "process.apparmorProfile",
-                    "apparmor profile specified but AppArmor is not enabled on this host",
-                ));
-            }
-            return refuse("process.apparmorProfile");
-        }
-    }
     if let Some(l) = spec.linux() {
+        if l.mount_label().as_ref().is_some_and(|m| !m.is_empty())
+            && !crate::security::lsm::selinux_enabled()
+        {
+            // runc passes it on and fails at the first labelled mount.
+            return Err(Error::invalid(
+                "linux.mountLabel",
+                "a mount label is specified in config, but selinux is disabled or not supported",
+            ));
+        }
         if l.intel_rdt().is_some() {
             return refuse("linux.intelRdt");
         }

@@ -77,7 +77,15 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
     }
 
     if let Some(name) = &plan.session_keyring {
+        // The keyring is labelled as the process will be, as in runc.
+        let label = plan.process.labels.selinux.as_deref();
+        if let Some(l) = label {
+            crate::security::lsm::set_keycreate(l)?;
+        }
         join_session_keyring(name)?;
+        if label.is_some() {
+            crate::security::lsm::set_keycreate("")?;
+        }
     }
     // Hooks are given the init's pid as the host sees it; /proc is still
     // the host's here.

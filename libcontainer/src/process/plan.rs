@@ -113,6 +113,8 @@ pub struct ProcessPlan {
     /// `process.execCPUAffinity`: for exec'd processes only (the spec
     /// excludes the init).
     pub affinity: Option<tuning::Affinity>,
+    /// AppArmor profile and SELinux label for the program.
+    pub labels: crate::security::lsm::Labels,
 }
 
 /// What of the container's `linux` section applies to every process of
@@ -307,6 +309,7 @@ impl InitPlan {
             in_userns,
             cgroups: cgroups.clone(),
             cgroupns: ns.has_new(LinuxNamespaceType::Cgroup),
+            mount_label: linux.mount_label().clone().filter(|l| !l.is_empty()),
         };
 
         let time_offsets = linux
@@ -425,6 +428,7 @@ impl ProcessPlan {
                 .as_ref()
                 .map(tuning::affinity)
                 .transpose()?,
+            labels: crate::security::lsm::Labels::of(process),
         })
     }
 }

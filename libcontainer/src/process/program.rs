@@ -37,6 +37,8 @@ pub fn prepare(plan: &ProcessPlan, in_userns: bool) -> Result<Program> {
     // changes; with it, last (see `seal`), so that as few of keel's own
     // syscalls as possible run under it. Either way the filter must allow
     // the steps that follow it.
+    // Taken on at execve; written before a filter can forbid the writes.
+    crate::security::lsm::apply_exec(&plan.labels)?;
     if !plan.no_new_privs {
         install_seccomp(plan)?;
     }

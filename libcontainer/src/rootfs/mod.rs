@@ -46,6 +46,8 @@ pub struct RootfsPlan {
     pub cgroups: CgroupPaths,
     /// Whether the container has its own cgroup namespace.
     pub cgroupns: bool,
+    /// `linux.mountLabel`: a `context=` option on the mounts runc labels.
+    pub mount_label: Option<String>,
 }
 
 /// Performs the plan up to and including the pivot into the new root;
@@ -132,7 +134,7 @@ pub fn finalize(plan: &RootfsPlan) -> Result<()> {
     if !plan.masked.is_empty() {
         let null = pivot::dev_null()?;
         for p in &plan.masked {
-            pivot::mask_path(p, &null)?;
+            pivot::mask_path(p, &null, plan.mount_label.as_deref())?;
         }
     }
     if plan.readonly_root {

@@ -86,7 +86,8 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
                 .ctx(|| format!("remount {} with its options", dest.display()))?;
         }
     } else {
-        let data = (!o.data.is_empty()).then_some(o.data.as_str());
+        let data = crate::security::lsm::mount_data(&o.data, &m.typ, plan.mount_label.as_deref());
+        let data = (!data.is_empty()).then_some(data.as_str());
         let source = m.source.as_deref().unwrap_or(Path::new(&m.typ));
         nix::mount::mount(Some(source), &at, Some(m.typ.as_str()), o.flags, data).ctx(what)?;
         if m.options.copy_up && m.typ == "tmpfs" {

@@ -92,7 +92,7 @@ pub fn readonly_path(p: &Path) -> Result<()> {
 
 /// Masks `p` (resolved in the container's root, magic links refused) with
 /// a read-only tmpfs if it is a directory, else with a bind of `null`.
-pub fn mask_path(p: &Path, null: &OwnedFd) -> Result<()> {
+pub fn mask_path(p: &Path, null: &OwnedFd, label: Option<&str>) -> Result<()> {
     let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| "open /".into())?;
     let target = match path::open_in_root(root.as_fd(), p, OFlag::O_PATH, false) {
@@ -110,12 +110,13 @@ pub fn mask_path(p: &Path, null: &OwnedFd) -> Result<()> {
         .ctx(|| format!("linux.maskedPaths: stat {}", p.display()))?;
     let at = path::fd_path(&target);
     if is_dir {
+        let data = crate::security::lsm::mount_data("", "tmpfs", label);
         nix::mount::mount(
             Some("tmpfs"),
             &at,
             Some("tmpfs"),
             MsFlags::MS_RDONLY,
-            None::<&str>,
+            (!data.is_empty()).then_some(data.as_str()),
         )
     } else {
         nix::mount::mount(

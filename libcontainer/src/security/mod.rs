@@ -3,6 +3,7 @@
 
 pub mod capabilities;
 pub mod exe;
+pub mod lsm;
 pub(crate) mod procfs;
 pub mod rlimits;
 pub mod seccomp;

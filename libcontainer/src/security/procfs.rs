@@ -1,8 +1,9 @@
 //! Writes to procfs files (sysctls, LSM attributes) that cannot be
 //! redirected: the file is opened beneath the root of a real procfs with
-//! openat2, refusing symlinks, magic links and mount crossings, so a
-//! symlink or a bind mount placed over the path (CVE-2025-52565/-52881
-//! class) makes the write fail instead of landing somewhere else.
+//! openat2, refusing magic links, mount crossings and symlinks that leave
+//! it (procfs's own, like `self`, stay beneath), so a bind mount placed
+//! over the path (CVE-2025-52565/-52881 class) makes the write fail
+//! instead of landing somewhere else.
 
 use crate::error::{Error, Result, SysContext};
 use nix::errno::Errno;
@@ -11,7 +12,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 const RESOLVE_NO_XDEV: u64 = 0x01;
-const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 const RESOLVE_BENEATH: u64 = 0x08;
 /// The inode number of every procfs root.
 const PROC_ROOT_INO: u64 = 1;
@@ -36,8 +36,7 @@ pub(crate) fn open(path: &Path, flags: OFlag) -> Result<OwnedFd> {
     let proc = proc_root()?;
     let c = std::ffi::CString::new(rel.as_os_str().as_encoded_bytes())
         .map_err(|_| Error::sys(format!("open {}", path.display()), Errno::EINVAL))?;
-    let resolve =
-        RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS | crate::sys::RESOLVE_NO_MAGICLINKS;
+    let resolve = RESOLVE_BENEATH | RESOLVE_NO_XDEV | crate::sys::RESOLVE_NO_MAGICLINKS;
     let fd = match crate::sys::openat2(proc.as_fd(), &c, flags.bits(), 0, resolve) {
         // Kernels before 5.6: no openat2. The final component at least
         // must not be a symlink, and the file must be on procfs.

@@ -15,9 +15,6 @@ pub fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
     if a.pidfd_socket.is_some() {
         bail!("--pidfd-socket is not supported by this version of keel yet");
     }
-    if a.apparmor.as_deref().is_some_and(|p| !p.is_empty()) {
-        bail!("--apparmor: AppArmor profiles are not supported by this version of keel yet");
-    }
     let c = Container::load(root, &a.id)?;
     let process = process_for(&c, a)?;
     let terminal = process.terminal().unwrap_or(false);
@@ -96,6 +93,12 @@ fn process_for(c: &Container, a: &ExecArgs) -> Result<Process> {
     }
     if a.no_new_privs {
         p.set_no_new_privileges(Some(true));
+    }
+    if let Some(profile) = &a.apparmor {
+        p.set_apparmor_profile(Some(profile.clone()));
+    }
+    if let Some(label) = &a.process_label {
+        p.set_selinux_label(Some(label.clone()));
     }
     if !a.cap.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_default();
