@@ -424,4 +424,45 @@ mod tests {
         assert_eq!(p[6], insn(JMP_JNE_K, 2, 0, 6, DEV_BLOCK));
         assert_eq!(p[p.len() - 2], insn(ALU32_MOV_K, 0, 0, 0, 0));
     }
+
+    #[test]
+    fn a_new_program_replaces_the_attached_one() {
+        // On a real cgroup2 directory (this host's unified mount or a pure
+        // v2 host); needs root.
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let name = format!("/keel-devicefilter-test-{}", std::process::id());
+        let Some(dir) = super::super::CgroupPaths::resolve(Some(std::path::Path::new(&name)), "x")
+            .ok()
+            .and_then(|p| p.unified)
+        else {
+            eprintln!("skipped: no cgroup2 hierarchy mounted");
+            return;
+        };
+        std::fs::create_dir(&dir).unwrap();
+        let fd = std::fs::File::open(&dir).unwrap();
+        let run = || -> Result<Vec<Vec<u32>>> {
+            let mut seen = Vec::new();
+            for rules in [
+                vec![rule(false, 'a', None, None, "rwm")],
+                vec![
+                    rule(true, 'a', None, None, "rwm"),
+                    rule(false, 'b', None, None, "w"),
+                ],
+            ] {
+                apply(std::os::fd::AsFd::as_fd(&fd), &rules)?;
+                seen.push(attached(std::os::fd::AsFd::as_fd(&fd))?);
+            }
+            Ok(seen)
+        };
+        let seen = run();
+        drop(fd);
+        std::fs::remove_dir(&dir).unwrap();
+        let seen = seen.unwrap();
+        assert_eq!(seen[0].len(), 1, "{seen:?}");
+        assert_eq!(seen[1].len(), 1, "{seen:?}");
+        assert_ne!(seen[0], seen[1]);
+    }
 }
