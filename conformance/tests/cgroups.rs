@@ -425,9 +425,6 @@ fn events_stats_reports_usage_and_limits() {
     assert_eq!(d["pids"]["limit"], 20, "{d}");
     assert!(d["cpu"]["usage"]["total"].as_u64().unwrap_or(0) > 0, "{d}");
 
-    let o = env.cmd(&["events", "ev"]);
-    o.expect_fail("streaming events");
-    assert!(o.stderr.contains("not implemented"), "{o}");
     env.cmd(&["delete", "--force", "ev"])
         .expect_ok("delete --force");
     assert_no_leaks(&env, "ev");
@@ -657,4 +654,72 @@ fn io_limits_are_in_the_files() {
     }
     env.cmd(&["delete", "--force", "io"]).expect_ok("delete");
     assert_no_leaks(&env, "io");
+}
+
+#[test]
+fn events_streams_stats_and_oom_kills_until_the_container_dies() {
+    let env = TestEnv::keel();
+    let mut b = env.bundle("evoom");
+    // A child is the hog, so the container outlives the OOM kill; the test
+    // lets the init go on (and then end) through files in the rootfs.
+    b.sh("while [ ! -e /tmp/go ]; do sleep 0.05; done; \
+          (a=$(head -c 67108864 /dev/zero | tr '\\0' x); echo survived ${#a}); \
+          while [ ! -e /tmp/stop ]; do sleep 0.05; done");
+    let limit = 16 << 20;
+    b.set(
+        "/linux/resources/memory",
+        json!({ "limit": limit, "swap": limit }),
+    );
+    run_detached(&env, &b);
+    let o = env.cmd(&["events", "--interval", "0s", "evoom"]);
+    o.expect_fail("events with a zero interval");
+    assert!(
+        o.stderr
+            .contains("duration interval must be greater than 0"),
+        "{o}"
+    );
+
+    let ev = env
+        .spawn(&["events", "--interval", "100ms", "evoom"])
+        .expect("spawn events");
+    // A stats event says the stream (and so the OOM watch) is up.
+    let slow = Duration::from_secs(30);
+    assert!(
+        wait_until(slow, || ev.stdout_so_far().contains(r#""type":"stats""#)),
+        "no stats event: {}",
+        ev.stdout_so_far()
+    );
+    std::fs::write(b.rootfs().join("tmp/go"), "").unwrap();
+    assert!(
+        wait_until(slow, || ev.stdout_so_far().contains(r#""type":"oom""#)),
+        "no oom event: {}",
+        ev.stdout_so_far()
+    );
+    std::fs::write(b.rootfs().join("tmp/stop"), "").unwrap();
+    let o = ev.wait(slow).expect("events ends when the container dies");
+    assert_eq!(o.code, 0, "{o}");
+    let events: Vec<Value> = o
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        events.contains(&json!({ "type": "oom", "id": "evoom" })),
+        "{o}"
+    );
+    for e in &events {
+        match e["type"].as_str() {
+            Some("oom") => assert_eq!(e, &json!({ "type": "oom", "id": "evoom" })),
+            Some("stats") => {
+                assert_eq!(e["id"], "evoom");
+                assert_eq!(e["data"]["memory"]["usage"]["limit"], limit, "{e}");
+            }
+            _ => panic!("unexpected event {e}"),
+        }
+    }
+    let o = env.cmd(&["events", "evoom"]);
+    o.expect_fail("events of a stopped container");
+    assert!(o.stderr.contains("is not running"), "{o}");
+    env.cmd(&["delete", "evoom"]).expect_ok("delete");
+    assert_no_leaks(&env, "evoom");
 }

@@ -397,8 +397,10 @@ impl Container {
         }
     }
 
-    /// An fd pinning the init, checked against its recorded start time.
-    fn pidfd(&self) -> Option<OwnedFd> {
+    /// An fd pinning the init, checked against its recorded start time;
+    /// None when the init is gone. Poll it (readable when the init exits)
+    /// to learn that the container died.
+    pub fn pidfd(&self) -> Option<OwnedFd> {
         let fd = sys::pidfd_open(self.state.pid).ok()?;
         // Checked after opening: the pidfd now pins this exact process.
         match sys::process_start_time(self.state.pid) {
@@ -676,6 +678,12 @@ impl Container {
             });
         }
         Ok(self.state.cgroup.stats())
+    }
+
+    /// A watch on the container's OOM events (for `events` and the shim);
+    /// None when the host has no memory controller for it.
+    pub fn oom_watch(&self) -> Result<Option<crate::cgroups::OomWatch>> {
+        self.state.cgroup.oom_watch()
     }
 
     /// Whatever still runs in the cgroup (a container sharing the host pid

@@ -60,7 +60,7 @@ fn dispatch(cli: &Cli, log: &Logger) -> anyhow::Result<i32> {
         Command::Pause { id } => cgroups::pause(root, id),
         Command::Resume { id } => cgroups::resume(root, id),
         Command::Update(a) => cgroups::update(root, a, log),
-        Command::Events(a) => cgroups::events(root, a),
+        Command::Events(a) => cgroups::events(root, a, log),
         Command::Checkpoint(_) | Command::Restore(_) => {
             let name = std::env::args()
                 .find(|a| ["checkpoint", "restore"].contains(&a.as_str()))

@@ -12,12 +12,14 @@
 pub mod convert;
 mod devicefilter;
 mod freezer;
+mod oom;
 pub mod stats;
 mod sub;
 mod v1;
 mod v2;
 pub use sub::SubCgroups;
 
+pub use oom::OomWatch;
 pub use stats::Stats;
 
 use crate::error::{Error, Result, SysContext};

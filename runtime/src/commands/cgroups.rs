@@ -6,8 +6,11 @@ use crate::logging::{Level, Logger};
 use anyhow::{anyhow, bail, Context, Result};
 use libkeel::oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
 use libkeel::Container;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 pub fn pause(root: &Path, id: &str) -> Result<i32> {
     Container::load(root, id)?.pause()?;
@@ -78,23 +81,117 @@ struct Event<'a, T: serde::Serialize> {
     #[serde(rename = "type")]
     typ: &'static str,
     id: &'a str,
-    data: &'a T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a T>,
 }
 
-/// `events --stats`: one runc event envelope with the container's stats.
-pub fn events(root: &Path, a: &EventsArgs) -> Result<i32> {
-    if !a.stats {
-        bail!("keel events: streaming events (--interval, OOM notifications) is not implemented in this version of keel yet; use --stats for one snapshot");
-    }
+/// `events`: with `--stats`, one runc event envelope with the container's
+/// stats; otherwise, as runc, a stream of them: stats every `--interval`,
+/// `{"type":"oom","id":…}` at each OOM, until the container dies.
+pub fn events(root: &Path, a: &EventsArgs, log: &Logger) -> Result<i32> {
     let c = Container::load(root, &a.id)?;
-    let stats = c.stats()?;
-    let event = Event {
-        typ: "stats",
-        id: &a.id,
-        data: &stats,
+    if a.stats {
+        print_event("stats", &a.id, Some(&c.stats()?))?;
+        return Ok(0);
+    }
+    let interval = go_duration(&a.interval)
+        .map_err(|e| anyhow!("invalid value {:?} for flag --interval: {e}", a.interval))?;
+    if interval.is_zero() {
+        bail!("duration interval must be greater than 0");
+    }
+    let Some(pidfd) = c.pidfd() else {
+        bail!("container with id {} is not running", a.id);
     };
-    println!("{}", serde_json::to_string(&event)?);
-    Ok(0)
+    let mut oom = c.oom_watch()?;
+    let report_ooms = |oom: &mut Option<libkeel::cgroups::OomWatch>| -> Result<()> {
+        let n = match oom.as_mut().map(|w| w.read()).transpose()? {
+            Some(Some(n)) => n,
+            Some(None) => {
+                *oom = None; // the cgroup is gone
+                0
+            }
+            None => 0,
+        };
+        for _ in 0..n {
+            print_event::<()>("oom", &a.id, None)?;
+        }
+        Ok(())
+    };
+    let mut next_stats = Instant::now() + interval;
+    loop {
+        let wait = next_stats.saturating_duration_since(Instant::now());
+        let timeout =
+            PollTimeout::try_from(wait.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = vec![PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        if let Some(w) = &oom {
+            fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("poll"),
+        }
+        let died = fds[0].any().unwrap_or(false);
+        drop(fds);
+        // Also when the init died: its own OOM kill is the last news.
+        report_ooms(&mut oom)?;
+        if died {
+            return Ok(0);
+        }
+        if Instant::now() >= next_stats {
+            // As runc: a failed read is logged and the stream goes on.
+            match c.stats() {
+                Ok(s) => print_event("stats", &a.id, Some(&s))?,
+                Err(e) => log.log(Level::Error, &format!("{e}")),
+            }
+            next_stats += interval;
+        }
+    }
+}
+
+fn print_event<T: serde::Serialize>(typ: &'static str, id: &str, data: Option<&T>) -> Result<()> {
+    let event = Event { typ, id, data };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::to_string(&event)?)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// A duration as Go's time.ParseDuration reads it: `5s`, `100ms`, `1m30s`,
+/// `1.5h`.
+pub fn go_duration(s: &str) -> std::result::Result<Duration, String> {
+    let mut rest = s;
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return Err("invalid duration \"\"".into());
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let num: f64 = rest[..n]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..u] {
+            "ns" => 1e-9,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "" => return Err(format!("missing unit in duration {s:?}")),
+            other => return Err(format!("unknown unit {other:?} in duration {s:?}")),
+        };
+        rest = &rest[u..];
+        total += num * unit;
+    }
+    Ok(Duration::from_secs_f64(total))
 }
 
 /// `update`: the resources from --resources (a file, or `-` for stdin, as
@@ -265,6 +362,18 @@ fn resources_from_flags(a: &UpdateArgs) -> Result<LinuxResources> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_as_go_parses_them() {
+        assert_eq!(go_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(go_duration("100ms").unwrap(), Duration::from_millis(100));
+        assert_eq!(go_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(go_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(go_duration("0").unwrap(), Duration::ZERO);
+        assert!(go_duration("5").is_err());
+        assert!(go_duration("5x").is_err());
+        assert!(go_duration("").is_err());
+    }
 
     #[test]
     fn ram_sizes_as_go_units() {
