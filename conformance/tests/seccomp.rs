@@ -181,3 +181,127 @@ fn exec_runs_under_the_container_filter_as_in_runc() {
         check_deny(&o, &format!("runc exec nnp={nnp}"));
     }
 }
+
+/// A seccomp agent: for each connection, receives the listener and the
+/// process state, then answers every notification with `errno` until the
+/// listener closes. A connection without data stops it; it returns the
+/// states it got, in order.
+fn agent(path: &std::path::Path, errno: i32) -> std::thread::JoinHandle<Vec<Value>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let server = std::os::unix::net::UnixListener::bind(path).expect("bind the agent socket");
+    std::thread::spawn(move || {
+        let mut states = Vec::new();
+        loop {
+            let (conn, _) = server.accept().expect("accept");
+            let mut buf = vec![0u8; 65536];
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+            let msg = recvmsg::<()>(
+                conn.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::empty(),
+            )
+            .expect("recvmsg");
+            let mut listener = None;
+            for c in msg.cmsgs().expect("cmsgs") {
+                if let ControlMessageOwned::ScmRights(fds) = c {
+                    // SAFETY: the kernel just gave us this fd.
+                    listener = fds.first().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+            }
+            let len = msg.bytes;
+            if len == 0 {
+                return states;
+            }
+            states.push(serde_json::from_slice(&buf[..len]).expect("state JSON"));
+            let listener = listener.expect("a listener fd");
+            std::thread::spawn(move || loop {
+                // SAFETY: zeroed plain-data structs, ioctls on the listener.
+                let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+                let r = unsafe {
+                    libc::ioctl(
+                        listener.as_raw_fd(),
+                        libc::SECCOMP_IOCTL_NOTIF_RECV,
+                        &mut req,
+                    )
+                };
+                if r != 0 {
+                    break; // the filtered processes are gone
+                }
+                let mut resp: libc::seccomp_notif_resp = unsafe { std::mem::zeroed() };
+                resp.id = req.id;
+                resp.error = -errno;
+                unsafe {
+                    libc::ioctl(
+                        listener.as_raw_fd(),
+                        libc::SECCOMP_IOCTL_NOTIF_SEND,
+                        &mut resp,
+                    )
+                };
+            });
+        }
+    })
+}
+
+/// SCMP_ACT_NOTIFY: the listener and the container process state reach the
+/// agent at listenerPath (for the init at create, for each exec'd
+/// process), and the agent's answer is what mkdir gets.
+#[test]
+fn notify_goes_to_the_agent() {
+    let env = TestEnv::keel();
+    let sock = env.dir.join("agent.sock");
+    let mut b: Bundle = env.bundle("scnotify");
+    b.sh("mkdir /tmp/d 2>/tmp/init.err; exec sleep 1000");
+    b.set(
+        "/linux/seccomp",
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock,
+            "listenerMetadata": "meta-1",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+        }),
+    );
+    b.push(
+        "/mounts",
+        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}),
+    );
+    // ENOMSG: "No message of desired type".
+    let agent = agent(&sock, 42);
+    env.run_with(&b, &["-d"])
+        .expect_ok("run -d with a NOTIFY rule");
+    let pid = env.state("scnotify").expect("state")["pid"].clone();
+    let o = env.cmd(&[
+        "exec",
+        "scnotify",
+        "sh",
+        "-c",
+        "cat /tmp/init.err; mkdir /tmp/e",
+    ]);
+    assert_eq!(o.code, 1, "{o}");
+    assert!(
+        o.stdout.contains("No message of desired type"),
+        "init's mkdir: {o}"
+    );
+    assert!(
+        o.stderr.contains("No message of desired type"),
+        "exec's mkdir: {o}"
+    );
+    env.cmd(&["delete", "--force", "scnotify"])
+        .expect_ok("delete");
+    assert_no_leaks(&env, "scnotify");
+    drop(std::os::unix::net::UnixStream::connect(&sock).expect("stop the agent"));
+    let states = agent.join().expect("agent");
+    assert_eq!(states.len(), 2, "{states:?}");
+    for (s, status) in states.iter().zip(["creating", "running"]) {
+        assert_eq!(s["fds"], json!(["seccompFd"]), "{s}");
+        assert_eq!(s["metadata"], json!("meta-1"), "{s}");
+        assert_eq!(s["state"]["id"], json!("scnotify"), "{s}");
+        assert_eq!(s["state"]["status"], json!(status), "{s}");
+        assert_eq!(s["state"]["pid"], pid, "{s}");
+        assert!(s["pid"].as_i64().is_some_and(|p| p > 0), "{s}");
+    }
+    assert_eq!(states[0]["pid"], pid);
+    assert_ne!(states[1]["pid"], pid);
+}

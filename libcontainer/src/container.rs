@@ -553,7 +553,15 @@ impl Container {
             }
             None => &self.state.cgroup,
         };
-        let pid = crate::process::exec::exec(&plan, self.state.pid, &pidfd, cgroups)?;
+        let state = crate::hooks::HookState {
+            oci_version: crate::SPEC_VERSION,
+            id: &self.state.id,
+            status: Status::Running,
+            pid: self.state.pid,
+            bundle: &self.state.bundle,
+            annotations: &self.state.annotations,
+        };
+        let pid = crate::process::exec::exec(&plan, self.state.pid, &pidfd, cgroups, &state)?;
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, pid.as_raw())?;
         }

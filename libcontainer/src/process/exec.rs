@@ -9,6 +9,7 @@ use super::program;
 use super::sync::{Channel, Msg};
 use crate::cgroups::CgroupPaths;
 use crate::error::{Error, Result, SysContext};
+use crate::hooks::HookState;
 use crate::sys::{self, Forked};
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
@@ -85,7 +86,14 @@ fn setns_all(pidfd: BorrowedFd, init: i32, flags: CloneFlags) -> Result<()> {
 
 /// Starts `plan` in the container whose init is `pidfd`/`init`; returns the
 /// new process's host pid (a child of the caller, who reaps it).
-pub fn exec(plan: &ProcessPlan, init: i32, pidfd: &OwnedFd, cgroups: &CgroupPaths) -> Result<Pid> {
+/// `state` is the container's, for a seccomp agent.
+pub fn exec(
+    plan: &ProcessPlan,
+    init: i32,
+    pidfd: &OwnedFd,
+    cgroups: &CgroupPaths,
+    state: &HookState,
+) -> Result<Pid> {
     let join = namespaces_of(init)?;
     // pid and time namespaces take effect for children only: enter them
     // here, for the clone below, and leave again after it.
@@ -101,7 +109,7 @@ pub fn exec(plan: &ProcessPlan, init: i32, pidfd: &OwnedFd, cgroups: &CgroupPath
             .or_else(|_| setns_all(pidfd.as_fd(), init, for_children).map_err(|_| Errno::EPERM))
             .ctx(|| format!("enter the container's {for_children:?} for the new process"))?;
     }
-    let result = fork_into(plan, init, pidfd, cgroups, join - for_children);
+    let result = fork_into(plan, init, pidfd, cgroups, join - for_children, state);
     if let Some(own) = own_ns {
         for (fd, flag) in own {
             let _ = nix::sched::setns(fd.as_fd(), flag);
@@ -139,6 +147,7 @@ fn fork_into(
     pidfd: &OwnedFd,
     cgroups: &CgroupPaths,
     join: CloneFlags,
+    state: &HookState,
 ) -> Result<Pid> {
     let (ours, theirs) = Channel::pair().ctx(|| "socketpair for the sync channel".into())?;
     let cg = cgroups.open_unified()?;
@@ -158,13 +167,29 @@ fn fork_into(
         cgroups.join(child.as_raw(), placed)?;
         ours.send(&Msg::Continue)
             .ctx(|| "sync: send continue".into())?;
-        // EOF: the channel closed on exec, the program runs.
-        match ours.recv().ctx(|| "sync: receive".into())? {
-            None => Ok(()),
-            Some(Msg::Failed { errno, context }) => Err(super::sync::init_error(errno, context)),
-            Some(other) => Err(Error::InitDied(format!(
-                "protocol error: unexpected {other:?}"
-            ))),
+        loop {
+            // EOF: the channel closed on exec, the program runs.
+            match ours.recv().ctx(|| "sync: receive".into())? {
+                None => return Ok(()),
+                Some(Msg::SeccompListener) => {
+                    let listener = ours
+                        .recv_fd()
+                        .ctx(|| "sync: receive the seccomp listener".into())?;
+                    if let Some(agent) = plan.seccomp.as_ref().and_then(|f| f.agent()) {
+                        agent.send(&listener, child.as_raw(), state)?;
+                    }
+                    ours.send(&Msg::Continue)
+                        .ctx(|| "sync: send continue".into())?;
+                }
+                Some(Msg::Failed { errno, context }) => {
+                    return Err(super::sync::init_error(errno, context))
+                }
+                Some(other) => {
+                    return Err(Error::InitDied(format!(
+                        "protocol error: unexpected {other:?}"
+                    )))
+                }
+            }
         }
     })();
     if outcome.is_err() {
@@ -212,8 +237,8 @@ fn enter_and_exec(
     if let Some(t) = &plan.terminal {
         crate::console::setup(&t.socket, t.size, false)?;
     }
-    let exe = program::prepare(plan, join.contains(CloneFlags::CLONE_NEWUSER))?;
-    program::seal(plan)?;
+    let exe = program::prepare(plan, join.contains(CloneFlags::CLONE_NEWUSER), chan)?;
+    program::seal(plan, chan)?;
     let Err(err) = nix::unistd::execve(&exe.path, &plan.args, &exe.env);
     Err(Error::sys(
         format!("exec {}", exe.path.to_string_lossy()),

@@ -124,14 +124,14 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
         crate::console::setup(&t.socket, t.size, true)?;
     }
     rootfs::finalize(&plan.rootfs)?;
-    let exe = program::prepare(&plan.process, plan.rootfs.in_userns)?;
+    let exe = program::prepare(&plan.process, plan.rootfs.in_userns, chan)?;
 
     // The runtime exits as soon as it reads Ready, and we must outlive it:
     // drop the death signal first, or that exit can race it and kill us.
     nix::sys::prctl::set_pdeathsig(None).ctx(|| "prctl(PR_SET_PDEATHSIG, 0)".into())?;
     // The filter must allow what follows: the sync write, opening and
     // writing exec.fifo, startContainer hooks, execve (Docker's does).
-    program::seal(&plan.process)?;
+    program::seal(&plan.process, chan)?;
     chan.send(&Msg::Ready).ctx(|| "sync: send ready".into())?;
     // Nobody reads the sync channel any more: report on stderr.
     let started = wait_for_start(fifo, || {

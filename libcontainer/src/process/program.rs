@@ -3,6 +3,7 @@
 //! executable, and execve itself.
 
 use super::plan::ProcessPlan;
+use super::sync::{Channel, Msg};
 use super::tuning;
 use crate::error::{Error, Result, SysContext};
 use nix::errno::Errno;
@@ -19,7 +20,7 @@ pub struct Program {
 }
 
 /// Everything up to the executable's lookup, in runc's order.
-pub fn prepare(plan: &ProcessPlan, in_userns: bool) -> Result<Program> {
+pub fn prepare(plan: &ProcessPlan, in_userns: bool, chan: &Channel) -> Result<Program> {
     crate::security::rlimits::apply(&plan.rlimits)?;
     // Nothing of the runtime's may reach the program: every fd past stdio
     // and --preserve-fds closes on exec (CVE-2024-21626).
@@ -32,15 +33,15 @@ pub fn prepare(plan: &ProcessPlan, in_userns: bool) -> Result<Program> {
     if let Some(attr) = &plan.scheduler {
         tuning::set_scheduler(attr)?;
     }
+    // Taken on at execve; written before a filter can forbid the writes.
+    crate::security::lsm::apply_exec(&plan.labels)?;
     // Seccomp, in runc's places. Without no_new_privs, loading a filter
     // needs CAP_SYS_ADMIN, so it goes in before the identity and capability
     // changes; with it, last (see `seal`), so that as few of keel's own
     // syscalls as possible run under it. Either way the filter must allow
     // the steps that follow it.
-    // Taken on at execve; written before a filter can forbid the writes.
-    crate::security::lsm::apply_exec(&plan.labels)?;
     if !plan.no_new_privs {
-        install_seccomp(plan)?;
+        install_seccomp(plan, chan)?;
     }
     // Read as root, before the switch to the user, as runc does.
     let env = with_home(&plan.env, plan.uid);
@@ -90,18 +91,34 @@ fn passwd_home(path: &Path, uid: u32) -> Option<Vec<u8>> {
 
 /// The very last step before the program is started: the seccomp filter
 /// of a no_new_privs process.
-pub fn seal(plan: &ProcessPlan) -> Result<()> {
+pub fn seal(plan: &ProcessPlan, chan: &Channel) -> Result<()> {
     if plan.no_new_privs {
-        install_seccomp(plan)?;
+        install_seccomp(plan, chan)?;
     }
     Ok(())
 }
 
-fn install_seccomp(plan: &ProcessPlan) -> Result<()> {
-    if let Some(f) = &plan.seccomp {
-        f.install()?;
+/// Installs the filter; a notification listener goes to the runtime, which
+/// hands it to the seccomp agent before letting us go on (as runc waits:
+/// the agent must be there before the first notified syscall).
+fn install_seccomp(plan: &ProcessPlan, chan: &Channel) -> Result<()> {
+    let Some(listener) = plan
+        .seccomp
+        .as_ref()
+        .map(|f| f.install())
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(());
+    };
+    chan.send(&Msg::SeccompListener)
+        .and_then(|()| chan.send_fd(&listener))
+        .ctx(|| "sync: send the seccomp listener".into())?;
+    match chan.recv() {
+        Ok(Some(Msg::Continue)) => Ok(()),
+        Ok(_) => Err(Error::sys("sync: runtime went away", Errno::EPIPE)),
+        Err(e) => Err(Error::sys("sync: receive", e)),
     }
-    Ok(())
 }
 
 /// execve, or a message on stderr and exit 127: by now nobody listens on

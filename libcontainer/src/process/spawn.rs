@@ -125,6 +125,21 @@ pub fn spawn(plan: &InitPlan, cgroups: &CgroupPaths, fifo: &OwnedFd) -> Result<P
                 ours.send(&Msg::Continue)
                     .ctx(|| "sync: send continue".into())?;
             }
+            Some(Msg::SeccompListener) => {
+                let listener = ours
+                    .recv_fd()
+                    .ctx(|| "sync: receive the seccomp listener".into())?;
+                if let Some(agent) = plan.process.seccomp.as_ref().and_then(|f| f.agent()) {
+                    let pid = reaper.init.as_raw();
+                    agent.send(
+                        &listener,
+                        pid,
+                        &plan.hooks.state(crate::Status::Creating, pid),
+                    )?;
+                }
+                ours.send(&Msg::Continue)
+                    .ctx(|| "sync: send continue".into())?;
+            }
             Some(Msg::Ready) => break,
             Some(Msg::Failed { errno, context }) => {
                 return Err(super::sync::init_error(errno, context))

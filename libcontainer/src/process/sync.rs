@@ -19,6 +19,10 @@ pub enum Msg {
     /// init → parent: mounts are done, pivot_root is next: run the
     /// prestart and createRuntime hooks, then send Continue.
     RunHooks,
+    /// child → parent: the seccomp filter's notification listener comes
+    /// in the next packet (see `send_fd`); hand it to the agent, then send
+    /// Continue.
+    SeccompListener,
     /// init → parent: set up; now waiting on exec.fifo.
     Ready,
     /// init → parent: setup failed.
@@ -67,6 +71,53 @@ impl Channel {
                 r => return r.map(drop),
             }
         }
+    }
+
+    /// Sends `fd` (SCM_RIGHTS) in a packet of its own.
+    pub fn send_fd(&self, fd: &OwnedFd) -> nix::Result<()> {
+        let fds = [fd.as_raw_fd()];
+        let iov = [std::io::IoSlice::new(b"fd")];
+        let cmsg = [socket::ControlMessage::ScmRights(&fds)];
+        loop {
+            match socket::sendmsg::<()>(
+                self.0.as_raw_fd(),
+                &iov,
+                &cmsg,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Err(Errno::EINTR) => continue,
+                r => return r.map(drop),
+            }
+        }
+    }
+
+    /// Receives the fd a peer sent with `send_fd`.
+    pub fn recv_fd(&self) -> nix::Result<OwnedFd> {
+        use std::os::fd::FromRawFd;
+        let mut buf = [0u8; 8];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = loop {
+            match socket::recvmsg::<()>(
+                self.0.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Err(Errno::EINTR) => continue,
+                r => break r?,
+            }
+        };
+        for c in msg.cmsgs()? {
+            if let socket::ControlMessageOwned::ScmRights(fds) = c {
+                if let Some(&fd) = fds.first() {
+                    // SAFETY: the kernel just installed this fd for us.
+                    return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+            }
+        }
+        Err(Errno::EBADMSG)
     }
 
     /// The next message; `None` when the peer closed its end.

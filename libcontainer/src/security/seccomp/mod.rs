@@ -33,9 +33,10 @@
 //! WAIT_KILLABLE_RECV) a profile can ask for, so it would add a dependency
 //! and nothing else.
 //!
-//! Not supported yet: SCMP_ACT_NOTIFY (handing the listener fd to the
-//! agent at `listenerPath`) is refused at validation with a clear error.
+//! SCMP_ACT_NOTIFY rules make the filter go in with NEW_LISTENER; the
+//! runtime hands the listener to the agent at `listenerPath` (see `agent`).
 
+mod agent;
 mod arch;
 mod bpf;
 mod compile;
@@ -45,6 +46,7 @@ mod interp;
 #[cfg(test)]
 mod tests;
 
+pub use agent::Agent;
 pub use arch::Abi;
 pub use install::supported_flags;
 
@@ -63,6 +65,7 @@ pub const ACTIONS: &[&str] = &[
     "SCMP_ACT_KILL_PROCESS",
     "SCMP_ACT_KILL_THREAD",
     "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
     "SCMP_ACT_TRACE",
     "SCMP_ACT_TRAP",
 ];
@@ -141,6 +144,7 @@ pub struct Filter {
     program: Vec<libc::sock_filter>,
     flags: libc::c_ulong,
     skipped: Vec<String>,
+    agent: Option<Agent>,
 }
 
 impl std::fmt::Debug for Filter {
@@ -168,15 +172,11 @@ impl Filter {
     /// (tests compile aarch64 profiles on x86_64 hosts).
     pub fn compile_for(s: &LinuxSeccomp, native: Abi) -> Result<Filter> {
         let (profile, flags) = check(s, native)?;
+        let mut f = Filter::from_profile(&profile, flags)?;
         if flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 {
-            // The filter is ready for it (NEW_LISTENER, USER_NOTIF), but
-            // handing the listener to the agent is not implemented yet.
-            return Err(Error::invalid(
-                "linux.seccomp.listenerPath",
-                "SCMP_ACT_NOTIFY (a seccomp agent) is not supported by this version of keel yet",
-            ));
+            f.agent = agent::of(s);
         }
-        Filter::from_profile(&profile, flags)
+        Ok(f)
     }
 
     pub(crate) fn from_profile(p: &Profile, flags: libc::c_ulong) -> Result<Filter> {
@@ -196,7 +196,13 @@ impl Filter {
             program,
             flags,
             skipped,
+            agent: None,
         })
+    }
+
+    /// Where the notification listener goes, for SCMP_ACT_NOTIFY rules.
+    pub fn agent(&self) -> Option<&Agent> {
+        self.agent.as_ref()
     }
 
     /// The BPF program.
