@@ -24,8 +24,9 @@ require_cargo
 
 # Test dependencies from apt: runc for the differential conformance tests,
 # busybox-static for the test rootfs, util-linux for unshare, libseccomp-dev
-# for the seccomp compiler's differential tests.
-ensure_packages runc busybox-static util-linux libseccomp-dev
+# for the seccomp compiler's differential tests, uidmap (newuidmap) for the
+# rootless tests with several id ranges.
+ensure_packages runc busybox-static util-linux libseccomp-dev uidmap
 
 # rustfmt and clippy come with a rustup toolchain as components.
 if command -v rustup >/dev/null; then

@@ -55,6 +55,7 @@ pub struct ContainerBuilder {
     pid_file: Option<PathBuf>,
     console_socket: Option<OwnedFd>,
     notify_socket: bool,
+    rootless_cgroups: bool,
 }
 
 impl ContainerBuilder {
@@ -68,6 +69,7 @@ impl ContainerBuilder {
             pid_file: None,
             console_socket: None,
             notify_socket: false,
+            rootless_cgroups: false,
         }
     }
 
@@ -117,6 +119,14 @@ impl ContainerBuilder {
         self
     }
 
+    /// Tolerate cgroups this process may not create (runc's `--rootless`):
+    /// without resource limits the container stays in the hierarchies it
+    /// cannot have its own cgroup in; see [`crate::rootless`].
+    pub fn rootless_cgroups(mut self, yes: bool) -> Self {
+        self.rootless_cgroups = yes;
+        self
+    }
+
     /// Creates the container: on return its init waits for [`Container::start`].
     /// On error nothing is left behind: no state, cgroup or process.
     ///
@@ -129,7 +139,14 @@ impl ContainerBuilder {
         }
         let linux = bundle.spec.linux().as_ref();
         let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
-        let cgroups = CgroupPaths::resolve(cgroups_path, &self.id)?;
+        let mut cgroups = CgroupPaths::resolve(cgroups_path, &self.id)?;
+        // As runc: only a cgroup the config did not name may be done without.
+        let tolerant =
+            self.rootless_cgroups && cgroups_path.is_none_or(|p| p.as_os_str().is_empty());
+        if tolerant {
+            let resources = linux.and_then(|l| l.resources().as_ref());
+            cgroups = crate::rootless::usable_cgroups(cgroups, resources)?;
+        }
         let plan = InitPlan::new(
             &self.id,
             &bundle,
@@ -206,7 +223,9 @@ impl ContainerBuilder {
             warnings.extend(cgroups.apply(r)?);
         }
         let rules = crate::cgroups::DeviceRule::from_spec(&bundle.spec);
-        if !rules.is_empty() && !cgroups.apply_device_rules(&rules)? {
+        // A rootless container cannot make device nodes: no cgroup rules
+        // are needed where it may not have a devices cgroup.
+        if !rules.is_empty() && !cgroups.apply_device_rules(&rules)? && !self.rootless_cgroups {
             return Err(Error::invalid(
                 "linux.resources.devices",
                 "no devices cgroup controller and no cgroup2 hierarchy to filter devices in",

@@ -41,11 +41,13 @@ pub enum Error {
         errno: nix::errno::Errno,
     },
 
-    /// File I/O on a runtime-owned path failed.
-    #[error("{context}: {source}")]
+    /// File I/O on a runtime-owned path failed. (The io error is part of
+    /// the message rather than a `source`, so that a report of the chain
+    /// does not print it twice.)
+    #[error("{context}: {error}")]
     Io {
         context: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// The container's init process reported a failure while setting up;
@@ -79,7 +81,7 @@ impl Error {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
-            source,
+            error: source,
         }
     }
 
@@ -116,9 +118,9 @@ impl Error {
                 context: format!("{field}: {context}"),
                 errno,
             },
-            Error::Io { context, source } => Error::Io {
+            Error::Io { context, error } => Error::Io {
                 context: format!("{field}: {context}"),
-                source,
+                error,
             },
             Error::Invalid { field: f, reason } => Error::Invalid {
                 field: format!("{field}.{f}"),

@@ -29,6 +29,7 @@ mod namespaces;
 pub mod notify;
 mod process;
 pub mod rootfs;
+pub mod rootless;
 pub mod security;
 pub mod spec;
 pub mod state;

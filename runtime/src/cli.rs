@@ -6,9 +6,10 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(name = "keel", version = crate::VERSION_TEXT, about = "keel: an OCI container runtime (runc-compatible CLI)")]
 pub struct Cli {
-    /// Root directory for storage of container state
-    #[arg(long, global = true, default_value = libkeel::DEFAULT_ROOT)]
-    pub root: PathBuf,
+    /// Root directory for storage of container state (default /run/keel, or
+    /// $XDG_RUNTIME_DIR/keel for an unprivileged user)
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
     /// Set the log file to write runtime logs to (default is stderr)
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,
@@ -22,13 +23,20 @@ pub struct Cli {
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
     /// Ignore cgroup permission errors ('true', 'false', or 'auto')
-    #[arg(long, default_value = "auto")]
-    pub rootless: String,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub rootless: Rootless,
     /// Path to the criu binary used for checkpoint and restore
     #[arg(long, global = true, hide = true)]
     pub criu: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Rootless {
+    True,
+    False,
+    Auto,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -356,7 +364,7 @@ mod tests {
             &["keel", "create", "--bundle", "/b", "x", "--root", "/r"],
         ] {
             let cli = parse(args);
-            assert_eq!(cli.root, PathBuf::from("/r"));
+            assert_eq!(cli.root, Some(PathBuf::from("/r")));
             match cli.command {
                 Command::Create(c) => {
                     assert_eq!(c.bundle, PathBuf::from("/b"));

@@ -32,8 +32,41 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Writes `text` to stdout. A reader that went away (`keel list | head`)
+/// ends keel quietly, as SIGPIPE ends runc; keel itself ignores SIGPIPE
+/// (Rust's default), which hooks and sync sockets need.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("keel: write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// runc's default: /run/keel, or $XDG_RUNTIME_DIR/keel for an unprivileged
+/// user (and for root inside a user namespace that a user made, as rootless
+/// podman runs it), where such a user can write.
+fn default_root() -> std::path::PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(xdg) if !xdg.is_empty() && libkeel::rootless::unprivileged() => {
+            std::path::Path::new(&xdg).join("keel")
+        }
+        _ => std::path::PathBuf::from(libkeel::DEFAULT_ROOT),
+    }
+}
+
 fn dispatch(cli: &Cli, log: &Logger) -> anyhow::Result<i32> {
-    let root = cli.root.as_path();
+    let root = cli.root.clone().unwrap_or_else(default_root);
+    let root = root.as_path();
+    let rootless = match cli.rootless {
+        cli::Rootless::True => true,
+        cli::Rootless::False => false,
+        cli::Rootless::Auto => libkeel::rootless::expect_cgroup_denials(),
+    };
     if cli.systemd_cgroup {
         anyhow::bail!("--systemd-cgroup is not supported by this version of keel yet");
     }
@@ -46,9 +79,9 @@ fn dispatch(cli: &Cli, log: &Logger) -> anyhow::Result<i32> {
         libkeel::security::exe::protect(std::env::args_os().collect())?;
     }
     match &cli.command {
-        Command::Create(a) => lifecycle::create(root, a, log),
+        Command::Create(a) => lifecycle::create(root, a, log, rootless),
         Command::Start { id } => lifecycle::start(root, id, log),
-        Command::Run(a) => lifecycle::run(root, a, log),
+        Command::Run(a) => lifecycle::run(root, a, log, rootless),
         Command::State { id } => info::state(root, id),
         Command::Kill { id, signal, all } => lifecycle::kill(root, id, signal, *all),
         Command::Delete { id, force } => lifecycle::delete(root, id, *force, log),

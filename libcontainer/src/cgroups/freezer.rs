@@ -58,6 +58,11 @@ impl CgroupPaths {
         }
         match self.unified.as_deref() {
             Some(d) => v2_set(d, frozen),
+            None if self.v1.is_empty() => Err(Error::invalid(
+                "freezer",
+                "the container has no cgroup of its own (a rootless container without a \
+                 delegated cgroup)",
+            )),
             None => Err(Error::invalid(
                 "freezer",
                 "no freezer cgroup controller on this host",

@@ -3,6 +3,10 @@
 //! straight into the container's cgroup, and the child joins the other
 //! namespaces with one setns on the init's pidfd (per-namespace fds on
 //! kernels before 5.8) before the shared last steps.
+//!
+//! An unprivileged runtime (rootless) may enter a container's pid namespace
+//! only from inside its user namespace, which it could not leave again: then
+//! the child joins them all and forks once more, as runc's nsexec does.
 
 use super::plan::ProcessPlan;
 use super::program;
@@ -104,13 +108,28 @@ pub fn exec(
     } else {
         Some(own_namespaces()?)
     };
+    let mut fork_again = false;
     if !for_children.is_empty() {
-        nix::sched::setns(pidfd.as_fd(), for_children)
-            .or_else(|_| setns_all(pidfd.as_fd(), init, for_children).map_err(|_| Errno::EPERM))
-            .ctx(|| format!("enter the container's {for_children:?} for the new process"))?;
+        let entered = nix::sched::setns(pidfd.as_fd(), for_children)
+            .or_else(|_| setns_all(pidfd.as_fd(), init, for_children).map_err(|_| Errno::EPERM));
+        match entered {
+            Ok(()) => {}
+            Err(Errno::EPERM) if join.contains(CloneFlags::CLONE_NEWUSER) => fork_again = true,
+            Err(e) => {
+                return Err(Error::sys(
+                    format!("enter the container's {for_children:?} for the new process"),
+                    e,
+                ))
+            }
+        }
     }
-    let result = fork_into(plan, init, pidfd, cgroups, join - for_children, state);
-    if let Some(own) = own_ns {
+    let join = if fork_again {
+        join
+    } else {
+        join - for_children
+    };
+    let result = fork_into(plan, init, pidfd, cgroups, join, fork_again, state);
+    if let (Some(own), false) = (own_ns, fork_again) {
         for (fd, flag) in own {
             let _ = nix::sched::setns(fd.as_fd(), flag);
         }
@@ -141,12 +160,15 @@ fn own_namespaces() -> Result<Vec<(OwnedFd, CloneFlags)>> {
     .collect()
 }
 
+/// `fork_again`: the child enters pid/time namespaces itself and forks the
+/// process that runs the program (reported with `InitPid`).
 fn fork_into(
     plan: &ProcessPlan,
     init: i32,
     pidfd: &OwnedFd,
     cgroups: &CgroupPaths,
     join: CloneFlags,
+    fork_again: bool,
     state: &HookState,
 ) -> Result<Pid> {
     let (ours, theirs) = Channel::pair().ctx(|| "socketpair for the sync channel".into())?;
@@ -158,11 +180,12 @@ fn fork_into(
     let child = match forked {
         Forked::Child => {
             drop(ours);
-            run_child(plan, init, pidfd, join, theirs)
+            run_child(plan, init, pidfd, join, fork_again, theirs)
         }
         Forked::Parent(pid) => pid,
     };
     drop(theirs);
+    let mut process = child;
     let outcome = (|| {
         cgroups.join(child.as_raw(), placed)?;
         ours.send(&Msg::Continue)
@@ -176,10 +199,16 @@ fn fork_into(
                         .recv_fd()
                         .ctx(|| "sync: receive the seccomp listener".into())?;
                     if let Some(agent) = plan.seccomp.as_ref().and_then(|f| f.agent()) {
-                        agent.send(&listener, child.as_raw(), state)?;
+                        agent.send(&listener, process.as_raw(), state)?;
                     }
                     ours.send(&Msg::Continue)
                         .ctx(|| "sync: send continue".into())?;
+                }
+                Some(Msg::InitPid(pid)) if fork_again && process == child => {
+                    process = Pid::from_raw(pid);
+                    // The middle process is done; the caller reaps only
+                    // the program's process.
+                    let _ = nix::sys::wait::waitpid(child, None);
                 }
                 Some(Msg::Failed { errno, context }) => {
                     return Err(super::sync::init_error(errno, context))
@@ -193,14 +222,21 @@ fn fork_into(
         }
     })();
     if outcome.is_err() {
-        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(child, None);
+        let _ = nix::sys::signal::kill(process, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(process, None);
     }
-    outcome.map(|()| child)
+    outcome.map(|()| process)
 }
 
-fn run_child(plan: &ProcessPlan, init: i32, pidfd: &OwnedFd, join: CloneFlags, chan: Channel) -> ! {
-    let err = match enter_and_exec(plan, init, pidfd, join, &chan) {
+fn run_child(
+    plan: &ProcessPlan,
+    init: i32,
+    pidfd: &OwnedFd,
+    join: CloneFlags,
+    fork_again: bool,
+    chan: Channel,
+) -> ! {
+    let err = match enter_and_exec(plan, init, pidfd, join, fork_again, &chan) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -214,6 +250,7 @@ fn enter_and_exec(
     init: i32,
     pidfd: &OwnedFd,
     join: CloneFlags,
+    fork_again: bool,
     chan: &Channel,
 ) -> Result<std::convert::Infallible> {
     program::reset_signals();
@@ -231,6 +268,18 @@ fn enter_and_exec(
         super::tuning::set_affinity(set, "process.execCPUAffinity.final")?;
     }
     setns_all(pidfd.as_fd(), init, join)?;
+    if fork_again {
+        // SAFETY: this child is single-threaded; both sides go on with
+        // plain code and end in execve or _exit.
+        match unsafe { nix::unistd::fork() }.ctx(|| "fork into the pid namespace".into())? {
+            nix::unistd::ForkResult::Parent { child } => {
+                let _ = chan.send(&Msg::InitPid(child.as_raw()));
+                // SAFETY: leave without running the parent's destructors.
+                unsafe { libc::_exit(0) }
+            }
+            nix::unistd::ForkResult::Child => {}
+        }
+    }
     // A new mount namespace leaves the cwd behind in the old one.
     nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
     nix::unistd::setsid().ctx(|| "setsid".into())?;

@@ -39,20 +39,67 @@ impl Drop for Reaper {
 fn write_maps(pid: Pid, plan: &InitPlan) -> Result<()> {
     // gid_map before uid_map, as the kernel checks gid writes against the
     // writer's credentials in the parent namespace.
-    for (file, map) in [("gid_map", &plan.gid_map), ("uid_map", &plan.uid_map)] {
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, map).ctx(|| {
-            format!(
-                "linux.{}: write {path}",
-                if file == "uid_map" {
-                    "uidMappings"
-                } else {
-                    "gidMappings"
-                }
-            )
-        })?;
+    write_map(pid, "gid_map", &plan.gid_map, "gidMappings")?;
+    write_map(pid, "uid_map", &plan.uid_map, "uidMappings")
+}
+
+/// Writes one id map. A privileged writer writes any map; an unprivileged
+/// one (rootless) only a map of its own id, and for gids only after
+/// `setgroups` is denied; other maps go through the setuid helpers
+/// newuidmap/newgidmap, which check them against /etc/subuid and
+/// /etc/subgid, as in runc.
+fn write_map(pid: Pid, file: &str, map: &str, field: &str) -> Result<()> {
+    let path = format!("/proc/{pid}/{file}");
+    let err = match std::fs::write(&path, map) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => e,
+        Err(e) => return Err(Error::io(format!("linux.{field}: write {path}"), e)),
+    };
+    let own = if file == "gid_map" {
+        nix::unistd::getegid().as_raw()
+    } else {
+        nix::unistd::geteuid().as_raw()
+    };
+    let lines: Vec<Vec<&str>> = map
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    if let [only] = lines.as_slice() {
+        if only.len() == 3 && only[1] == own.to_string() && only[2] == "1" {
+            if file == "gid_map" {
+                let setgroups = format!("/proc/{pid}/setgroups");
+                std::fs::write(&setgroups, "deny")
+                    .ctx(|| format!("linux.{field}: write {setgroups}"))?;
+            }
+            return std::fs::write(&path, map).ctx(|| format!("linux.{field}: write {path}"));
+        }
     }
-    Ok(())
+    let helper = if file == "gid_map" {
+        "newgidmap"
+    } else {
+        "newuidmap"
+    };
+    let out = std::process::Command::new(helper)
+        .arg(pid.to_string())
+        .args(lines.iter().flatten())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(Error::invalid(
+            format!("linux.{field}"),
+            format!(
+                "{helper} {pid}: {}",
+                String::from_utf8_lossy(&o.stderr).trim_end()
+            ),
+        )),
+        Err(e) => Err(Error::invalid(
+            format!("linux.{field}"),
+            format!(
+                "write {path}: {err}; and {helper} (package uidmap), needed to map ids \
+                 other than one's own without privilege, cannot run: {e}"
+            ),
+        )),
+    }
 }
 
 fn describe_exit(pid: Pid) -> String {

@@ -35,7 +35,7 @@ impl Msg {
         use crate::Error;
         let (errno, context) = match err {
             Error::Sys { context, errno } => (errno as i32, context),
-            Error::Io { context, source } => (source.raw_os_error().unwrap_or(0), context),
+            Error::Io { context, error } => (error.raw_os_error().unwrap_or(0), context),
             other => (0, other.to_string()),
         };
         Msg::Failed { errno, context }

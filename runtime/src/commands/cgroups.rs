@@ -35,7 +35,7 @@ pub fn ps(root: &Path, a: &PsArgs) -> Result<i32> {
             } else {
                 serde_json::to_string(&pids)?
             };
-            println!("{text}");
+            crate::emit(&format!("{text}\n"));
             return Ok(0);
         }
         "table" => {}
@@ -150,9 +150,7 @@ pub fn events(root: &Path, a: &EventsArgs, log: &Logger) -> Result<i32> {
 
 fn print_event<T: serde::Serialize>(typ: &'static str, id: &str, data: Option<&T>) -> Result<()> {
     let event = Event { typ, id, data };
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", serde_json::to_string(&event)?)?;
-    out.flush()?;
+    crate::emit(&format!("{}\n", serde_json::to_string(&event)?));
     Ok(())
 }
 

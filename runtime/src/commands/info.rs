@@ -6,7 +6,7 @@ use std::path::Path;
 
 pub fn state(root: &Path, id: &str) -> Result<i32> {
     let s = Container::load(root, id)?.state();
-    println!("{}", serde_json::to_string_pretty(&s)?);
+    crate::emit(&format!("{}\n", serde_json::to_string_pretty(&s)?));
     Ok(0)
 }
 
@@ -14,13 +14,13 @@ pub fn list(root: &Path, format: &str, quiet: bool) -> Result<i32> {
     let all = Container::list(root)?;
     if quiet {
         for c in &all {
-            println!("{}", c.id);
+            crate::emit(&format!("{}\n", c.id));
         }
         return Ok(0);
     }
     match format {
-        "json" => println!("{}", serde_json::to_string(&all)?),
-        "table" => print!("{}", table(&all)),
+        "json" => crate::emit(&format!("{}\n", serde_json::to_string(&all)?)),
+        "table" => crate::emit(&table(&all)),
         other => bail!("invalid format option {other:?}"),
     }
     Ok(0)
@@ -98,7 +98,7 @@ pub fn features() -> Result<i32> {
             "io.github.keel.version": env!("CARGO_PKG_VERSION"),
         }
     });
-    println!("{}", serde_json::to_string_pretty(&doc)?);
+    crate::emit(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
     Ok(0)
 }
 

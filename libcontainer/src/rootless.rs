@@ -1,0 +1,123 @@
+//! Running without privilege: keel started by an unprivileged user (or by
+//! root inside a user namespace that a user made, as rootless podman runs
+//! it). The kernel does the isolation; what changes is what keel may touch
+//! on the host: its state root, the id maps it may write, and cgroups.
+
+use crate::cgroups::CgroupPaths;
+use crate::error::{Error, Result};
+use std::path::Path;
+
+/// Whether this process runs inside a user namespace other than the
+/// initial one (whose uid_map covers every id).
+pub fn in_user_namespace() -> bool {
+    match std::fs::read_to_string("/proc/self/uid_map") {
+        Ok(map) => {
+            let fields: Vec<&str> = map.split_whitespace().collect();
+            fields != ["0", "0", "4294967295"]
+        }
+        Err(_) => false,
+    }
+}
+
+/// runc's test for an unprivileged caller: a non-zero euid, or root in a
+/// user namespace started by a user other than root (`$USER`).
+pub fn unprivileged() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    in_user_namespace() && std::env::var("USER").map_or(true, |u| u != "root")
+}
+
+/// runc's `--rootless auto`: cgroup permission problems are expected when
+/// the euid is not root, or root is only root of a user namespace.
+pub fn expect_cgroup_denials() -> bool {
+    !nix::unistd::geteuid().is_root() || in_user_namespace()
+}
+
+/// The hierarchies of `paths` that this process may create the container's
+/// cgroup in. A rootless container without resource limits (and without a
+/// `cgroupsPath`: the caller checks) runs in its caller's cgroups where it
+/// may not make its own, as runc's rootless manager does; limits need a
+/// cgroup delegated to the user.
+pub(crate) fn usable_cgroups(
+    mut paths: CgroupPaths,
+    resources: Option<&oci_spec::runtime::LinuxResources>,
+) -> Result<CgroupPaths> {
+    let mut denied = Vec::new();
+    if let Some(dir) = &paths.unified {
+        if !may_create(dir) {
+            denied.push(dir.clone());
+            paths.unified = None;
+        }
+    }
+    paths.v1.retain(|_, dir| {
+        let ok = may_create(dir);
+        if !ok {
+            denied.push(dir.clone());
+        }
+        ok
+    });
+    if let Some(first) = denied.first() {
+        if asks_for_limits(resources) {
+            return Err(Error::invalid(
+                "linux.resources",
+                format!(
+                    "rootless container: no permission to create cgroup {}; resource \
+                     limits need a cgroup delegated to the user",
+                    first.display()
+                ),
+            ));
+        }
+    }
+    Ok(paths)
+}
+
+/// Whether the nearest existing ancestor of `dir` is writable to us.
+fn may_create(dir: &Path) -> bool {
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d.exists() {
+            return nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok();
+        }
+        cur = d.parent();
+    }
+    false
+}
+
+/// Device rules aside (a rootless container cannot make device nodes
+/// anyway), does the config set any limit?
+fn asks_for_limits(resources: Option<&oci_spec::runtime::LinuxResources>) -> bool {
+    let Some(r) = resources else {
+        return false;
+    };
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(r) else {
+        return true;
+    };
+    fields.iter().any(|(k, v)| {
+        k != "devices"
+            && match v {
+                serde_json::Value::Null => false,
+                serde_json::Value::Array(a) => !a.is_empty(),
+                serde_json::Value::Object(o) => !o.is_empty(),
+                _ => true,
+            }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::LinuxResources;
+
+    #[test]
+    fn limits_are_anything_but_device_rules() {
+        assert!(!asks_for_limits(None));
+        let r: LinuxResources =
+            serde_json::from_str(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#).expect("parse");
+        assert!(!asks_for_limits(Some(&r)));
+        let r: LinuxResources = serde_json::from_str(r#"{"pids":{"limit":10}}"#).expect("parse");
+        assert!(asks_for_limits(Some(&r)));
+        let r: LinuxResources = serde_json::from_str(r#"{"memory":{}}"#).expect("parse");
+        assert!(!asks_for_limits(Some(&r)));
+    }
+}
