@@ -360,9 +360,12 @@ fn pid_file_and_detach() {
             .trim()
             .parse()
             .unwrap_or_else(|_| panic!("{rt}: {text:?}"));
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        // runc may write the pid file a moment before the process execs.
+        let cmdline = || std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        wait_until(SEC5, || cmdline() == b"sleep\x001002\x00");
         assert_eq!(
-            cmdline, b"sleep\x001002\x00",
+            cmdline(),
+            b"sleep\x001002\x00",
             "{rt}: pid file {pid} is the process"
         );
         assert_eq!(
