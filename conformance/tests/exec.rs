@@ -415,7 +415,7 @@ fn pid_file_and_detach() {
         let o = run.wait(SEC5).expect("foreground exec ends");
         assert_eq!(o.code, 137, "{rt}: {o}");
         finish(&env, "det");
-        results.push((rt, (cmdline, ns.len())));
+        results.push((rt, (cmdline(), ns.len())));
     }
     assert_same("detached and pid file", &results);
 }
