@@ -163,11 +163,26 @@ struct MountAttr {
 /// mount_setattr(2) on the mount at `fd` itself (AT_EMPTY_PATH), recursively
 /// when `recursive`.
 pub fn mount_setattr(fd: BorrowedFd, recursive: bool, set: u64, clr: u64) -> nix::Result<()> {
+    setattr(fd, recursive, set, clr, 0)
+}
+
+/// mount_setattr(2) setting `set`, which names a user namespace
+/// (MOUNT_ATTR_IDMAP), to `userns`.
+pub fn mount_setattr_userns(
+    fd: BorrowedFd,
+    recursive: bool,
+    set: u64,
+    userns: BorrowedFd,
+) -> nix::Result<()> {
+    setattr(fd, recursive, set, 0, userns.as_raw_fd() as u64)
+}
+
+fn setattr(fd: BorrowedFd, recursive: bool, set: u64, clr: u64, userns_fd: u64) -> nix::Result<()> {
     let attr = MountAttr {
         attr_set: set,
         attr_clr: clr,
         propagation: 0,
-        userns_fd: 0,
+        userns_fd,
     };
     let mut flags = libc::AT_EMPTY_PATH as u32;
     if recursive {
@@ -188,16 +203,22 @@ pub fn mount_setattr(fd: BorrowedFd, recursive: bool, set: u64, clr: u64) -> nix
 }
 
 /// open_tree(2) with OPEN_TREE_CLONE: a detached bind mount of `path` (a
-/// file or a directory), as an O_PATH fd.
-pub fn open_tree_clone(path: &CStr) -> nix::Result<OwnedFd> {
+/// file or a directory; with its submounts when `recursive`), as an O_PATH
+/// fd.
+pub fn open_tree_clone(path: &CStr, recursive: bool) -> nix::Result<OwnedFd> {
     const OPEN_TREE_CLONE: u32 = 1;
+    let rec = if recursive {
+        libc::AT_RECURSIVE as u32
+    } else {
+        0
+    };
     // SAFETY: `path` is a valid C string that outlives the call.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_open_tree,
             libc::AT_FDCWD,
             path.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | rec,
         )
     };
     // SAFETY: the kernel just gave us this fd; nobody else owns it.

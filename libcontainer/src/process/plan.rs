@@ -141,6 +141,47 @@ fn cstrings(field: &str, v: &[String]) -> Result<Vec<CString>> {
         .collect()
 }
 
+/// The id maps of an idmapped mount (runtime-spec and runc 1.2 rules): the
+/// mount's own `uidMappings`/`gidMappings`, or with only `idmap`/`ridmap`
+/// the container's; bind mounts only.
+fn idmap_of(
+    i: usize,
+    m: &oci_spec::runtime::Mount,
+    options: &rootfs::options::MountOptions,
+    is_bind: bool,
+    linux: &oci_spec::runtime::Linux,
+) -> Result<Option<rootfs::idmap::IdMaps>> {
+    let (uids, gids) = (m.uid_mappings(), m.gid_mappings());
+    let own = uids.as_ref().is_some_and(|v| !v.is_empty())
+        || gids.as_ref().is_some_and(|v| !v.is_empty());
+    if !options.idmap && !own {
+        return Ok(None);
+    }
+    if !is_bind {
+        return Err(Error::invalid(
+            format!("mounts[{i}]"),
+            "idmapped mounts are only supported for bind mounts",
+        ));
+    }
+    let (uid_map, gid_map) = if own {
+        (id_map(uids), id_map(gids))
+    } else {
+        (id_map(linux.uid_mappings()), id_map(linux.gid_mappings()))
+    };
+    if uid_map.is_empty() || gid_map.is_empty() {
+        return Err(Error::invalid(
+            format!("mounts[{i}]"),
+            "an idmapped mount needs both uidMappings and gidMappings (its own, or the \
+             container's user namespace's)",
+        ));
+    }
+    Ok(Some(rootfs::idmap::IdMaps {
+        uid_map,
+        gid_map,
+        recursive: options.idmap_recursive,
+    }))
+}
+
 fn id_map(maps: &Option<Vec<LinuxIdMapping>>) -> String {
     maps.iter()
         .flatten()
@@ -233,11 +274,22 @@ impl InitPlan {
             if is_bind && destination == Path::new("/dev") {
                 binds_dev = true;
             }
+            let idmapped = match idmap_of(i, m, &options, is_bind, linux)? {
+                Some(maps) => {
+                    let src = source.as_deref().unwrap_or(Path::new(""));
+                    let rbind = options.flags.contains(MsFlags::MS_REC);
+                    let tree = rootfs::idmap::prepare(src, rbind, &maps)
+                        .map_err(|e| e.in_field(format!("mounts[{i}]")))?;
+                    Some(std::sync::Arc::new(tree))
+                }
+                None => None,
+            };
             mounts.push(Mount {
                 destination,
                 typ,
                 source,
                 options,
+                idmapped,
             });
         }
 

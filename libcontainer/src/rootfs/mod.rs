@@ -3,6 +3,7 @@
 //! read-only and masked paths. Runs in the init, in its mount namespace.
 
 mod devices;
+pub mod idmap;
 mod mounts;
 pub mod options;
 pub mod path;

@@ -23,6 +23,9 @@ pub struct Mount {
     pub source: Option<PathBuf>,
     /// Parsed options.
     pub options: MountOptions,
+    /// An idmapped bind: the detached tree the runtime made of the source
+    /// (see [`super::idmap`]).
+    pub idmapped: Option<std::sync::Arc<OwnedFd>>,
 }
 
 impl Mount {
@@ -33,12 +36,6 @@ impl Mount {
 
 pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
     let dest = &m.destination;
-    if m.options.idmap {
-        return Err(Error::invalid(
-            "options",
-            "idmap mounts are not supported yet",
-        ));
-    }
     if m.typ == "cgroup" || m.typ == "cgroup2" {
         return mount_cgroup(root, m, plan);
     }
@@ -75,7 +72,15 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
         )
     };
     let o = &m.options;
-    if m.is_bind() {
+    if let Some(tree) = &m.idmapped {
+        super::idmap::attach(tree.as_fd(), target.as_fd()).ctx(what)?;
+        let rest = o.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !rest.is_empty() {
+            let top = reopen(root, dest)?;
+            remount_bind(&path::fd_path(&top), rest)
+                .ctx(|| format!("remount {} with its options", dest.display()))?;
+        }
+    } else if m.is_bind() {
         let bind = MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC);
         nix::mount::mount(m.source.as_deref(), &at, None::<&str>, bind, None::<&str>).ctx(what)?;
         // Flags other than bind/rec only take effect through a remount.

@@ -20,6 +20,8 @@ pub struct MountOptions {
     pub copy_up: bool,
     /// `idmap` / `ridmap` were asked for.
     pub idmap: bool,
+    /// `ridmap`: idmap every mount of the tree.
+    pub idmap_recursive: bool,
 }
 
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
@@ -43,6 +45,7 @@ pub fn parse(options: &[String]) -> MountOptions {
         data: String::new(),
         copy_up: false,
         idmap: false,
+        idmap_recursive: false,
     };
     for opt in options {
         let (set, clear) = match opt.as_str() {
@@ -99,6 +102,7 @@ pub fn parse(options: &[String]) -> MountOptions {
             }
             "idmap" | "ridmap" => {
                 o.idmap = true;
+                o.idmap_recursive = opt == "ridmap";
                 continue;
             }
             other => {

@@ -76,7 +76,7 @@ pub fn protect(args: Vec<OsString>) -> Result<Protection> {
 /// A detached, read-only bind mount of our binary (an O_PATH fd to it).
 /// Through it, /proc/<pid>/exe gives only EROFS to an open for writing.
 fn readonly_bind() -> nix::Result<OwnedFd> {
-    let tree = crate::sys::open_tree_clone(c"/proc/self/exe")?;
+    let tree = crate::sys::open_tree_clone(c"/proc/self/exe", false)?;
     crate::sys::mount_setattr(tree.as_fd(), false, libc::MOUNT_ATTR_RDONLY, 0)?;
     Ok(tree)
 }
