@@ -245,14 +245,13 @@ fn agent(path: &std::path::Path, errno: i32) -> std::thread::JoinHandle<Vec<Valu
     })
 }
 
-/// SCMP_ACT_NOTIFY: the listener and the container process state reach the
-/// agent at listenerPath (for the init at create, for each exec'd
-/// process), and the agent's answer is what mkdir gets.
-#[test]
-fn notify_goes_to_the_agent() {
-    let env = TestEnv::keel();
+/// SCMP_ACT_NOTIFY under `env`'s runtime: the init's mkdir and an exec'd
+/// mkdir are notified to an agent that answers ENOMSG (42). Returns the
+/// exec's output, the container process states the agent got, and the
+/// init's pid.
+fn notify_scenario(env: &TestEnv, id: &str) -> (Output, Vec<Value>, Value) {
     let sock = env.dir.join("agent.sock");
-    let mut b: Bundle = env.bundle("scnotify");
+    let mut b: Bundle = env.bundle(id);
     b.sh("mkdir /tmp/d 2>/tmp/init.err; exec sleep 1000");
     b.set(
         "/linux/seccomp",
@@ -267,18 +266,25 @@ fn notify_goes_to_the_agent() {
         "/mounts",
         json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}),
     );
-    // ENOMSG: "No message of desired type".
     let agent = agent(&sock, 42);
     env.run_with(&b, &["-d"])
-        .expect_ok("run -d with a NOTIFY rule");
-    let pid = env.state("scnotify").expect("state")["pid"].clone();
-    let o = env.cmd(&[
-        "exec",
-        "scnotify",
-        "sh",
-        "-c",
-        "cat /tmp/init.err; mkdir /tmp/e",
-    ]);
+        .expect_ok(&format!("{} run -d with a NOTIFY rule", env.rt.name));
+    let pid = env.state(id).expect("state")["pid"].clone();
+    let o = env.cmd(&["exec", id, "sh", "-c", "cat /tmp/init.err; mkdir /tmp/e"]);
+    env.cmd(&["delete", "--force", id])
+        .expect_ok(&format!("{} delete", env.rt.name));
+    assert_no_leaks(env, id);
+    drop(std::os::unix::net::UnixStream::connect(&sock).expect("stop the agent"));
+    (o, agent.join().expect("agent"), pid)
+}
+
+/// The listener and the container process state reach the agent at
+/// listenerPath (for the init at create, for each exec'd process), and
+/// the agent's answer is what mkdir gets.
+#[test]
+fn notify_goes_to_the_agent() {
+    let env = TestEnv::keel();
+    let (o, states, pid) = notify_scenario(&env, "scnotify");
     assert_eq!(o.code, 1, "{o}");
     assert!(
         o.stdout.contains("No message of desired type"),
@@ -288,11 +294,6 @@ fn notify_goes_to_the_agent() {
         o.stderr.contains("No message of desired type"),
         "exec's mkdir: {o}"
     );
-    env.cmd(&["delete", "--force", "scnotify"])
-        .expect_ok("delete");
-    assert_no_leaks(&env, "scnotify");
-    drop(std::os::unix::net::UnixStream::connect(&sock).expect("stop the agent"));
-    let states = agent.join().expect("agent");
     assert_eq!(states.len(), 2, "{states:?}");
     for (s, status) in states.iter().zip(["creating", "running"]) {
         assert_eq!(s["fds"], json!(["seccompFd"]), "{s}");
@@ -304,4 +305,36 @@ fn notify_goes_to_the_agent() {
     }
     assert_eq!(states[0]["pid"], pid);
     assert_ne!(states[1]["pid"], pid);
+}
+
+/// The same under runc: the same answers reach the processes, and the
+/// agent gets messages of the same shape (keys, fds, metadata, statuses).
+#[test]
+fn notify_same_as_runc() {
+    let Some(runc) = require_runc!() else { return };
+    let env = TestEnv::new(runc);
+    let (o, states, pid) = notify_scenario(&env, "scnotifyr");
+    assert_eq!(o.code, 1, "{o}");
+    assert!(o.stdout.contains("No message of desired type"), "{o}");
+    assert!(o.stderr.contains("No message of desired type"), "{o}");
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        k.sort();
+        k
+    };
+    assert_eq!(states.len(), 2, "{states:?}");
+    for (s, status) in states.iter().zip(["creating", "running"]) {
+        assert_eq!(
+            keys(s),
+            ["fds", "metadata", "ociVersion", "pid", "state"],
+            "{s}"
+        );
+        assert_eq!(s["fds"], json!(["seccompFd"]), "{s}");
+        assert_eq!(s["metadata"], json!("meta-1"), "{s}");
+        assert_eq!(s["state"]["status"], json!(status), "{s}");
+        assert_eq!(s["state"]["pid"], pid, "{s}");
+    }
 }
