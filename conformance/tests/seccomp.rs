@@ -128,6 +128,15 @@ fn features_report_seccomp() {
     let f = env.cmd(&["features"]).json().expect("features JSON");
     let s = &f["linux"]["seccomp"];
     assert_eq!(s["enabled"], json!(true), "{s}");
+    assert!(
+        s["actions"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("SCMP_ACT_NOTIFY"))),
+        "{s}"
+    );
+    for lsm in ["apparmor", "selinux"] {
+        assert_eq!(f["linux"][lsm]["enabled"], json!(true), "{lsm}: {f}");
+    }
     for key in [
         "actions",
         "operators",

@@ -483,3 +483,45 @@ fn lsm_profiles_without_the_lsm_are_refused() {
         assert_no_leaks(env, "lsmexec");
     }
 }
+
+/// Whether `pid` runs from a binary on a read-only mount (statvfs of its
+/// exe, through the kernel's link).
+fn exe_on_read_only_mount(pid: i32) -> bool {
+    let path = std::ffi::CString::new(format!("/proc/{pid}/exe")).expect("path");
+    // SAFETY: statvfs into a zeroed struct, with a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
+    r == 0 && st.f_flag & libc::ST_RDONLY != 0
+}
+
+/// CVE-2019-5736 during run and exec: the runtime processes that fork the
+/// container's processes (which inherit their exe until execve) run from a
+/// read-only view of keel's binary, not from the writable file.
+#[test]
+fn cve_2019_5736_run_and_exec_run_from_a_read_only_view() {
+    let env = TestEnv::keel();
+    assert!(
+        !exe_on_read_only_mount(std::process::id() as i32),
+        "this check needs the test binary on a writable mount"
+    );
+    let mut b = env.bundle("exeview");
+    b.set("/process/args", json!(["sleep", "1000"]));
+    b.save().expect("save");
+    let bundle = b.dir.to_string_lossy().into_owned();
+    let run = env
+        .spawn(&["run", "--bundle", &bundle, "exeview"])
+        .expect("spawn run");
+    assert!(env.wait_status("exeview", "running", SEC10));
+    assert!(exe_on_read_only_mount(run.pid()), "keel run");
+    let exec = env
+        .spawn(&["exec", "exeview", "sleep", "1000"])
+        .expect("spawn exec");
+    assert!(
+        wait_until(SEC10, || exe_on_read_only_mount(exec.pid())),
+        "keel exec"
+    );
+    env.cmd(&["delete", "--force", "exeview"])
+        .expect_ok("delete");
+    drop((run, exec));
+    assert_no_leaks(&env, "exeview");
+}

@@ -89,8 +89,10 @@ pub fn features() -> Result<i32> {
                 "knownFlags": libkeel::security::seccomp::KNOWN_FLAGS,
                 "supportedFlags": libkeel::security::seccomp::supported_flags(),
             },
-            "apparmor": {"enabled": false},
-            "selinux": {"enabled": false},
+            // Whether keel can apply them (runc's meaning), not whether this
+            // host has the LSM on.
+            "apparmor": {"enabled": true},
+            "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": true}}
         },
