@@ -525,3 +525,46 @@ fn cve_2019_5736_run_and_exec_run_from_a_read_only_view() {
     drop((run, exec));
     assert_no_leaks(&env, "exeview");
 }
+
+/// CVE-2025-52565: the pty is bound over /dev/console; an image whose
+/// /dev/console is a symlink must not choose where that bind lands.
+#[test]
+fn dev_console_symlink_is_refused() {
+    let env = TestEnv::keel();
+    let host = env.dir.join("host-console");
+    std::fs::write(&host, "host\n").expect("write");
+    let mut b = env.bundle("console");
+    b.remove_mount("/dev/pts")
+        .remove_mount("/dev/shm")
+        .remove_mount("/dev/mqueue")
+        .remove_mount("/dev");
+    b.push(
+        "/mounts",
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
+    );
+    std::os::unix::fs::symlink("/hostfile", b.rootfs().join("dev/console")).expect("symlink");
+    b.push(
+        "/mounts",
+        json!({"destination": "/hostfile", "type": "bind", "source": host,
+               "options": ["bind", "ro"]}),
+    );
+    b.set("/process/terminal", json!(true));
+    // Connecting is all keel does with it before the refusal.
+    let sock = env.dir.join("console.sock");
+    let _server = std::os::unix::net::UnixListener::bind(&sock).expect("bind console socket");
+    b.save().expect("save");
+    let bundle = b.dir.to_string_lossy().into_owned();
+    let o = env.cmd(&[
+        "create",
+        "--bundle",
+        &bundle,
+        "--console-socket",
+        &sock.to_string_lossy(),
+        "console",
+    ]);
+    o.expect_fail("create with /dev/console a symlink");
+    assert!(o.stderr.contains("/dev/console is a symlink"), "{o}");
+    assert_eq!(std::fs::read_to_string(&host).expect("read"), "host\n");
+    assert_no_leaks(&env, "console");
+}
