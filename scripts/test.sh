@@ -25,8 +25,8 @@ require_cargo
 # Test dependencies from apt: runc for the differential conformance tests,
 # busybox-static for the test rootfs, util-linux for unshare, libseccomp-dev
 # for the seccomp compiler's differential tests, uidmap (newuidmap) for the
-# rootless tests with several id ranges.
-ensure_packages runc busybox-static util-linux libseccomp-dev uidmap
+# rootless tests with several id ranges, podman for the rootless podman test.
+ensure_packages runc busybox-static util-linux libseccomp-dev uidmap podman
 
 # rustfmt and clippy come with a rustup toolchain as components.
 if command -v rustup >/dev/null; then

@@ -19,6 +19,7 @@
 mod bundle;
 mod env;
 mod leaks;
+pub mod rootless;
 
 pub use bundle::Bundle;
 pub use env::{Output, Runtime, TestEnv};

@@ -8,59 +8,13 @@
 //! the user's ids and no mount namespace wrapper: an unprivileged runtime
 //! cannot mount anything on the host.
 
+use keel_conformance::rootless::{user, User, USER};
 use keel_conformance::{require_runc, wait_until, Bundle, TestEnv};
 use serde_json::{json, Value};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-const USER: &str = "keel-rootless";
-
-struct User {
-    uid: u32,
-    gid: u32,
-    /// First subordinate uid and gid.
-    sub: (u32, u32),
-}
-
-/// The test user, made on first use; None (with the reason printed) where
-/// it cannot be.
-fn user() -> Option<User> {
-    let id = |flag: &str| -> Option<u32> {
-        let o = Command::new("id").args([flag, USER]).output().ok()?;
-        String::from_utf8_lossy(&o.stdout).trim().parse().ok()
-    };
-    if id("-u").is_none() {
-        let made = Command::new("useradd")
-            .args(["--create-home", "--shell", "/bin/sh", USER])
-            .status();
-        if !matches!(made, Ok(s) if s.success()) {
-            eprintln!("SKIPPED rootless: useradd {USER} failed: {made:?}");
-            return None;
-        }
-    }
-    let sub = |file: &str| -> Option<u32> {
-        let text = std::fs::read_to_string(file).ok()?;
-        text.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() == 3 && f[0] == USER)
-                .then(|| f[1].parse().ok())
-                .flatten()
-        })
-    };
-    match (id("-u"), id("-g"), sub("/etc/subuid"), sub("/etc/subgid")) {
-        (Some(uid), Some(gid), Some(su), Some(sg)) => Some(User {
-            uid,
-            gid,
-            sub: (su, sg),
-        }),
-        other => {
-            eprintln!("SKIPPED rootless: {USER} has no ids or subordinate ranges: {other:?}");
-            None
-        }
-    }
-}
 
 /// One runtime run by the test user: its own copy of the binary (the
 /// build's may sit where the user cannot reach), a state root and

@@ -143,17 +143,23 @@ impl ContainerBuilder {
         // As runc: only a cgroup the config did not name may be done without.
         let tolerant =
             self.rootless_cgroups && cgroups_path.is_none_or(|p| p.as_os_str().is_empty());
+        let mut seen = None;
         if tolerant {
             let resources = linux.and_then(|l| l.resources().as_ref());
-            cgroups = crate::rootless::usable_cgroups(cgroups, resources)?;
+            let (usable, in_fact) = crate::rootless::usable_cgroups(cgroups, resources)?;
+            cgroups = usable;
+            seen = Some(in_fact);
         }
-        let plan = InitPlan::new(
+        let mut plan = InitPlan::new(
             &self.id,
             &bundle,
             &cgroups,
             &self.options,
             self.console_socket.take(),
         )?;
+        if let Some(seen) = seen {
+            plan.rootfs.cgroups = seen;
+        }
         let dir = StateDir::create(&self.root, &self.id)?;
         let mut made_cgroups = false;
         let mut cgroup_warnings = Vec::new();

@@ -39,21 +39,31 @@ pub fn expect_cgroup_denials() -> bool {
 /// `cgroupsPath`: the caller checks) runs in its caller's cgroups where it
 /// may not make its own, as runc's rootless manager does; limits need a
 /// cgroup delegated to the user.
+///
+/// Also returns the cgroups the container will really be in (its own, or
+/// its caller's), which is what its `cgroup` mounts show.
 pub(crate) fn usable_cgroups(
     mut paths: CgroupPaths,
     resources: Option<&oci_spec::runtime::LinuxResources>,
-) -> Result<CgroupPaths> {
+) -> Result<(CgroupPaths, CgroupPaths)> {
+    let own = CgroupPaths::own()?;
+    let mut seen = paths.clone();
     let mut denied = Vec::new();
     if let Some(dir) = &paths.unified {
         if !may_create(dir) {
             denied.push(dir.clone());
             paths.unified = None;
+            seen.unified = own.unified.clone();
         }
     }
-    paths.v1.retain(|_, dir| {
+    paths.v1.retain(|key, dir| {
         let ok = may_create(dir);
         if !ok {
             denied.push(dir.clone());
+            match own.v1.get(key) {
+                Some(d) => seen.v1.insert(key.clone(), d.clone()),
+                None => seen.v1.remove(key),
+            };
         }
         ok
     });
@@ -69,7 +79,7 @@ pub(crate) fn usable_cgroups(
             ));
         }
     }
-    Ok(paths)
+    Ok((paths, seen))
 }
 
 /// Whether the nearest existing ancestor of `dir` is writable to us.

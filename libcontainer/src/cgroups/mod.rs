@@ -153,6 +153,17 @@ impl CgroupPaths {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from(id),
         };
+        Self::below_own_or_root(inner)
+    }
+
+    /// The cgroups this process is in.
+    pub fn own() -> Result<CgroupPaths> {
+        Self::below_own_or_root(PathBuf::new())
+    }
+
+    /// `inner` under each hierarchy's root when absolute, else under this
+    /// process's own cgroup.
+    fn below_own_or_root(inner: PathBuf) -> Result<CgroupPaths> {
         if inner
             .components()
             .any(|c| matches!(c, std::path::Component::ParentDir))

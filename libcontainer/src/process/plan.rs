@@ -248,7 +248,10 @@ impl InitPlan {
             .as_ref()
             .ok_or_else(|| Error::invalid("linux", "missing"))?;
         let ns = Namespaces::from_spec(spec)?;
-        let in_userns = ns.has_new(LinuxNamespaceType::User);
+        // Also when keel itself runs in a user namespace (rootless podman
+        // runs it as root of one): mknod is denied there too.
+        let in_userns =
+            ns.has_new(LinuxNamespaceType::User) || crate::rootless::in_user_namespace();
 
         let mut mounts = Vec::new();
         let mut binds_dev = false;
