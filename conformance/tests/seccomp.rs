@@ -106,6 +106,41 @@ fn docker_default_profile_same_as_runc() {
     assert_eq!(o.stdout, DOCKER_EXPECTED, "runc: {o}");
 }
 
+/// containers/common's profile, as podman passes it on amd64.
+fn podman_profile() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../libcontainer/tests/fixtures/seccomp/podman-default.json"
+    );
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).expect("fixture JSON")
+}
+
+/// The same script under podman's profile, keel and runc, with and
+/// without no_new_privs: the same output.
+#[test]
+fn podman_default_profile_same_as_runc() {
+    let script = "uname -s; mkdir /tmp/d && echo mkdir-ok; \
+        unshare -m true 2>/dev/null && echo unshare-ok || echo unshare-denied; \
+        ls / >/dev/null && echo ls-ok; grep -E '^Seccomp:' /proc/self/status | tr '\\t' ' '";
+    let keel = TestEnv::keel();
+    let mut outputs = Vec::new();
+    for nnp in [true, false] {
+        let o = run_in(&keel, "scpodman", podman_profile(), nnp, script);
+        o.expect_ok("run under podman's profile");
+        outputs.push(o.stdout);
+    }
+    assert_eq!(outputs[0], outputs[1], "nnp true vs false");
+    assert_eq!(
+        outputs[0],
+        "Linux\nmkdir-ok\nunshare-denied\nls-ok\nSeccomp: 2\n"
+    );
+    let Some(runc) = require_runc!() else { return };
+    let env = TestEnv::new(runc);
+    let o = run_in(&env, "scpodmanr", podman_profile(), true, script);
+    assert_eq!(o.stdout, outputs[0], "runc: {o}");
+}
+
 #[test]
 fn bad_operator_names_the_field() {
     let env = TestEnv::keel();
