@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The cgroup v2 test lane: boots Debian's kernel under QEMU (TCG) with an
-# initramfs holding a static keel, a static build of the conformance
-# `cgroups` tests, busybox and nothing else, on a pure cgroup2 hierarchy with
-# every controller enabled; runs those tests there and reports over the
-# serial console. Exits 0 when they all pass.
+# The cgroup v2 test lanes: boot Debian's kernel under QEMU (TCG) with an
+# initramfs holding a static keel, static builds of conformance tests and
+# busybox, on a pure cgroup2 hierarchy; run the tests there and report over
+# the serial console. Exits 0 when they all pass.
 #
-# The same test file runs on this host's layout (hybrid) in `cargo test`;
-# here it runs on pure v2 (devices by eBPF, cgroup.freeze, memory.events).
+#   scripts/cgroup-v2-vm.sh            busybox as init, cgroup2 with every
+#                                      controller enabled: the `cgroups`
+#                                      tests (run on this host's own layout
+#                                      by `cargo test`) on pure v2
+#   scripts/cgroup-v2-vm.sh --systemd  systemd (this host's, with the
+#                                      libraries it needs) as init: the
+#                                      `systemd` tests (--systemd-cgroup)
 #
 # Environment:
 #   KEEL_VM_TIMEOUT   seconds the VM may run (default 600)
@@ -20,38 +24,47 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$KEEL_REPO_ROOT"
 
+mode=busybox
+case "${1:-}" in
+"") ;;
+--systemd) mode=systemd ;;
+*) die "usage: $0 [--systemd]" ;;
+esac
+tests=cgroups
+[[ $mode == systemd ]] && tests=systemd
+
 require_root "scripts/cgroup-v2-vm.sh"
 require_cargo
-ensure_packages qemu-system-x86 linux-image-amd64 busybox-static cpio binutils
+packages=(qemu-system-x86 linux-image-amd64 busybox-static cpio binutils)
+[[ $mode == systemd ]] && packages+=(systemd)
+ensure_packages "${packages[@]}"
 
 kernel="$(find /boot -maxdepth 1 -name 'vmlinuz-*' | sort -V | tail -n1)"
 [[ -n "$kernel" ]] || die "no kernel under /boot (package linux-image-amd64)"
 kver="${kernel#/boot/vmlinuz-}"
 modules="/lib/modules/$kver"
 
-qemu_works() {
-	qemu-system-x86_64 -accel help 2>/dev/null | grep -qx tcg
-}
-if ! qemu_works; then
-	echo "SKIP cgroup v2 lane: qemu-system-x86_64 cannot run with TCG here" >&2
+if ! qemu-system-x86_64 -accel help 2>/dev/null | grep -qx tcg; then
+	echo "SKIP cgroup v2 lane ($mode): qemu-system-x86_64 cannot run with TCG here" >&2
 	exit 0
 fi
 
 # Static builds (glibc with crt-static), so that the initramfs needs no
-# libraries. Their own target triple keeps them apart from the host builds.
+# libraries for them. Their own target triple keeps them apart from the
+# host builds.
 triple=x86_64-unknown-linux-gnu
 profile="${KEEL_VM_PROFILE:-dev}"
 profile_dir=debug
 [[ "$profile" == dev ]] || profile_dir="$profile"
 export RUSTFLAGS="-C target-feature=+crt-static"
-log "building static keel and the static cgroups conformance tests ($profile)"
+log "building static keel and the static $tests conformance tests ($profile)"
 cargo build --profile "$profile" --target "$triple" -p keel-runtime
-test_bin="$(cargo test --profile "$profile" --target "$triple" -p keel-conformance --test cgroups \
+test_bin="$(cargo test --profile "$profile" --target "$triple" -p keel-conformance --test "$tests" \
 	--no-run --message-format=json 2>/dev/null |
-	python3 -c 'import json,sys
+	TESTS="$tests" python3 -c 'import json,os,sys
 for l in sys.stdin:
     m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "cgroups" and m.get("executable"):
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == os.environ["TESTS"] and m.get("executable"):
         print(m["executable"])')"
 unset RUSTFLAGS
 keel_bin="$(keel_target_dir)/$triple/$profile_dir/keel"
@@ -65,29 +78,38 @@ else
 	log "work directory: $work"
 fi
 root="$work/initramfs"
-mkdir -p "$root"/{bin,proc,sys,dev,tmp,newroot,modules}
+mkdir -p "$root"/{bin,proc,sys,dev,tmp,run,newroot,modules,etc}
 cp "$(busybox_path)" "$root/bin/busybox"
 # Without debug info: smaller initramfs, faster boot.
 strip -o "$root/keel" "$keel_bin"
-strip -o "$root/cgroups-test" "$test_bin"
+strip -o "$root/tests" "$test_bin"
 # brd: a RAM block device, so that io.max has a device to throttle.
-for m in brd; do
-	f="$(find "$modules" -name "$m.ko*" | head -n1)"
-	[[ -n "$f" ]] && cp "$f" "$root/modules/"
-done
+f="$(find "$modules" -name 'brd.ko*' | head -n1)"
+[[ -n "$f" ]] && cp "$f" "$root/modules/"
+if [[ -n "${KEEL_VM_FILTER:-}" ]]; then
+	printf '%s\n' "$KEEL_VM_FILTER" >"$root/filter"
+fi
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+
+# The tests, as either init runs them; the exit status goes to the console.
+cat >"$root/run-tests" <<'EOF'
+#!/bin/busybox sh
+export PATH=/bin:/usr/bin
+for m in /modules/*.ko; do [ -e "$m" ] && insmod "$m" rd_nr=1 rd_size=8192; done
+echo "KEEL-VM kernel $(uname -r), init $(cat /proc/1/comm); cgroup2: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
+cd /tmp
+KEEL_RUNTIME=/keel RUST_BACKTRACE=1 /tests --test-threads=1 $(cat /filter 2>/dev/null) 2>&1
+echo "KEEL-VM-EXIT $?"
+sync
+poweroff -f
+EOF
 
 # Stage 1: the initramfs root cannot be pivot_root'ed (containers need
-# that), so copy everything onto a tmpfs and switch_root to it.
-cat >"$root/init" <<'EOF'
-#!/bin/busybox sh
-/bin/busybox mount -t tmpfs -o mode=0755 tmpfs /newroot
-for d in bin keel cgroups-test modules stage2 filter; do
-	[ -e /$d ] && /bin/busybox cp -a /$d /newroot/
-done
-/bin/busybox mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp
-exec /bin/busybox switch_root /newroot /stage2
-EOF
-cat >"$root/stage2" <<'EOF'
+# that), so everything is copied onto a tmpfs and switch_root'ed to.
+if [[ $mode == busybox ]]; then
+	next=/stage2
+	cat >"$root/stage2" <<'EOF'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -99,21 +121,64 @@ mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
 	echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control
 done
-for m in /modules/*.ko; do [ -e "$m" ] && insmod "$m" rd_nr=1 rd_size=8192; done
-echo "KEEL-VM kernel $(uname -r); cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
-cd /tmp
-KEEL_RUNTIME=/keel RUST_BACKTRACE=1 /cgroups-test --test-threads=1 $(cat /filter 2>/dev/null) 2>&1
-echo "KEEL-VM-EXIT $?"
-sync
-poweroff -f
+exec /run-tests
 EOF
-chmod +x "$root/init" "$root/stage2"
-if [[ -n "${KEEL_VM_FILTER:-}" ]]; then
-	printf '%s\n' "$KEEL_VM_FILTER" >"$root/filter"
+	chmod +x "$root/stage2"
+	append=""
+else
+	next=/lib/systemd/systemd
+	# systemd and what it loads, from this host's packages.
+	mkdir -p "$root"/{usr/bin,usr/lib/x86_64-linux-gnu,lib64,etc/systemd/system,var}
+	ln -s usr/lib "$root/lib"
+	cp -a /usr/lib/systemd "$root/usr/lib/"
+	cp -a /usr/lib/x86_64-linux-gnu/systemd "$root/usr/lib/x86_64-linux-gnu/"
+	cp /usr/bin/systemctl "$root/usr/bin/"
+	for f in /usr/lib/systemd/systemd /usr/lib/systemd/systemd-* /usr/bin/systemctl \
+		/usr/lib/x86_64-linux-gnu/systemd/*.so; do
+		# (Some are scripts: ldd fails on those.)
+		ldd "$f" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\/.*ld-linux/ {print $1}' || true
+	done | sort -u | while read -r lib; do
+		mkdir -p "$root$(dirname "$lib")"
+		cp -L "$lib" "$root$lib"
+	done
+	cp /usr/lib/os-release "$root/etc/os-release"
+	: >"$root/etc/machine-id"
+	# Boot straight into a target that runs the tests and nothing else.
+	cat >"$root/etc/systemd/system/keel-test.target" <<'EOF'
+[Unit]
+Description=keel tests
+AllowIsolate=yes
+Requires=keel-test.service
+After=keel-test.service
+EOF
+	cat >"$root/etc/systemd/system/keel-test.service" <<'EOF'
+[Unit]
+DefaultDependencies=no
+[Service]
+Type=oneshot
+ExecStartPre=/bin/busybox --install -s /bin
+ExecStart=/run-tests
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/ttyS0
+EOF
+	ln -s keel-test.target "$root/etc/systemd/system/default.target"
+	append="systemd.show_status=0 systemd.unified_cgroup_hierarchy=1"
 fi
+cat >"$root/init" <<EOF
+#!/bin/busybox sh
+/bin/busybox mount -t tmpfs -o mode=0755 tmpfs /newroot
+for d in /*; do
+	case "\$d" in /proc|/sys|/dev|/newroot|/init) continue ;; esac
+	/bin/busybox cp -a "\$d" /newroot/
+done
+for d in proc sys dev tmp run; do /bin/busybox mkdir -p /newroot/\$d; done
+exec /bin/busybox switch_root /newroot $next
+EOF
+chmod +x "$root/init" "$root/run-tests"
 (cd "$root" && find . | cpio -o -H newc --quiet) | gzip -1 >"$work/initramfs.cpio.gz"
 
-log "booting $kernel under qemu (tcg)"
+log "booting $kernel under qemu (tcg), init: $mode"
 console="$work/console.log"
 start=$(date +%s)
 rc=0
@@ -121,14 +186,14 @@ timeout --kill-after=10 "${KEEL_VM_TIMEOUT:-600}" qemu-system-x86_64 \
 	-accel tcg -smp 2 -m 1024 -nodefaults -no-reboot -display none \
 	-serial "file:$console" \
 	-kernel "$kernel" -initrd "$work/initramfs.cpio.gz" \
-	-append "console=ttyS0 rdinit=/init panic=-1 quiet loglevel=3 oops=panic" || rc=$?
+	-append "console=ttyS0 rdinit=/init panic=-1 quiet loglevel=3 oops=panic $append" || rc=$?
 took=$(($(date +%s) - start))
 cat "$console"
 log "VM ran ${took}s (qemu exit $rc)"
-status="$(sed -n 's/^KEEL-VM-EXIT \([0-9]*\).*/\1/p' "$console" | tr -d '\r' | tail -n1)"
+status="$(tr -d '\r' <"$console" | sed -n 's/^KEEL-VM-EXIT \([0-9]*\).*/\1/p' | tail -n1)"
 if [[ -z "$status" ]]; then
-	die "cgroup v2 lane: the tests did not finish in the VM (see the console above)"
+	die "cgroup v2 lane ($mode): the tests did not finish in the VM (see the console above)"
 fi
-grep -q '^test result: ok' <(tr -d '\r' <"$console") || die "cgroup v2 lane: tests failed (exit $status)"
-((status == 0)) || die "cgroup v2 lane: tests failed (exit $status)"
-log "cgroup v2 lane: all passed"
+grep -q '^test result: ok' <(tr -d '\r' <"$console") || die "cgroup v2 lane ($mode): tests failed (exit $status)"
+((status == 0)) || die "cgroup v2 lane ($mode): tests failed (exit $status)"
+log "cgroup v2 lane ($mode): all passed"

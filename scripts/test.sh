@@ -82,8 +82,10 @@ if step build cargo build --workspace; then
 	# In a private mount namespace, so a mount a failing test leaves behind
 	# dies with the namespace instead of staying on the host.
 	step test unshare -m --propagation private -- cargo test --workspace --no-fail-fast || true
-	# The cgroup tests again, on pure cgroup v2, in a VM (this host is hybrid).
+	# The cgroup tests again, on pure cgroup v2, in VMs (this host is hybrid
+	# and has no systemd as init): busybox as init, then systemd.
 	step cgroup-v2-vm scripts/cgroup-v2-vm.sh || true
+	step cgroup-v2-systemd-vm scripts/cgroup-v2-vm.sh --systemd || true
 else
 	summary+=("SKIP  test (the build failed)")
 	failed+=("test")

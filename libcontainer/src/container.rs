@@ -56,6 +56,7 @@ pub struct ContainerBuilder {
     console_socket: Option<OwnedFd>,
     notify_socket: bool,
     rootless_cgroups: bool,
+    systemd_cgroup: bool,
 }
 
 impl ContainerBuilder {
@@ -70,7 +71,15 @@ impl ContainerBuilder {
             console_socket: None,
             notify_socket: false,
             rootless_cgroups: false,
+            systemd_cgroup: false,
         }
+    }
+
+    /// The systemd cgroup driver (`--systemd-cgroup`): the cgroup is a
+    /// transient scope; cgroupsPath is `slice:prefix:name`.
+    pub fn systemd_cgroup(mut self, yes: bool) -> Self {
+        self.systemd_cgroup = yes;
+        self
     }
 
     /// The state root (default [`DEFAULT_ROOT`]).
@@ -139,10 +148,15 @@ impl ContainerBuilder {
         }
         let linux = bundle.spec.linux().as_ref();
         let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
-        let mut cgroups = CgroupPaths::resolve(cgroups_path, &self.id)?;
+        let mut cgroups = if self.systemd_cgroup {
+            CgroupPaths::resolve_systemd(cgroups_path, &self.id)?
+        } else {
+            CgroupPaths::resolve(cgroups_path, &self.id)?
+        };
         // As runc: only a cgroup the config did not name may be done without.
-        let tolerant =
-            self.rootless_cgroups && cgroups_path.is_none_or(|p| p.as_os_str().is_empty());
+        let tolerant = self.rootless_cgroups
+            && !self.systemd_cgroup
+            && cgroups_path.is_none_or(|p| p.as_os_str().is_empty());
         let mut seen = None;
         if tolerant {
             let resources = linux.and_then(|l| l.resources().as_ref());
@@ -219,7 +233,32 @@ impl ContainerBuilder {
         }
         *made = cgroups.create()?;
         // Limits are in place before the init exists, so before the user
-        // program can run.
+        // program can run. With systemd the cgroup comes into being with
+        // the init in it: the limits follow while the init waits for start.
+        if cgroups.systemd.is_none() {
+            self.limit(bundle, cgroups, warnings)?;
+        }
+        let pid = spawn::spawn(plan, cgroups, &fifo)?;
+        let limited = match cgroups.systemd {
+            Some(_) => self.limit(bundle, cgroups, warnings),
+            None => Ok(()),
+        };
+        let recorded = limited.and_then(|()| self.record(dir, bundle, cgroups, pid.as_raw()));
+        if recorded.is_err() {
+            // The init waits on the fifo and would outlive the failed create.
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        recorded
+    }
+
+    /// `linux.resources` and the device rules, into the container's cgroups.
+    fn limit(
+        &self,
+        bundle: &Bundle,
+        cgroups: &CgroupPaths,
+        warnings: &mut Vec<String>,
+    ) -> Result<()> {
         if let Some(r) = bundle
             .spec
             .linux()
@@ -237,14 +276,7 @@ impl ContainerBuilder {
                 "no devices cgroup controller and no cgroup2 hierarchy to filter devices in",
             ));
         }
-        let pid = spawn::spawn(plan, cgroups, &fifo)?;
-        let recorded = self.record(dir, bundle, cgroups, pid.as_raw());
-        if recorded.is_err() {
-            // The init waits on the fifo and would outlive the failed create.
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
-        }
-        recorded
+        Ok(())
     }
 
     fn record(

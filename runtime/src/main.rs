@@ -67,9 +67,6 @@ fn dispatch(cli: &Cli, log: &Logger) -> anyhow::Result<i32> {
         cli::Rootless::False => false,
         cli::Rootless::Auto => libkeel::rootless::expect_cgroup_denials(),
     };
-    if cli.systemd_cgroup {
-        anyhow::bail!("--systemd-cgroup is not supported by this version of keel yet");
-    }
     if matches!(
         cli.command,
         Command::Create(_) | Command::Run(_) | Command::Exec(_)
@@ -79,9 +76,9 @@ fn dispatch(cli: &Cli, log: &Logger) -> anyhow::Result<i32> {
         libkeel::security::exe::protect(std::env::args_os().collect())?;
     }
     match &cli.command {
-        Command::Create(a) => lifecycle::create(root, a, log, rootless),
+        Command::Create(a) => lifecycle::create(root, a, log, rootless, cli.systemd_cgroup),
         Command::Start { id } => lifecycle::start(root, id, log),
-        Command::Run(a) => lifecycle::run(root, a, log, rootless),
+        Command::Run(a) => lifecycle::run(root, a, log, rootless, cli.systemd_cgroup),
         Command::State { id } => info::state(root, id),
         Command::Kill { id, signal, all } => lifecycle::kill(root, id, signal, *all),
         Command::Delete { id, force } => lifecycle::delete(root, id, *force, log),

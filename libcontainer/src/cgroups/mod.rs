@@ -15,6 +15,7 @@ mod freezer;
 mod oom;
 pub mod stats;
 mod sub;
+pub mod systemd;
 mod v1;
 mod v2;
 pub use sub::SubCgroups;
@@ -40,6 +41,9 @@ pub struct CgroupPaths {
     /// them (`memory`, `cpu,cpuacct`, `name=systemd`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub v1: BTreeMap<String, PathBuf>,
+    /// With the systemd driver, the scope unit that holds the cgroups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<systemd::SystemdUnit>,
 }
 
 struct Hierarchy {
@@ -211,6 +215,15 @@ impl CgroupPaths {
         Ok(paths)
     }
 
+    /// Where a container's cgroups go with the systemd driver: the scope
+    /// unit for a `slice:prefix:name` cgroupsPath, in every hierarchy.
+    pub fn resolve_systemd(cgroups_path: Option<&Path>, id: &str) -> Result<CgroupPaths> {
+        let (unit, path) = systemd::parse(cgroups_path, id)?;
+        let mut paths = CgroupPaths::resolve(Some(Path::new(&path)), id)?;
+        paths.systemd = Some(unit);
+        Ok(paths)
+    }
+
     fn all(&self) -> impl Iterator<Item = &PathBuf> {
         self.unified.iter().chain(self.v1.values())
     }
@@ -219,6 +232,15 @@ impl CgroupPaths {
     /// again. Returns whether the container's own directories were made here
     /// (and so are ours to remove if creation fails later).
     pub fn create(&self) -> Result<bool> {
+        if self.systemd.is_some() {
+            // systemd makes them when the unit starts, with the init in it
+            // (see `join`); stopping the unit is what removes them.
+            return Ok(true);
+        }
+        self.make_dirs()
+    }
+
+    fn make_dirs(&self) -> Result<bool> {
         let mut made: Vec<PathBuf> = Vec::new();
         let result = self.all().try_for_each(|dir| mkdir_all(dir, &mut made));
         if result.is_err() {
@@ -273,6 +295,9 @@ impl CgroupPaths {
         let Some(dir) = &self.unified else {
             return Ok(None);
         };
+        if self.systemd.is_some() && !dir.exists() {
+            return Ok(None); // the unit is started with the init in it
+        }
         nix::fcntl::open(
             dir,
             nix::fcntl::OFlag::O_RDONLY
@@ -287,6 +312,14 @@ impl CgroupPaths {
     /// Moves `pid` into every v1 hierarchy, and into cgroup2 unless the clone
     /// already put it there.
     pub fn join(&self, pid: i32, in_unified: bool) -> Result<()> {
+        if let Some(unit) = &self.systemd {
+            if !in_unified && !self.all().any(|d| d.exists()) {
+                // The init: systemd starts the scope with it inside; the
+                // hierarchies systemd leaves alone are made here.
+                systemd::start(unit, pid, self.is_pure_v2())?;
+                self.make_dirs()?;
+            }
+        }
         let unified = self.unified.iter().filter(|_| !in_unified);
         for dir in unified.chain(self.v1.values()) {
             let procs = dir.join("cgroup.procs");
@@ -322,10 +355,13 @@ impl CgroupPaths {
     /// Removes every directory (sub-cgroups first). Waits briefly for exiting
     /// tasks to leave, as they do asynchronously after SIGKILL.
     pub fn remove(&self) -> Result<()> {
+        // The directories go even when systemd cannot be asked to stop the
+        // unit (as after a failed start).
+        let stopped = self.systemd.as_ref().map_or(Ok(()), systemd::stop);
         for dir in self.all() {
             remove_tree(dir)?;
         }
-        Ok(())
+        stopped
     }
 }
 
@@ -476,10 +512,13 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io(format!("read {}", procs.display()), e)),
     }
-    for entry in std::fs::read_dir(dir)
-        .ctx(|| format!("read {}", dir.display()))?
-        .flatten()
-    {
+    // (systemd removes a scope's directory as soon as it is empty.)
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("read {}", dir.display()), e)),
+    };
+    for entry in entries.flatten() {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             collect_pids(&entry.path(), out)?;
         }
@@ -622,6 +661,7 @@ impl CgroupPaths {
                 format!("cannot set: the {ctrl} cgroup controller is not available on this host"),
             )
         };
+        self.set_systemd_properties(r)?;
         if self.is_pure_v2() {
             // As runc: every controller the hierarchy offers is enabled for
             // the container, so that its files exist to read and write.

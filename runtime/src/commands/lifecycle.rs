@@ -17,6 +17,7 @@ fn create_container(
     log: &Logger,
     console: Option<OwnedFd>,
     rootless: bool,
+    systemd: bool,
 ) -> Result<Container> {
     if a.pidfd_socket.is_some() {
         bail!("--pidfd-socket is not supported by this version of keel yet");
@@ -48,7 +49,8 @@ fn create_container(
         .no_new_keyring(a.no_new_keyring)
         .preserve_fds(a.preserve_fds + listen_fds())
         .notify_socket(notify_socket().is_some())
-        .rootless_cgroups(rootless);
+        .rootless_cgroups(rootless)
+        .systemd_cgroup(systemd);
     if let Some(p) = &a.pid_file {
         b = b.pid_file(p);
     }
@@ -86,8 +88,15 @@ fn bind_notify(c: &Container) -> Result<Option<(libkeel::notify::NotifyProxy, St
     Ok(c.notify_proxy()?.map(|p| (p, host)))
 }
 
-pub fn create(root: &Path, a: &CreateArgs, log: &Logger, rootless: bool) -> Result<i32> {
-    create_container(root, a, log, None, rootless)?;
+/// `create`; `systemd` is `--systemd-cgroup`.
+pub fn create(
+    root: &Path,
+    a: &CreateArgs,
+    log: &Logger,
+    rootless: bool,
+    systemd: bool,
+) -> Result<i32> {
+    create_container(root, a, log, None, rootless, systemd)?;
     Ok(0)
 }
 
@@ -111,9 +120,9 @@ pub fn start(root: &Path, id: &str, log: &Logger) -> Result<i32> {
 
 /// `run`: create + start, then (unless detached) forward signals to the
 /// init, wait for it, exit with its status and delete the container.
-pub fn run(root: &Path, a: &RunArgs, log: &Logger, rootless: bool) -> Result<i32> {
+pub fn run(root: &Path, a: &RunArgs, log: &Logger, rootless: bool, systemd: bool) -> Result<i32> {
     if a.detach {
-        let c = create_container(root, &a.create, log, None, rootless)?;
+        let c = create_container(root, &a.create, log, None, rootless, systemd)?;
         let notify = match bind_notify(&c) {
             Ok(n) => n,
             Err(e) => {
@@ -129,7 +138,7 @@ pub fn run(root: &Path, a: &RunArgs, log: &Logger, rootless: bool) -> Result<i32
         return Ok(0);
     }
     let (fg, console) = Foreground::prepare(!a.no_subreaper)?;
-    let c = create_container(root, &a.create, log, Some(console), rootless)?;
+    let c = create_container(root, &a.create, log, Some(console), rootless, systemd)?;
     let init = Pid::from_raw(c.pid());
     let id = c.id().to_string();
     let start = || {
