@@ -291,3 +291,100 @@ fn cgroups_the_user_may_not_create_are_refused_cleanly() {
         assert!(!rl.env.root.join("rlp").exists(), "{rt}: state left behind");
     }
 }
+
+/// A caller that owns its cgroup (delegated to the user, as systemd does
+/// for a user session on cgroup v2) gets the container's cgroup below it,
+/// limits included.
+#[test]
+fn limits_in_a_delegated_cgroup() {
+    for rl in runtimes() {
+        let rt = rl.env.rt.name;
+        // The test's cgroup parent in every hierarchy, given to the user.
+        let dirs: Vec<PathBuf> = TestEnv::cgroup_mounts()
+            .into_iter()
+            .map(|m| m.join(&rl.env.cgroup_parent))
+            .collect();
+        for d in &dirs {
+            std::fs::create_dir_all(d).expect("mkdir delegated cgroup");
+            // cpuset children need cpus and mems; the parent passes them on.
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                if let (Ok(v), true) = (
+                    std::fs::read_to_string(d.parent().expect("parent").join(f)),
+                    d.join(f).exists(),
+                ) {
+                    let _ = std::fs::write(d.join(f), v.trim());
+                }
+            }
+        }
+        let mut b = rl.bundle("rld", 0);
+        b.set("/linux/resources/pids", json!({ "limit": 42 }));
+        b.sh("cat /proc/self/cgroup | grep -c rld; sleep 1");
+        b.save().expect("save");
+        rl.chown();
+        for d in &dirs {
+            let status = Command::new("chown")
+                .args(["-R", &format!("{}:{}", rl.user.uid, rl.user.gid)])
+                .arg(d)
+                .status()
+                .expect("chown cgroup");
+            assert!(status.success());
+        }
+        // Root puts the shell in the delegated cgroups, then becomes the
+        // user and runs the runtime from there.
+        let join: String = dirs
+            .iter()
+            .map(|d| format!("echo $$ > {}/cgroup.procs; ", d.display()))
+            .collect();
+        let bundle = b.dir.to_string_lossy().into_owned();
+        let script = format!(
+            "{join} exec setpriv --reuid={} --regid={} --clear-groups {} --root {} run --bundle {bundle} rld",
+            rl.user.uid,
+            rl.user.gid,
+            rl.bin.display(),
+            rl.env.root.display()
+        );
+        let pids_dir = dirs
+            .iter()
+            .find(|d| d.to_string_lossy().contains("/pids/"))
+            .cloned();
+        let child = Command::new("sh")
+            .args(["-c", &script])
+            .env("XDG_RUNTIME_DIR", &rl.xdg)
+            .current_dir(&rl.env.dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run");
+        // The limit, read on the host while the container runs.
+        let mut limit = String::new();
+        if let Some(p) = &pids_dir {
+            wait_until(Duration::from_secs(5), || {
+                // The file appears (as "max") before the limit is written.
+                limit = std::fs::read_to_string(p.join("rld/pids.max")).unwrap_or_default();
+                limit.trim() == "42"
+            });
+            assert_eq!(
+                limit.trim(),
+                "42",
+                "{rt}: pids.max of the container's cgroup"
+            );
+        }
+        let o = child.wait_with_output().expect("wait");
+        let out = String::from_utf8_lossy(&o.stdout);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{rt}: {out} {err}");
+        assert_ne!(
+            out.trim(),
+            "0",
+            "{rt}: the container is in cgroups named after it"
+        );
+        if let Some(p) = pids_dir {
+            // Deleted with the container: the limit was checked by its
+            // effect on the file while it ran, here by the dir being gone.
+            assert!(
+                !p.join("rld").exists(),
+                "{rt}: container cgroup left behind"
+            );
+        }
+    }
+}

@@ -267,10 +267,14 @@ impl ContainerBuilder {
         {
             warnings.extend(cgroups.apply(r)?);
         }
-        let rules = crate::cgroups::DeviceRule::from_spec(&bundle.spec);
-        // A rootless container cannot make device nodes: no cgroup rules
-        // are needed where it may not have a devices cgroup.
-        if !rules.is_empty() && !cgroups.apply_device_rules(&rules)? && !self.rootless_cgroups {
+        // A rootless container cannot make device nodes, and writing device
+        // rules needs privilege it lacks: runc skips them too.
+        let rules = if self.rootless_cgroups {
+            Vec::new()
+        } else {
+            crate::cgroups::DeviceRule::from_spec(&bundle.spec)
+        };
+        if !rules.is_empty() && !cgroups.apply_device_rules(&rules)? {
             return Err(Error::invalid(
                 "linux.resources.devices",
                 "no devices cgroup controller and no cgroup2 hierarchy to filter devices in",
