@@ -433,90 +433,122 @@ fn openpty() -> (OwnedFd, OwnedFd) {
     unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) }
 }
 
+/// The script of the foreground terminal tests: the size at start, an
+/// echoed line, then the size after the caller's terminal is resized.
+const FG_SCRIPT: &str = "stty size; echo ready; read x; echo got:$x; first=$(stty size); \
+     while true; do s=$(stty size); \
+     if [ \"$s\" != \"$first\" ]; then echo resized:$s; exit 4; fi; sleep 0.05; done";
+
+/// Runs `<runtime> args` in the foreground on a pty of the test's own (33x111),
+/// types a line, resizes the terminal (SIGWINCH) and waits for the exit.
+/// Returns what the terminal showed, after checking the exit code (4) and
+/// that the caller's termios came back unchanged.
+fn drive_foreground_tty(env: &TestEnv, args: &[&str]) -> String {
+    let rt = env.rt.name;
+    let (master, slave) = openpty();
+    set_size(slave.as_raw_fd(), 33, 111);
+    let before = termios_of(slave.as_raw_fd());
+    let pty = PtyReader::new(&master);
+    let stdio = |fd: &OwnedFd| Stdio::from(File::from(fd.try_clone().expect("dup slave")));
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private"])
+        .arg(&env.rt.bin)
+        .arg("--root")
+        .arg(&env.root)
+        .args(args)
+        .stdin(stdio(&slave))
+        .stdout(stdio(&slave))
+        .stderr(stdio(&slave));
+    // SAFETY: setsid and ioctl are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    let pid = child.id() as i32;
+    pty.wait_for("ready\n", rt);
+    // A terminal sends CR for Enter; the container's tty makes it NL.
+    pty.write("hello\r");
+    pty.wait_for("got:hello\n", rt);
+    set_size(slave.as_raw_fd(), 44, 77);
+    // SAFETY: our own child, not yet reaped.
+    unsafe { libc::kill(pid, libc::SIGWINCH) };
+    pty.wait_for("resized:", rt);
+    let deadline = Instant::now() + SEC10;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{rt} {args:?} did not exit: {:?}", pty.text());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let out = pty.text();
+    assert_eq!(status.code(), Some(4), "{rt}: {out:?}");
+    let after = termios_of(slave.as_raw_fd());
+    assert_eq!(
+        before, after,
+        "{rt}: termios of the caller's terminal restored"
+    );
+    out
+}
+
+/// The size at start, then the rest (echo, size after SIGWINCH).
+fn check_fg_output(rt: &str, out: &str) -> String {
+    let (first, rest) = out.split_once('\n').unwrap_or_default();
+    // runc 1.1.5 sizes the container's pty only after starting it: the
+    // first `stty size` can run before (and fail). keel sizes it first.
+    if rt == "runc" && first != "33 111" {
+        eprintln!("DIFF runc: size at start raced: {first:?}");
+    } else {
+        assert_eq!(
+            first, "33 111",
+            "{rt}: size of the caller's terminal at start"
+        );
+    }
+    assert_eq!(
+        rest, "ready\nhello\ngot:hello\nresized:44 77\n",
+        "{rt}: echo of typed input, size after SIGWINCH"
+    );
+    rest.to_string()
+}
+
 #[test]
 fn foreground_run_relays_terminal() {
     let mut results = Vec::new();
     for env in envs() {
         let rt = env.rt.name;
         let mut b = tty_bundle(&env, "ttyf");
-        b.sh(
-            "stty size; echo ready; read x; echo got:$x; first=$(stty size); \
-             while true; do s=$(stty size); \
-             if [ \"$s\" != \"$first\" ]; then echo resized:$s; exit 4; fi; sleep 0.05; done",
-        );
+        b.sh(FG_SCRIPT);
         b.set("/process/terminal", json!(true));
         b.save().expect("save");
-
-        let (master, slave) = openpty();
-        set_size(slave.as_raw_fd(), 33, 111);
-        let before = termios_of(slave.as_raw_fd());
-        let pty = PtyReader::new(&master);
-        let stdio = |fd: &OwnedFd| Stdio::from(File::from(fd.try_clone().expect("dup slave")));
-        let mut cmd = Command::new("unshare");
-        cmd.args(["-m", "--propagation", "private"])
-            .arg(&env.rt.bin)
-            .arg("--root")
-            .arg(&env.root)
-            .args(["run", "--bundle", &b.dir.to_string_lossy(), "ttyf"])
-            .stdin(stdio(&slave))
-            .stdout(stdio(&slave))
-            .stderr(stdio(&slave));
-        // SAFETY: setsid and ioctl are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().expect("spawn run");
-        let pid = child.id() as i32;
-        pty.wait_for("ready\n", rt);
-        // A terminal sends CR for Enter; the container's tty makes it NL.
-        pty.write("hello\r");
-        pty.wait_for("got:hello\n", rt);
-        set_size(slave.as_raw_fd(), 44, 77);
-        // SAFETY: our own child, not yet reaped.
-        unsafe { libc::kill(pid, libc::SIGWINCH) };
-        pty.wait_for("resized:", rt);
-        let deadline = Instant::now() + SEC10;
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("wait") {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{rt} run did not exit: {:?}", pty.text());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let out = pty.text();
-        assert_eq!(status.code(), Some(4), "{rt}: {out:?}");
-        let (first, rest) = out.split_once('\n').unwrap_or_default();
-        // runc 1.1.5 sizes the container's pty only after starting it: the
-        // first `stty size` can run before (and fail). keel sizes it first.
-        if rt == "runc" && first != "33 111" {
-            eprintln!("DIFF runc: size at start raced: {first:?}");
-        } else {
-            assert_eq!(
-                first, "33 111",
-                "{rt}: size of the caller's terminal at start"
-            );
-        }
-        assert_eq!(
-            rest, "ready\nhello\ngot:hello\nresized:44 77\n",
-            "{rt}: echo of typed input, size after SIGWINCH"
-        );
-        let out = rest.to_string();
-        let after = termios_of(slave.as_raw_fd());
-        assert_eq!(
-            before, after,
-            "{rt}: termios of the caller's terminal restored"
-        );
+        let bundle = b.dir.to_string_lossy().into_owned();
+        let out = drive_foreground_tty(&env, &["run", "--bundle", &bundle, "ttyf"]);
+        results.push((rt, check_fg_output(rt, &out)));
         assert_no_leaks(&env, "ttyf");
-        results.push((rt, out));
     }
     assert_same("foreground terminal", &results);
+}
+
+#[test]
+fn foreground_exec_tty_relays_terminal() {
+    let mut results = Vec::new();
+    for env in envs() {
+        let rt = env.rt.name;
+        let mut b = tty_bundle(&env, "ttyx");
+        b.set("/process/args", json!(["sleep", "1000"]));
+        env.run_with(&b, &["-d"]).expect_ok(&format!("{rt} run -d"));
+        let out = drive_foreground_tty(&env, &["exec", "-t", "ttyx", "sh", "-c", FG_SCRIPT]);
+        results.push((rt, check_fg_output(rt, &out)));
+        env.cmd(&["delete", "-f", "ttyx"]).expect_ok("delete");
+        assert_no_leaks(&env, "ttyx");
+    }
+    assert_same("foreground exec -t terminal", &results);
 }
