@@ -49,6 +49,11 @@ fn a_transient_scope_holds_the_container() {
     let unit = format!("keel-test-{id}.scope");
     let mut b = env.bundle(&id);
     b.sh("sleep 600");
+    // CAP_MKNOD to make a device node that the device rules then refuse.
+    let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_MKNOD"]);
+    for set in ["bounding", "effective", "permitted"] {
+        b.set(&format!("/process/capabilities/{set}"), caps.clone());
+    }
     b.set(
         "/linux/cgroupsPath",
         json!(format!("system.slice:keel-test:{id}")),
@@ -85,6 +90,31 @@ fn a_transient_scope_holds_the_container() {
     assert_eq!(read(&dir, "memory.max"), (32u64 << 20).to_string());
     assert_eq!(unit_prop(&unit, "TasksMax"), "20");
     assert_eq!(read(&dir, "pids.max"), "20");
+
+    // The limits are unit properties too: systemd keeps them when it
+    // reloads (and writes the cgroup files again from its own view).
+    let reload = Command::new("systemctl")
+        .arg("daemon-reload")
+        .status()
+        .expect("systemctl daemon-reload");
+    assert!(reload.success());
+    assert_eq!(read(&dir, "memory.max"), (32u64 << 20).to_string());
+    assert_eq!(read(&dir, "pids.max"), "20");
+
+    // The device rules (keel's eBPF program) hold in the scope: /dev/kmsg
+    // is not allowed, /dev/null is.
+    let o = env.cmd(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "echo x >/dev/null && echo null-ok; mknod /dev/kmsg-t c 1 11 && echo made; echo x >/dev/kmsg-t",
+    ]);
+    assert!(
+        o.stdout.contains("null-ok") && o.stdout.contains("made"),
+        "{o}"
+    );
+    assert!(o.stderr.contains("Operation not permitted"), "{o}");
 
     // exec joins the scope (the root of the container's cgroup namespace).
     let o = env.cmd(&["exec", &id, "cat", "/proc/self/cgroup"]);
