@@ -656,20 +656,66 @@ fn io_limits_are_in_the_files() {
     assert_no_leaks(&env, "io");
 }
 
-#[test]
-fn events_streams_stats_and_oom_kills_until_the_container_dies() {
-    let env = TestEnv::keel();
-    let mut b = env.bundle("evoom");
-    // A child is the hog, so the container outlives the OOM kill; the test
-    // lets the init go on (and then end) through files in the rootfs.
+/// A container whose child is a memory hog, under `events --interval
+/// 100ms`: the container outlives the OOM kill and ends when the test lets
+/// it (through files in the rootfs). Returns the events, parsed, and the
+/// events command's output; `ends_on_death`: keel's stream ends when the
+/// container dies, runc's only once the cgroup is gone (after delete).
+fn oom_under_events(
+    env: &TestEnv,
+    id: &str,
+    limit: i64,
+    ends_on_death: bool,
+) -> (Vec<Value>, String) {
+    let mut b = env.bundle(id);
     b.sh("while [ ! -e /tmp/go ]; do sleep 0.05; done; \
           (a=$(head -c 67108864 /dev/zero | tr '\\0' x); echo survived ${#a}); \
           while [ ! -e /tmp/stop ]; do sleep 0.05; done");
-    let limit = 16 << 20;
     b.set(
         "/linux/resources/memory",
         json!({ "limit": limit, "swap": limit }),
     );
+    run_detached(env, &b);
+    let ev = env
+        .spawn(&["events", "--interval", "100ms", id])
+        .expect("spawn events");
+    // A stats event says the stream (and so the OOM watch) is up.
+    let slow = Duration::from_secs(30);
+    assert!(
+        wait_until(slow, || ev.stdout_so_far().contains(r#""type":"stats""#)),
+        "{}: no stats event: {}",
+        env.rt.name,
+        ev.stdout_so_far()
+    );
+    std::fs::write(b.rootfs().join("tmp/go"), "").unwrap();
+    assert!(
+        wait_until(slow, || ev.stdout_so_far().contains(r#""type":"oom""#)),
+        "{}: no oom event: {}",
+        env.rt.name,
+        ev.stdout_so_far()
+    );
+    std::fs::write(b.rootfs().join("tmp/stop"), "").unwrap();
+    if !ends_on_death {
+        assert!(env.wait_status(id, "stopped", slow));
+        env.cmd(&["delete", id]).expect_ok("delete");
+    }
+    let o = ev.wait(slow).expect("events ends");
+    assert_eq!(o.code, 0, "{}: {o}", env.rt.name);
+    let events = o
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (events, o.to_string())
+}
+
+#[test]
+fn events_streams_stats_and_oom_kills_until_the_container_dies() {
+    let env = TestEnv::keel();
+    let o = env.cmd(&["events", "--interval", "0s", "nosuch"]);
+    o.expect_fail("events of a container that does not exist");
+    let mut b = env.bundle("evoom");
+    b.sh("sleep 60");
     run_detached(&env, &b);
     let o = env.cmd(&["events", "--interval", "0s", "evoom"]);
     o.expect_fail("events with a zero interval");
@@ -678,31 +724,10 @@ fn events_streams_stats_and_oom_kills_until_the_container_dies() {
             .contains("duration interval must be greater than 0"),
         "{o}"
     );
+    env.cmd(&["delete", "--force", "evoom"]).expect_ok("delete");
 
-    let ev = env
-        .spawn(&["events", "--interval", "100ms", "evoom"])
-        .expect("spawn events");
-    // A stats event says the stream (and so the OOM watch) is up.
-    let slow = Duration::from_secs(30);
-    assert!(
-        wait_until(slow, || ev.stdout_so_far().contains(r#""type":"stats""#)),
-        "no stats event: {}",
-        ev.stdout_so_far()
-    );
-    std::fs::write(b.rootfs().join("tmp/go"), "").unwrap();
-    assert!(
-        wait_until(slow, || ev.stdout_so_far().contains(r#""type":"oom""#)),
-        "no oom event: {}",
-        ev.stdout_so_far()
-    );
-    std::fs::write(b.rootfs().join("tmp/stop"), "").unwrap();
-    let o = ev.wait(slow).expect("events ends when the container dies");
-    assert_eq!(o.code, 0, "{o}");
-    let events: Vec<Value> = o
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let limit = 16 << 20;
+    let (events, o) = oom_under_events(&env, "evoom", limit, true);
     assert!(
         events.contains(&json!({ "type": "oom", "id": "evoom" })),
         "{o}"
@@ -722,4 +747,25 @@ fn events_streams_stats_and_oom_kills_until_the_container_dies() {
     assert!(o.stderr.contains("is not running"), "{o}");
     env.cmd(&["delete", "evoom"]).expect_ok("delete");
     assert_no_leaks(&env, "evoom");
+}
+
+#[test]
+fn differential_oom_event_stream() {
+    let Some(runc) = require_runc!() else { return };
+    let limit = 16 << 20;
+    let (keel, ko) = oom_under_events(&TestEnv::keel(), "evdiff", limit, true);
+    let (runc, ro) = oom_under_events(&TestEnv::new(runc), "evdiff", limit, false);
+    let oom = |events: &[Value]| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|e| e["type"] == "oom")
+            .cloned()
+            .collect()
+    };
+    // The same OOM event, exactly (runc's envelope without data).
+    assert_eq!(oom(&keel)[..1], oom(&runc)[..1], "keel:\n{ko}\nrunc:\n{ro}");
+    let stats = |events: &[Value]| events.iter().find(|e| e["type"] == "stats").cloned();
+    let (ks, rs) = (stats(&keel).unwrap(), stats(&runc).unwrap());
+    assert_eq!(keys(&ks), keys(&rs));
+    assert_eq!(keys(&ks["data"]), keys(&rs["data"]));
 }
