@@ -15,7 +15,13 @@
 //!   argument-checked rules are tried in order, the first that matches
 //!   decides. The conditions of one rule are ANDed, except that a rule
 //!   naming one argument twice becomes one rule per condition (runc's
-//!   fallback for what libseccomp refuses).
+//!   fallback for what libseccomp refuses). Known difference: when two
+//!   argument-checked rules of one syscall with different actions both
+//!   match a call, libseccomp's winner follows the order of its decision
+//!   tree (by argument, comparison and value; not the profile's order);
+//!   Docker's and podman's profiles have no such pair.
+//! - MASKED_EQ compares `arg & mask` with `valueTwo & mask`, as libseccomp
+//!   does (bits of valueTwo outside the mask are ignored).
 //! - 64-bit arguments are compared on both halves; 32-bit ABIs (x86, x32,
 //!   arm) compare the low half only, as libseccomp does.
 //! - runc's ENOSYS stub: unless the default action is ALLOW or LOG (or
@@ -417,8 +423,10 @@ pub(crate) fn check(s: &LinuxSeccomp, native: Abi) -> Result<(Profile, libc::c_u
             seen[usize::from(arg)] += 1;
             let op = op_of(a.op());
             let (value, mask) = match op {
-                // OCI: value is the mask, valueTwo the expected result.
-                CmpOp::MaskedEq => (a.value_two().unwrap_or(0), a.value()),
+                // OCI: value is the mask, valueTwo the expected result,
+                // compared masked as libseccomp does: bits of valueTwo
+                // outside the mask are ignored, not never-matching.
+                CmpOp::MaskedEq => (a.value_two().unwrap_or(0) & a.value(), a.value()),
                 _ => (a.value(), u64::MAX),
             };
             conds.push(Cond {
