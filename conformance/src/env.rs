@@ -147,6 +147,9 @@ pub struct Running {
     child: Child,
     out: PathBuf,
     err: PathBuf,
+    /// Reaped by [`Running::wait_rusage`] behind `child`'s back: its pid
+    /// may belong to someone else now.
+    reaped: bool,
 }
 
 impl Running {
@@ -171,6 +174,43 @@ impl Running {
             );
         }
         Ok(())
+    }
+
+    /// [`Running::wait`], also returning the runtime's resource usage from
+    /// wait4 (`ru_maxrss`: its peak RSS in KiB, or that of a child it
+    /// reaped, whichever is larger).
+    pub fn wait_rusage(mut self, timeout: Duration) -> Result<(Output, libc::rusage)> {
+        let deadline = Instant::now() + timeout;
+        let pid = self.pid();
+        loop {
+            let mut status = 0;
+            // SAFETY: rusage is plain data that wait4 fills.
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: wait4 on our own unreaped child, valid out pointers.
+            let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+            if r == pid {
+                self.reaped = true;
+                let out = Output {
+                    code: code_of(ExitStatus::from_raw(status)),
+                    stdout: std::fs::read_to_string(&self.out).unwrap_or_default(),
+                    stderr: std::fs::read_to_string(&self.err).unwrap_or_default(),
+                };
+                return Ok((out, ru));
+            }
+            if r < 0 {
+                bail!("wait4({pid}): {}", std::io::Error::last_os_error());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.reaped = true;
+                bail!(
+                    "runtime command timed out after {timeout:?}; stderr: {}",
+                    std::fs::read_to_string(&self.err).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Waits for the command, killing it after `timeout`.
@@ -201,6 +241,9 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        if self.reaped {
+            return;
+        }
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
@@ -270,7 +313,12 @@ impl TestEnv {
         let child = cmd
             .spawn()
             .with_context(|| format!("spawn unshare {} {args:?}", self.rt.bin.display()))?;
-        Ok(Running { child, out, err })
+        Ok(Running {
+            child,
+            out,
+            err,
+            reaped: false,
+        })
     }
 
     fn command(&self, args: &[&str]) -> Result<(Command, PathBuf, PathBuf)> {

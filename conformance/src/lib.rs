@@ -20,10 +20,12 @@ mod bundle;
 mod env;
 mod leaks;
 pub mod rootless;
+mod snapshot;
 
 pub use bundle::Bundle;
-pub use env::{Output, Runtime, TestEnv};
-pub use leaks::{assert_no_leaks, find_leaks};
+pub use env::{Output, Runtime, TestEnv, COMMAND_TIMEOUT};
+pub use leaks::{assert_no_leaks, find_leaks, marked_processes};
+pub use snapshot::Snapshot;
 
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
