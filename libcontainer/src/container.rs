@@ -57,6 +57,7 @@ pub struct ContainerBuilder {
     notify_socket: bool,
     rootless_cgroups: bool,
     systemd_cgroup: bool,
+    stdio: Option<[OwnedFd; 3]>,
 }
 
 impl ContainerBuilder {
@@ -72,6 +73,7 @@ impl ContainerBuilder {
             notify_socket: false,
             rootless_cgroups: false,
             systemd_cgroup: false,
+            stdio: None,
         }
     }
 
@@ -111,6 +113,13 @@ impl ContainerBuilder {
     /// when the config asks for a terminal; see [`crate::console`].
     pub fn console_socket(mut self, socket: OwnedFd) -> Self {
         self.console_socket = Some(socket);
+        self
+    }
+
+    /// stdin, stdout and stderr of the container's process (a shim's pipes
+    /// or fifos); by default it inherits the caller's.
+    pub fn stdio(mut self, stdin: OwnedFd, stdout: OwnedFd, stderr: OwnedFd) -> Self {
+        self.stdio = Some([stdin, stdout, stderr]);
         self
     }
 
@@ -174,6 +183,7 @@ impl ContainerBuilder {
         if let Some(seen) = seen {
             plan.rootfs.cgroups = seen;
         }
+        plan.process.stdio = self.stdio.take();
         let dir = StateDir::create(&self.root, &self.id)?;
         let mut made_cgroups = false;
         let mut cgroup_warnings = Vec::new();
@@ -597,7 +607,7 @@ impl Container {
             status: Status::Stopped,
             reason: "cannot exec in a container that is not running",
         })?;
-        let plan = crate::process::plan::ProcessPlan::new(
+        let mut plan = crate::process::plan::ProcessPlan::new(
             process,
             opts.console_socket,
             opts.preserve_fds,
@@ -606,6 +616,7 @@ impl Container {
                 personality: self.state.personality.as_ref(),
             },
         )?;
+        plan.stdio = opts.stdio;
         let descended;
         let cgroups = match &opts.sub_cgroups {
             Some(sub) => {

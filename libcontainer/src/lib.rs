@@ -24,6 +24,7 @@ pub mod cgroups;
 pub mod console;
 mod container;
 pub mod error;
+mod features;
 pub mod hooks;
 mod namespaces;
 pub mod notify;
@@ -41,6 +42,7 @@ pub const SPEC_VERSION: &str = "1.3.0";
 
 pub use container::{Container, ContainerBuilder, ContainerState, ExecOptions, DEFAULT_ROOT};
 pub use error::{Error, Result};
+pub use features::features;
 pub use nix::sys::signal::Signal;
 pub use oci_spec;
 pub use state::Status;

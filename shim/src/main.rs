@@ -1,10 +1,150 @@
-//! containerd-shim-keel-v2. The Task service lands with its own issue; until
-//! then the binary says so instead of pretending to work.
+//! containerd-shim-keel-v2: containerd's runtime v2 shim for keel, driving
+//! libkeel in-process (no runtime binary per operation). Runtime type
+//! `io.containerd.keel.v2`.
+//!
+//! Built on the synchronous API of the `containerd-shim` crate (no tokio):
+//! a few small threads (ttrpc, events, the zygote reader) and a
+//! single-threaded zygote process that does every fork (see `zygote`).
+//! The crate's own bootstrap is not used: it serves only the task API v3
+//! of containerd 2, and answers `start` in a form containerd 1.6 cannot
+//! read; `server` serves both v2 and v3.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!(
-        "containerd-shim-keel-v2 {} is not implemented yet (libkeel {} is); use the runc shim with BinaryName=keel",
-        env!("CARGO_PKG_VERSION"),
-        env!("CARGO_PKG_VERSION")
-    )
+mod events;
+mod metrics;
+mod options;
+mod service;
+mod stdio;
+mod zygote;
+
+mod server;
+
+use anyhow::{Context as _, Result};
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::protos::protobuf::{Message, MessageField};
+use containerd_shim::protos::types::introspection::{RuntimeInfo, RuntimeVersion};
+use containerd_shim::{api, Flags, StartOpts};
+use std::io::Write;
+use std::path::PathBuf;
+
+const RUNTIME_ID: &str = "io.containerd.keel.v2";
+
+/// Annotations that put containers in one shim, as the runc shim groups
+/// a pod's containers.
+const GROUP_LABELS: [&str; 2] = [
+    "io.containerd.runc.v2.group",
+    "io.kubernetes.cri.sandbox-id",
+];
+
+/// The shim that serves container `id`: its pod's (by the grouping
+/// annotations of the bundle's config.json, in the current directory), or
+/// its own.
+fn grouping(id: &str) -> String {
+    let Ok(spec) = libkeel::oci_spec::runtime::Spec::load("config.json") else {
+        return id.to_string();
+    };
+    let annotations = spec.annotations().clone().unwrap_or_default();
+    GROUP_LABELS
+        .iter()
+        .find_map(|k| annotations.get(*k).filter(|v| !v.is_empty()).cloned())
+        .unwrap_or_else(|| id.to_string())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flags = match containerd_shim::parse(&args[1..]) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{RUNTIME_ID}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = if flags.info {
+        info()
+    } else if flags.namespace.is_empty() {
+        Err(anyhow::anyhow!("-namespace is required"))
+    } else {
+        match flags.action.as_str() {
+            "start" => start(&flags),
+            "delete" => delete(&flags),
+            "" => server::serve(&flags),
+            other => Err(anyhow::anyhow!("unknown action {other:?}")),
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("{RUNTIME_ID}: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// `start`: runs the server for this container's group, or finds the
+/// running one, and prints its address. containerd 1.6 reads a bare
+/// address (later ones accept it too).
+fn start(flags: &Flags) -> Result<()> {
+    let opts = StartOpts {
+        id: flags.id.clone(),
+        publish_binary: flags.publish_binary.clone(),
+        address: flags.address.clone(),
+        ttrpc_address: std::env::var("TTRPC_ADDRESS").unwrap_or_default(),
+        namespace: flags.namespace.clone(),
+        debug: flags.debug,
+        ..Default::default()
+    };
+    let (_, address) = containerd_shim::spawn(opts, &grouping(&flags.id), Vec::new())?;
+    std::fs::write("address", &address).context("write address")?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(address.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `delete`, after a shim died: removes the container, its cgroup and its
+/// rootfs mount (containerd runs it in the bundle).
+fn delete(flags: &Flags) -> Result<()> {
+    let bundle = if flags.bundle.is_empty() {
+        std::env::current_dir()?
+    } else {
+        PathBuf::from(&flags.bundle)
+    };
+    let root = options::load(&bundle).root(&flags.namespace);
+    match libkeel::Container::load(&root, &flags.id) {
+        Ok(c) => {
+            if let Err(e) = c.delete(true) {
+                eprintln!("{RUNTIME_ID}: delete {}: {e}", flags.id);
+            }
+        }
+        Err(libkeel::Error::NotFound(_)) => {}
+        Err(e) => eprintln!("{RUNTIME_ID}: load {}: {e}", flags.id),
+    }
+    let _ = nix::mount::umount2(&bundle.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
+    let resp = api::DeleteResponse {
+        exit_status: 128 + 9,
+        exited_at: MessageField::some(containerd_shim::util::timestamp()?),
+        ..Default::default()
+    };
+    let mut out = std::io::stdout().lock();
+    resp.write_to_writer(&mut out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `-info`: the RuntimeInfo containerd 2 asks for, with keel's features.
+fn info() -> Result<()> {
+    let features = Any {
+        type_url: "types.containerd.io/opencontainers/runtime-spec/1/features/Features".into(),
+        value: serde_json::to_vec(&libkeel::features())?,
+        ..Default::default()
+    };
+    let info = RuntimeInfo {
+        name: RUNTIME_ID.to_string(),
+        version: MessageField::some(RuntimeVersion {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        }),
+        features: MessageField::some(features),
+        ..Default::default()
+    };
+    let mut out = std::io::stdout().lock();
+    info.write_to_writer(&mut out)?;
+    out.flush()?;
+    Ok(())
 }

@@ -254,6 +254,7 @@ fn enter_and_exec(
     chan: &Channel,
 ) -> Result<std::convert::Infallible> {
     program::reset_signals();
+    program::install_stdio(plan)?;
     let affinity = plan.affinity.as_ref();
     // Before the runtime moves us into the container's cgroup (on cgroup
     // v2 we are born there and this comes too late to matter).

@@ -37,6 +37,7 @@ fn expect_continue(chan: &Channel) -> Result<()> {
 
 fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> {
     program::reset_signals();
+    program::install_stdio(&plan.process)?;
     // If the runtime dies mid-setup, so do we: no half-made container.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;

@@ -115,6 +115,8 @@ pub struct ProcessPlan {
     pub affinity: Option<tuning::Affinity>,
     /// AppArmor profile and SELinux label for the program.
     pub labels: crate::security::lsm::Labels,
+    /// stdin, stdout, stderr for the program instead of the caller's own.
+    pub stdio: Option<[OwnedFd; 3]>,
 }
 
 /// What of the container's `linux` section applies to every process of
@@ -484,6 +486,7 @@ impl ProcessPlan {
                 .map(tuning::affinity)
                 .transpose()?,
             labels: crate::security::lsm::Labels::of(process),
+            stdio: None,
         })
     }
 }

@@ -137,6 +137,26 @@ pub fn execute(program: &Program, plan: &ProcessPlan) -> ! {
     unsafe { libc::_exit(127) }
 }
 
+/// Puts the caller-given stdio on fds 0-2 (without close-on-exec). First
+/// moved above 2, as a given fd may itself sit on 0-2.
+pub fn install_stdio(plan: &ProcessPlan) -> Result<()> {
+    let Some(stdio) = &plan.stdio else {
+        return Ok(());
+    };
+    let mut high = Vec::with_capacity(3);
+    for fd in stdio {
+        let dup = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+            .ctx(|| "stdio: dup".into())?;
+        high.push(dup);
+    }
+    for (target, fd) in high.iter().enumerate() {
+        // SAFETY: dup2 onto the stdio numbers, which this process owns.
+        let r = unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(fd), target as i32) };
+        Errno::result(r).ctx(|| format!("stdio: dup2 onto fd {target}"))?;
+    }
+    Ok(())
+}
+
 /// The program must start with default signal handling: Rust ignores
 /// SIGPIPE, and a foreground `run` blocks the signals it forwards.
 pub fn reset_signals() {

@@ -70,92 +70,9 @@ fn table(all: &[ContainerState]) -> String {
 
 /// The runtime-spec features document: what this keel really honours.
 pub fn features() -> Result<i32> {
-    let mut caps = libkeel::security::capabilities::known_names();
-    caps.sort();
-    let doc = serde_json::json!({
-        "ociVersionMin": "1.0.0",
-        "ociVersionMax": libkeel::SPEC_VERSION,
-        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": MOUNT_OPTIONS,
-        "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
-            "capabilities": caps,
-            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": false},
-            "seccomp": {
-                "enabled": true,
-                "actions": libkeel::security::seccomp::ACTIONS,
-                "operators": libkeel::security::seccomp::OPERATORS,
-                "archs": libkeel::security::seccomp::archs(),
-                "knownFlags": libkeel::security::seccomp::KNOWN_FLAGS,
-                "supportedFlags": libkeel::security::seccomp::supported_flags(),
-            },
-            // Whether keel can apply them (runc's meaning), not whether this
-            // host has the LSM on.
-            "apparmor": {"enabled": true},
-            "selinux": {"enabled": true},
-            "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": true}}
-        },
-        "annotations": {
-            "io.github.keel.version": env!("CARGO_PKG_VERSION"),
-        }
-    });
-    crate::emit(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
+    crate::emit(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(&libkeel::features())?
+    ));
     Ok(0)
 }
-
-const MOUNT_OPTIONS: &[&str] = &[
-    "async",
-    "atime",
-    "bind",
-    "defaults",
-    "dev",
-    "diratime",
-    "dirsync",
-    "exec",
-    "mand",
-    "noatime",
-    "nodev",
-    "nodiratime",
-    "noexec",
-    "nomand",
-    "norelatime",
-    "nostrictatime",
-    "nosuid",
-    "nosymfollow",
-    "private",
-    "ratime",
-    "rbind",
-    "rdev",
-    "rdiratime",
-    "relatime",
-    "remount",
-    "rexec",
-    "rnoatime",
-    "rnodev",
-    "rnodiratime",
-    "rnoexec",
-    "rnorelatime",
-    "rnostrictatime",
-    "rnosuid",
-    "rnosymfollow",
-    "ro",
-    "rprivate",
-    "rrelatime",
-    "rro",
-    "rrw",
-    "rshared",
-    "rslave",
-    "rstrictatime",
-    "rsuid",
-    "rsymfollow",
-    "runbindable",
-    "rw",
-    "shared",
-    "slave",
-    "strictatime",
-    "suid",
-    "symfollow",
-    "sync",
-    "unbindable",
-];

@@ -1,0 +1,109 @@
+//! The runc shim's options (`containerd.runc.v1.Options`, from the
+//! runtime's `options` in containerd's config), as keel reads them.
+
+use anyhow::{bail, Context as _, Result};
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::protos::protobuf::Message;
+use containerd_shim::protos::shim::oci::Options as RuncOptions;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// keel's state root under containerd, as `/run/containerd/runc` is runc's.
+pub const DEFAULT_ROOT: &str = "/run/containerd/keel";
+
+/// Saved in the bundle at create: the `delete` action (after a shim crash)
+/// gets no options but must find the container.
+const FILE: &str = "keel-options.json";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Options {
+    /// State root; the namespace is appended, as the runc shim does.
+    pub root: String,
+    pub no_pivot_root: bool,
+    pub no_new_keyring: bool,
+}
+
+impl Options {
+    /// From the Any containerd sends with Create. `BinaryName` is ignored
+    /// (keel runs in-process); `SystemdCgroup` is refused, as keel has no
+    /// systemd cgroup driver; `ShimCgroup` is handled at start.
+    pub fn from_any(any: Option<&Any>) -> Result<Options> {
+        let Some(any) = any.filter(|a| !a.type_url.is_empty()) else {
+            return Ok(Options::default());
+        };
+        if !any.type_url.ends_with("containerd.runc.v1.Options") {
+            bail!("unsupported runtime options type {}", any.type_url);
+        }
+        let o = RuncOptions::parse_from_bytes(&any.value).context("decode runtime options")?;
+        if o.systemd_cgroup {
+            bail!("SystemdCgroup: keel has no systemd cgroup driver; use cgroupfs");
+        }
+        Ok(Options {
+            root: o.root,
+            no_pivot_root: o.no_pivot_root,
+            no_new_keyring: o.no_new_keyring,
+        })
+    }
+
+    pub fn root(&self, namespace: &str) -> PathBuf {
+        let root = if self.root.is_empty() {
+            DEFAULT_ROOT
+        } else {
+            &self.root
+        };
+        Path::new(root).join(namespace)
+    }
+}
+
+pub fn save(bundle: impl AsRef<Path>, o: &Options) -> Result<()> {
+    let path = bundle.as_ref().join(FILE);
+    std::fs::write(&path, serde_json::to_vec(o)?)
+        .with_context(|| format!("write {}", path.display()))
+}
+
+/// What `save` wrote, or the defaults.
+pub fn load(bundle: impl AsRef<Path>) -> Options {
+    std::fs::read(bundle.as_ref().join(FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn any(o: &RuncOptions) -> Any {
+        Any {
+            type_url: "containerd.runc.v1.Options".into(),
+            value: o.write_to_bytes().expect("encode"),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn reads_runc_options() {
+        let o = RuncOptions {
+            root: "/run/x".into(),
+            no_pivot_root: true,
+            binary_name: "runc".into(),
+            ..Default::default()
+        };
+        let got = Options::from_any(Some(&any(&o))).expect("options");
+        assert!(got.no_pivot_root);
+        assert_eq!(got.root("k8s.io"), Path::new("/run/x/k8s.io"));
+        assert_eq!(
+            Options::default().root("default"),
+            Path::new("/run/containerd/keel/default")
+        );
+    }
+
+    #[test]
+    fn refuses_systemd_cgroup() {
+        let o = RuncOptions {
+            systemd_cgroup: true,
+            ..Default::default()
+        };
+        assert!(Options::from_any(Some(&any(&o))).is_err());
+    }
+}
