@@ -17,6 +17,7 @@
 //! with that namespace instead of piling up on the host.
 
 mod bundle;
+pub mod containerd;
 mod env;
 mod leaks;
 pub mod rootless;

@@ -1,13 +1,17 @@
 //! A process's stdio as containerd describes it: fifo paths, `file://` and
 //! `binary://` log URIs, or a terminal.
 //!
-//! Without a terminal the container gets the fifos (or the log file, or the
-//! logger's pipes) as its own stdio: no copy goes through the shim, which
-//! costs neither threads nor memory. The shim keeps each fifo open once
-//! more (O_RDWR, which never blocks) so that opening never waits for
-//! containerd's end and the container never sees EOF or EPIPE while the
-//! client reconnects; those holders close at CloseIO (stdin) and when the
-//! process exits (the others), which gives the client its EOF.
+//! Without a terminal the container gets the stdout/stderr fifos (or the
+//! log file, or the logger's pipes) as its own stdio: no copy goes through
+//! the shim, which costs neither threads nor memory. The shim keeps each of
+//! those fifos open once more (O_RDWR, which never blocks) so that opening
+//! never waits for containerd's end and the container never gets EPIPE
+//! while the client reconnects; the holders close when the process exits,
+//! which gives the client its EOF.
+//!
+//! stdin is copied by a thread from the fifo into a pipe, as the runc shim
+//! does: the process must see EOF when the client closes its end, and a
+//! fifo read before the client opened it would see EOF at once.
 //!
 //! With a terminal the init sends the pty master over a console socket; two
 //! threads copy between the fifos and the master.
@@ -34,9 +38,10 @@ pub struct Spec {
 /// What the shim keeps for a process's IO.
 #[derive(Default)]
 pub struct Io {
-    /// The stdin fifo held open (closed by CloseIO), or the stop pipe of
-    /// the stdin copier with a terminal.
-    stdin: Option<OwnedFd>,
+    /// The stdin fifo, whose copier CloseIO makes sure to release.
+    stdin_fifo: Option<String>,
+    /// The stop pipe of the stdin copier with a terminal.
+    stdin_stop: Option<OwnedFd>,
     /// stdout/stderr fifo holders, closed when the process exits.
     outputs: Vec<OwnedFd>,
     /// The pty master.
@@ -91,9 +96,11 @@ pub fn prepare(spec: &Spec, id: &str, namespace: &str) -> Result<Prepared> {
     let stdin = if spec.stdin.is_empty() {
         null(OFlag::O_RDONLY)?
     } else {
-        let (end, holder) = fifo(&spec.stdin, OFlag::O_RDONLY)?;
-        io.stdin = Some(holder);
-        end
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+        let path = spec.stdin.clone();
+        spawn_copier(move || copy_fifo_to_pipe(&path, File::from(w)))?;
+        io.stdin_fifo = Some(spec.stdin.clone());
+        r
     };
     let (stdout, stderr) = if let Some(rest) = spec.stdout.strip_prefix("binary://") {
         logger(rest, id, namespace)?
@@ -232,7 +239,7 @@ impl Io {
             let (stop_r, stop_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
             let dst = master.clone();
             spawn_copier(move || copy_stdin(src, stop_r, &dst))?;
-            self.stdin = Some(stop_w);
+            self.stdin_stop = Some(stop_w);
         }
         if !spec.stdout.is_empty() {
             let dst = File::from(open(Path::new(&spec.stdout), OFlag::O_RDWR)?);
@@ -243,16 +250,20 @@ impl Io {
         Ok(())
     }
 
-    /// CloseIO: the process's stdin reaches EOF once the client's end is
-    /// closed too.
+    /// CloseIO: the client closed stdin. The copier then reads EOF, unless
+    /// it still waits in open() for a client that never came: a writer
+    /// that comes and goes releases it.
     pub fn close_stdin(&mut self) {
-        self.stdin = None;
+        self.stdin_stop = None;
+        if let Some(path) = self.stdin_fifo.take() {
+            let _ = open(Path::new(&path), OFlag::O_WRONLY | OFlag::O_NONBLOCK);
+        }
     }
 
     /// At exit: the readers of stdout/stderr get EOF once the process's
     /// own descendants let go too.
     pub fn close(&mut self) {
-        self.stdin = None;
+        self.close_stdin();
         self.outputs.clear();
     }
 }
@@ -264,6 +275,28 @@ fn spawn_copier(f: impl FnOnce() + Send + 'static) -> Result<()> {
         .spawn(f)
         .context("spawn a copy thread")?;
     Ok(())
+}
+
+/// stdin fifo → the process's stdin pipe, until EOF or the process is gone
+/// (EPIPE). Opening waits for the client's end.
+fn copy_fifo_to_pipe(path: &str, mut dst: File) {
+    let Ok(src) = open(Path::new(path), OFlag::O_RDONLY) else {
+        return;
+    };
+    let mut src = File::from(src);
+    let mut buf = [0u8; 8192];
+    loop {
+        match src.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if dst.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// fifo → pty master, until the stop pipe closes.

@@ -1,0 +1,406 @@
+//! containerd-shim-keel-v2 under a real containerd (Debian's 1.6, private
+//! root/state/socket, see `keel_conformance::containerd`) driven by `ctr`.
+//! Every scenario runs against the keel shim and against the stock runc
+//! shim with runc in the same containerd, which proves the scenario itself.
+
+use containerd_shim_protos::protobuf::Message;
+use containerd_shim_protos::shim::shim::UpdateTaskRequest;
+use keel_conformance::containerd::{self, Containerd, KEEL_SHIM, RUNC_SHIM};
+use std::time::Duration;
+
+const SEC10: Duration = Duration::from_secs(10);
+
+/// A containerd, or None (with SKIPPED printed) when it is not installed.
+fn containerd() -> Option<Containerd> {
+    if let Some(why) = containerd::unavailable() {
+        eprintln!("SKIPPED {}: {why}", module_path!());
+        return None;
+    }
+    Some(Containerd::start().expect("start containerd"))
+}
+
+const RUNTIMES: [&str; 2] = [KEEL_SHIM, RUNC_SHIM];
+
+#[test]
+fn run_rm_output_and_exit_status() {
+    let Some(c) = containerd() else { return };
+    for rt in RUNTIMES {
+        let out = c.run_rm(
+            rt,
+            "rm1",
+            &[],
+            &["sh", "-c", "echo hello; echo oops >&2; exit 3"],
+        );
+        assert_eq!(out.code, 3, "{rt}: {out:?}");
+        assert_eq!(out.stdout, "hello\n", "{rt}: {out:?}");
+        assert!(out.stderr.contains("oops"), "{rt}: {out:?}");
+        // stdin reaches the program (ctr run never closes it: head stops
+        // after 5 bytes).
+        let mut cmd = c.ctr_command(&[
+            "run",
+            "--rm",
+            "--runtime",
+            rt,
+            containerd::IMAGE,
+            "rm2",
+            "head",
+            "-c",
+            "5",
+        ]);
+        cmd.stdin(std::process::Stdio::piped());
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn ctr");
+        let mut stdin = child.stdin.take().expect("stdin");
+        {
+            use std::io::Write;
+            stdin.write_all(b"12345").expect("write stdin");
+        }
+        let out = child.wait_with_output().expect("ctr run head");
+        drop(stdin);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "12345", "{rt}");
+        assert!(c.ctr(&["containers", "ls", "-q"]).stdout.trim().is_empty());
+        assert!(c.cgroup_dirs("rm1").is_empty(), "{rt}: cgroup left");
+    }
+}
+
+/// Update through the shim's Task API directly (ctr 1.6 has no `task
+/// update`): containerd's socket path is only visible in its mount
+/// namespace, reached through /proc/<pid>/root.
+fn update_memory(c: &Containerd, id: &str, limit: i64) -> Result<(), String> {
+    let address =
+        std::fs::read_to_string(c.bundle(id).join("address")).map_err(|e| e.to_string())?;
+    let path = format!(
+        "/proc/{}/root{}",
+        c.pid(),
+        address.trim().trim_start_matches("unix://")
+    );
+    let client = containerd_shim_protos::ttrpc::Client::connect(&format!("unix://{path}"))
+        .map_err(|e| format!("connect {path}: {e}"))?;
+    let resources = serde_json::json!({"memory": {"limit": limit}});
+    let req = UpdateTaskRequest {
+        id: id.to_string(),
+        resources: Some(
+            containerd_shim_protos::protobuf::well_known_types::any::Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+                value: serde_json::to_vec(&resources).map_err(|e| e.to_string())?,
+                ..Default::default()
+            },
+        )
+        .into(),
+        ..Default::default()
+    };
+    let resp = client
+        .request(containerd_shim_protos::ttrpc::Request {
+            service: "containerd.task.v2.Task".into(),
+            method: "Update".into(),
+            payload: req.write_to_bytes().map_err(|e| e.to_string())?,
+            timeout_nano: 10_000_000_000,
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?;
+    match resp.status.as_ref() {
+        Some(s) if s.code.value() != 0 => Err(format!("{:?}: {}", s.code, s.message)),
+        _ => Ok(()),
+    }
+}
+
+#[test]
+fn detached_lifecycle() {
+    let Some(c) = containerd() else { return };
+    for rt in RUNTIMES {
+        let id = "life";
+        c.run_detached(rt, id, &[], &["sh", "-c", "while true; do sleep 1; done"]);
+        assert_eq!(c.task_status(id), "RUNNING", "{rt}");
+        // exec: output and exit status.
+        let out = c.ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            "e1",
+            id,
+            "sh",
+            "-c",
+            "echo in-exec; exit 4",
+        ]);
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (4, "in-exec\n"),
+            "{rt}: {out:?}"
+        );
+        // ps: the init and a running exec.
+        let mut long = c.ctr_command(&["task", "exec", "--exec-id", "e2", id, "sleep", "30"]);
+        let mut long = long
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn exec");
+        assert!(
+            keel_conformance::wait_until(SEC10, || c
+                .ctr(&["task", "ps", id])
+                .stdout
+                .lines()
+                .skip(1)
+                .count()
+                >= 3),
+            "{rt}: ps: {:?}",
+            c.ctr(&["task", "ps", id])
+        );
+        c.ctr(&["task", "kill", "--exec-id", "e2", "-s", "SIGKILL", id])
+            .expect_ok("kill exec");
+        let st = long.wait().expect("wait exec");
+        assert_eq!(st.code(), Some(137), "{rt}: exec killed");
+        // pause / resume.
+        c.ctr(&["task", "pause", id]).expect_ok("pause");
+        assert_eq!(c.task_status(id), "PAUSED", "{rt}");
+        c.ctr(&["task", "resume", id]).expect_ok("resume");
+        assert_eq!(c.task_status(id), "RUNNING", "{rt}");
+        // metrics.
+        let m = c.ctr(&["task", "metrics", id]);
+        m.expect_ok("metrics");
+        assert!(m.stdout.contains("pids.current"), "{rt}: {m:?}");
+        // update.
+        update_memory(&c, id, 64 << 20).unwrap_or_else(|e| panic!("{rt}: update: {e}"));
+        let limits: Vec<String> = c
+            .cgroup_dirs(id)
+            .iter()
+            .filter_map(|d| std::fs::read_to_string(d.join("memory.limit_in_bytes")).ok())
+            .chain(
+                c.cgroup_dirs(id)
+                    .iter()
+                    .filter_map(|d| std::fs::read_to_string(d.join("memory.max")).ok()),
+            )
+            .collect();
+        assert!(
+            limits.iter().any(|l| l.trim() == (64u64 << 20).to_string()),
+            "{rt}: memory limit after update: {limits:?}"
+        );
+        // kill: sh as pid 1 ignores SIGTERM, as under any runtime.
+        c.ctr(&["task", "kill", "-s", "SIGKILL", id])
+            .expect_ok("kill");
+        assert!(c.wait_status(id, "STOPPED", SEC10), "{rt}: not stopped");
+        c.ctr(&["task", "delete", id]).expect_ok("task delete");
+        c.ctr(&["containers", "delete", id])
+            .expect_ok("container delete");
+        assert!(c.cgroup_dirs(id).is_empty(), "{rt}: cgroup left");
+        assert!(
+            keel_conformance::wait_until(SEC10, || c.shim_pids(rt).is_empty()),
+            "{rt}: shim left running"
+        );
+    }
+}
+
+#[test]
+fn tty_run_and_resize() {
+    let Some(c) = containerd() else { return };
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        eprintln!("SKIPPED tty_run_and_resize: script(1) not installed");
+        return;
+    }
+    for rt in RUNTIMES {
+        // script(1) gives ctr a terminal, sized 33x101; ctr sizes the
+        // container's pty from it (ResizePty).
+        let inner = format!(
+            "stty rows 33 cols 101; exec nsenter -t {} -m -- ctr -a {} -n {} run -t --rm --runtime {rt} {} tty1 sh -c 'sleep 0.3; stty size; tty; exit 6'",
+            c.pid(),
+            c.socket.display(),
+            c.namespace,
+            containerd::IMAGE
+        );
+        let mut cmd = std::process::Command::new("script");
+        cmd.args(["-qec", &inner, "/dev/null"])
+            .stdin(std::process::Stdio::null());
+        let out = containerd::run(cmd, Duration::from_secs(30));
+        assert_eq!(out.code, 6, "{rt}: {out:?}");
+        assert!(out.stdout.contains("33 101"), "{rt}: {out:?}");
+        assert!(out.stdout.contains("/dev/pts/"), "{rt}: {out:?}");
+    }
+}
+
+/// Topics `ctr events` printed for container `id`, in order.
+fn topics_of(events: &str, id: &str) -> Vec<String> {
+    events
+        .lines()
+        .filter(|l| l.contains(&format!("\"container_id\":\"{id}\"")))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("/tasks/"))
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[test]
+fn events_in_order() {
+    let Some(c) = containerd() else { return };
+    for rt in RUNTIMES {
+        let mut events = c.ctr_command(&["events"]);
+        let log = c.dir.join(format!("events-{}.txt", rt.replace('.', "_")));
+        let mut events = events
+            .stdout(std::fs::File::create(&log).expect("events log"))
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("ctr events");
+        std::thread::sleep(Duration::from_millis(300));
+        let out = c.run_rm(rt, "ev1", &[], &["true"]);
+        assert_eq!(out.code, 0, "{rt}: {out:?}");
+        c.run_detached(rt, "ev2", &[], &["sleep", "100"]);
+        c.ctr(&["task", "exec", "--exec-id", "x", "ev2", "true"])
+            .expect_ok("exec");
+        c.ctr(&["task", "pause", "ev2"]).expect_ok("pause");
+        c.ctr(&["task", "resume", "ev2"]).expect_ok("resume");
+        c.ctr(&["task", "kill", "-s", "SIGKILL", "ev2"])
+            .expect_ok("kill");
+        assert!(c.wait_status("ev2", "STOPPED", SEC10));
+        c.ctr(&["task", "delete", "ev2"]).expect_ok("delete");
+        c.ctr(&["containers", "delete", "ev2"]).expect_ok("rm");
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = events.kill();
+        let _ = events.wait();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let ev1 = topics_of(&text, "ev1");
+        assert_eq!(
+            ev1,
+            [
+                "/tasks/create",
+                "/tasks/start",
+                "/tasks/exit",
+                "/tasks/delete"
+            ],
+            "{rt}: {text}"
+        );
+        let ev2 = topics_of(&text, "ev2");
+        assert_eq!(
+            ev2,
+            [
+                "/tasks/create",
+                "/tasks/start",
+                "/tasks/exec-added",
+                "/tasks/exec-started",
+                "/tasks/exit",
+                "/tasks/paused",
+                "/tasks/resumed",
+                "/tasks/exit",
+                "/tasks/delete"
+            ],
+            "{rt}: {text}"
+        );
+    }
+}
+
+#[test]
+fn pod_grouping_one_shim() {
+    let Some(c) = containerd() else { return };
+    for rt in RUNTIMES {
+        let group = format!("io.containerd.runc.v2.group=pod-{}", rt.len());
+        for id in ["p1", "p2", "p3"] {
+            c.run_detached(rt, id, &["--annotation", &group], &["sleep", "100"]);
+        }
+        assert_eq!(c.shim_pids(rt).len(), 1, "{rt}: one shim for the group");
+        for id in ["p1", "p2", "p3"] {
+            assert_eq!(c.task_status(id), "RUNNING", "{rt}");
+            let out = c.ctr(&["task", "exec", "--exec-id", "x", id, "sh", "-c", "echo $$"]);
+            assert_eq!(out.code, 0, "{rt}: {out:?}");
+        }
+        for id in ["p1", "p2", "p3"] {
+            c.ctr(&["task", "kill", "-s", "SIGKILL", id])
+                .expect_ok("kill");
+            assert!(c.wait_status(id, "STOPPED", SEC10), "{rt}: {id}");
+            c.ctr(&["task", "delete", id]).expect_ok("delete");
+            c.ctr(&["containers", "delete", id]).expect_ok("rm");
+        }
+        assert!(
+            keel_conformance::wait_until(SEC10, || c.shim_pids(rt).is_empty()),
+            "{rt}: the group's shim exits with its last container"
+        );
+    }
+}
+
+#[test]
+fn log_uris() {
+    let Some(c) = containerd() else { return };
+    // A logging binary in the containerd protocol: stdout on fd 3, stderr
+    // on fd 4, ready once fd 5 is closed; `?base=X` comes as `-base X`.
+    let logger = c.dir.join("logger.sh");
+    std::fs::write(
+        &logger,
+        "#!/bin/sh\nexec 5>&-\ncat <&3 >\"$2.out\" & cat <&4 >\"$2.err\" & wait\n",
+    )
+    .expect("write logger");
+    std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod logger");
+    for rt in RUNTIMES {
+        let tag = rt.replace('.', "_");
+        let file = c.dir.join(format!("{tag}.log"));
+        let uri = format!("file://{}", file.display());
+        let out = c.run_rm(
+            rt,
+            "lf",
+            &["--log-uri", &uri],
+            &["sh", "-c", "echo to-file"],
+        );
+        assert_eq!(out.code, 0, "{rt}: {out:?}");
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap_or_default(),
+            "to-file\n",
+            "{rt}"
+        );
+        let base = c.dir.join(&tag);
+        let uri = format!("binary://{}?base={}", logger.display(), base.display());
+        let out = c.run_rm(
+            rt,
+            "lb",
+            &["--log-uri", &uri],
+            &["sh", "-c", "echo o; echo e >&2"],
+        );
+        assert_eq!(out.code, 0, "{rt}: {out:?}");
+        let read = |ext: &str| std::fs::read_to_string(format!("{}.{ext}", base.display()));
+        assert!(
+            keel_conformance::wait_until(SEC10, || read("out").is_ok_and(|s| s == "o\n")
+                && read("err").is_ok_and(|s| s == "e\n")),
+            "{rt}: {:?} {:?}",
+            read("out"),
+            read("err")
+        );
+    }
+}
+
+#[test]
+fn shim_killed_then_cleaned_up() {
+    let Some(c) = containerd() else { return };
+    for rt in RUNTIMES {
+        let id = "crash";
+        c.run_detached(rt, id, &[], &["sleep", "100"]);
+        let shims = c.shim_pids(rt);
+        assert_eq!(shims.len(), 1, "{rt}");
+        assert!(!c.cgroup_dirs(id).is_empty(), "{rt}: no cgroup");
+        // SAFETY: kill(2) on the shim this test started.
+        unsafe { libc::kill(shims[0], libc::SIGKILL) };
+        // containerd notices, runs the shim's `delete` action, and the
+        // task is gone with its processes, cgroup and rootfs mount.
+        assert!(
+            keel_conformance::wait_until(SEC10, || c.task_status(id).is_empty()
+                || c.task_status(id) == "STOPPED"),
+            "{rt}: task still {}",
+            c.task_status(id)
+        );
+        let _ = c.ctr(&["task", "delete", id]);
+        assert!(
+            keel_conformance::wait_until(SEC10, || c.cgroup_dirs(id).is_empty()),
+            "{rt}: cgroup left: {:?}",
+            c.cgroup_dirs(id)
+        );
+        let mounts = c
+            .command("cat")
+            .arg("/proc/self/mountinfo")
+            .output()
+            .expect("mountinfo");
+        let bundle = c.bundle(id).join("rootfs");
+        assert!(
+            !String::from_utf8_lossy(&mounts.stdout)
+                .contains(&bundle.to_string_lossy().to_string()),
+            "{rt}: rootfs still mounted"
+        );
+        c.ctr(&["containers", "delete", id]).expect_ok("rm");
+    }
+}
