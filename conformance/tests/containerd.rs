@@ -404,3 +404,38 @@ fn shim_killed_then_cleaned_up() {
         c.ctr(&["containers", "delete", id]).expect_ok("rm");
     }
 }
+
+#[test]
+fn oom_event() {
+    let Some(c) = containerd() else { return };
+    for rt in RUNTIMES {
+        let mut events = c.ctr_command(&["events"]);
+        let log = c.dir.join(format!("oom-{}.txt", rt.replace('.', "_")));
+        let mut events = events
+            .stdout(std::fs::File::create(&log).expect("events log"))
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("ctr events");
+        std::thread::sleep(Duration::from_millis(300));
+        // dd's 64 MiB buffer against a 16 MiB limit.
+        let out = c.run_rm(
+            rt,
+            "oom1",
+            &["--memory-limit", &(16u64 << 20).to_string()],
+            &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+        );
+        assert_eq!(out.code, 137, "{rt}: {out:?}");
+        let seen = keel_conformance::wait_until(SEC10, || {
+            topics_of(&std::fs::read_to_string(&log).unwrap_or_default(), "oom1")
+                .iter()
+                .any(|t| t == "/tasks/oom")
+        });
+        let _ = events.kill();
+        let _ = events.wait();
+        assert!(
+            seen,
+            "{rt}: no /tasks/oom: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+}

@@ -349,6 +349,8 @@ pub struct ExecOptions {
     pub ignore_paused: bool,
     /// Sub-cgroups of the container's to put the process in (`--cgroup`).
     pub sub_cgroups: Option<crate::cgroups::SubCgroups>,
+    /// stdin, stdout, stderr of the process; by default the caller's.
+    pub stdio: Option<[OwnedFd; 3]>,
 }
 
 /// Writes a pid file atomically (temp file + rename), as runc does.

@@ -14,6 +14,7 @@ enum Cmd {
     Flush(mpsc::Sender<()>),
 }
 
+#[derive(Clone)]
 pub struct Events {
     tx: mpsc::Sender<Cmd>,
 }

@@ -11,6 +11,7 @@
 
 mod events;
 mod metrics;
+mod oom;
 mod options;
 mod service;
 mod stdio;

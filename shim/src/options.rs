@@ -21,12 +21,13 @@ pub struct Options {
     pub root: String,
     pub no_pivot_root: bool,
     pub no_new_keyring: bool,
+    /// cgroupsPath is systemd's `slice:prefix:name` (libkeel's driver).
+    pub systemd_cgroup: bool,
 }
 
 impl Options {
     /// From the Any containerd sends with Create. `BinaryName` is ignored
-    /// (keel runs in-process); `SystemdCgroup` is refused, as keel has no
-    /// systemd cgroup driver; `ShimCgroup` is handled at start.
+    /// (keel runs in-process), and so are `ShimCgroup` and the IO owner.
     pub fn from_any(any: Option<&Any>) -> Result<Options> {
         let Some(any) = any.filter(|a| !a.type_url.is_empty()) else {
             return Ok(Options::default());
@@ -35,13 +36,11 @@ impl Options {
             bail!("unsupported runtime options type {}", any.type_url);
         }
         let o = RuncOptions::parse_from_bytes(&any.value).context("decode runtime options")?;
-        if o.systemd_cgroup {
-            bail!("SystemdCgroup: keel has no systemd cgroup driver; use cgroupfs");
-        }
         Ok(Options {
             root: o.root,
             no_pivot_root: o.no_pivot_root,
             no_new_keyring: o.no_new_keyring,
+            systemd_cgroup: o.systemd_cgroup,
         })
     }
 
@@ -99,11 +98,20 @@ mod tests {
     }
 
     #[test]
-    fn refuses_systemd_cgroup() {
+    fn refuses_other_option_types() {
+        let a = Any {
+            type_url: "io.containerd.other.v1.Options".into(),
+            ..Default::default()
+        };
+        assert!(Options::from_any(Some(&a)).is_err());
         let o = RuncOptions {
             systemd_cgroup: true,
             ..Default::default()
         };
-        assert!(Options::from_any(Some(&any(&o))).is_err());
+        assert!(
+            Options::from_any(Some(&any(&o)))
+                .expect("options")
+                .systemd_cgroup
+        );
     }
 }

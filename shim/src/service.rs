@@ -118,6 +118,7 @@ struct Inner {
     exited: Condvar,
     exit_signal: Arc<ExitSignal>,
     v2_host: bool,
+    oom: Option<crate::oom::OomWatcher>,
 }
 
 impl Service {
@@ -128,9 +129,17 @@ impl Service {
         events: Events,
         exit_signal: Arc<ExitSignal>,
     ) -> Service {
+        let oom = match crate::oom::OomWatcher::start(events.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                log::error!("no OOM events: {e}");
+                None
+            }
+        };
         let inner = Arc::new(Inner {
             namespace,
             zygote,
+            oom,
             events,
             state: Mutex::new(State::default()),
             exited: Condvar::new(),
@@ -273,6 +282,7 @@ impl Inner {
             rootfs: rootfs.clone(),
             no_pivot: opts.no_pivot_root,
             no_new_keyring: opts.no_new_keyring,
+            systemd_cgroup: opts.systemd_cgroup,
             fds: Fds {
                 stdio: prepared.stdio.is_some(),
                 console: prepared.console_socket.is_some(),
@@ -310,6 +320,7 @@ impl Inner {
                 return Err(err(Code::UNKNOWN, format!("create {}: {e:#}", req.id)));
             }
         };
+        let root_for_oom = root.clone();
         let mut init = Proc::new(spec.clone());
         init.pid = s.pid;
         init.pidfd = s.pidfd;
@@ -341,6 +352,14 @@ impl Inner {
             ..Default::default()
         });
         self.finish_pending(&mut st, Some(s.pid));
+        drop(st);
+        if let Some(oom) = &self.oom {
+            match Container::load(&root_for_oom, &req.id).and_then(|c| c.oom_watch()) {
+                Ok(Some(w)) => oom.add(req.id.clone(), w),
+                Ok(None) => {}
+                Err(e) => log::warn!("{}: no OOM events: {e}", req.id),
+            }
+        }
         Ok(api::CreateTaskResponse {
             pid: s.pid as u32,
             ..Default::default()

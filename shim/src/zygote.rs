@@ -53,6 +53,7 @@ pub enum Request {
         rootfs: Vec<RootfsMount>,
         no_pivot: bool,
         no_new_keyring: bool,
+        systemd_cgroup: bool,
         fds: Fds,
     },
     Exec {
@@ -350,6 +351,7 @@ fn handle(req: Request, fds: Vec<OwnedFd>) -> Result<(i32, Option<OwnedFd>)> {
             rootfs,
             no_pivot,
             no_new_keyring,
+            systemd_cgroup,
             fds: which,
         } => {
             let (stdio, console) = split_fds(fds, which)?;
@@ -358,7 +360,8 @@ fn handle(req: Request, fds: Vec<OwnedFd>) -> Result<(i32, Option<OwnedFd>)> {
             let mut b = libkeel::ContainerBuilder::new(id, &bundle)
                 .root(root)
                 .no_pivot(no_pivot)
-                .no_new_keyring(no_new_keyring);
+                .no_new_keyring(no_new_keyring)
+                .systemd_cgroup(systemd_cgroup);
             if let Some([i, o, e]) = stdio {
                 b = b.stdio(i, o, e);
             }
