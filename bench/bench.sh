@@ -23,7 +23,11 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/../scripts/common.sh"
 
 cgroup_parent="keel-bench"
-runtimes=(keel runc crun)
+# keel-ro: the same keel binary, run from a read-only bind mount. keel
+# re-executes itself from a read-only view of its binary before it forks
+# container processes (CVE-2019-5736); from a read-only mount it has no need
+# to, so keel/keel-ro is the cost of that protection.
+runtimes=(keel keel-ro runc crun)
 
 # ---------------------------------------------------------------------------
 # Inside the private mount namespace (bench.sh --inner, started below).
@@ -86,6 +90,12 @@ inner() {
 	declare -gA BIN=([keel]="$BENCH_KEEL" [runc]="$(command -v runc)" [crun]="$(command -v crun)")
 	trap inner_cleanup EXIT
 	sandbox_cgroups
+	# In this private mount namespace: gone when it ends.
+	mkdir -p "$BENCH_TMP/ro"
+	touch "$BENCH_TMP/ro/keel"
+	mount --bind "$BENCH_KEEL" "$BENCH_TMP/ro/keel"
+	mount -o remount,bind,ro "$BENCH_TMP/ro/keel"
+	BIN[keel-ro]="$BENCH_TMP/ro/keel"
 
 	local rt names=() cmds=() err
 	local -a cmd
@@ -207,8 +217,11 @@ import json, os, re, sys
 tmp = sys.argv[1]
 res = {r["command"]: r for r in json.load(open(os.path.join(tmp, "results.json")))["results"]}
 for name, r in res.items():
-    print(f"{name:>5}: {r['mean']*1000:7.2f} ms per container "
+    print(f"{name:>7}: {r['mean']*1000:7.2f} ms per container "
           f"(± {r['stddev']*1000:.2f}, min {r['min']*1000:.2f}, max {r['max']*1000:.2f})")
+if "keel" in res and "keel-ro" in res:
+    print(f"keel/keel-ro: {res['keel']['mean'] / res['keel-ro']['mean']:.2f} "
+          f"(+{(res['keel']['mean'] - res['keel-ro']['mean']) * 1000:.2f} ms: the CVE-2019-5736 re-exec)")
 for other in ("runc", "crun"):
     if "keel" in res and other in res:
         print(f"keel/{other}: {res['keel']['mean'] / res[other]['mean']:.2f}")
