@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The cgroup v2 test lanes: boot Debian's kernel under QEMU (TCG) with an
+# The cgroup VM test lanes (pure v2, and hybrid under systemd): boot Debian's kernel under QEMU (TCG) with an
 # initramfs holding a static keel, static builds of conformance tests and
 # busybox, on a pure cgroup2 hierarchy; run the tests there and report over
 # the serial console. Exits 0 when they all pass.
@@ -11,6 +11,8 @@
 #   scripts/cgroup-v2-vm.sh --systemd  systemd (this host's, with the
 #                                      libraries it needs) as init: the
 #                                      `systemd` tests (--systemd-cgroup)
+#   ... --systemd=hybrid               the same with systemd's hybrid layout
+#                                      (v1 controllers, cgroup2 `unified`)
 #
 # Environment:
 #   KEEL_VM_TIMEOUT   seconds the VM may run (default 600)
@@ -25,10 +27,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$KEEL_REPO_ROOT"
 
 mode=busybox
+layout=unified
 case "${1:-}" in
 "") ;;
 --systemd) mode=systemd ;;
-*) die "usage: $0 [--systemd]" ;;
+--systemd=hybrid) mode=systemd layout=hybrid ;;
+*) die "usage: $0 [--systemd|--systemd=hybrid]" ;;
 esac
 tests=cgroups
 [[ $mode == systemd ]] && tests=systemd
@@ -97,7 +101,7 @@ cat >"$root/run-tests" <<'EOF'
 #!/bin/busybox sh
 export PATH=/bin:/usr/bin
 for m in /modules/*.ko; do [ -e "$m" ] && insmod "$m" rd_nr=1 rd_size=8192; done
-echo "KEEL-VM kernel $(uname -r), init $(cat /proc/1/comm); cgroup2: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
+echo "KEEL-VM kernel $(uname -r), init $(cat /proc/1/comm); cgroups: $(grep cgroup /proc/self/mounts | cut -d' ' -f2 | tr '\n' ' ')"
 cd /tmp
 KEEL_RUNTIME=/keel RUST_BACKTRACE=1 /tests --test-threads=1 $(cat /filter 2>/dev/null) 2>&1
 echo "KEEL-VM-EXIT $?"
@@ -164,6 +168,8 @@ TTYPath=/dev/ttyS0
 EOF
 	ln -s keel-test.target "$root/etc/systemd/system/default.target"
 	append="systemd.show_status=0 systemd.unified_cgroup_hierarchy=1"
+	# Hybrid as this host: v1 controllers, cgroup2 at /sys/fs/cgroup/unified.
+	[[ $layout == hybrid ]] && append="systemd.show_status=0 systemd.unified_cgroup_hierarchy=0"
 fi
 cat >"$root/init" <<EOF
 #!/bin/busybox sh

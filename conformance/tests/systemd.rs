@@ -26,14 +26,42 @@ fn unit_prop(unit: &str, prop: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// The unified cgroup directory of `path` (from the cgroup2 mount).
-fn cgroup_dir(path: &str) -> PathBuf {
-    PathBuf::from("/sys/fs/cgroup").join(path.trim_start_matches('/'))
+/// Whether the memory controller is v1 (a hybrid or v1 host, as systemd
+/// set it up with systemd.unified_cgroup_hierarchy=0).
+fn memory_v1() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/memory").is_dir()
 }
 
-fn read(dir: &std::path::Path, file: &str) -> String {
-    std::fs::read_to_string(dir.join(file))
-        .unwrap_or_else(|e| panic!("read {}: {e}", dir.join(file).display()))
+/// The names of a limit's file and unit property on this layout.
+fn names(
+    v2: (&'static str, &'static str),
+    v1: (&'static str, &'static str),
+) -> (&'static str, &'static str) {
+    if memory_v1() {
+        v1
+    } else {
+        v2
+    }
+}
+
+/// The directories of cgroup `path` in every hierarchy.
+fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
+    TestEnv::cgroup_mounts()
+        .into_iter()
+        .map(|m| m.join(path.trim_start_matches('/')))
+        .collect()
+}
+
+/// A cgroup file of `path`, from whichever hierarchy has it.
+#[track_caller]
+fn read(path: &str, file: &str) -> String {
+    let f = cgroup_dirs(path)
+        .into_iter()
+        .map(|d| d.join(file))
+        .find(|f| f.exists())
+        .unwrap_or_else(|| panic!("no {file} for {path}"));
+    std::fs::read_to_string(&f)
+        .unwrap_or_else(|e| panic!("read {}: {e}", f.display()))
         .trim()
         .to_string()
 }
@@ -72,24 +100,35 @@ fn a_transient_scope_holds_the_container() {
     let pid = env.state(&id).unwrap()["pid"].as_i64().unwrap();
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let path = format!("/system.slice/{unit}");
-    assert_eq!(cg.trim(), format!("0::{path}"));
+    // In the scope in every hierarchy (one line on v2, one per hierarchy
+    // on hybrid).
+    assert!(cg.lines().all(|l| l.ends_with(&format!(":{path}"))), "{cg}");
     assert_eq!(unit_prop(&unit, "ActiveState"), "active");
     assert_eq!(unit_prop(&unit, "Delegate"), "yes");
-    assert_eq!(unit_prop(&unit, "MemoryMax"), (64u64 << 20).to_string());
+    let (mem_file, mem_prop) = names(
+        ("memory.max", "MemoryMax"),
+        ("memory.limit_in_bytes", "MemoryLimit"),
+    );
+    assert_eq!(unit_prop(&unit, mem_prop), (64u64 << 20).to_string());
     assert_eq!(unit_prop(&unit, "TasksMax"), "30");
     assert_eq!(unit_prop(&unit, "CPUQuotaPerSecUSec"), "500ms");
-    let dir = cgroup_dir(&path);
-    assert_eq!(read(&dir, "memory.max"), (64u64 << 20).to_string());
-    assert_eq!(read(&dir, "pids.max"), "30");
-    assert_eq!(read(&dir, "cpu.max"), "50000 100000");
+    assert_eq!(read(&path, mem_file), (64u64 << 20).to_string());
+    assert_eq!(read(&path, "pids.max"), "30");
+    if memory_v1() {
+        assert_eq!(read(&path, "cpu.cfs_quota_us"), "50000");
+        assert_eq!(read(&path, "cpu.shares"), "1024");
+    } else {
+        assert_eq!(read(&path, "cpu.max"), "50000 100000");
+        assert_eq!(read(&path, "cpu.weight"), "100");
+    }
 
     // update: the property and the file.
     env.cmd(&["update", "--memory", "32M", "--pids-limit", "20", &id])
         .expect_ok("update");
-    assert_eq!(unit_prop(&unit, "MemoryMax"), (32u64 << 20).to_string());
-    assert_eq!(read(&dir, "memory.max"), (32u64 << 20).to_string());
+    assert_eq!(unit_prop(&unit, mem_prop), (32u64 << 20).to_string());
+    assert_eq!(read(&path, mem_file), (32u64 << 20).to_string());
     assert_eq!(unit_prop(&unit, "TasksMax"), "20");
-    assert_eq!(read(&dir, "pids.max"), "20");
+    assert_eq!(read(&path, "pids.max"), "20");
 
     // The limits are unit properties too: systemd keeps them when it
     // reloads (and writes the cgroup files again from its own view).
@@ -98,11 +137,11 @@ fn a_transient_scope_holds_the_container() {
         .status()
         .expect("systemctl daemon-reload");
     assert!(reload.success());
-    assert_eq!(read(&dir, "memory.max"), (32u64 << 20).to_string());
-    assert_eq!(read(&dir, "pids.max"), "20");
+    assert_eq!(read(&path, mem_file), (32u64 << 20).to_string());
+    assert_eq!(read(&path, "pids.max"), "20");
 
-    // The device rules (keel's eBPF program) hold in the scope: /dev/kmsg
-    // is not allowed, /dev/null is.
+    // The device rules (v1 controller or keel's eBPF program) hold in the
+    // scope: /dev/kmsg is not allowed, /dev/null is.
     let o = env.cmd(&[
         "exec",
         &id,
@@ -119,7 +158,7 @@ fn a_transient_scope_holds_the_container() {
     // exec joins the scope (the root of the container's cgroup namespace).
     let o = env.cmd(&["exec", &id, "cat", "/proc/self/cgroup"]);
     o.expect_ok("exec");
-    assert_eq!(o.stdout.trim(), "0::/", "{o}");
+    assert!(o.stdout.lines().all(|l| l.ends_with(":/")), "{o}");
 
     env.cmd(&["pause", &id]).expect_ok("pause");
     assert_eq!(env.status(&id), "paused");
@@ -136,7 +175,9 @@ fn a_transient_scope_holds_the_container() {
         "unit still {}",
         unit_prop(&unit, "ActiveState")
     );
-    assert!(!dir.exists(), "{} left behind", dir.display());
+    for d in cgroup_dirs(&path) {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
     assert_no_leaks(&env, &id);
 }
 
@@ -171,8 +212,7 @@ fn without_systemd_the_driver_fails_cleanly() {
     o.expect_fail("run --systemd-cgroup without systemd");
     assert!(o.stderr.contains("systemd"), "{o}");
     assert_no_leaks(&env, &id);
-    for m in TestEnv::cgroup_mounts() {
-        let d = m.join(format!("system.slice/keel-test-{id}.scope"));
+    for d in cgroup_dirs(&format!("system.slice/keel-test-{id}.scope")) {
         assert!(!d.exists(), "{} left behind", d.display());
     }
 }
