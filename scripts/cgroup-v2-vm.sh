@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The cgroup VM test lanes (pure v2, and hybrid under systemd): boot Debian's kernel under QEMU (TCG) with an
+# The cgroup VM test lanes: boot Debian's kernel under QEMU (TCG) with an
 # initramfs holding a static keel, static builds of conformance tests and
-# busybox, on a pure cgroup2 hierarchy; run the tests there and report over
-# the serial console. Exits 0 when they all pass.
+# busybox, on pure cgroup v2 (or, under systemd, also hybrid); run the tests
+# there and report over the serial console. Exits 0 when they all pass.
 #
 #   scripts/cgroup-v2-vm.sh            busybox as init, cgroup2 with every
 #                                      controller enabled: the `cgroups`
