@@ -13,6 +13,9 @@
 #                                      `systemd` tests (--systemd-cgroup)
 #   ... --systemd=hybrid               the same with systemd's hybrid layout
 #                                      (v1 controllers, cgroup2 `unified`)
+#   ... --v1                           busybox as init, every v1 controller
+#                                      and no cgroup2: the `cgroups` tests on
+#                                      pure v1
 #
 # Environment:
 #   KEEL_VM_TIMEOUT   seconds the VM may run (default 600)
@@ -30,9 +33,10 @@ mode=busybox
 layout=unified
 case "${1:-}" in
 "") ;;
+--v1) layout=v1 ;;
 --systemd) mode=systemd ;;
 --systemd=hybrid) mode=systemd layout=hybrid ;;
-*) die "usage: $0 [--systemd|--systemd=hybrid]" ;;
+*) die "usage: $0 [--v1|--systemd|--systemd=hybrid]" ;;
 esac
 tests=cgroups
 [[ $mode == systemd ]] && tests=systemd
@@ -49,7 +53,7 @@ kver="${kernel#/boot/vmlinuz-}"
 modules="/lib/modules/$kver"
 
 if ! qemu-system-x86_64 -accel help 2>/dev/null | grep -qx tcg; then
-	echo "SKIP cgroup v2 lane ($mode): qemu-system-x86_64 cannot run with TCG here" >&2
+	echo "SKIP cgroup VM lane ($mode, $layout): qemu-system-x86_64 cannot run with TCG here" >&2
 	exit 0
 fi
 
@@ -121,12 +125,22 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs -o mode=1777 tmpfs /tmp
-mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
-for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
-	echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control
-done
+if [ -e /v1 ]; then
+	mount -t tmpfs -o mode=0755 cgroup /sys/fs/cgroup
+	for c in $(awk 'NR > 1 && $4 == 1 {print $1}' /proc/cgroups); do
+		mkdir /sys/fs/cgroup/$c
+		mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c
+	done
+else
+	mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
+	for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
+		echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control
+	done
+fi
 exec /run-tests
 EOF
+	# Pure v1: each controller on its own v1 mount, no cgroup2 at all.
+	[[ $layout == v1 ]] && : >"$root/v1"
 	chmod +x "$root/stage2"
 	append=""
 else
@@ -198,8 +212,8 @@ cat "$console"
 log "VM ran ${took}s (qemu exit $rc)"
 status="$(tr -d '\r' <"$console" | sed -n 's/^KEEL-VM-EXIT \([0-9]*\).*/\1/p' | tail -n1)"
 if [[ -z "$status" ]]; then
-	die "cgroup v2 lane ($mode): the tests did not finish in the VM (see the console above)"
+	die "cgroup VM lane ($mode, $layout): the tests did not finish in the VM (see the console above)"
 fi
-grep -q '^test result: ok' <(tr -d '\r' <"$console") || die "cgroup v2 lane ($mode): tests failed (exit $status)"
-((status == 0)) || die "cgroup v2 lane ($mode): tests failed (exit $status)"
-log "cgroup v2 lane ($mode): all passed"
+grep -q '^test result: ok' <(tr -d '\r' <"$console") || die "cgroup VM lane ($mode, $layout): tests failed (exit $status)"
+((status == 0)) || die "cgroup VM lane ($mode, $layout): tests failed (exit $status)"
+log "cgroup VM lane ($mode, $layout): all passed"
