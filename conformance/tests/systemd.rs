@@ -91,7 +91,7 @@ fn a_transient_scope_holds_the_container() {
         json!({
             "memory": { "limit": 64 << 20 },
             "pids": { "limit": 30 },
-            "cpu": { "quota": 50000, "period": 100000, "shares": 1024 },
+            "cpu": { "quota": 50000, "period": 100000, "shares": 1024, "cpus": "0" },
             "devices": [ { "allow": false, "access": "rwm" } ],
         }),
     );
@@ -137,6 +137,7 @@ fn a_transient_scope_holds_the_container() {
         .status()
         .expect("systemctl daemon-reload");
     assert!(reload.success());
+    assert_eq!(read(&path, "cpuset.cpus"), "0");
     assert_eq!(read(&path, mem_file), (32u64 << 20).to_string());
     assert_eq!(read(&path, "pids.max"), "20");
 
