@@ -235,11 +235,23 @@ fn find_executable(plan: &ProcessPlan) -> Result<CString> {
         nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
             && std::fs::metadata(p).is_ok_and(|m| m.is_file())
     };
+    // In runc's words (Go's exec.LookPath), which engines match to tell
+    // "not found" (exit 127) from "cannot run" (126).
     if arg0.as_bytes().contains(&b'/') {
-        return if runnable(name) {
-            Ok(arg0.clone())
-        } else {
-            Err(not_found("no such file or directory"))
+        return match std::fs::metadata(name) {
+            Err(e) => Err(Error::sys(
+                format!(
+                    "exec: {name:?}: stat {}: {}",
+                    name.display(),
+                    errno_text(&e)
+                ),
+                e.raw_os_error().map_or(Errno::ENOENT, Errno::from_raw),
+            )),
+            Ok(_) if runnable(name) => Ok(arg0.clone()),
+            Ok(_) => Err(Error::sys(
+                format!("exec: {name:?}: permission denied"),
+                Errno::EACCES,
+            )),
         };
     }
     let path = plan
@@ -260,6 +272,17 @@ fn find_executable(plan: &ProcessPlan) -> Result<CString> {
         }
     }
     Err(not_found("executable file not found in $PATH"))
+}
+
+/// An io error's text without Rust's " (os error N)" suffix, lower-case
+/// as Go prints it.
+fn errno_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let mut c = text.chars();
+    c.next()
+        .map(|f| f.to_lowercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
