@@ -2,6 +2,7 @@
 //! of `/`, the rootfs bind, the config's mounts, /dev, pivot_root, then
 //! read-only and masked paths. Runs in the init, in its mount namespace.
 
+mod copyup;
 mod devices;
 pub mod idmap;
 mod mounts;

@@ -9,6 +9,7 @@ use super::RootfsPlan;
 use crate::error::{Error, Result, SysContext};
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
+use nix::sys::stat::Mode;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -94,9 +95,26 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
         let data = crate::security::lsm::mount_data(&o.data, &m.typ, plan.mount_label.as_deref());
         let data = (!data.is_empty()).then_some(data.as_str());
         let source = m.source.as_deref().unwrap_or(Path::new(&m.typ));
+        // tmpcopyup: the image's directory, still reachable by this fd once
+        // the tmpfs covers it.
+        let image_dir = if o.copy_up && m.typ == "tmpfs" {
+            let dir = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+            Some(
+                nix::fcntl::open(&at, dir, Mode::empty())
+                    .ctx(|| format!("tmpcopyup: open {}", dest.display()))?,
+            )
+        } else {
+            None
+        };
         nix::mount::mount(Some(source), &at, Some(m.typ.as_str()), o.flags, data).ctx(what)?;
-        if m.options.copy_up && m.typ == "tmpfs" {
-            return Err(Error::invalid("options", "tmpcopyup is not supported yet"));
+        if let Some(from) = image_dir {
+            let top = nix::fcntl::open(
+                &path::fd_path(&reopen(root, dest)?),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .ctx(|| format!("tmpcopyup: open the tmpfs on {}", dest.display()))?;
+            super::copyup::copy_dir(from.as_fd(), top.as_fd())?;
         }
     }
     finish(root, dest, o)
