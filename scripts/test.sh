@@ -25,10 +25,12 @@ require_cargo
 # Test dependencies from apt: runc for the differential conformance tests,
 # busybox-static for the test rootfs, util-linux for unshare, libseccomp-dev
 # for the seccomp compiler's differential tests, uidmap (newuidmap) for the
-# rootless tests with several id ranges, podman for the rootless podman test,
-# containerd (with ctr and the runc shim) for the shim's tests against a
-# private containerd 1.6.
-ensure_packages runc busybox-static util-linux libseccomp-dev uidmap podman containerd
+# rootless tests with several id ranges, podman for the podman tests (rootless
+# and the engine suite, with catatonit for --init and netavark + iptables for
+# a bridge network in the suite's own network namespace), containerd (with ctr
+# and the runc shim) for the shim's tests against a private containerd 1.6.
+ensure_packages runc busybox-static util-linux libseccomp-dev uidmap podman \
+	catatonit netavark iptables containerd
 
 # rustfmt and clippy come with a rustup toolchain as components.
 if command -v rustup >/dev/null; then

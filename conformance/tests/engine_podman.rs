@@ -1,0 +1,428 @@
+//! Rootful podman on keel: `podman --runtime <keel>` with a private
+//! `--root`/`--runroot`/`--tmpdir` in a temp dir, inside the engines'
+//! sandbox (own mount and network namespace). Every scenario runs with runc
+//! and then keel, and keel must observe what runc does; the test prints a
+//! line per scenario and runtime and a summary.
+//!
+//! The host's hard nofile limit is below podman's default and the VM lacks
+//! CAP_SYS_RESOURCE, so podman's default ulimits are lowered in a private
+//! containers.conf (runc fails the same way without). Container cgroups go
+//! under a parent of the test's own, removed at the end.
+
+use keel_conformance::engines::{
+    busybox_tar, expect_code, have, ok_out, remove_cgroup_tree, runtimes, Outcome, Report, Sandbox,
+    Step, TempDir,
+};
+use keel_conformance::{fail, Output, Runtime};
+use std::time::Duration;
+
+const IMAGE: &str = "localhost/keel-busybox";
+const T: Duration = Duration::from_secs(60);
+
+struct Podman {
+    sb: Sandbox,
+    dir: TempDir,
+    cgroup: String,
+}
+
+impl Podman {
+    fn setup() -> anyhow::Result<Podman> {
+        let dir = TempDir::new("podman")?;
+        std::fs::write(
+            dir.0.join("containers.conf"),
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\
+             [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+        )?;
+        std::fs::create_dir_all(dir.0.join("vol"))?;
+        std::fs::write(dir.0.join("vol/f"), "from-host\n")?;
+        let tar = busybox_tar(&dir.0)?;
+        let p = Podman {
+            sb: Sandbox::new()?,
+            cgroup: format!("keel-engines-podman-{}", std::process::id()),
+            dir,
+        };
+        let o = p.sb.sh(
+            &format!("{} import {} {IMAGE}", p.base(None), tar.display()),
+            T,
+        );
+        anyhow::ensure!(o.ok(), "podman import: {o}");
+        Ok(p)
+    }
+
+    /// The podman command line up to the subcommand.
+    fn base(&self, rt: Option<&Runtime>) -> String {
+        let d = self.dir.0.display();
+        let mut s = format!(
+            "CONTAINERS_CONF={d}/containers.conf podman --root {d}/root --runroot {d}/runroot \
+             --tmpdir {d}/tmp --network-config-dir {d}/networks"
+        );
+        if let Some(rt) = rt {
+            s += &format!(" --runtime {}", rt.bin.display());
+        }
+        s
+    }
+
+    /// `podman <args>` (a shell fragment) with `rt`.
+    fn pm(&self, rt: &Runtime, args: &str) -> Output {
+        self.sb.sh(&format!("{} {args}", self.base(Some(rt))), T)
+    }
+
+    /// `podman run <flags> IMAGE <cmd>` in the test's cgroup parent.
+    fn run(&self, rt: &Runtime, flags: &str, cmd: &str) -> Output {
+        self.pm(
+            rt,
+            &format!(
+                "run --pull never --cgroup-parent /{} {flags} {IMAGE} {cmd}",
+                self.cgroup
+            ),
+        )
+    }
+
+    /// `run --rm --network none`: exit 0 and the stdout.
+    fn run_out(&self, rt: &Runtime, flags: &str, cmd: &str) -> Step {
+        ok_out(
+            &self.run(rt, &format!("--rm --network none {flags}"), cmd),
+            &format!("run {flags} {cmd}"),
+        )
+    }
+
+    /// A detached `sleep` container named for the runtime and scenario.
+    fn detached(&self, rt: &Runtime, tag: &str, flags: &str) -> Result<String, Outcome> {
+        let name = format!("{tag}-{}", rt.name);
+        let o = self.run(
+            rt,
+            &format!("-d --name {name} --network none {flags}"),
+            "sleep 1000",
+        );
+        expect_code(&o, 0, "run -d")?;
+        Ok(name)
+    }
+
+    fn rm(&self, rt: &Runtime, name: &str) {
+        let _ = self.pm(rt, &format!("rm -f -t 0 {name}"));
+    }
+
+    fn inspect(&self, rt: &Runtime, name: &str, fmt: &str) -> Result<String, Outcome> {
+        let o = self.pm(rt, &format!("inspect --format '{fmt}' {name}"));
+        Ok(ok_out(&o, "inspect")?.trim().to_string())
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        // Containers left by a failed scenario, then the storage's mounts
+        // (in the sandbox) die with it; the cgroups are ours to remove.
+        let _ = self.sb.sh(
+            &format!("{} rm -a -f -t 0 >/dev/null 2>&1", self.base(None)),
+            T,
+        );
+        remove_cgroup_tree(&self.cgroup);
+    }
+}
+
+/// Runs `body` on a detached container and removes it afterwards.
+fn with_ctr(
+    p: &Podman,
+    rt: &Runtime,
+    tag: &str,
+    flags: &str,
+    body: impl FnOnce(&str) -> Step,
+) -> Step {
+    let name = p.detached(rt, tag, flags)?;
+    let r = body(&name);
+    p.rm(rt, &name);
+    r
+}
+
+/// The value of `key` in a cgroup v1 file read in the container.
+fn cg(p: &Podman, rt: &Runtime, flags: &str, file: &str) -> Step {
+    p.run_out(rt, flags, &format!("cat /sys/fs/cgroup/{file}"))
+}
+
+#[test]
+fn podman_rootful_scenarios() {
+    if !have("podman") || !have("conmon") {
+        eprintln!(
+            "SKIPPED engine_podman: podman or conmon is not installed (apt-get install podman)"
+        );
+        return;
+    }
+    let rts = runtimes("podman");
+    let p = match Podman::setup() {
+        Ok(p) => p,
+        Err(e) => panic!("podman setup: {e:#}"),
+    };
+    let mut r = Report::new("podman");
+
+    r.scenario("run --rm stdout", &rts, |rt| {
+        p.run_out(rt, "", "echo hello")
+    });
+    r.scenario("exit code 7", &rts, |rt| {
+        let o = p.run(rt, "--rm --network none", "sh -c 'exit 7'");
+        expect_code(&o, 7, "sh -c 'exit 7'")?;
+        Ok("7".into())
+    });
+    r.scenario("not found -> 127", &rts, |rt| {
+        let mut seen = String::new();
+        for cmd in ["nosuchcmd", "/nosuch"] {
+            let o = p.run(rt, "--rm --network none", cmd);
+            expect_code(&o, 127, cmd)?;
+            seen += &format!("{cmd}:{} ", o.code);
+        }
+        Ok(seen)
+    });
+    r.scenario("not executable -> 126", &rts, |rt| {
+        let o = p.run(rt, "--rm --network none", "/etc/passwd");
+        expect_code(&o, 126, "/etc/passwd")?;
+        Ok("126".into())
+    });
+    r.scenario("run -d, ps, exec, logs", &rts, |rt| {
+        with_ctr(&p, rt, "dps", "", |name| {
+            let ps = ok_out(&p.pm(rt, "ps --format '{{.Names}} {{.Status}}'"), "ps")?;
+            if !ps.lines().any(|l| l.starts_with(&format!("{name} Up"))) {
+                fail!("ps does not show {name} up: {ps}");
+            }
+            let ex = ok_out(
+                &p.pm(rt, &format!("exec {name} sh -c 'echo in; id -u'")),
+                "exec",
+            )?;
+            let o = p.pm(rt, &format!("exec {name} sh -c 'exit 3'"));
+            expect_code(&o, 3, "exec exit 3")?;
+            Ok(ex)
+        })
+    });
+    r.scenario("exec -it through a pty", &rts, |rt| {
+        with_ctr(&p, rt, "pty", "", |name| {
+            let cmd = format!(
+                "{} exec -it {name} sh -c 'tty; [ -t 0 ] && echo stdin-tty; [ -t 1 ] && echo stdout-tty'",
+                p.base(Some(rt))
+            );
+            let o = p.sb.sh(
+                &format!("script -qec \"{}\" /dev/null", cmd.replace('"', "\\\"")),
+                T,
+            );
+            let out = ok_out(&o, "script podman exec -it")?.replace('\r', "");
+            if !out.contains("/dev/pts/") || !out.contains("stdin-tty") {
+                fail!("no pty in exec -it: {out:?}");
+            }
+            // Only the answers: what script reads from its /dev/null stdin
+            // reaches the pty at times, with either runtime.
+            Ok(out
+                .lines()
+                .filter(|l| l.ends_with("-tty"))
+                .collect::<Vec<_>>()
+                .join("\n"))
+        })
+    });
+    r.scenario("logs + stop (SIGTERM)", &rts, |rt| {
+        let name = format!("stop-{}", rt.name);
+        let o = p.run(
+            rt,
+            &format!("-d --name {name} --network none"),
+            "sh -c 'trap \"echo got-term; exit 3\" TERM; echo started; \
+             while :; do sleep 0.1; done'",
+        );
+        expect_code(&o, 0, "run -d")?;
+        let r = (|| {
+            std::thread::sleep(Duration::from_millis(500));
+            expect_code(&p.pm(rt, &format!("stop -t 10 {name}")), 0, "stop")?;
+            let code = p.inspect(rt, &name, "{{.State.ExitCode}}")?;
+            let logs = ok_out(&p.pm(rt, &format!("logs {name}")), "logs")?;
+            Ok(format!("exit {code}; logs {logs}"))
+        })();
+        p.rm(rt, &name);
+        let seen = r?;
+        if seen != "exit 3; logs started\ngot-term\n" {
+            fail!("stop: {seen:?}");
+        }
+        Ok(seen)
+    });
+    r.scenario("kill", &rts, |rt| {
+        with_ctr(&p, rt, "kill", "", |name| {
+            expect_code(&p.pm(rt, &format!("kill -s KILL {name}")), 0, "kill")?;
+            let _ = p.pm(rt, &format!("wait {name}"));
+            let s = p.inspect(rt, name, "{{.State.Status}} {{.State.ExitCode}}")?;
+            if s != "exited 137" {
+                fail!("after kill: {s}");
+            }
+            Ok(s)
+        })
+    });
+    r.scenario("pause/unpause", &rts, |rt| {
+        with_ctr(&p, rt, "pause", "", |name| {
+            expect_code(&p.pm(rt, &format!("pause {name}")), 0, "pause")?;
+            let paused = p.inspect(rt, name, "{{.State.Status}}")?;
+            expect_code(&p.pm(rt, &format!("unpause {name}")), 0, "unpause")?;
+            let after = p.inspect(rt, name, "{{.State.Status}}")?;
+            let ex = ok_out(&p.pm(rt, &format!("exec {name} echo alive")), "exec")?;
+            Ok(format!("{paused} {after} {ex}"))
+        })
+    });
+    r.scenario("--memory", &rts, |rt| {
+        cg(&p, rt, "--memory 64m", "memory/memory.limit_in_bytes")
+    });
+    r.scenario("--pids-limit", &rts, |rt| {
+        cg(&p, rt, "--pids-limit 42", "pids/pids.max")
+    });
+    r.scenario("--cpus", &rts, |rt| {
+        p.run_out(
+            rt,
+            "--cpus 0.5",
+            "sh -c 'cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us'",
+        )
+    });
+    r.scenario("--read-only", &rts, |rt| {
+        p.run_out(
+            rt,
+            "--read-only",
+            "sh -c 'touch /x 2>&1; touch /tmp/x && echo tmp-writable'",
+        )
+    });
+    r.scenario("--cap-drop ALL", &rts, |rt| {
+        p.run_out(rt, "--cap-drop ALL", "grep Cap /proc/self/status")
+    });
+    r.scenario("--user", &rts, |rt| p.run_out(rt, "--user 1000:1000", "id"));
+    r.scenario("--network none", &rts, |rt| {
+        p.run_out(rt, "", "ls /sys/class/net")
+    });
+    r.scenario("volume", &rts, |rt| {
+        let v = p.dir.0.join("vol");
+        let out = p.run_out(
+            rt,
+            &format!("-v {}:/vol", v.display()),
+            &format!("sh -c 'cat /vol/f; echo {} > /vol/w'", rt.name),
+        )?;
+        let back = std::fs::read_to_string(v.join("w")).unwrap_or_default();
+        if back.trim() != rt.name {
+            fail!("the volume write did not reach the host: {back:?}");
+        }
+        Ok(out)
+    });
+    r.scenario("--tmpfs (copied up)", &rts, |rt| {
+        // Podman orders mounts of the same depth at random.
+        let sorted = |s: String| {
+            let mut v: Vec<&str> = s.lines().collect();
+            v.sort();
+            v.join("\n")
+        };
+        p.run_out(
+            rt,
+            "--tmpfs /scratch:size=1m,mode=1777 --tmpfs /www",
+            "sh -c 'grep -E \" /(scratch|www) \" /proc/mounts; stat -c %a /scratch; \
+             cat /www/index.html'",
+        )
+        .map(sorted)
+    });
+    r.scenario("--hostname, env", &rts, |rt| {
+        p.run_out(
+            rt,
+            "--hostname kh -e FOO=bar",
+            "sh -c 'hostname; echo $FOO; cat /etc/hostname'",
+        )
+    });
+    r.scenario("--init", &rts, |rt| {
+        if !have("catatonit") {
+            return Err(Outcome::Skip("catatonit is not installed".into()));
+        }
+        p.run_out(
+            rt,
+            "--init",
+            "sh -c 'cat /proc/1/cmdline | tr \"\\0\" \" \"; echo'",
+        )
+        .map(|s| s.replace("/dev/init", "init"))
+    });
+    r.scenario("top", &rts, |rt| {
+        with_ctr(&p, rt, "top", "", |name| {
+            let o = ok_out(&p.pm(rt, &format!("top {name} pid args")), "top")?;
+            if !o.contains("sleep 1000") {
+                fail!("top does not show the process: {o}");
+            }
+            Ok(o.lines().skip(1).collect::<Vec<_>>().join("\n"))
+        })
+    });
+    r.scenario("stats --no-stream", &rts, |rt| {
+        with_ctr(&p, rt, "stats", "--memory 64m", |name| {
+            let o = ok_out(
+                &p.pm(
+                    rt,
+                    &format!("stats --no-stream --format '{{{{.Name}}}} {{{{.MemUsage}}}}' {name}"),
+                ),
+                "stats",
+            )?;
+            if !o.starts_with(name) || !o.contains("/ 67.11MB") {
+                fail!("stats: {o}");
+            }
+            Err(Outcome::Uncompared(o.trim().to_string()))
+        })
+    });
+    r.scenario("inspect", &rts, |rt| {
+        with_ctr(&p, rt, "insp", "", |name| {
+            let s = p.inspect(
+                rt,
+                name,
+                "{{.State.Status}} {{.State.Running}} {{.OCIRuntime}} {{if gt .State.Pid 0}}pid{{end}}",
+            )?;
+            Ok(s.replace(&rt.bin.display().to_string(), "RUNTIME"))
+        })
+    });
+    r.scenario("update", &rts, |rt| {
+        with_ctr(&p, rt, "upd", "--memory 64m", |name| {
+            expect_code(
+                &p.pm(
+                    rt,
+                    &format!("update --memory 128m --cpu-quota 30000 {name}"),
+                ),
+                0,
+                "update",
+            )?;
+            ok_out(
+                &p.pm(
+                    rt,
+                    &format!(
+                        "exec {name} cat /sys/fs/cgroup/memory/memory.limit_in_bytes \
+                         /sys/fs/cgroup/cpu/cpu.cfs_quota_us"
+                    ),
+                ),
+                "exec cat",
+            )
+        })
+    });
+    r.scenario("bridge + published port", &rts, |rt| bridge(&p, rt));
+    r.finish();
+}
+
+/// A bridge network (netavark, in the sandbox's network namespace) with a
+/// port published on 127.0.0.1, fetched from the sandbox.
+fn bridge(p: &Podman, rt: &Runtime) -> Step {
+    if !std::path::Path::new("/usr/lib/podman/netavark").is_file() || !have("iptables") {
+        return Err(Outcome::Skip(
+            "netavark (/usr/lib/podman/netavark) or iptables is not installed".into(),
+        ));
+    }
+    let name = format!("web-{}", rt.name);
+    let port = if rt.name == "runc" { 18081 } else { 18082 };
+    let o = p.run(
+        rt,
+        &format!("-d --name {name} -p 127.0.0.1:{port}:80"),
+        "httpd -f -p 80 -h /www",
+    );
+    expect_code(&o, 0, "run -d -p")?;
+    let mut got = String::new();
+    for _ in 0..50 {
+        let o = p.sb.sh(
+            &format!("busybox wget -q -O - http://127.0.0.1:{port}/index.html"),
+            Duration::from_secs(5),
+        );
+        let done = o.ok();
+        got = o.stdout;
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    p.rm(rt, &name);
+    if got != "keel-served\n" {
+        fail!("fetching the published port gave {got:?}");
+    }
+    Ok(got)
+}
