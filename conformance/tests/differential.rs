@@ -402,3 +402,51 @@ fn runc_is_the_expected_version() {
         String::from_utf8_lossy(&o.stdout).trim()
     );
 }
+
+/// tmpfs mounts: `tmpcopyup` copies what the image had under the
+/// destination (types, modes, owners, links as links), the tmpfs root takes
+/// the covered directory's mode, and `ro` applies after the copy.
+#[test]
+fn tmpfs_copyup_modes_and_ro() {
+    let Some(envs) = pair() else { return };
+    let mut outs = Vec::new();
+    for env in &envs {
+        let mut b = env.bundle("tcu");
+        let data = b.rootfs().join("data");
+        std::fs::create_dir_all(data.join("sub")).expect("mkdir");
+        std::fs::write(data.join("sub/f"), "hello\n").expect("write");
+        std::os::unix::fs::chown(data.join("sub/f"), Some(7), Some(8)).expect("chown");
+        std::os::unix::fs::symlink("/etc/passwd", data.join("link")).expect("symlink");
+        std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o750))
+            .expect("chmod");
+        std::fs::create_dir_all(b.rootfs().join("t2")).expect("mkdir t2");
+        std::fs::set_permissions(
+            b.rootfs().join("t2"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .expect("chmod");
+        b.push(
+            "/mounts",
+            json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs",
+                   "options": ["tmpcopyup", "ro", "mode=755"]}),
+        );
+        b.push(
+            "/mounts",
+            json!({"destination": "/t2", "type": "tmpfs", "source": "tmpfs",
+                   "options": ["mode=1777"]}),
+        );
+        b.sh(
+            "stat -c '%n %a %u:%g %F' /data /data/sub /data/sub/f /data/link /t2; \
+             readlink /data/link; cat /data/sub/f; touch /data/x 2>/dev/null || echo ro",
+        );
+        let o = env.run(&b);
+        assert!(o.ok(), "{}: {o}", env.rt.name);
+        outs.push(o.stdout);
+    }
+    assert_eq!(
+        outs[0],
+        "/data 750 0:0 directory\n/data/sub 755 0:0 directory\n/data/sub/f 644 7:8 regular file\n\
+         /data/link 777 0:0 symbolic link\n/t2 700 0:0 directory\n/etc/passwd\nhello\nro\n"
+    );
+    assert_eq!(outs[0], outs[1], "keel (left) and runc (right) differ");
+}

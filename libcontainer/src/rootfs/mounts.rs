@@ -54,6 +54,20 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
     // procfs and sysfs over a symlink are how rootfs tricks redirect
     // later writes (CVE-2025-52565 class): refuse any symlink on the way.
     let strict = m.typ == "proc" || m.typ == "sysfs";
+    // runc gives a tmpfs over an existing directory that directory's mode.
+    let covered_mode = if m.typ == "tmpfs" {
+        path::open_in_root(
+            root.as_fd(),
+            dest,
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
+            false,
+        )
+        .and_then(|fd| nix::sys::stat::fstat(&fd))
+        .ok()
+        .map(|st| st.st_mode & 0o7777)
+    } else {
+        None
+    };
     let target = if strict {
         match path::open_in_root(root.as_fd(), dest, OFlag::O_PATH | OFlag::O_DIRECTORY, true) {
             Err(nix::errno::Errno::ENOENT) => path::make_in_root(root.as_fd(), dest, kind),
@@ -106,15 +120,52 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
         } else {
             None
         };
-        nix::mount::mount(Some(source), &at, Some(m.typ.as_str()), o.flags, data).ctx(what)?;
-        if let Some(from) = image_dir {
-            let top = nix::fcntl::open(
-                &path::fd_path(&reopen(root, dest)?),
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .ctx(|| format!("tmpcopyup: open the tmpfs on {}", dest.display()))?;
-            super::copyup::copy_dir(from.as_fd(), top.as_fd())?;
+        // As runc: a tmpfs is mounted writable, filled and given its
+        // directory's mode, and only then made read-only.
+        let late_ro = m.typ == "tmpfs" && o.flags.contains(MsFlags::MS_RDONLY);
+        let first = if late_ro {
+            o.flags - MsFlags::MS_RDONLY
+        } else {
+            o.flags
+        };
+        nix::mount::mount(Some(source), &at, Some(m.typ.as_str()), first, data).ctx(what)?;
+        if image_dir.is_some() || covered_mode.is_some() || late_ro {
+            let top = reopen(root, dest)?;
+            let on_top = path::fd_path(&top);
+            if let Some(from) = image_dir {
+                let to = nix::fcntl::open(
+                    &on_top,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .ctx(|| format!("tmpcopyup: open the tmpfs on {}", dest.display()))?;
+                super::copyup::copy_dir(from.as_fd(), to.as_fd())?;
+            }
+            if let Some(mode) = covered_mode {
+                // chmod through the O_PATH fd's link reaches the tmpfs root.
+                nix::sys::stat::fchmodat(
+                    nix::fcntl::AT_FDCWD,
+                    &on_top,
+                    nix::sys::stat::Mode::from_bits_truncate(mode),
+                    nix::sys::stat::FchmodatFlags::FollowSymlink,
+                )
+                .ctx(|| {
+                    format!(
+                        "chmod the tmpfs on {} to its directory's mode",
+                        dest.display()
+                    )
+                })?;
+            }
+            if late_ro {
+                nix::mount::mount(
+                    None::<&str>,
+                    &on_top,
+                    None::<&str>,
+                    o.flags | MsFlags::MS_REMOUNT,
+                    data,
+                )
+                .ctx(|| format!("remount {} read-only", dest.display()))?;
+            }
         }
     }
     finish(root, dest, o)
