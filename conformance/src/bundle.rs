@@ -73,10 +73,19 @@ impl Bundle {
         self
     }
 
-    /// Sets a field by JSON pointer, creating objects on the way.
+    /// Sets a field by JSON pointer, creating objects on the way (a number
+    /// indexes an existing array element).
     pub fn set(&mut self, pointer: &str, value: Value) -> &mut Self {
         let mut cur = &mut self.config;
         for key in pointer.trim_start_matches('/').split('/') {
+            let index = key
+                .parse::<usize>()
+                .ok()
+                .filter(|&i| cur.as_array().is_some_and(|a| i < a.len()));
+            if let Some(i) = index {
+                cur = &mut cur[i];
+                continue;
+            }
             if !cur.is_object() {
                 *cur = json!({});
             }

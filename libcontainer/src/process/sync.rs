@@ -38,8 +38,29 @@ impl Msg {
             Error::Io { context, error } => (error.raw_os_error().unwrap_or(0), context),
             other => (0, other.to_string()),
         };
-        Msg::Failed { errno, context }
+        Msg::Failed {
+            errno,
+            context: fit(context),
+        }
     }
+}
+
+/// The most a message's context may carry: with the JSON around it, a
+/// message must fit in one packet of [`Channel::recv`]'s buffer.
+const MAX_CONTEXT: usize = 4096;
+
+/// Cuts `context` (which may quote the config: a 100 kB hostname) to
+/// [`MAX_CONTEXT`] bytes, at a char boundary, saying so.
+fn fit(mut context: String) -> String {
+    if context.len() > MAX_CONTEXT {
+        let mut end = MAX_CONTEXT;
+        while !context.is_char_boundary(end) {
+            end -= 1;
+        }
+        context.truncate(end);
+        context.push_str("… (cut)");
+    }
+    context
 }
 
 /// A child's failure, as the parent reports it.
@@ -161,5 +182,21 @@ mod tests {
         assert_eq!(b.recv().unwrap(), Some(Msg::InitPid(42)));
         drop(a);
         assert_eq!(b.recv().unwrap(), None);
+    }
+
+    #[test]
+    fn huge_failure_fits_in_a_packet() {
+        let (a, b) = Channel::pair().unwrap();
+        let context = format!("hostname: sethostname {:?}", "é".repeat(50_000));
+        a.send(&Msg::failed(crate::Error::sys(context, Errno::EINVAL)))
+            .unwrap();
+        match b.recv().unwrap() {
+            Some(Msg::Failed { errno, context }) => {
+                assert_eq!(errno, libc::EINVAL);
+                assert!(context.starts_with("hostname: sethostname"));
+                assert!(context.ends_with("(cut)"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
