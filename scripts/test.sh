@@ -29,9 +29,11 @@ require_cargo
 # rootless tests with several id ranges, podman for the podman tests (rootless
 # and the engine suite, with catatonit for --init and netavark + iptables for
 # a bridge network in the suite's own network namespace), containerd (with ctr
-# and the runc shim) for the shim's tests against a private containerd 1.6.
+# and the runc shim) for the shim's tests and the containerd engine suite
+# against a private containerd 1.6, docker.io (dockerd 20.10 and its client)
+# with tini (docker-init, for --init) for the Docker engine suite.
 ensure_packages runc busybox-static util-linux libseccomp-dev uidmap podman \
-	catatonit netavark iptables containerd
+	catatonit netavark iptables containerd docker.io tini
 
 # rustfmt and clippy come with a rustup toolchain as components.
 if command -v rustup >/dev/null; then

@@ -29,6 +29,7 @@ static SEQ: AtomicUsize = AtomicUsize::new(0);
 const APPLETS: &[&str] = &[
     "sh", "cat", "echo", "id", "sleep", "ls", "touch", "grep", "wc", "ps", "hostname", "tty",
     "head", "true", "false", "httpd", "mkdir", "dd", "stat", "kill", "env", "printf", "tail",
+    "yes", "tr",
 ];
 
 /// A temp dir removed on drop (unless KEEL_CONF_KEEP is set).
@@ -60,13 +61,17 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    pub fn new() -> Result<Sandbox> {
+    /// A sandbox; each existing directory of `private` (e.g. an engine's
+    /// config dir where it writes keys) gets a fresh tmpfs too.
+    pub fn new(private: &[&str]) -> Result<Sandbox> {
+        let mut script = String::from("mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /dev/shm");
+        for dir in private.iter().filter(|d| Path::new(d).is_dir()) {
+            script += &format!(" && mount -t tmpfs tmpfs {dir}");
+        }
+        script += " && ip link set lo up && exec sleep 1000000";
         let holder = Command::new("unshare")
             .args(["-m", "-n", "--propagation", "private", "--", "sh", "-c"])
-            .arg(
-                "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /dev/shm && \
-                 ip link set lo up && exec sleep 1000000",
-            )
+            .arg(script)
             .stdin(Stdio::null())
             .spawn()
             .context("spawn the sandbox holder")?;
@@ -156,6 +161,36 @@ fn failed(why: String) -> Output {
         stdout: String::new(),
         stderr: why,
     }
+}
+
+/// Kills (by pid) every process whose command line mentions `dir`: what
+/// an engine started under its private directory and left behind (shims).
+pub fn kill_processes_under(dir: &Path) {
+    let needle = dir.to_string_lossy().into_owned();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            // SAFETY: kill(2) on a process started under our private dir.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// The `*-tty` answer lines of a command run through `script`. What script
+/// reads from its /dev/null stdin reaches the pty at times (echoed as ^@),
+/// with either runtime, so that and carriage returns go.
+pub fn pty_answers(out: &str) -> String {
+    out.replace(['\r'], "")
+        .replace("^@", "")
+        .lines()
+        .filter(|l| l.ends_with("-tty"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Whether `bin` is on PATH.

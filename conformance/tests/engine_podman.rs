@@ -10,8 +10,8 @@
 //! under a parent of the test's own, removed at the end.
 
 use keel_conformance::engines::{
-    busybox_tar, expect_code, have, ok_out, remove_cgroup_tree, runtimes, Outcome, Report, Sandbox,
-    Step, TempDir,
+    busybox_tar, expect_code, have, ok_out, pty_answers, remove_cgroup_tree, runtimes, Outcome,
+    Report, Sandbox, Step, TempDir,
 };
 use keel_conformance::{fail, Output, Runtime};
 use std::time::Duration;
@@ -37,7 +37,7 @@ impl Podman {
         std::fs::write(dir.0.join("vol/f"), "from-host\n")?;
         let tar = busybox_tar(&dir.0)?;
         let p = Podman {
-            sb: Sandbox::new()?,
+            sb: Sandbox::new(&[])?,
             cgroup: format!("keel-engines-podman-{}", std::process::id()),
             dir,
         };
@@ -205,13 +205,7 @@ fn podman_rootful_scenarios() {
             if !out.contains("/dev/pts/") || !out.contains("stdin-tty") {
                 fail!("no pty in exec -it: {out:?}");
             }
-            // Only the answers: what script reads from its /dev/null stdin
-            // reaches the pty at times, with either runtime.
-            Ok(out
-                .lines()
-                .filter(|l| l.ends_with("-tty"))
-                .collect::<Vec<_>>()
-                .join("\n"))
+            Ok(pty_answers(&out))
         })
     });
     r.scenario("logs + stop (SIGTERM)", &rts, |rt| {

@@ -1,0 +1,460 @@
+//! Docker on keel: Debian's dockerd 20.10, started by the test with a
+//! private data root, exec root, socket, pidfile and config, keel and runc
+//! added as runtimes (`--add-runtime`), in the engines' sandbox (own mount
+//! and network namespace, so docker0 and its iptables rules stay there;
+//! /etc/docker is a private tmpfs). The client is Debian's /usr/bin/docker,
+//! matching the daemon. Each scenario runs with runc and then keel; keel
+//! must observe what runc does. dockerd is stopped by pid at the end.
+//!
+//! Never the machine's own dockerd: its socket is not used and nothing is
+//! read from or written to /var/lib/docker, /run/docker or /etc/docker.
+
+use keel_conformance::engines::{
+    busybox_tar, expect_code, kill_processes_under, ok_out, pty_answers, remove_cgroup_tree,
+    runtimes, Outcome, Report, Sandbox, Step, TempDir,
+};
+use keel_conformance::{fail, wait_until, Output, Runtime};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+const IMAGE: &str = "keel-busybox:latest";
+const DOCKER: &str = "/usr/bin/docker";
+const T: Duration = Duration::from_secs(60);
+
+/// The runtime's name in dockerd (`runc` is reserved for its default).
+fn name(rt: &Runtime) -> String {
+    format!("{}-test", rt.name)
+}
+
+struct Docker {
+    daemon: Option<Child>,
+    cgroup: String,
+    // Dropped after the daemon is stopped: the sandbox, then the files.
+    sb: Sandbox,
+    dir: TempDir,
+}
+
+impl Docker {
+    fn start(rts: &[Runtime]) -> anyhow::Result<Docker> {
+        let dir = TempDir::new("docker")?;
+        let d = dir.0.clone();
+        std::fs::write(d.join("daemon.json"), "{}\n")?;
+        std::fs::create_dir_all(d.join("vol"))?;
+        std::fs::write(d.join("vol/f"), "from-host\n")?;
+        // A custom seccomp profile: everything but mkdir.
+        std::fs::write(
+            d.join("seccomp.json"),
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        )?;
+        let tar = busybox_tar(&d)?;
+        let sb = Sandbox::new(&["/etc/docker"])?;
+        let cgroup = format!("keel-engines-docker-{}", std::process::id());
+        let log = std::fs::File::create(d.join("dockerd.log"))?;
+        let mut cmd = sb.command("dockerd");
+        cmd.arg("--config-file")
+            .arg(d.join("daemon.json"))
+            .arg("--data-root")
+            .arg(d.join("data"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("-H")
+            .arg(format!("unix://{}/docker.sock", d.display()))
+            .arg("--pidfile")
+            .arg(d.join("docker.pid"))
+            .arg("--cgroup-parent")
+            .arg(format!("/{cgroup}"))
+            .arg("--userland-proxy=false");
+        for rt in rts {
+            cmd.arg("--add-runtime")
+                .arg(format!("{}={}", name(rt), rt.bin.display()));
+        }
+        let daemon = cmd
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let dk = Docker {
+            daemon: Some(daemon),
+            cgroup,
+            sb,
+            dir,
+        };
+        let stat = format!("/proc/{}/stat", dk.daemon.as_ref().map_or(0, |d| d.id()));
+        let gone = || {
+            std::fs::read_to_string(&stat).map_or(true, |s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+        };
+        if !wait_until(Duration::from_secs(60), || {
+            gone()
+                || dk
+                    .sh("version >/dev/null 2>&1", Duration::from_secs(10))
+                    .ok()
+        }) || gone()
+        {
+            anyhow::bail!(
+                "dockerd did not come up: {}",
+                std::fs::read_to_string(d.join("dockerd.log")).unwrap_or_default()
+            );
+        }
+        let o = dk.sh(
+            &format!("import -c 'CMD [\"sh\"]' {} {IMAGE}", tar.display()),
+            T,
+        );
+        anyhow::ensure!(o.ok(), "docker import: {o}");
+        Ok(dk)
+    }
+
+    /// `docker <args>` (a shell fragment) against this daemon.
+    fn sh(&self, args: &str, timeout: Duration) -> Output {
+        let d = self.dir.0.display();
+        self.sb.sh(
+            &format!("DOCKER_CONFIG={d}/client {DOCKER} -H unix://{d}/docker.sock {args}"),
+            timeout,
+        )
+    }
+
+    fn dk(&self, args: &str) -> Output {
+        self.sh(args, T)
+    }
+
+    /// `docker run --runtime <rt> <flags> IMAGE <cmd>`.
+    fn run(&self, rt: &Runtime, flags: &str, cmd: &str) -> Output {
+        self.dk(&format!("run --runtime {} {flags} {IMAGE} {cmd}", name(rt)))
+    }
+
+    /// `run --rm --network none`: exit 0 and the stdout.
+    fn run_out(&self, rt: &Runtime, flags: &str, cmd: &str) -> Step {
+        ok_out(
+            &self.run(rt, &format!("--rm --network none {flags}"), cmd),
+            &format!("run {flags} {cmd}"),
+        )
+    }
+
+    fn inspect(&self, name: &str, fmt: &str) -> Result<String, Outcome> {
+        let o = self.dk(&format!("inspect --format '{fmt}' {name}"));
+        Ok(ok_out(&o, "inspect")?.trim().to_string())
+    }
+
+    /// Runs `body` on a detached `sleep` container, removed afterwards.
+    fn with_ctr(
+        &self,
+        rt: &Runtime,
+        tag: &str,
+        flags: &str,
+        body: impl FnOnce(&str) -> Step,
+    ) -> Step {
+        let name = format!("{tag}-{}", rt.name);
+        let o = self.run(
+            rt,
+            &format!("-d --name {name} --network none {flags}"),
+            "sleep 1000",
+        );
+        expect_code(&o, 0, "run -d")?;
+        let r = body(&name);
+        let _ = self.dk(&format!("rm -f {name}"));
+        r
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        let ids = self
+            .dk("ps -aq")
+            .stdout
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !ids.is_empty() {
+            let _ = self.dk(&format!("rm -f {ids}"));
+        }
+        if let Some(mut daemon) = self.daemon.take() {
+            // SAFETY: kill(2) on our own child (dockerd: nsenter execs it).
+            unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while matches!(daemon.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
+        kill_processes_under(&self.dir.0);
+        remove_cgroup_tree(&self.cgroup);
+    }
+}
+
+#[test]
+fn docker_scenarios() {
+    if !Path::new(DOCKER).is_file() || !keel_conformance::engines::have("dockerd") {
+        eprintln!("SKIPPED engine_docker: Debian's docker.io is not installed (apt-get install docker.io)");
+        return;
+    }
+    let rts = runtimes("docker");
+    let dk = match Docker::start(&rts) {
+        Ok(d) => d,
+        Err(e) => panic!("docker setup: {e:#}"),
+    };
+    let mut r = Report::new("docker");
+
+    r.scenario("run --rm stdout", &rts, |rt| {
+        dk.run_out(rt, "", "echo hello")
+    });
+    r.scenario("stdin", &rts, |rt| {
+        let d = dk.dir.0.display();
+        let o = dk.sb.sh(
+            &format!(
+                "echo piped | DOCKER_CONFIG={d}/client {DOCKER} -H unix://{d}/docker.sock \
+                 run -i --rm --network none --runtime {} {IMAGE} sh -c 'cat; echo done'",
+                name(rt)
+            ),
+            T,
+        );
+        ok_out(&o, "run -i")
+    });
+    r.scenario("exit code 7", &rts, |rt| {
+        let o = dk.run(rt, "--rm --network none", "sh -c 'exit 7'");
+        expect_code(&o, 7, "exit 7")?;
+        Ok("7".into())
+    });
+    r.scenario("not found -> 127", &rts, |rt| {
+        for cmd in ["nosuchcmd", "/nosuch"] {
+            expect_code(&dk.run(rt, "--rm --network none", cmd), 127, cmd)?;
+        }
+        Ok("127".into())
+    });
+    r.scenario("not executable -> 126", &rts, |rt| {
+        expect_code(&dk.run(rt, "--rm --network none", "/etc"), 126, "/etc")?;
+        Ok("126".into())
+    });
+    r.scenario("-m, OOMKilled", &rts, |rt| {
+        let name = format!("oom-{}", rt.name);
+        let o = dk.run(
+            rt,
+            &format!("--name {name} --network none -m 32m --memory-swap 32m"),
+            "sh -c 'x=$(yes | head -c 200000000); echo survived'",
+        );
+        let r = dk.inspect(&name, "{{.State.OOMKilled}} {{.State.ExitCode}}");
+        let _ = dk.dk(&format!("rm -f {name}"));
+        let r = r?;
+        if r != "true 137" {
+            fail!("after the memory hog: {r} (run: {o})");
+        }
+        Ok(r)
+    });
+    r.scenario("--cpu-quota", &rts, |rt| {
+        dk.run_out(
+            rt,
+            "--cpu-quota 30000",
+            "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+        )
+    });
+    r.scenario("--pids-limit", &rts, |rt| {
+        dk.run_out(rt, "--pids-limit 42", "cat /sys/fs/cgroup/pids/pids.max")
+    });
+    r.scenario("-v", &rts, |rt| {
+        let v = dk.dir.0.join("vol");
+        let out = dk.run_out(
+            rt,
+            &format!("-v {}:/vol", v.display()),
+            &format!("sh -c 'cat /vol/f; echo {} > /vol/w'", rt.name),
+        )?;
+        let back = std::fs::read_to_string(v.join("w")).unwrap_or_default();
+        if back.trim() != rt.name {
+            fail!("the volume write did not reach the host: {back:?}");
+        }
+        Ok(out)
+    });
+    r.scenario("--read-only", &rts, |rt| {
+        dk.run_out(rt, "--read-only", "sh -c 'touch /x 2>&1; echo $?'")
+    });
+    r.scenario("--cap-drop", &rts, |rt| {
+        dk.run_out(
+            rt,
+            "--cap-drop ALL --cap-add CHOWN",
+            "grep Cap /proc/self/status",
+        )
+    });
+    r.scenario("seccomp default", &rts, |rt| {
+        dk.run_out(rt, "", "grep -E '^(Seccomp|NoNewPrivs)' /proc/self/status")
+    });
+    r.scenario("seccomp unconfined", &rts, |rt| {
+        dk.run_out(
+            rt,
+            "--security-opt seccomp=unconfined",
+            "grep -E '^Seccomp:' /proc/self/status",
+        )
+    });
+    r.scenario("seccomp custom profile", &rts, |rt| {
+        dk.run_out(
+            rt,
+            &format!(
+                "--security-opt seccomp={}",
+                dk.dir.0.join("seccomp.json").display()
+            ),
+            "sh -c 'mkdir /d 2>&1; echo mkdir=$?; touch /f && echo touch-ok'",
+        )
+    });
+    r.scenario("exec -it through a pty", &rts, |rt| {
+        dk.with_ctr(rt, "pty", "", |name| {
+            let d = dk.dir.0.display();
+            let cmd = format!(
+                "DOCKER_CONFIG={d}/client {DOCKER} -H unix://{d}/docker.sock exec -it {name} \
+                 sh -c '[ -t 0 ] && echo stdin-tty; [ -t 1 ] && echo stdout-tty; tty'"
+            );
+            let o = dk.sb.sh(&format!("script -qec \"{cmd}\" /dev/null"), T);
+            let out = ok_out(&o, "script docker exec -it")?.replace('\r', "");
+            if !out.contains("/dev/pts/") {
+                fail!("no pty in exec -it: {out:?}");
+            }
+            Ok(pty_answers(&out))
+        })
+    });
+    r.scenario("top", &rts, |rt| {
+        dk.with_ctr(rt, "top", "", |name| {
+            let o = ok_out(&dk.dk(&format!("top {name}")), "top")?;
+            if !o.contains("sleep 1000") {
+                fail!("top does not show the process: {o}");
+            }
+            Ok("sleep 1000".into())
+        })
+    });
+    r.scenario("stats --no-stream", &rts, |rt| {
+        dk.with_ctr(rt, "stats", "-m 64m", |name| {
+            let o = ok_out(
+                &dk.dk(&format!(
+                    "stats --no-stream --format '{{{{.Name}}}} {{{{.MemUsage}}}} {{{{.PIDs}}}}' {name}"
+                )),
+                "stats",
+            )?;
+            if !o.starts_with(name) || !o.contains("/ 64MiB 1") {
+                fail!("stats: {o}");
+            }
+            Err(Outcome::Uncompared(o.trim().to_string()))
+        })
+    });
+    r.scenario("pause/unpause", &rts, |rt| {
+        dk.with_ctr(rt, "pause", "", |name| {
+            expect_code(&dk.dk(&format!("pause {name}")), 0, "pause")?;
+            let paused = dk.inspect(name, "{{.State.Status}}")?;
+            expect_code(&dk.dk(&format!("unpause {name}")), 0, "unpause")?;
+            let after = dk.inspect(name, "{{.State.Status}}")?;
+            let ex = ok_out(&dk.dk(&format!("exec {name} echo alive")), "exec")?;
+            Ok(format!("{paused} {after} {ex}"))
+        })
+    });
+    r.scenario("update", &rts, |rt| {
+        dk.with_ctr(rt, "upd", "-m 64m", |name| {
+            expect_code(
+                &dk.dk(&format!(
+                    "update --memory 128m --memory-swap 128m --cpu-quota 20000 --pids-limit 77 {name}"
+                )),
+                0,
+                "update",
+            )?;
+            ok_out(
+                &dk.dk(&format!(
+                    "exec {name} cat /sys/fs/cgroup/memory/memory.limit_in_bytes \
+                     /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/pids/pids.max"
+                )),
+                "exec cat",
+            )
+        })
+    });
+    r.scenario("logs + stop (SIGTERM)", &rts, |rt| {
+        let name = format!("stop-{}", rt.name);
+        let o = dk.run(
+            rt,
+            &format!("-d --name {name} --network none"),
+            "sh -c 'trap \"echo got-term; exit 3\" TERM; echo started; \
+             while :; do sleep 0.1; done'",
+        );
+        expect_code(&o, 0, "run -d")?;
+        let r = (|| {
+            std::thread::sleep(Duration::from_millis(500));
+            expect_code(&dk.dk(&format!("stop -t 10 {name}")), 0, "stop")?;
+            let code = dk.inspect(&name, "{{.State.ExitCode}}")?;
+            let logs = ok_out(&dk.dk(&format!("logs {name}")), "logs")?;
+            Ok(format!("exit {code}; logs {logs}"))
+        })();
+        let _ = dk.dk(&format!("rm -f {name}"));
+        let seen = r?;
+        if seen != "exit 3; logs started\ngot-term\n" {
+            fail!("stop: {seen:?}");
+        }
+        Ok(seen)
+    });
+    r.scenario("kill", &rts, |rt| {
+        dk.with_ctr(rt, "kill", "", |name| {
+            expect_code(&dk.dk(&format!("kill {name}")), 0, "kill")?;
+            let _ = dk.dk(&format!("wait {name}"));
+            let s = dk.inspect(name, "{{.State.Status}} {{.State.ExitCode}}")?;
+            if s != "exited 137" {
+                fail!("after kill: {s}");
+            }
+            Ok(s)
+        })
+    });
+    r.scenario("--init", &rts, |rt| {
+        if !keel_conformance::engines::have("docker-init") {
+            return Err(Outcome::Skip("docker-init (tini) is not installed".into()));
+        }
+        dk.run_out(
+            rt,
+            "--init",
+            "sh -c 'cat /proc/1/cmdline | tr \"\\0\" \" \"; echo'",
+        )
+    });
+    r.scenario("restart on-failure:2", &rts, |rt| {
+        let name = format!("restart-{}", rt.name);
+        let o = dk.run(
+            rt,
+            &format!("-d --name {name} --network none --restart on-failure:2"),
+            "sh -c 'echo run; exit 3'",
+        );
+        expect_code(&o, 0, "run -d")?;
+        let fmt = "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}";
+        let mut s = String::new();
+        let done = wait_until(Duration::from_secs(30), || {
+            s = dk.inspect(&name, fmt).unwrap_or_default();
+            s == "exited 2 3"
+        });
+        let logs = dk.dk(&format!("logs {name}")).stdout;
+        let _ = dk.dk(&format!("rm -f {name}"));
+        if !done {
+            fail!("restarts: {s}");
+        }
+        Ok(format!("{s}; {logs}"))
+    });
+    r.scenario("healthcheck", &rts, |rt| {
+        dk.with_ctr(
+            rt,
+            "health",
+            "--health-cmd 'test -e /proc/1' --health-interval 1s --health-retries 1",
+            |name| {
+                let mut s = String::new();
+                let ok = wait_until(Duration::from_secs(30), || {
+                    s = dk
+                        .inspect(name, "{{.State.Health.Status}}")
+                        .unwrap_or_default();
+                    s == "healthy"
+                });
+                if !ok {
+                    fail!("health status {s}");
+                }
+                Ok(s)
+            },
+        )
+    });
+    r.scenario("--privileged", &rts, |_| {
+        Err(Outcome::Skip(
+            "cannot work on this host under any runtime: the VM's bounding set lacks \
+             CAP_SYS_RESOURCE"
+                .into(),
+        ))
+    });
+    r.finish();
+}
