@@ -313,6 +313,22 @@ fn docker_scenarios() {
             Ok(pty_answers(&out))
         })
     });
+    r.scenario("run -it through a pty", &rts, |rt| {
+        let d = dk.dir.0.display();
+        let cmd = format!(
+            "DOCKER_CONFIG={d}/client {DOCKER} -H unix://{d}/docker.sock run -it --rm \
+             --network none --runtime {} {IMAGE} \
+             sh -c '[ -t 0 ] && echo stdin-tty; [ -t 1 ] && echo stdout-tty; tty; exit 5'",
+            name(rt)
+        );
+        let o = dk.sb.sh(&format!("script -qec \"{cmd}\" /dev/null"), T);
+        expect_code(&o, 5, "script docker run -it")?;
+        let out = o.stdout.replace('\r', "");
+        if !out.contains("/dev/pts/") {
+            fail!("no pty in run -it: {out:?}");
+        }
+        Ok(pty_answers(&out))
+    });
     r.scenario("top", &rts, |rt| {
         dk.with_ctr(rt, "top", "", |name| {
             let o = ok_out(&dk.dk(&format!("top {name}")), "top")?;

@@ -208,6 +208,25 @@ fn podman_rootful_scenarios() {
             Ok(pty_answers(&out))
         })
     });
+    r.scenario("run -it through a pty", &rts, |rt| {
+        // The init's terminal: keel's console socket to conmon.
+        let cmd = format!(
+            "{} run -it --rm --network none --cgroup-parent /{} {IMAGE} \
+             sh -c 'tty; [ -t 0 ] && echo stdin-tty; [ -t 1 ] && echo stdout-tty; exit 5'",
+            p.base(Some(rt)),
+            p.cgroup
+        );
+        let o = p.sb.sh(
+            &format!("script -qec \"{}\" /dev/null", cmd.replace('"', "\\\"")),
+            T,
+        );
+        expect_code(&o, 5, "script podman run -it")?;
+        let out = o.stdout.replace('\r', "");
+        if !out.contains("/dev/pts/") || !out.contains("stdin-tty") {
+            fail!("no pty in run -it: {out:?}");
+        }
+        Ok(pty_answers(&out))
+    });
     r.scenario("logs + stop (SIGTERM)", &rts, |rt| {
         let name = format!("stop-{}", rt.name);
         let o = p.run(
