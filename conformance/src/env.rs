@@ -163,6 +163,11 @@ impl Running {
         std::fs::read_to_string(&self.out).unwrap_or_default()
     }
 
+    /// What the command has written to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
     /// Sends `sig` to the runtime process.
     pub fn signal(&self, sig: i32) -> Result<()> {
         // SAFETY: kill(2) on our own child's pid, which we have not reaped.

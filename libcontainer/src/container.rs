@@ -220,6 +220,7 @@ impl ContainerBuilder {
         made: &mut bool,
         warnings: &mut Vec<String>,
     ) -> Result<State> {
+        dir.save_creating(cgroups)?;
         let fifo_path = dir.fifo();
         nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
             .ctx(|| format!("mkfifo {}", fifo_path.display()))?;
@@ -527,6 +528,7 @@ impl Container {
             {
                 let mut b = [0u8; 1];
                 if matches!(nix::unistd::read(&fifo, &mut b), Ok(1)) {
+                    crate::failpoint::failpoint("start")?;
                     break;
                 }
             }
@@ -695,6 +697,7 @@ impl Container {
             }
         }
         self.kill_leftovers()?;
+        crate::failpoint::failpoint("delete")?;
         self.state.cgroup.remove()?;
         dir.remove()?;
         Ok(self.run_late_hooks(|h| h.poststop(), "poststop", Status::Stopped))

@@ -24,6 +24,7 @@ pub mod cgroups;
 pub mod console;
 mod container;
 pub mod error;
+mod failpoint;
 mod features;
 pub mod hooks;
 mod namespaces;

@@ -81,6 +81,17 @@ pub struct State {
 
 pub(crate) const STATE_FILE: &str = "state.json";
 pub(crate) const EXEC_FIFO: &str = "exec.fifo";
+/// Written first by `create` (see [`StateDir::save_creating`]).
+const CREATING_FILE: &str = "creating.json";
+
+/// Who is creating a container, and the cgroups it is about to make: what
+/// `delete --force` needs to clean up after a create killed midway.
+#[derive(Debug, Serialize, Deserialize)]
+struct Creating {
+    pid: i32,
+    pid_start: u64,
+    cgroup: CgroupPaths,
+}
 
 /// Container ids are directory names: runc allows `[A-Za-z0-9_+\-.]+`.
 pub fn validate_id(id: &str) -> Result<()> {
@@ -157,6 +168,23 @@ impl StateDir {
         Ok(StateDir { path, _lock: lock })
     }
 
+    /// Records the creator and the container's cgroups before they are
+    /// made: a create killed midway leaves this instead of a state.json.
+    pub fn save_creating(&self, cgroup: &CgroupPaths) -> Result<()> {
+        let pid = std::process::id() as i32;
+        let creating = Creating {
+            pid,
+            pid_start: crate::sys::process_start_time(pid).map_or(0, |(s, _)| s),
+            cgroup: cgroup.clone(),
+        };
+        let path = self.path.join(CREATING_FILE);
+        let data = serde_json::to_vec(&creating).map_err(|e| Error::State {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&path, data).ctx(|| format!("write {}", path.display()))
+    }
+
     pub fn fifo(&self) -> PathBuf {
         self.path.join(EXEC_FIFO)
     }
@@ -172,6 +200,7 @@ impl StateDir {
         let mut f = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
         f.write_all(&data)
             .ctx(|| format!("write {}", tmp.display()))?;
+        crate::failpoint::failpoint("state-write")?;
         std::fs::rename(&tmp, self.path.join(STATE_FILE))
             .ctx(|| format!("rename {}", tmp.display()))?;
         Ok(())
@@ -179,6 +208,58 @@ impl StateDir {
 
     pub fn remove(self) -> Result<()> {
         std::fs::remove_dir_all(&self.path).ctx(|| format!("remove {}", self.path.display()))
+    }
+}
+
+/// Removes what a create killed midway left (a state directory without
+/// state.json): the processes in its cgroups, the cgroups, the directory.
+/// `Ok(false)` when `id` is no such leftover (a create still running is
+/// waited for: it ends with a state.json or removes everything itself).
+pub fn remove_aborted(root: &Path, id: &str) -> Result<bool> {
+    validate_id(id)?;
+    let path = root.join(id);
+    let creating: Option<Creating> = std::fs::read(path.join(CREATING_FILE))
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok());
+    if let Some(c) = &creating {
+        // The init inherited the creator's locked fd (fork copies it), so
+        // the lock outlives a killed creator until its processes are gone.
+        let alive = crate::sys::process_start_time(c.pid)
+            .is_some_and(|(start, zombie)| start == c.pid_start && !zombie);
+        if !alive {
+            kill_all(&c.cgroup);
+        }
+    }
+    let dir = match StateDir::open(root, id) {
+        Err(Error::NotFound(_)) => return Ok(false),
+        r => r?,
+    };
+    // Gone: a create that failed removed it while we waited for the lock.
+    if dir.path.join(STATE_FILE).exists() || !dir.path.is_dir() {
+        return Ok(false);
+    }
+    if let Some(c) = &creating {
+        kill_all(&c.cgroup);
+        c.cgroup.remove()?;
+    }
+    dir.remove()?;
+    Ok(true)
+}
+
+/// SIGKILLs whatever is in `cgroup` until it is empty (5 s at most).
+fn kill_all(cgroup: &CgroupPaths) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while let Ok(pids) = cgroup.pids() {
+        if pids.is_empty() || std::time::Instant::now() > deadline {
+            return;
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 

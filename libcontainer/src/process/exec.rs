@@ -188,6 +188,7 @@ fn fork_into(
     let mut process = child;
     let outcome = (|| {
         cgroups.join(child.as_raw(), placed)?;
+        crate::failpoint::failpoint("cgroup-join")?;
         ours.send(&Msg::Continue)
             .ctx(|| "sync: send continue".into())?;
         loop {

@@ -92,6 +92,7 @@ fn passwd_home(path: &Path, uid: u32) -> Option<Vec<u8>> {
 /// The very last step before the program is started: the seccomp filter
 /// of a no_new_privs process.
 pub fn seal(plan: &ProcessPlan, chan: &Channel) -> Result<()> {
+    crate::failpoint::failpoint("before-exec")?;
     if plan.no_new_privs {
         install_seccomp(plan, chan)?;
     }

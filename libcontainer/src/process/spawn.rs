@@ -40,7 +40,8 @@ fn write_maps(pid: Pid, plan: &InitPlan) -> Result<()> {
     // gid_map before uid_map, as the kernel checks gid writes against the
     // writer's credentials in the parent namespace.
     write_map(pid, "gid_map", &plan.gid_map, "gidMappings")?;
-    write_map(pid, "uid_map", &plan.uid_map, "uidMappings")
+    write_map(pid, "uid_map", &plan.uid_map, "uidMappings")?;
+    crate::failpoint::failpoint("uid-map")
 }
 
 /// Writes one id map. A privileged writer writes any map; an unprivileged
@@ -137,8 +138,9 @@ pub fn spawn(plan: &InitPlan, cgroups: &CgroupPaths, fifo: &OwnedFd) -> Result<P
         init: child,
         armed: true,
     };
-
+    crate::failpoint::failpoint("after-clone")?;
     cgroups.join(child.as_raw(), placed)?;
+    crate::failpoint::failpoint("cgroup-join")?;
     if flags.contains(CloneFlags::CLONE_NEWUSER) {
         write_maps(child, plan)?;
     }

@@ -87,6 +87,7 @@ pub fn prepare(plan: &RootfsPlan, before_pivot: impl FnOnce() -> Result<()>) -> 
     let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     for (i, m) in plan.mounts.iter().enumerate() {
         mounts::mount(&root, m, plan).map_err(|e| e.in_field(format!("mounts[{i}]")))?;
+        crate::failpoint::failpoint("mount")?;
     }
     if plan.setup_dev {
         devices::create(&root, &plan.devices, plan.in_userns)?;

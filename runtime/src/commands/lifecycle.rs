@@ -206,8 +206,11 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<i32> {
 pub fn delete(root: &Path, id: &str, force: bool, log: &Logger) -> Result<i32> {
     match Container::load(root, id) {
         Ok(c) => warn_all(log, c.delete(force)?),
-        // runc: deleting a missing container with --force is not an error.
-        Err(libkeel::Error::NotFound(_)) if force => {}
+        // runc: deleting a missing container with --force is not an error;
+        // what a create killed midway left goes too.
+        Err(libkeel::Error::NotFound(_)) if force => {
+            libkeel::state::remove_aborted(root, id)?;
+        }
         Err(e) => return Err(e.into()),
     }
     Ok(0)

@@ -1,0 +1,192 @@
+//! Fault injection: keel built with the `failpoints` feature fails (or
+//! blocks, to be killed with SIGKILL) at each main step of create, start,
+//! exec and delete. A failure must be reported clearly and leave nothing
+//! behind; after a kill, `keel delete --force` must clean up everything.
+//!
+//! The failpoint build goes to `<target>/failpoints` (built on first use),
+//! or `$KEEL_FAILPOINTS_RUNTIME` names it.
+
+use keel_conformance::{assert_no_leaks, wait_until, Output, Runtime, TestEnv, COMMAND_TIMEOUT};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+fn failpoint_keel() -> Runtime {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    let bin = BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("KEEL_FAILPOINTS_RUNTIME") {
+            return PathBuf::from(p);
+        }
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(|t| workspace.join(t))
+            .unwrap_or_else(|| workspace.join("target"))
+            .join("failpoints");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "keel-runtime", "--features", "failpoints"])
+            .arg("--target-dir")
+            .arg(&target)
+            .current_dir(&workspace)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building keel with failpoints failed");
+        target.join("debug/keel")
+    });
+    Runtime {
+        name: "keel",
+        bin: bin.clone(),
+    }
+}
+
+fn with(point: &str, env: &TestEnv, args: &[&str]) -> Output {
+    env.spawn_env(args, &[("KEEL_FAILPOINT", point)])
+        .and_then(|r| r.wait(COMMAND_TIMEOUT))
+        .unwrap_or_else(|e| panic!("{args:?} at {point}: {e:#}"))
+}
+
+#[track_caller]
+fn assert_reported(o: &Output, point: &str) {
+    let name = point.split(['@', '=']).next().unwrap_or(point);
+    assert!(!o.ok(), "succeeded despite failpoint {point}: {o}");
+    assert!(!o.stderr.contains("panicked"), "{o}");
+    assert!(
+        o.stderr.contains(&format!("failpoint {name}")),
+        "the error does not name failpoint {name}: {o}"
+    );
+}
+
+/// Runs `args` blocked at `point`, kills keel there with SIGKILL, and
+/// checks that `delete --force` then removes everything of `id`.
+fn killed_at(point: &str, env: &TestEnv, id: &str, args: &[&str]) {
+    let name = point.split('@').next().unwrap_or(point);
+    let r = env
+        .spawn_env(args, &[("KEEL_FAILPOINT", &format!("{point}=sleep"))])
+        .expect("spawn");
+    let reached = wait_until(Duration::from_secs(20), || {
+        r.stderr_so_far()
+            .contains(&format!("failpoint {name}: sleeping"))
+    });
+    assert!(
+        reached,
+        "{args:?} never reached {point}: {}",
+        r.stderr_so_far()
+    );
+    r.signal(libc::SIGKILL).expect("kill -9");
+    r.wait(COMMAND_TIMEOUT).expect("reap");
+    let o = env.cmd(&["delete", "--force", id]);
+    o.expect_ok(&format!("delete --force after kill -9 at {point}"));
+    assert_no_leaks(env, id);
+}
+
+fn bundle(env: &TestEnv, id: &str, userns: bool) -> String {
+    let mut b = env.bundle(id);
+    b.sh("sleep 60");
+    if userns {
+        b.push("/linux/namespaces", json!({"type": "user"}));
+        let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        b.set("/linux/uidMappings", map.clone());
+        b.set("/linux/gidMappings", map);
+        b.remove_mount("/sys/fs/cgroup");
+    }
+    b.save().expect("save");
+    b.dir.to_string_lossy().into_owned()
+}
+
+fn create_point(point: &str, userns: bool) {
+    let env = TestEnv::new(failpoint_keel());
+    let id = "fp";
+    let bundle = bundle(&env, id, userns);
+    let args = ["create", "--bundle", &bundle, id];
+    let o = with(point, &env, &args);
+    assert_reported(&o, point);
+    assert_no_leaks(&env, id);
+    killed_at(point, &env, id, &args);
+}
+
+#[test]
+fn create_after_clone() {
+    create_point("after-clone", false);
+}
+
+#[test]
+fn create_after_cgroup_join() {
+    create_point("cgroup-join", false);
+}
+
+#[test]
+fn create_after_uid_map() {
+    create_point("uid-map", true);
+}
+
+#[test]
+fn create_after_first_and_third_mount() {
+    create_point("mount", false);
+    create_point("mount@3", false);
+}
+
+#[test]
+fn create_before_exec() {
+    create_point("before-exec", false);
+}
+
+#[test]
+fn create_while_writing_state() {
+    create_point("state-write", false);
+}
+
+/// A running container of `env`'s failpoint keel, for start/exec/delete.
+fn running(env: &TestEnv, id: &str) {
+    let bundle = bundle(env, id, false);
+    env.cmd(&["run", "-d", "--bundle", &bundle, id])
+        .expect_ok("run -d");
+}
+
+#[test]
+fn exec_failpoints() {
+    for point in ["cgroup-join", "before-exec"] {
+        let env = TestEnv::new(failpoint_keel());
+        running(&env, "fpexec");
+        let o = with(point, &env, &["exec", "fpexec", "true"]);
+        assert_reported(&o, point);
+        // Only the init is left in the container.
+        let pid = env.state("fpexec").expect("state")["pid"].to_string();
+        for d in env.cgroup_dirs("fpexec") {
+            if let Ok(p) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                assert!(p.trim().is_empty() || p.trim() == pid, "{d:?}: {p}");
+            }
+        }
+        killed_at(point, &env, "fpexec", &["exec", "fpexec", "true"]);
+    }
+}
+
+#[test]
+fn start_failpoint() {
+    let env = TestEnv::new(failpoint_keel());
+    let bundle = bundle(&env, "fpstart", false);
+    env.cmd(&["create", "--bundle", &bundle, "fpstart"])
+        .expect_ok("create");
+    let o = with("start", &env, &["start", "fpstart"]);
+    assert_reported(&o, "start");
+    env.cmd(&["delete", "--force", "fpstart"])
+        .expect_ok("delete --force");
+    assert_no_leaks(&env, "fpstart");
+    env.cmd(&["create", "--bundle", &bundle, "fpstart"])
+        .expect_ok("create");
+    killed_at("start", &env, "fpstart", &["start", "fpstart"]);
+}
+
+#[test]
+fn delete_failpoint() {
+    let env = TestEnv::new(failpoint_keel());
+    running(&env, "fpdel");
+    let o = with("delete", &env, &["delete", "--force", "fpdel"]);
+    assert_reported(&o, "delete");
+    // A second delete finishes the job.
+    env.cmd(&["delete", "--force", "fpdel"])
+        .expect_ok("delete --force again");
+    assert_no_leaks(&env, "fpdel");
+    running(&env, "fpdel");
+    killed_at("delete", &env, "fpdel", &["delete", "--force", "fpdel"]);
+}
