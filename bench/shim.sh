@@ -14,6 +14,7 @@
 #     with the keel/runc ratio.
 #
 # Usage: bench/shim.sh [N]     (or BENCH_N=N; default 20)
+#        KEEL_SHIM_DIR=DIR: use the containerd-shim-keel-v2 in DIR, no build
 # Needs root and the Rust toolchain; installs containerd and busybox-static
 # with apt if missing; builds the shim in release mode.
 set -euo pipefail
@@ -30,9 +31,13 @@ require_cargo
 ensure_packages containerd busybox-static util-linux
 
 cd "$KEEL_REPO_ROOT"
-log "building containerd-shim-keel-v2 (profile shim: release, size-optimised)"
-cargo build --profile shim -p keel-shim >&2
-shim_dir="$(keel_target_dir)/shim"
+if [[ -n "${KEEL_SHIM_DIR:-}" ]]; then
+	shim_dir="$KEEL_SHIM_DIR"
+else
+	log "building containerd-shim-keel-v2 (profile shim: release, size-optimised)"
+	cargo build --profile shim -p keel-shim >&2
+	shim_dir="$(keel_target_dir)/shim"
+fi
 
 tmp=$(mktemp -d /tmp/keel-shim-bench.XXXXXX)
 ns="bench$$"
