@@ -146,8 +146,15 @@ fn detached_lifecycle() {
             "{rt}: ps: {:?}",
             c.ctr(&["task", "ps", id])
         );
-        c.ctr(&["task", "kill", "--exec-id", "e2", "-s", "SIGKILL", id])
-            .expect_ok("kill exec");
+        // The exec may show in ps (its process exists) a moment before
+        // containerd has it started: until then kill says "not started".
+        assert!(
+            keel_conformance::wait_until(SEC10, || c
+                .ctr(&["task", "kill", "--exec-id", "e2", "-s", "SIGKILL", id])
+                .code
+                == 0),
+            "{rt}: kill exec never succeeded"
+        );
         let st = long.wait().expect("wait exec");
         assert_eq!(st.code(), Some(137), "{rt}: exec killed");
         // pause / resume.
