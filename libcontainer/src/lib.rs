@@ -41,6 +41,11 @@ mod sys;
 /// `ociVersionMax` in `features`.
 pub const SPEC_VERSION: &str = "1.3.0";
 
+/// The sync channel's messages, for the fuzz target only.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use process::sync::Msg as SyncMsg;
+
 pub use container::{Container, ContainerBuilder, ContainerState, ExecOptions, DEFAULT_ROOT};
 pub use error::{Error, Result};
 pub use features::features;

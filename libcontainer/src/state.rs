@@ -274,8 +274,14 @@ pub(crate) fn load(dir: &Path) -> Result<State> {
         ),
         _ => Error::io(format!("read {}", path.display()), e),
     })?;
-    serde_json::from_slice(&data).map_err(|e| Error::State {
-        path,
+    parse(&data, &path)
+}
+
+/// A state.json's content (read from `path`, for errors). Any bytes: the
+/// file may have been damaged (a full disk, a human).
+pub fn parse(data: &[u8], path: &Path) -> Result<State> {
+    serde_json::from_slice(data).map_err(|e| Error::State {
+        path: path.to_path_buf(),
         reason: e.to_string(),
     })
 }

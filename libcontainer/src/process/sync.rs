@@ -45,6 +45,18 @@ impl Msg {
     }
 }
 
+impl Msg {
+    /// One packet's bytes.
+    pub fn encode(&self) -> nix::Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|_| Errno::EINVAL)
+    }
+
+    /// A packet from the peer (any bytes: the peer may be confused).
+    pub fn decode(packet: &[u8]) -> nix::Result<Msg> {
+        serde_json::from_slice(packet).map_err(|_| Errno::EBADMSG)
+    }
+}
+
 /// The most a message's context may carry: with the JSON around it, a
 /// message must fit in one packet of [`Channel::recv`]'s buffer.
 const MAX_CONTEXT: usize = 4096;
@@ -85,7 +97,7 @@ impl Channel {
     }
 
     pub fn send(&self, msg: &Msg) -> nix::Result<()> {
-        let data = serde_json::to_vec(msg).map_err(|_| Errno::EINVAL)?;
+        let data = msg.encode()?;
         loop {
             match socket::send(self.0.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL) {
                 Err(Errno::EINTR) => continue,
@@ -153,9 +165,7 @@ impl Channel {
         if n == 0 {
             return Ok(None);
         }
-        serde_json::from_slice(&buf[..n])
-            .map(Some)
-            .map_err(|_| Errno::EBADMSG)
+        Msg::decode(&buf[..n]).map(Some)
     }
 }
 
