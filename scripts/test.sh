@@ -6,6 +6,7 @@
 #   cargo clippy --workspace --all-targets -- -D warnings
 #   cargo build --workspace
 #   cargo test --workspace --no-fail-fast  (unit and conformance tests; needs root)
+#   scripts/fuzz.sh 15                       (each fuzz target 15 s, if cargo-fuzz is there)
 # Every step runs even when an earlier one failed (except the tests after a
 # failed build), a summary follows, and the exit status is non-zero if any
 # step failed.
@@ -101,6 +102,16 @@ if step build cargo build --workspace; then
 else
 	summary+=("SKIP  test (the build failed)")
 	failed+=("test")
+fi
+# The fuzz targets, briefly ($KEEL_FUZZ_SECONDS each, default 15), last: with
+# cargo-fuzz installed and 10 minutes of the budget left (building them
+# with sanitizers takes minutes on 2 cores); else skipped, said so.
+if ! command -v cargo-fuzz >/dev/null; then
+	summary+=("SKIP  fuzz (cargo-fuzz not installed: cargo install cargo-fuzz)")
+elif ((deadline - $(date +%s) < 600)); then
+	summary+=("SKIP  fuzz (less than 10 minutes of the budget left)")
+else
+	step fuzz scripts/fuzz.sh "${KEEL_FUZZ_SECONDS:-15}" || true
 fi
 
 printf '\n==> summary\n' >&2
