@@ -514,13 +514,13 @@ fn full_disk_on_the_state_dir() {
     b.save().expect("save");
     let bundle = b.dir.to_string_lossy().into_owned();
     let mount = "mount -t tmpfs -o size=8k,nr_inodes=64 tmpfs \"$root\" || exit 99";
-    // No space for state.json.
+    // No space for the files of the state directory.
     let o = wrapped(
         &env,
         &format!("{mount}\nhead -c 1M /dev/zero > \"$root/fill\" 2>/dev/null"),
         &["create", "--bundle", &bundle, "full"],
     );
-    assert_error(&o, &["state.json", "No space left on device"]);
+    assert_error(&o, &["state/full/", "No space left on device"]);
     assert_no_leaks(&env, "full");
     // No inode for the state directory.
     let o = wrapped(

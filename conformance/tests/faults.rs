@@ -190,3 +190,37 @@ fn delete_failpoint() {
     running(&env, "fpdel");
     killed_at("delete", &env, "fpdel", &["delete", "--force", "fpdel"]);
 }
+
+/// A delete that loaded a container's state and then waited for its lock
+/// must not act on a new container created meanwhile under the same id.
+#[test]
+fn delayed_delete_spares_a_new_container_of_the_same_id() {
+    let env = TestEnv::new(failpoint_keel());
+    running(&env, "fpsame");
+    let first = env.state("fpsame").expect("state")["pid"].clone();
+    let late = env
+        .spawn_env(
+            &["delete", "--force", "fpsame"],
+            &[("KEEL_FAILPOINT", "lock=delay")],
+        )
+        .expect("spawn");
+    assert!(wait_until(Duration::from_secs(10), || {
+        late.stderr_so_far().contains("failpoint lock: delaying")
+    }));
+    env.cmd(&["delete", "--force", "fpsame"])
+        .expect_ok("delete --force");
+    running(&env, "fpsame");
+    let second = env.state("fpsame").expect("state")["pid"].clone();
+    assert_ne!(first, second);
+    let o = late.wait(COMMAND_TIMEOUT).expect("late delete");
+    o.expect_ok("the late delete --force (its container is gone)");
+    assert_eq!(
+        env.status("fpsame"),
+        "running",
+        "the late delete hit the new container"
+    );
+    assert_eq!(env.state("fpsame").expect("state")["pid"], second);
+    env.cmd(&["delete", "--force", "fpsame"])
+        .expect_ok("delete --force");
+    assert_no_leaks(&env, "fpsame");
+}

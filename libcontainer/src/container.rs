@@ -486,7 +486,7 @@ impl Container {
     /// Releases a created container's init to exec the program. Returns
     /// warnings: poststart hooks that failed (the spec makes them warnings).
     pub fn start(&self) -> Result<Vec<String>> {
-        let _lock = StateDir::open(&self.root, &self.state.id)?;
+        let _lock = StateDir::open_loaded(&self.root, &self.state)?;
         let status = self.status();
         if status != Status::Created {
             return Err(Error::WrongStatus {
@@ -674,7 +674,7 @@ impl Container {
     /// with `force`), its cgroups and its state directory; then runs the
     /// poststop hooks, whose failures come back as warnings.
     pub fn delete(self, force: bool) -> Result<Vec<String>> {
-        let dir = StateDir::open(&self.root, &self.state.id)?;
+        let dir = StateDir::open_loaded(&self.root, &self.state)?;
         let status = self.status();
         match status {
             Status::Stopped | Status::Created => {}

@@ -3,7 +3,8 @@
 //!
 //! `KEEL_FAILPOINT=<name>` makes the step `<name>` fail with an error
 //! naming it; `<name>=sleep` blocks there instead, so that a test can kill
-//! keel at that step; `<name>@<n>` picks the n-th time the step is reached
+//! keel at that step; `<name>=delay` waits 2 s there and goes on (to let
+//! a test act in between); `<name>@<n>` picks the n-th time the step is reached
 //! (e.g. the third mount). Read once per process.
 
 #[cfg(feature = "failpoints")]
@@ -21,6 +22,11 @@ pub(crate) fn failpoint(name: &str) -> crate::Result<()> {
         None => (point, 1),
     };
     if point != name || HITS.fetch_add(1, Ordering::SeqCst) + 1 != nth {
+        return Ok(());
+    }
+    if action == "delay" {
+        eprintln!("keel: failpoint {name}: delaying");
+        std::thread::sleep(std::time::Duration::from_secs(2));
         return Ok(());
     }
     if action == "sleep" {

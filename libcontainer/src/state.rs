@@ -161,8 +161,28 @@ impl StateDir {
         Self::lock(path)
     }
 
+    /// Opens and locks the state directory of the container `state` was
+    /// loaded from. The state was read before the lock: by the time it is
+    /// held, that container may have been deleted and another created under
+    /// the same id, which must not be touched: then `NotFound`.
+    pub fn open_loaded(root: &Path, state: &State) -> Result<StateDir> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = Self::open(root, &state.id)?;
+        let gone = || Error::NotFound(state.id.clone());
+        let locked = dir._lock.metadata().map_err(|_| gone())?;
+        match std::fs::metadata(&dir.path) {
+            Ok(m) if (m.dev(), m.ino()) == (locked.dev(), locked.ino()) => {}
+            _ => return Err(gone()),
+        }
+        match load(&dir.path) {
+            Ok(now) if now.pid_start == state.pid_start && now.created == state.created => Ok(dir),
+            _ => Err(gone()),
+        }
+    }
+
     fn lock(path: PathBuf) -> Result<StateDir> {
         let dir = File::open(&path).ctx(|| format!("open {}", path.display()))?;
+        crate::failpoint::failpoint("lock")?;
         let lock = Flock::lock(dir, FlockArg::LockExclusive)
             .map_err(|(_, e)| Error::sys(format!("flock {}", path.display()), e))?;
         Ok(StateDir { path, _lock: lock })

@@ -205,7 +205,12 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<i32> {
 
 pub fn delete(root: &Path, id: &str, force: bool, log: &Logger) -> Result<i32> {
     match Container::load(root, id) {
-        Ok(c) => warn_all(log, c.delete(force)?),
+        Ok(c) => match c.delete(force) {
+            Ok(warnings) => warn_all(log, warnings),
+            // Deleted by someone else while we waited for its lock.
+            Err(libkeel::Error::NotFound(_)) if force => {}
+            Err(e) => return Err(e.into()),
+        },
         // runc: deleting a missing container with --force is not an error;
         // what a create killed midway left goes too.
         Err(libkeel::Error::NotFound(_)) if force => {
