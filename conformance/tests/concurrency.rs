@@ -142,7 +142,16 @@ fn mixed_commands_on_shared_ids() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
     eprintln!("mixed commands: seed {seed} (KEEL_MIX_SEED replays a mix)");
+    /// Stops the reader however the scope ends: a worker's panic must fail
+    /// the test, not leave the reader spinning forever.
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|s| {
+        let stop = Stop(&done);
         // Readers race the writers: a state.json is never seen half-written.
         let reader = s.spawn(|| {
             let mut reads = 0;
@@ -189,7 +198,7 @@ fn mixed_commands_on_shared_ids() {
             tally[0] += t[0];
             tally[1] += t[1];
         }
-        done.store(true, Ordering::Relaxed);
+        drop(stop);
         let reads = reader.join().expect("reader");
         eprintln!(
             "mixed commands: {} succeeded, {} failed cleanly; {reads} state.json reads whole",
