@@ -243,10 +243,13 @@ fn docker_scenarios() {
         let r = dk.inspect(&name, "{{.State.OOMKilled}} {{.State.ExitCode}}");
         let _ = dk.dk(&format!("rm -f {name}"));
         let r = format!("{} {}", r?, o.stdout.trim());
-        if r != "true 0 rc=137" {
+        // The kernel picks the victim: mostly the hog (exit 0, rc=137),
+        // sometimes the init too (exit 137), with either runtime. Docker
+        // must report the OOM kill either way.
+        if r != "true 0 rc=137" && r.trim_end() != "true 137" {
             fail!("after the memory hog: {r} (run: {o})");
         }
-        Ok(r)
+        Ok("OOMKilled true".to_string())
     });
     r.scenario("--cpu-quota", &rts, |rt| {
         dk.run_out(
@@ -321,7 +324,7 @@ fn docker_scenarios() {
         let cmd = format!(
             "DOCKER_CONFIG={d}/client {DOCKER} -H unix://{d}/docker.sock run -it --rm \
              --network none --runtime {} {IMAGE} \
-             sh -c '[ -t 0 ] && echo stdin-tty; [ -t 1 ] && echo stdout-tty; tty; exit 5'",
+             sh -c 'sleep 1; [ -t 0 ] && echo stdin-tty; [ -t 1 ] && echo stdout-tty; tty; exit 5'",
             name(rt)
         );
         let o = dk.sb.sh(&format!("script -qec \"{cmd}\" /dev/null"), T);

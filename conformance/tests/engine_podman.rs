@@ -209,10 +209,12 @@ fn podman_rootful_scenarios() {
         })
     });
     r.scenario("run -it through a pty", &rts, |rt| {
-        // The init's terminal: keel's console socket to conmon.
+        // The init's terminal: keel's console socket to conmon. The pause
+        // lets podman attach first: output of a container that is quicker
+        // than the attach can be lost (podman's race, with either runtime).
         let cmd = format!(
             "{} run -it --rm --network none --cgroup-parent /{} {IMAGE} \
-             sh -c 'tty; [ -t 0 ] && echo stdin-tty; [ -t 1 ] && echo stdout-tty; exit 5'",
+             sh -c 'sleep 1; tty; [ -t 0 ] && echo stdin-tty; [ -t 1 ] && echo stdout-tty; exit 5'",
             p.base(Some(rt)),
             p.cgroup
         );
