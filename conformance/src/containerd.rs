@@ -335,19 +335,7 @@ pub fn run(mut cmd: Command, timeout: Duration) -> CtrOutput {
             }
         }
     };
-    let deadline = Instant::now() + timeout;
-    let code = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s.code().unwrap_or(-1),
-            Ok(None) if Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break -2;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(_) => break -1,
-        }
-    };
+    let code = crate::wait_timeout(&mut child, timeout);
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
     let r = CtrOutput {
         code,

@@ -17,11 +17,10 @@
 use crate::env::Output;
 use crate::Runtime;
 use anyhow::{bail, Context, Result};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
@@ -131,19 +130,7 @@ pub fn run(mut cmd: Command, timeout: Duration) -> Output {
         Ok(c) => c,
         Err(e) => return failed(format!("spawn {cmd:?}: {e}")),
     };
-    let deadline = Instant::now() + timeout;
-    let code = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s.code().or(s.signal().map(|s| 128 + s)).unwrap_or(-1),
-            Ok(None) if Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break -2;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(_) => break -1,
-        }
-    };
+    let code = crate::wait_timeout(&mut child, timeout);
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
     let r = Output {
         code,

@@ -77,6 +77,26 @@ pub fn static_helper(name: &str) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Waits for `child` up to `timeout`: its exit code (128+N when killed by
+/// signal N), -2 when it ran out of time (it is then killed), -1 when it
+/// could not be waited for.
+pub fn wait_timeout(child: &mut std::process::Child, timeout: Duration) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return s.code().or(s.signal().map(|s| 128 + s)).unwrap_or(-1),
+            Ok(None) if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return -2;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => return -1,
+        }
+    }
+}
+
 /// Polls `f` every 10 ms until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
