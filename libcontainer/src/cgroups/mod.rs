@@ -509,13 +509,15 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
     let procs = dir.join("cgroup.procs");
     match std::fs::read_to_string(&procs) {
         Ok(text) => out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        // ENODEV: the cgroup went between open and read (systemd removing an
+        // emptied scope): as empty as one that is not there.
+        Err(e) if gone(&e) => return Ok(()),
         Err(e) => return Err(Error::io(format!("read {}", procs.display()), e)),
     }
     // (systemd removes a scope's directory as soon as it is empty.)
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if gone(&e) => return Ok(()),
         Err(e) => return Err(Error::io(format!("read {}", dir.display()), e)),
     };
     for entry in entries.flatten() {
@@ -524,6 +526,10 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn gone(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV)
 }
 
 fn remove_tree(dir: &Path) -> Result<()> {
@@ -539,7 +545,7 @@ fn remove_tree(dir: &Path) -> Result<()> {
     loop {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if gone(&e) => return Ok(()),
             Err(e)
                 if e.raw_os_error() == Some(libc::EBUSY)
                     && delay < std::time::Duration::from_secs(1) =>
