@@ -20,20 +20,24 @@ use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
+/// Every namespace an exec may join, in the order they are joined: the user
+/// namespace first, for the capabilities over the others.
+const NAMESPACES: [(&str, CloneFlags); 8] = [
+    ("user", CloneFlags::CLONE_NEWUSER),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("time", CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)),
+];
+
 /// The namespaces of the init that differ from ours, as clone flags.
 fn namespaces_of(init: i32) -> Result<CloneFlags> {
     use std::os::unix::fs::MetadataExt;
     let mut flags = CloneFlags::empty();
-    for (name, flag) in [
-        ("user", CloneFlags::CLONE_NEWUSER),
-        ("mnt", CloneFlags::CLONE_NEWNS),
-        ("pid", CloneFlags::CLONE_NEWPID),
-        ("net", CloneFlags::CLONE_NEWNET),
-        ("ipc", CloneFlags::CLONE_NEWIPC),
-        ("uts", CloneFlags::CLONE_NEWUTS),
-        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
-        ("time", CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)),
-    ] {
+    for (name, flag) in NAMESPACES {
         let theirs = std::fs::metadata(format!("/proc/{init}/ns/{name}"));
         let ours = std::fs::metadata(format!("/proc/self/ns/{name}"));
         match (theirs, ours) {
@@ -64,18 +68,7 @@ fn setns_all(pidfd: BorrowedFd, init: i32, flags: CloneFlags) -> Result<()> {
             ))
         }
     }
-    // The user namespace first, for the capabilities over the others.
-    let order = [
-        ("user", CloneFlags::CLONE_NEWUSER),
-        ("mnt", CloneFlags::CLONE_NEWNS),
-        ("pid", CloneFlags::CLONE_NEWPID),
-        ("net", CloneFlags::CLONE_NEWNET),
-        ("ipc", CloneFlags::CLONE_NEWIPC),
-        ("uts", CloneFlags::CLONE_NEWUTS),
-        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
-        ("time", CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)),
-    ];
-    for (name, flag) in order.into_iter().filter(|(_, f)| flags.contains(*f)) {
+    for (name, flag) in NAMESPACES.into_iter().filter(|(_, f)| flags.contains(*f)) {
         let path = format!("/proc/{init}/ns/{name}");
         let fd = nix::fcntl::open(
             path.as_str(),
