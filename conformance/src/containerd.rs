@@ -318,6 +318,19 @@ fn cgroup_roots() -> Vec<PathBuf> {
 }
 
 /// Runs `cmd`, killing it (by pid) after `timeout`.
+/// Topics (`/tasks/...`) of the events about container `id` in a `ctr events`
+/// log, in order.
+pub fn event_topics(log: &str, id: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(&format!("\"container_id\":\"{id}\"")))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("/tasks/"))
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
 pub fn run(mut cmd: Command, timeout: Duration) -> CtrOutput {
     let out = tempfile("out");
     let err = tempfile("err");

@@ -5,7 +5,7 @@
 
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::shim::UpdateTaskRequest;
-use keel_conformance::containerd::{self, Containerd, KEEL_SHIM, RUNC_SHIM};
+use keel_conformance::containerd::{self, event_topics, Containerd, KEEL_SHIM, RUNC_SHIM};
 use std::time::Duration;
 
 const SEC10: Duration = Duration::from_secs(10);
@@ -224,19 +224,6 @@ fn tty_run_and_resize() {
     }
 }
 
-/// Topics `ctr events` printed for container `id`, in order.
-fn topics_of(events: &str, id: &str) -> Vec<String> {
-    events
-        .lines()
-        .filter(|l| l.contains(&format!("\"container_id\":\"{id}\"")))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find(|w| w.starts_with("/tasks/"))
-                .map(str::to_owned)
-        })
-        .collect()
-}
-
 #[test]
 fn events_in_order() {
     let Some(c) = containerd() else { return };
@@ -265,7 +252,7 @@ fn events_in_order() {
         let _ = events.kill();
         let _ = events.wait();
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let ev1 = topics_of(&text, "ev1");
+        let ev1 = event_topics(&text, "ev1");
         assert_eq!(
             ev1,
             [
@@ -276,7 +263,7 @@ fn events_in_order() {
             ],
             "{rt}: {text}"
         );
-        let ev2 = topics_of(&text, "ev2");
+        let ev2 = event_topics(&text, "ev2");
         assert_eq!(
             ev2,
             [
@@ -433,7 +420,7 @@ fn oom_event() {
         );
         assert_eq!(out.code, 137, "{rt}: {out:?}");
         let seen = keel_conformance::wait_until(SEC10, || {
-            topics_of(&std::fs::read_to_string(&log).unwrap_or_default(), "oom1")
+            event_topics(&std::fs::read_to_string(&log).unwrap_or_default(), "oom1")
                 .iter()
                 .any(|t| t == "/tasks/oom")
         });

@@ -5,7 +5,7 @@
 //! Each scenario runs with runc and then keel; keel must observe what runc
 //! does.
 
-use keel_conformance::containerd::{unavailable, Containerd, IMAGE, RUNC_SHIM};
+use keel_conformance::containerd::{event_topics, unavailable, Containerd, IMAGE, RUNC_SHIM};
 use keel_conformance::engines::{pty_answers, runtimes, Report, Step};
 use keel_conformance::{fail, wait_until, Runtime};
 use std::time::Duration;
@@ -32,18 +32,6 @@ fn flags<'a>(rt: &'a Runtime, extra: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
-/// Topics of the events about container `id` in a `ctr events` log.
-fn topics(log: &str, id: &str) -> Vec<String> {
-    log.lines()
-        .filter(|l| l.contains(&format!("\"container_id\":\"{id}\"")))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find(|w| w.starts_with("/tasks/"))
-                .map(str::to_owned)
-        })
-        .collect()
-}
-
 #[test]
 fn containerd_scenarios() {
     if let Some(why) = unavailable() {
@@ -64,7 +52,7 @@ fn containerd_scenarios() {
         .spawn()
         .expect("ctr events");
     let events_of = |id: &str| {
-        topics(
+        event_topics(
             &std::fs::read_to_string(&events_log).unwrap_or_default(),
             id,
         )
