@@ -5,9 +5,8 @@
 
 use crate::error::{Error, Result, SysContext};
 use nix::fcntl::OFlag;
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
-use std::io::IoSliceMut;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 /// Terminal size, rows × columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,31 +137,63 @@ fn send_fd(socket: &OwnedFd, name: &str, fd: impl AsRawFd) -> Result<()> {
 }
 
 /// Receives a pty master sent by an init (what a console-socket server
-/// such as runc's recvtty does).
+/// such as runc's recvtty does): one message with exactly one fd, as runc's
+/// `RecvFile` insists; anything else is refused and its fds closed.
 pub fn receive_master(socket: impl AsFd) -> Result<OwnedFd> {
     let mut buf = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        socket.as_fd().as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .ctx(|| "console socket: receive".into())?;
-    for c in msg
-        .cmsgs()
-        .map_err(|e| Error::sys("console socket: control message", e))?
-    {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel just installed this fd for us.
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
+    crate::sys::recv_one_fd(socket.as_fd(), &mut buf).map_err(|e| match e {
+        nix::errno::Errno::EBADMSG => Error::sys(
+            "console socket: not one pty master in the message",
+            nix::errno::Errno::EBADMSG,
+        ),
+        e => Error::sys("console socket: receive", e),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::{ControlMessage, MsgFlags};
+    use std::os::unix::net::UnixStream;
+
+    /// Sends `copies` fds (all the write end of one pipe) in one message
+    /// and returns the pipe's read end.
+    fn send_copies(peer: &UnixStream, copies: usize) -> OwnedFd {
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).unwrap();
+        let fds = vec![w.as_raw_fd(); copies];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let cmsg: &[ControlMessage] = if copies == 0 { &[] } else { &cmsg };
+        let iov = [std::io::IoSlice::new(b"/dev/ptmx")];
+        sendmsg::<()>(peer.as_raw_fd(), &iov, cmsg, MsgFlags::empty(), None).unwrap();
+        r
+    }
+
+    /// Every write end sent is closed again: the read end sees EOF.
+    fn write_ends_closed(r: &OwnedFd) -> bool {
+        matches!(nix::unistd::read(r, &mut [0u8; 1]), Ok(0))
+    }
+
+    #[test]
+    fn one_fd_is_the_master() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let r = send_copies(&theirs, 1);
+        let master = receive_master(&ours).expect("one fd");
+        assert!(!write_ends_closed(&r));
+        drop(master);
+        assert!(write_ends_closed(&r));
+    }
+
+    /// Regression: the second of two fds in the message stayed open in the
+    /// receiver (the shim, or a foreground `keel run -t`), one fd leaked
+    /// per message.
+    #[test]
+    fn several_fds_are_refused_and_all_closed() {
+        for copies in [0, 2, 3, 253] {
+            let (ours, theirs) = UnixStream::pair().unwrap();
+            let r = send_copies(&theirs, copies);
+            let err = receive_master(&ours).expect_err("not one fd");
+            assert!(err.to_string().contains("not one pty master"), "{err}");
+            assert!(write_ends_closed(&r), "{copies} fds sent: one left open");
         }
     }
-    Err(Error::sys(
-        "console socket: no pty master in the message",
-        nix::errno::Errno::EBADMSG,
-    ))
 }

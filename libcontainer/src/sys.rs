@@ -1,6 +1,7 @@
 //! Thin wrappers for the system calls nix does not offer: clone3, pidfd,
-//! openat2, open_tree, mount_setattr, close_range. Each returns `nix::Result` so callers
-//! add their own context.
+//! openat2, open_tree, mount_setattr, close_range; and the one way to
+//! receive an fd over a socket. Each returns `nix::Result` so callers add
+//! their own context.
 
 use nix::errno::Errno;
 use std::ffi::CStr;
@@ -223,6 +224,44 @@ pub fn open_tree_clone(path: &CStr, recursive: bool) -> nix::Result<OwnedFd> {
     };
     // SAFETY: the kernel just gave us this fd; nobody else owns it.
     Errno::result(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Receives one message carrying exactly one fd (SCM_RIGHTS) from a unix
+/// socket; its payload goes to `buf`. Every fd the message brings is owned
+/// here, so a peer that sends several gets EBADMSG and leaves no fd open in
+/// this process; no fd: EBADMSG too.
+pub fn recv_one_fd(socket: BorrowedFd, buf: &mut [u8]) -> nix::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    // Room for as many as a message can carry (SCM_MAX_FD): with less, the
+    // kernel would install some, flag MSG_CTRUNC, and nix would not let us
+    // see (and close) them.
+    let mut space = nix::cmsg_space!([RawFd; 253]);
+    let msg = loop {
+        match recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            r => break r?,
+        }
+    };
+    let mut fds = Vec::new();
+    for c in msg.cmsgs().map_err(|_| Errno::EBADMSG)? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: the kernel just installed these fds for us.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    match (fds.pop(), fds.is_empty()) {
+        (Some(fd), true) => Ok(fd),
+        _ => Err(Errno::EBADMSG),
+    }
 }
 
 /// Marks every fd from `first` up as close-on-exec, so nothing of the host

@@ -127,30 +127,8 @@ impl Channel {
 
     /// Receives the fd a peer sent with `send_fd`.
     pub fn recv_fd(&self) -> nix::Result<OwnedFd> {
-        use std::os::fd::FromRawFd;
-        let mut buf = [0u8; 8];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = loop {
-            match socket::recvmsg::<()>(
-                self.0.as_raw_fd(),
-                &mut iov,
-                Some(&mut space),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            ) {
-                Err(Errno::EINTR) => continue,
-                r => break r?,
-            }
-        };
-        for c in msg.cmsgs()? {
-            if let socket::ControlMessageOwned::ScmRights(fds) = c {
-                if let Some(&fd) = fds.first() {
-                    // SAFETY: the kernel just installed this fd for us.
-                    return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-                }
-            }
-        }
-        Err(Errno::EBADMSG)
+        use std::os::fd::AsFd;
+        crate::sys::recv_one_fd(self.0.as_fd(), &mut [0u8; 8])
     }
 
     /// The next message; `None` when the peer closed its end.
