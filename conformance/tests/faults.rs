@@ -2,6 +2,17 @@
 //! blocks, to be killed with SIGKILL) at each main step of create, start,
 //! exec and delete. A failure must be reported clearly and leave nothing
 //! behind; after a kill, `keel delete --force` must clean up everything.
+//! Each point below gets both:
+//!
+//! - create: `cgroups` (made and limited, no process yet), `after-clone`,
+//!   `cgroup-join`, `uid-map`, `mount@n` for every mount of the bundle,
+//!   `pivot`, `before-exec`, `state-write` (state.json written, not yet
+//!   renamed into place);
+//! - start (and `run -d`): `start` (the init released, exec.fifo not yet
+//!   removed);
+//! - exec: `after-clone`, `cgroup-join`, `before-exec`;
+//! - delete: `delete` (processes killed, cgroups there), `delete-dir`
+//!   (cgroups removed, state dir there).
 //!
 //! The failpoint build goes to `<target>/failpoints` (built on first use),
 //! or `$KEEL_FAILPOINTS_RUNTIME` names it.
@@ -95,14 +106,35 @@ fn bundle(env: &TestEnv, id: &str, userns: bool) -> String {
 }
 
 fn create_point(point: &str, userns: bool) {
+    assert!(
+        try_create_point(point, userns),
+        "create never reached {point}"
+    );
+}
+
+/// `create_point`, or `false` if the create never reached `point` (and
+/// succeeded: the container is removed again).
+fn try_create_point(point: &str, userns: bool) -> bool {
     let env = TestEnv::new(failpoint_keel());
     let id = "fp";
     let bundle = bundle(&env, id, userns);
     let args = ["create", "--bundle", &bundle, id];
     let o = with(point, &env, &args);
+    if o.ok() {
+        env.cmd(&["delete", "--force", id])
+            .expect_ok("delete --force");
+        assert_no_leaks(&env, id);
+        return false;
+    }
     assert_reported(&o, point);
     assert_no_leaks(&env, id);
     killed_at(point, &env, id, &args);
+    true
+}
+
+#[test]
+fn create_after_cgroups_made() {
+    create_point("cgroups", false);
 }
 
 #[test]
@@ -120,10 +152,20 @@ fn create_after_uid_map() {
     create_point("uid-map", true);
 }
 
+/// After each mount in turn, until the create runs past the last one.
 #[test]
-fn create_after_first_and_third_mount() {
-    create_point("mount", false);
-    create_point("mount@3", false);
+fn create_after_each_mount() {
+    let mut n = 1;
+    while try_create_point(&format!("mount@{n}"), false) {
+        n += 1;
+    }
+    // proc, dev, devpts, shm, mqueue, sysfs, cgroup at least.
+    assert!(n > 7, "only {} mounts had a failpoint", n - 1);
+}
+
+#[test]
+fn create_after_pivot() {
+    create_point("pivot", false);
 }
 
 #[test]
@@ -145,7 +187,7 @@ fn running(env: &TestEnv, id: &str) {
 
 #[test]
 fn exec_failpoints() {
-    for point in ["cgroup-join", "before-exec"] {
+    for point in ["after-clone", "cgroup-join", "before-exec"] {
         let env = TestEnv::new(failpoint_keel());
         running(&env, "fpexec");
         let o = with(point, &env, &["exec", "fpexec", "true"]);
@@ -177,18 +219,33 @@ fn start_failpoint() {
     killed_at("start", &env, "fpstart", &["start", "fpstart"]);
 }
 
+/// `run -d` is create and start in one process: a start that fails takes
+/// the created container down with it.
 #[test]
-fn delete_failpoint() {
+fn run_detached_start_failpoint() {
     let env = TestEnv::new(failpoint_keel());
-    running(&env, "fpdel");
-    let o = with("delete", &env, &["delete", "--force", "fpdel"]);
-    assert_reported(&o, "delete");
-    // A second delete finishes the job.
-    env.cmd(&["delete", "--force", "fpdel"])
-        .expect_ok("delete --force again");
-    assert_no_leaks(&env, "fpdel");
-    running(&env, "fpdel");
-    killed_at("delete", &env, "fpdel", &["delete", "--force", "fpdel"]);
+    let bundle = bundle(&env, "fprun", false);
+    let args = ["run", "-d", "--bundle", &bundle, "fprun"];
+    let o = with("start", &env, &args);
+    assert_reported(&o, "start");
+    assert_no_leaks(&env, "fprun");
+    killed_at("start", &env, "fprun", &args);
+}
+
+#[test]
+fn delete_failpoints() {
+    for point in ["delete", "delete-dir"] {
+        let env = TestEnv::new(failpoint_keel());
+        running(&env, "fpdel");
+        let o = with(point, &env, &["delete", "--force", "fpdel"]);
+        assert_reported(&o, point);
+        // A second delete finishes the job.
+        env.cmd(&["delete", "--force", "fpdel"])
+            .expect_ok("delete --force again");
+        assert_no_leaks(&env, "fpdel");
+        running(&env, "fpdel");
+        killed_at(point, &env, "fpdel", &["delete", "--force", "fpdel"]);
+    }
 }
 
 /// A delete that loaded a container's state and then waited for its lock

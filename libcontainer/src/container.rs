@@ -249,6 +249,7 @@ impl ContainerBuilder {
         if cgroups.systemd.is_none() {
             self.limit(bundle, cgroups, warnings)?;
         }
+        crate::failpoint::failpoint("cgroups")?;
         let pid = spawn::spawn(plan, cgroups, &fifo)?;
         let limited = match cgroups.systemd {
             Some(_) => self.limit(bundle, cgroups, warnings),
@@ -699,6 +700,7 @@ impl Container {
         self.kill_leftovers()?;
         crate::failpoint::failpoint("delete")?;
         self.state.cgroup.remove()?;
+        crate::failpoint::failpoint("delete-dir")?;
         dir.remove()?;
         Ok(self.run_late_hooks(|h| h.poststop(), "poststop", Status::Stopped))
     }

@@ -180,6 +180,7 @@ fn fork_into(
     drop(theirs);
     let mut process = child;
     let outcome = (|| {
+        crate::failpoint::failpoint("after-clone")?;
         cgroups.join(child.as_raw(), placed)?;
         crate::failpoint::failpoint("cgroup-join")?;
         ours.send(&Msg::Continue)

@@ -95,7 +95,8 @@ pub fn prepare(plan: &RootfsPlan, before_pivot: impl FnOnce() -> Result<()>) -> 
     }
     nix::sys::stat::umask(old_umask);
     before_pivot()?;
-    pivot::enter(&plan.rootfs, plan.no_pivot)
+    pivot::enter(&plan.rootfs, plan.no_pivot)?;
+    crate::failpoint::failpoint("pivot")
 }
 
 /// As runc: pivot_root refuses a new root whose parent mount is shared (as
