@@ -127,6 +127,15 @@ impl NotifyProxy {
     }
 }
 
+/// A proxy bound in `state_dir` (which must hold a `notify` directory),
+/// waiting until `init` polls readable: for the fuzz target only, which
+/// plays the container.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn bind_for_fuzzing(state_dir: &Path, init: OwnedFd) -> Result<NotifyProxy> {
+    NotifyProxy::bind(state_dir, init)
+}
+
 /// systemd's protocol sends one datagram of newline-separated assignments;
 /// the relayed line is the `READY=` one.
 fn ready_line(msg: &[u8]) -> Option<&[u8]> {
