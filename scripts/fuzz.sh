@@ -36,6 +36,13 @@ if ((${#targets[@]} == 0)); then
 	mapfile -t targets < <(cargo "${toolchain[@]}" fuzz list)
 fi
 
+# One build of every target first (sanitizers, release): its time is then
+# not taken from the first target's run, and a build error says so.
+log "build the fuzz targets"
+start=$(date +%s)
+cargo "${toolchain[@]}" fuzz build -O || die "the fuzz targets do not build"
+log "built in $(($(date +%s) - start))s"
+
 failed=()
 summary=()
 for t in "${targets[@]}"; do

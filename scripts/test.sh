@@ -6,7 +6,7 @@
 #   cargo clippy --workspace --all-targets -- -D warnings
 #   cargo build --workspace
 #   cargo test --workspace --no-fail-fast  (unit and conformance tests; needs root)
-#   scripts/fuzz.sh 15                       (each fuzz target 15 s, if cargo-fuzz is there)
+#   scripts/fuzz.sh 60                       (each fuzz target 60 s; a crash fails)
 # Every step runs even when an earlier one failed (except the tests after a
 # failed build), a summary follows, and the exit status is non-zero if any
 # step failed.
@@ -103,16 +103,36 @@ else
 	summary+=("SKIP  test (the build failed)")
 	failed+=("test")
 fi
-# The fuzz targets, briefly ($KEEL_FUZZ_SECONDS each, default 15), last: with
-# cargo-fuzz installed and 10 minutes of the budget left (building them
-# with sanitizers takes minutes on 2 cores); else skipped, said so.
-if ! command -v cargo-fuzz >/dev/null; then
-	summary+=("SKIP  fuzz (cargo-fuzz not installed: cargo install cargo-fuzz)")
-elif ((deadline - $(date +%s) < 600)); then
-	summary+=("SKIP  fuzz (less than 10 minutes of the budget left)")
-else
-	step fuzz scripts/fuzz.sh "${KEEL_FUZZ_SECONDS:-15}" || true
-fi
+# The fuzz targets, last, each for $KEEL_FUZZ_SECONDS (default 60, as
+# issue #10 asks) from the committed seeds; a crash fails the run.
+# cargo-fuzz is installed from crates.io if missing. Building the targets
+# with sanitizers takes up to 10 minutes on 2 cores: with less of the
+# budget left than that plus the runs, each target gets less time (down to
+# 10 s); with less still, the step is skipped, saying so.
+fuzz_step() {
+	local want="${KEEL_FUZZ_SECONDS:-60}" build=600 targets left secs
+	if ! command -v cargo-fuzz >/dev/null; then
+		log "installing cargo-fuzz (cargo install --locked cargo-fuzz)"
+		if ! cargo install --locked cargo-fuzz; then
+			summary+=("SKIP  fuzz (cargo-fuzz missing and cargo install cargo-fuzz failed: no crates.io?)")
+			return 0
+		fi
+	fi
+	targets=$(grep -c '^\[\[bin\]\]' fuzz/Cargo.toml)
+	left=$((deadline - $(date +%s)))
+	secs=$(((left - build) / targets))
+	if ((secs < 10)); then
+		summary+=("SKIP  fuzz (${left}s of the budget left: not enough to build and run $targets targets)")
+		return 0
+	fi
+	if ((secs < want)); then
+		warn "fuzz: ${secs}s per target instead of ${want}s (budget)"
+	else
+		secs=$want
+	fi
+	step fuzz scripts/fuzz.sh "$secs" || true
+}
+fuzz_step
 
 printf '\n==> summary\n' >&2
 printf '    %s\n' "${summary[@]}" >&2
