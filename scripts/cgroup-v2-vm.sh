@@ -62,11 +62,10 @@ fi
 # host builds.
 triple=x86_64-unknown-linux-gnu
 profile="${KEEL_VM_PROFILE:-dev}"
-profile_dir=debug
-[[ "$profile" == dev ]] || profile_dir="$profile"
 export RUSTFLAGS="-C target-feature=+crt-static"
 log "building static keel and the static $tests conformance tests ($profile)"
-cargo build --profile "$profile" --target "$triple" -p keel-runtime
+# keel as released (scripts/release.sh: the same static build).
+keel_bin="$(KEEL_RELEASE_PROFILE="$profile" "$KEEL_REPO_ROOT/scripts/release.sh")"
 test_bin="$(cargo test --profile "$profile" --target "$triple" -p keel-conformance --test "$tests" \
 	--no-run --message-format=json 2>/dev/null |
 	TESTS="$tests" python3 -c 'import json,os,sys
@@ -75,9 +74,8 @@ for l in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == os.environ["TESTS"] and m.get("executable"):
         print(m["executable"])')"
 unset RUSTFLAGS
-keel_bin="$(keel_target_dir)/$triple/$profile_dir/keel"
 [[ -x "$keel_bin" && -x "$test_bin" ]] || die "static builds missing ($keel_bin, $test_bin)"
-ldd "$keel_bin" 2>&1 | grep -qE 'not a dynamic|statically linked' || die "$keel_bin is not statically linked"
+[[ "$(ldd "$keel_bin" 2>&1 || true)" =~ "not a dynamic"|"statically linked" ]] || die "$keel_bin is not statically linked"
 
 work="$(mktemp -d /tmp/keel-v2-vm.XXXXXX)"
 if [[ -z "${KEEL_VM_KEEP:-}" ]]; then

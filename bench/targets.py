@@ -1,0 +1,407 @@
+#!/usr/bin/env python3
+"""Measures every target of issue #9 against crun (and runc) in one run and
+prints medians, ratios and a PASS/MISS line per target.
+
+Started by bench/bench.sh inside its wrapper (private mount namespace,
+sandboxed /sys/fs/cgroup); not meant to be run directly. Everything it
+creates lives under $BENCH_TMP (state roots, bundles) and the cgroup
+$BENCH_CGROUP_BASE; every container it creates is deleted by id at the end,
+also on failure.
+
+Environment: BENCH_TMP, BENCH_N (repetitions per timed operation),
+BENCH_CONCURRENT (containers in the concurrent round, 50), BENCH_SCALE
+(other containers in the scale test, 1000), BENCH_CGROUP_BASE, BENCH_KEEL,
+BENCH_KEEL_RO, BENCH_RUNC, BENCH_CRUN (a runtime whose variable is empty is
+skipped).
+"""
+
+import concurrent.futures
+import json
+import os
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import time
+
+TMP = os.environ["BENCH_TMP"]
+N = int(os.environ.get("BENCH_N", "20"))
+CONCURRENT = int(os.environ.get("BENCH_CONCURRENT", "50"))
+SCALE = int(os.environ.get("BENCH_SCALE", "1000"))
+ROUNDS = 3  # of the concurrent batch
+CGROUP_BASE = os.environ["BENCH_CGROUP_BASE"]
+BIN = {
+    name: os.environ.get(var, "")
+    for name, var in (
+        ("keel", "BENCH_KEEL"),
+        ("keel-ro", "BENCH_KEEL_RO"),
+        ("runc", "BENCH_RUNC"),
+        ("crun", "BENCH_CRUN"),
+    )
+}
+BIN = {k: v for k, v in BIN.items() if v}
+# The runtimes compared on every target; keel-ro only on `run`, where
+# keel/keel-ro is the price of the binary protection.
+RUNTIMES = [r for r in ("keel", "runc", "crun") if r in BIN]
+
+MB = 1_000_000
+RSS_GOAL = 2.5 * MB
+SIZE_GOAL = 3 * MB
+# "The same time with 1 or 1000 others": the median with SCALE others may
+# exceed the one with a single other by this much (timing noise on a
+# shared machine) and still count as the same.
+SCALE_TOLERANCE = 1.25
+
+created = {name: set() for name in BIN}  # ids to delete at the end
+
+
+def log(msg):
+    print(f"==> {msg}", file=sys.stderr, flush=True)
+
+
+def runtime(name, *args, check=True, capture=False):
+    """Runs one runtime command; returns its wall time in ms and the
+    completed process (with stdout when `capture`). Not pipes otherwise:
+    a container's init inherits them and would hold them open."""
+    cmd = [BIN[name], "--root", os.path.join(TMP, f"state-{name}"), *args]
+    with open(os.path.join(TMP, "stderr"), "w+b") as err:
+        t0 = time.perf_counter()
+        p = subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+            stderr=err,
+        )
+        ms = (time.perf_counter() - t0) * 1000
+        if check and p.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"{' '.join(cmd)}: exit {p.returncode}: {err.read().decode(errors='replace').strip()}")
+    return ms, p
+
+
+def timed(name, *args):
+    return runtime(name, *args)[0]
+
+
+_base_config = None
+
+
+def bundle(cid, args):
+    """A bundle for container `cid`: the base config with its own cgroup
+    and `args`, sharing the one rootfs."""
+    global _base_config
+    if _base_config is None:
+        base = os.path.join(TMP, "bundle")
+        with open(os.path.join(base, "config.json")) as f:
+            _base_config = json.load(f)
+        _base_config["root"]["path"] = os.path.join(base, "rootfs")
+    path = os.path.join(TMP, "bundles", cid)
+    if not os.path.exists(path):
+        os.makedirs(path)
+        c = json.loads(json.dumps(_base_config))
+        c["process"]["args"] = args
+        c["linux"]["cgroupsPath"] = f"{CGROUP_BASE}/{cid}"
+        with open(os.path.join(path, "config.json"), "w") as f:
+            json.dump(c, f)
+    return path
+
+
+TRUE = ["/bin/true"]
+SLEEP = ["/bin/sleep", "100000"]
+
+
+def status(name, cid):
+    _, p = runtime(name, "state", cid, check=False, capture=True)
+    if p.returncode != 0:
+        return None
+    return json.loads(p.stdout)["status"]
+
+
+def wait_stopped(name, cid):
+    deadline = time.monotonic() + 10
+    while status(name, cid) != "stopped":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name}: container {cid} did not stop")
+        time.sleep(0.002)
+
+
+def delete(name, cid, force=False):
+    ms = timed(name, "delete", *(["--force"] if force else []), cid)
+    created[name].discard(cid)
+    return ms
+
+
+def create(name, cid, args):
+    created[name].add(cid)
+    return timed(name, "create", "--bundle", bundle(cid, args), cid)
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+# ---------------------------------------------------------------------------
+# Measurements. Repetitions are interleaved across runtimes, so that a change
+# of load on this shared machine hits them all alike.
+# ---------------------------------------------------------------------------
+
+
+def lifecycle():
+    names = [r for r in ("keel", "keel-ro", "runc", "crun") if r in BIN]
+    t = {r: [] for r in names}
+    for r in names:  # warm-up: page cache, dentries
+        created[r].add("run")
+        runtime(r, "run", "--bundle", bundle("run", TRUE), "run")
+    for _ in range(N):
+        for r in names:
+            t[r].append(timed(r, "run", "--bundle", bundle("run", TRUE), "run"))
+    for r in names:
+        created[r].discard("run")
+    return t
+
+
+def phases():
+    t = {r: {"create": [], "start": [], "delete": []} for r in RUNTIMES}
+    for i in range(N + 1):
+        for r in RUNTIMES:
+            cid = "phase"
+            c = create(r, cid, TRUE)
+            s = timed(r, "start", cid)
+            wait_stopped(r, cid)
+            d = delete(r, cid)
+            if i:  # the first is a warm-up
+                t[r]["create"].append(c)
+                t[r]["start"].append(s)
+                t[r]["delete"].append(d)
+    return t
+
+
+def exec_():
+    t = {r: [] for r in RUNTIMES}
+    for r in RUNTIMES:
+        create(r, "exec", SLEEP)
+        timed(r, "start", "exec")
+        timed(r, "exec", "exec", "/bin/true")  # warm-up
+    for _ in range(N):
+        for r in RUNTIMES:
+            t[r].append(timed(r, "exec", "exec", "/bin/true"))
+    for r in RUNTIMES:
+        delete(r, "exec", force=True)
+    return t
+
+
+def concurrent_runs():
+    """CONCURRENT `run`s started at once; the time until the last ends."""
+    t = {r: [] for r in RUNTIMES}
+    ids = [f"conc{k}" for k in range(CONCURRENT)]
+    for _ in range(ROUNDS):
+        for r in RUNTIMES:
+            created[r].update(ids)
+            cmds = [
+                [BIN[r], "--root", os.path.join(TMP, f"state-{r}"), "run", "--bundle", bundle(c, TRUE), c]
+                for c in ids
+            ]
+            errs = [open(os.path.join(TMP, f"stderr-{c}"), "w+b") for c in ids]
+            t0 = time.perf_counter()
+            procs = [
+                subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=e)
+                for cmd, e in zip(cmds, errs)
+            ]
+            codes = [p.wait() for p in procs]
+            t[r].append((time.perf_counter() - t0) * 1000)
+            errors = []
+            for e in errs:
+                e.seek(0)
+                errors.append(e.read().decode(errors="replace").strip())
+                e.close()
+            bad = [(c, e) for c, e, code in zip(ids, errors, codes) if code != 0]
+            if bad:
+                raise RuntimeError(f"{r}: {len(bad)} of {CONCURRENT} concurrent runs failed, e.g. {bad[0]}")
+            created[r].difference_update(ids)
+    return t
+
+
+def peak_rss():
+    """Peak RSS (bytes) of `run`, the largest of 3, as GNU time reports it
+    (the runtime and the descendants it reaps, from wait4). time itself,
+    small, forks the runtime: a fork of this Python would count Python's
+    pages (the kernel keeps the high-water mark across execve)."""
+    out = {}
+    for r in [r for r in ("keel", "keel-ro", "runc", "crun") if r in BIN]:
+        peaks = []
+        for _ in range(3):
+            created[r].add("rss")
+            report = os.path.join(TMP, "rss")
+            runtime_cmd = [BIN[r], "--root", os.path.join(TMP, f"state-{r}"), "run", "--bundle", bundle("rss", TRUE), "rss"]
+            subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report, *runtime_cmd],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+            created[r].discard("rss")
+            with open(report) as f:
+                peaks.append(int(f.read().split()[-1]) * 1024)
+        out[r] = max(peaks)
+    return out
+
+
+def elf_static(path):
+    """Whether the ELF file has no program interpreter (PT_INTERP)."""
+    with open(path, "rb") as f:
+        h = f.read(64)
+        phoff, = struct.unpack_from("<Q", h, 0x20)
+        phentsize, phnum = struct.unpack_from("<HH", h, 0x36)
+        f.seek(phoff)
+        ph = f.read(phentsize * phnum)
+    return all(struct.unpack_from("<I", ph, i * phentsize)[0] != 3 for i in range(phnum))
+
+
+def scale():
+    """keel only: state/start/kill/delete of one container with 1 and
+    SCALE other (stopped) containers present; list at 1, SCALE/2, SCALE."""
+    r = "keel"
+    reps = max(5, N // 2)
+    ops = {}
+    lists = {}
+    others = []
+
+    def populate(upto):
+        ids = [f"other{k}" for k in range(len(others), upto)]
+        created[r].update(ids)
+
+        def one(c):
+            timed(r, "run", "--detach", "--bundle", bundle(c, TRUE), c)
+
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            list(ex.map(one, ids))
+        others.extend(ids)
+
+    for count in (1, SCALE // 2, SCALE):
+        log(f"scale: {count} other containers")
+        populate(count)
+        lists[count] = median([timed(r, "list") for _ in range(reps)])
+        if count == SCALE // 2:
+            continue
+        t = {"state": [], "start": [], "kill": [], "delete": []}
+        for i in range(reps + 1):
+            create(r, "target", SLEEP)
+            s = timed(r, "state", "target")
+            st = timed(r, "start", "target")
+            k = timed(r, "kill", "target", "KILL")
+            wait_stopped(r, "target")
+            d = delete(r, "target")
+            if i:
+                for op, v in (("state", s), ("start", st), ("kill", k), ("delete", d)):
+                    t[op].append(v)
+        ops[count] = {op: median(v) for op, v in t.items()}
+    log(f"scale: deleting the {len(others)} other containers")
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        list(ex.map(lambda c: delete(r, c, force=True), others))
+    return ops, lists
+
+
+def cleanup():
+    for r, ids in created.items():
+        for cid in list(ids):
+            runtime(r, "delete", "--force", cid, check=False)
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+verdicts = []
+
+
+def verdict(target, value, goal, unit=""):
+    """PASS when value <= goal; MISS says by how much."""
+    ok = value <= goal
+    over = "" if ok else f" (over by {(value / goal - 1) * 100:.0f}%)"
+    line = f"{'PASS' if ok else 'MISS'}  {target}: {value:.2f}{unit} (goal <= {goal:.2f}{unit}){over}"
+    verdicts.append(line)
+
+
+def report(life, ph, ex, conc, rss, scale_res):
+    print(f"\n==> medians in ms; N={N} per operation; {os.cpu_count()} cores; "
+          f"kernel {os.uname().release}; load average {' '.join(open('/proc/loadavg').read().split()[:3])}")
+    cols = [r for r in ("keel", "keel-ro", "runc", "crun") if r in BIN]
+    print(f"{'':22}" + "".join(f"{c:>10}" for c in cols) + f"{'keel/crun':>11}{'keel/runc':>11}")
+
+    def row(label, d):
+        cells = "".join(f"{median(d[c]):10.2f}" if c in d else f"{'-':>10}" for c in cols)
+        ratios = "".join(
+            f"{median(d['keel']) / median(d[o]):11.2f}" if o in d else f"{'-':>11}" for o in ("crun", "runc")
+        )
+        print(f"{label:22}{cells}{ratios}")
+
+    row("run (lifecycle)", life)
+    for op in ("create", "start", "delete"):
+        row(op, {r: ph[r][op] for r in ph})
+    row("exec /bin/true", ex)
+    row(f"{CONCURRENT} concurrent run", conc)
+    print(f"{'min run':22}" + "".join(f"{min(life[c]):10.2f}" for c in cols))
+    if "keel-ro" in life:
+        d = median(life["keel"]) - median(life["keel-ro"])
+        print(f"keel - keel-ro (the CVE-2019-5736 protection): {d:+.2f} ms per run")
+    print("peak RSS of `run` (MB): " + ", ".join(f"{r} {v / MB:.2f}" for r, v in rss.items()))
+    size = os.path.getsize(BIN["keel"])
+    static = elf_static(BIN["keel"])
+    print(f"keel binary: {size / MB:.2f} MB, {'statically linked' if static else 'dynamically linked'} ({BIN['keel']})")
+
+    if "crun" in BIN:
+        c = lambda d: median(d["crun"])  # noqa: E731
+        k = lambda d: median(d["keel"])  # noqa: E731
+        verdict("run lifecycle keel/crun", k(life) / c(life), 0.75)
+        for op in ("create", "start", "delete"):
+            verdict(f"{op} keel/crun", median(ph["keel"][op]) / median(ph["crun"][op]), 1.0)
+        verdict("exec keel/crun", k(ex) / c(ex), 1.0)
+        verdict(f"{CONCURRENT} concurrent keel/crun", k(conc) / c(conc), 1.0)
+    else:
+        verdicts.append("MISS  crun did not run here: no ratio against crun")
+    verdict("peak RSS of keel run", rss["keel"] / MB, RSS_GOAL / MB, " MB")
+    verdict("stripped keel binary", size / MB, SIZE_GOAL / MB, " MB")
+    verdicts.append(f"{'PASS' if static else 'MISS'}  statically linked release build")
+
+    if scale_res:
+        ops, lists = scale_res
+        one, many = ops[1], ops[SCALE]
+        print(f"\n==> scale (keel): median ms with 1 / {SCALE} other containers present")
+        for op in ("state", "start", "kill", "delete"):
+            print(f"{op:8} {one[op]:8.2f} {many[op]:8.2f}  ratio {many[op] / one[op]:.2f}")
+            verdict(f"{op} with {SCALE} others / with 1", many[op] / one[op], SCALE_TOLERANCE)
+        half = SCALE // 2
+        print("list     " + ", ".join(f"{n} containers: {ms:.2f} ms" for n, ms in lists.items()))
+        per = (lists[SCALE] - lists[1]) / (SCALE - 1)
+        # Linear: the second half costs what the first did (within 50%).
+        first, second = lists[half] - lists[1], lists[SCALE] - lists[half]
+        print(f"list: {per * 1000:.1f} µs per container; first half +{first:.1f} ms, second half +{second:.1f} ms")
+        verdict(f"list of {SCALE}: second half / first half (linear)", second / max(first, 0.01), 1.5)
+
+    print("\n==> targets (issue #9)")
+    for v in verdicts:
+        print(v)
+
+
+def main():
+    try:
+        log(f"run lifecycle: {N} of each of {', '.join(b for b in BIN)}")
+        life = lifecycle()
+        log("create, start, delete")
+        ph = phases()
+        log("exec")
+        ex = exec_()
+        log(f"{CONCURRENT} concurrent runs, {ROUNDS} rounds")
+        conc = concurrent_runs()
+        log("peak RSS")
+        rss = peak_rss()
+        scale_res = None
+        if SCALE > 1:
+            scale_res = scale()
+    finally:
+        cleanup()
+    report(life, ph, ex, conc, rss, scale_res)
+
+
+if __name__ == "__main__":
+    # Interrupted: still delete what was created (the finally in main).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
+    main()

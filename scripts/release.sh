@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The release artefact: a statically linked, stripped keel (glibc with
+# crt-static: no musl target is needed, and glibc's allocator and string
+# functions are faster than musl's). Static, it starts without the dynamic
+# loader (no ld.so, libc, libm, libgcc_s to map and relocate: part of
+# every `keel run`, twice with the CVE-2019-5736 re-exec) and keeps fewer
+# pages resident. Prints the binary's path on stdout.
+#
+# Usage: scripts/release.sh
+# Environment: KEEL_RELEASE_PROFILE (cargo profile, default release).
+set -euo pipefail
+
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$KEEL_REPO_ROOT"
+require_cargo
+
+profile="${KEEL_RELEASE_PROFILE:-release}"
+triple="$(rustc -vV | awk '$1 == "host:" { print $2 }')"
+[[ "$triple" == *-linux-gnu ]] || die "scripts/release.sh builds for *-linux-gnu hosts, not $triple"
+# With --target, RUSTFLAGS reach only the target's crates (not build
+# scripts or proc macros), and the build has its own directory.
+# relocation-model=static: a static non-PIE executable, with nothing to
+# relocate at start (static-pie rewrites every pointer in its data, pages
+# that then stay resident). No unwind tables where panics abort (the
+# release profiles): nothing would read them.
+flags="-C target-feature=+crt-static -C relocation-model=static"
+[[ "$profile" == dev ]] || flags+=" -C force-unwind-tables=no"
+RUSTFLAGS="$flags" cargo build --quiet --profile "$profile" --target "$triple" -p keel-runtime
+dir="$profile"
+[[ "$profile" == dev ]] && dir=debug
+keel="$(keel_target_dir)/$triple/$dir/keel"
+# ldd fails (status 1) on a non-PIE static executable: read its output only.
+[[ "$(ldd "$keel" 2>&1 || true)" =~ "not a dynamic"|"statically linked" ]] || die "$keel is not statically linked"
+echo "$keel"
