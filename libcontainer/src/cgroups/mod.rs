@@ -148,6 +148,37 @@ fn own_cgroups() -> Result<BTreeMap<String, String>> {
         .collect())
 }
 
+/// The calling thread, moved into a container's v1 cgroups by
+/// [`CgroupPaths::enter_v1`]. [`leave`](Self::leave) moves it back to
+/// where it was; so does dropping it (ignoring errors).
+#[must_use]
+pub struct V1Visit {
+    /// The `tasks` files of the thread's own cgroups.
+    home: Vec<PathBuf>,
+}
+
+impl V1Visit {
+    pub fn leave(mut self) -> Result<()> {
+        self.go_home()
+    }
+
+    fn go_home(&mut self) -> Result<()> {
+        let mut result = Ok(());
+        for tasks in self.home.drain(..) {
+            if let Err(e) = std::fs::write(&tasks, "0") {
+                result = result.and(Err(Error::io(format!("write {}", tasks.display()), e)));
+            }
+        }
+        result
+    }
+}
+
+impl Drop for V1Visit {
+    fn drop(&mut self) {
+        let _ = self.go_home();
+    }
+}
+
 impl CgroupPaths {
     /// Where a container's cgroups go, with runc's cgroupfs semantics: an
     /// absolute `cgroupsPath` is taken from each hierarchy's root; a relative
@@ -309,9 +340,52 @@ impl CgroupPaths {
         .ctx(|| format!("open cgroup {}", dir.display()))
     }
 
-    /// Moves `pid` into every v1 hierarchy, and into cgroup2 unless the clone
+    /// Moves the calling thread into the container's v1 cgroups, so that a
+    /// child cloned now is born in them (what CLONE_INTO_CGROUP does for
+    /// cgroup2). Moving another process means writing its pid to
+    /// `cgroup.procs`, which takes cgroup_threadgroup_rwsem for writing and
+    /// so waits for an RCU grace period: milliseconds, the largest single
+    /// cost of `create` on a host with v1 controllers. Moving oneself by
+    /// writing 0 to `tasks` skips that lock (kernel/cgroup/cgroup.c,
+    /// cgroup_procs_write_start). The caller must be single-threaded.
+    ///
+    /// None, with nothing moved, when there is no v1 hierarchy, under the
+    /// systemd driver, when a cgroup could not hold the caller and its
+    /// child (a frozen freezer, a pids limit below 2 more) or when a move
+    /// fails: the child is then placed with [`join`](Self::join) as before.
+    pub fn enter_v1(&self) -> Option<V1Visit> {
+        if self.systemd.is_some() || self.v1.is_empty() {
+            return None;
+        }
+        let home = Self::own().ok()?;
+        let mut visit = V1Visit { home: Vec::new() };
+        for (key, dir) in &self.v1 {
+            let back = home.v1.get(key)?;
+            let has = |c: &str| key.split(',').any(|k| k == c);
+            let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+            if has("freezer") && read("freezer.state")?.trim() != "THAWED" {
+                return None;
+            }
+            if has("pids") {
+                let max = read("pids.max")?;
+                if max.trim() != "max" {
+                    let current: u64 = read("pids.current")?.trim().parse().ok()?;
+                    if max.trim().parse::<u64>().ok()? < current + 2 {
+                        return None;
+                    }
+                }
+            }
+            // Dropping `visit` on a failure moves back what was moved.
+            std::fs::write(dir.join("tasks"), "0").ok()?;
+            visit.home.push(back.join("tasks"));
+        }
+        Some(visit)
+    }
+
+    /// Moves `pid` into every v1 hierarchy unless it was born there (see
+    /// [`enter_v1`](Self::enter_v1)), and into cgroup2 unless the clone
     /// already put it there.
-    pub fn join(&self, pid: i32, in_unified: bool) -> Result<()> {
+    pub fn join(&self, pid: i32, in_unified: bool, in_v1: bool) -> Result<()> {
         if let Some(unit) = &self.systemd {
             if !in_unified && !self.all().any(|d| d.exists()) {
                 // The init: systemd starts the scope with it inside; the
@@ -321,7 +395,8 @@ impl CgroupPaths {
             }
         }
         let unified = self.unified.iter().filter(|_| !in_unified);
-        for dir in unified.chain(self.v1.values()) {
+        let v1 = self.v1.values().filter(|_| !in_v1);
+        for dir in unified.chain(v1) {
             let procs = dir.join("cgroup.procs");
             std::fs::write(&procs, pid.to_string()).ctx(|| format!("write {}", procs.display()))?;
         }

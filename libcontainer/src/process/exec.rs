@@ -181,7 +181,7 @@ fn fork_into(
     let mut process = child;
     let outcome = (|| {
         crate::failpoint::failpoint("after-clone")?;
-        cgroups.join(child.as_raw(), placed)?;
+        cgroups.join(child.as_raw(), placed, false)?;
         crate::failpoint::failpoint("cgroup-join")?;
         ours.send(&Msg::Continue)
             .ctx(|| "sync: send continue".into())?;

@@ -4,7 +4,7 @@
 use super::init;
 use super::plan::InitPlan;
 use super::sync::{Channel, Msg};
-use crate::cgroups::CgroupPaths;
+use crate::cgroups::{CgroupPaths, V1Visit};
 use crate::error::{Error, Result, SysContext};
 use crate::sys::{self, Forked};
 use nix::sched::CloneFlags;
@@ -120,17 +120,23 @@ pub fn spawn(plan: &InitPlan, cgroups: &CgroupPaths, fifo: &OwnedFd) -> Result<P
     let (ours, theirs) = Channel::pair().ctx(|| "socketpair for the sync channel".into())?;
     let cg = cgroups.open_unified()?;
     let flags = plan.ns.clone_flags();
+    let visit = cgroups.enter_v1();
     // SAFETY: the library documents that create runs single-threaded; the
     // child only runs init::run, which ends in exec or _exit.
-    let (forked, placed) = unsafe { sys::fork_with(flags.bits(), cg.as_ref().map(|f| f.as_fd())) }
-        .ctx(|| format!("clone3 with flags {flags:?}"))?;
-    let child = match forked {
-        Forked::Child => {
+    let forked = unsafe { sys::fork_with(flags.bits(), cg.as_ref().map(|f| f.as_fd())) }
+        .ctx(|| format!("clone3 with flags {flags:?}"));
+    // On an error `visit` is dropped: the parent goes back.
+    let (child, placed) = match forked? {
+        (Forked::Child, _) => {
+            // Born in the v1 cgroups: the parent's way back is not the child's.
+            std::mem::forget(visit);
             drop(ours);
             init::run(plan, theirs, fifo)
         }
-        Forked::Parent(pid) => pid,
+        (Forked::Parent(pid), placed) => (pid, placed),
     };
+    let in_v1 = visit.is_some();
+    let back = visit.map_or(Ok(()), V1Visit::leave);
     drop(theirs);
     drop(cg);
     let mut reaper = Reaper {
@@ -138,8 +144,9 @@ pub fn spawn(plan: &InitPlan, cgroups: &CgroupPaths, fifo: &OwnedFd) -> Result<P
         init: child,
         armed: true,
     };
+    back?;
     crate::failpoint::failpoint("after-clone")?;
-    cgroups.join(child.as_raw(), placed)?;
+    cgroups.join(child.as_raw(), placed, in_v1)?;
     crate::failpoint::failpoint("cgroup-join")?;
     if flags.contains(CloneFlags::CLONE_NEWUSER) {
         write_maps(child, plan)?;
