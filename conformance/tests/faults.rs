@@ -185,15 +185,34 @@ fn running(env: &TestEnv, id: &str) {
         .expect_ok("run -d");
 }
 
+/// The open fds of process `pid`: number and what each refers to.
+fn fds_of(pid: &str) -> Vec<(String, PathBuf)> {
+    let dir = format!("/proc/{pid}/fd");
+    let mut fds: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .flatten()
+        .map(|e| {
+            let target = std::fs::read_link(e.path()).unwrap_or_default();
+            (e.file_name().to_string_lossy().into_owned(), target)
+        })
+        .collect();
+    fds.sort();
+    fds
+}
+
 #[test]
 fn exec_failpoints() {
     for point in ["after-clone", "cgroup-join", "before-exec"] {
         let env = TestEnv::new(failpoint_keel());
         running(&env, "fpexec");
+        let pid = env.state("fpexec").expect("state")["pid"].to_string();
+        let fds_before = fds_of(&pid);
         let o = with(point, &env, &["exec", "fpexec", "true"]);
         assert_reported(&o, point);
-        // Only the init is left in the container.
-        let pid = env.state("fpexec").expect("state")["pid"].to_string();
+        // The container runs on as it was: its init has the same fds, and
+        // only the init is left in it.
+        assert_eq!(env.status("fpexec"), "running");
+        assert_eq!(fds_of(&pid), fds_before, "the init's fds changed");
         for d in env.cgroup_dirs("fpexec") {
             if let Ok(p) = std::fs::read_to_string(d.join("cgroup.procs")) {
                 assert!(p.trim().is_empty() || p.trim() == pid, "{d:?}: {p}");
