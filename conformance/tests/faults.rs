@@ -4,7 +4,9 @@
 //! behind; after a kill, `keel delete --force` must clean up everything.
 //! Each point below gets both:
 //!
-//! - create: `cgroups` (made and limited, no process yet), `after-clone`,
+//! - create: `cgroups` (made and limited, no process yet), `cgroup-enter`
+//!   (keel in the container's v1 cgroups to clone the init there),
+//!   `after-clone`,
 //!   `cgroup-join`, `uid-map`, `mount@n` for every mount of the bundle,
 //!   `pivot`, `before-exec`, `state-write` (state.json written, not yet
 //!   renamed into place);
@@ -135,6 +137,14 @@ fn try_create_point(point: &str, userns: bool) -> bool {
 #[test]
 fn create_after_cgroups_made() {
     create_point("cgroups", false);
+}
+
+/// keel, visiting the container's v1 cgroups so that the init is born
+/// there, fails or dies before the clone: it must not stay in them (the
+/// cgroups would not go), and nothing else stays either.
+#[test]
+fn create_in_the_v1_cgroups() {
+    create_point("cgroup-enter", false);
 }
 
 #[test]

@@ -121,6 +121,8 @@ pub fn spawn(plan: &InitPlan, cgroups: &CgroupPaths, fifo: &OwnedFd) -> Result<P
     let cg = cgroups.open_unified()?;
     let flags = plan.ns.clone_flags();
     let visit = cgroups.enter_v1();
+    // keel itself is in the container's v1 cgroups here.
+    crate::failpoint::failpoint("cgroup-enter")?;
     // SAFETY: the library documents that create runs single-threaded; the
     // child only runs init::run, which ends in exec or _exit.
     let forked = unsafe { sys::fork_with(flags.bits(), cg.as_ref().map(|f| f.as_fd())) }
