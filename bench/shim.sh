@@ -4,12 +4,14 @@
 # containerd (Debian's 1.6; own root/state/socket, /run on a tmpfs in its
 # own mount namespace: the machine's containerd, if any, is not touched).
 #
-# Prints:
-#   - the shim's RSS and PSS with 1 running container, and with 20
-#     containers of one pod (grouped by the io.containerd.runc.v2.group
-#     annotation) in one shim; keel's figures include its zygote (the helper
-#     process that forks, whose pages are mostly shared with the shim: RSS
-#     counts them twice, PSS once);
+# Prints, for each shim:
+#   - RSS, PSS and USS (private pages) with 1 running container, and with
+#     20 containers of one pod (grouped by the io.containerd.runc.v2.group
+#     annotation) in one shim; summed over every process of the shim's
+#     binary that serves this containerd (keel's shim is one process with
+#     one thread: the process count is printed to show it), with the
+#     keel/runc ratio. RSS counts the shared pages of the binary and libc
+#     in full, PSS divides them among their users, USS leaves them out;
 #   - `ctr run --rm busybox true` latency, N runs per shim, interleaved,
 #     with the keel/runc ratio.
 #
@@ -79,7 +81,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# shim_pids BIN: shim servers (not their zygotes) of this containerd.
+# shim_pids BIN: the shim processes of this containerd (not the short
+# `start`/`delete` actions, nor a container process the keel shim forked
+# that has not exec'd yet: same cmdline, the shim as parent).
 shim_pids() {
 	local p cmd ppid
 	for p in $(pgrep -f "^[^ ]*$1 .*-address $sock" || true); do
@@ -91,32 +95,20 @@ shim_pids() {
 	done
 }
 
-# mem_kb FIELD PID...: summed Rss or Pss (smaps_rollup). Pss shares the
-# pages a process shares with others (keel's zygote is a fork of its shim)
-# among them; Rss counts them in each.
-mem_kb() {
-	local f="$1" p total=0 kb
-	shift
-	for p in "$@"; do
-		kb=$(awk -v f="$f:" '$1 == f {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
-		total=$((total + ${kb:-0}))
-	done
-	echo "$total"
-}
-
-# shim_mem FIELD BIN: Rss or Pss of the shim server plus its helper
-# children of the same binary (keel's zygote).
+# shim_mem BIN: "procs threads rss pss uss" (kB) summed over BIN's shim
+# processes (smaps_rollup).
 shim_mem() {
-	local f="$1"
-	shift
-	local pids=() p c
+	local p procs=0 threads=0 rss=0 pss=0 uss=0 r a b c
 	for p in $(shim_pids "$1"); do
-		pids+=("$p")
-		for c in $(pgrep -P "$p" || true); do
-			grep -q "$1" "/proc/$c/cmdline" 2>/dev/null && pids+=("$c")
-		done
+		r=$(awk '$1 == "Rss:" {r=$2} $1 == "Pss:" {p=$2}
+			$1 == "Private_Clean:" || $1 == "Private_Dirty:" {u+=$2}
+			END {print r+0, p+0, u+0}' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
+		read -r a b c <<<"$r"
+		procs=$((procs + 1))
+		threads=$((threads + $(find "/proc/$p/task" -mindepth 1 -maxdepth 1 | wc -l)))
+		rss=$((rss + a)) pss=$((pss + b)) uss=$((uss + c))
 	done
-	mem_kb "$f" "${pids[@]}"
+	echo "$procs $threads $rss $pss $uss"
 }
 
 for _ in $(seq 100); do ctr version >/dev/null 2>&1 && break; sleep 0.1; done
@@ -126,13 +118,12 @@ image=docker.io/library/keel-busybox:latest
 
 declare -A BIN=([keel]=containerd-shim-keel-v2 [runc]=containerd-shim-runc-v2)
 declare -A RT=([keel]=io.containerd.keel.v2 [runc]=io.containerd.runc.v2)
-declare -A RSS1 RSS20 PSS1 PSS20 LAT
+declare -A MEM1 MEM20 LAT
 
 for r in keel runc; do
 	ctr run -d --runtime "${RT[$r]}" "$image" "one-$r" sleep 1000 >/dev/null
 	sleep 0.5
-	RSS1[$r]=$(shim_mem Rss "${BIN[$r]}")
-	PSS1[$r]=$(shim_mem Pss "${BIN[$r]}")
+	MEM1[$r]=$(shim_mem "${BIN[$r]}")
 	ctr task kill -s SIGKILL "one-$r" >/dev/null
 	for _ in $(seq 50); do [[ "$(ctr task ls | awk -v i="one-$r" '$1==i {print $3}')" == STOPPED ]] && break; sleep 0.1; done
 	ctr task delete "one-$r" >/dev/null
@@ -145,8 +136,7 @@ for r in keel runc; do
 	done
 	sleep 0.5
 	[[ "$(shim_pids "${BIN[$r]}" | wc -l)" -eq 1 ]] || warn "$r: expected one shim for the pod"
-	RSS20[$r]=$(shim_mem Rss "${BIN[$r]}")
-	PSS20[$r]=$(shim_mem Pss "${BIN[$r]}")
+	MEM20[$r]=$(shim_mem "${BIN[$r]}")
 	for i in $(seq "$PODS"); do ctr task kill -s SIGKILL "pod-$r-$i" >/dev/null; done
 	sleep 1
 	for i in $(seq "$PODS"); do
@@ -168,10 +158,23 @@ for i in $(seq "$N"); do
 done
 for r in keel runc; do LAT[$r]=$((TOTAL[$r] / N / 1000)); done
 
-printf '\n%-34s %12s %12s %8s\n' "" "keel shim" "runc shim" "keel/runc"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-printf '%-34s %9s kB %9s kB %8s\n' "shim RSS, 1 container" "${RSS1[keel]}" "${RSS1[runc]}" "$(ratio "${RSS1[keel]}" "${RSS1[runc]}")"
-printf '%-34s %9s kB %9s kB %8s\n' "shim RSS, $PODS containers in one pod" "${RSS20[keel]}" "${RSS20[runc]}" "$(ratio "${RSS20[keel]}" "${RSS20[runc]}")"
-printf '%-34s %9s kB %9s kB %8s\n' "shim PSS, 1 container" "${PSS1[keel]}" "${PSS1[runc]}" "$(ratio "${PSS1[keel]}" "${PSS1[runc]}")"
-printf '%-34s %9s kB %9s kB %8s\n' "shim PSS, $PODS containers in one pod" "${PSS20[keel]}" "${PSS20[runc]}" "$(ratio "${PSS20[keel]}" "${PSS20[runc]}")"
-printf '%-34s %9s ms %9s ms %8s\n' "ctr run --rm true (mean of $N)" "${LAT[keel]}" "${LAT[runc]}" "$(ratio "${LAT[keel]}" "${LAT[runc]}")"
+# row LABEL N UNIT FIELD: field FIELD (1-based) of MEM<N> for both shims.
+row() {
+	local -n m="MEM$2"
+	local k r
+	k=$(echo "${m[keel]}" | cut -d' ' -f"$4")
+	r=$(echo "${m[runc]}" | cut -d' ' -f"$4")
+	printf '%-40s %9s %2s %9s %2s %8s\n' "$1" "$k" "$3" "$r" "$3" "$(ratio "$k" "$r")"
+}
+printf '\n%-40s %12s %12s %8s\n' "" "keel shim" "runc shim" "keel/runc"
+for n in 1 20; do
+	what="1 container"
+	[[ $n == 20 ]] && what="$PODS containers in one pod"
+	row "shim processes, $what" "$n" "" 1
+	row "shim threads, $what" "$n" "" 2
+	row "shim RSS, $what" "$n" kB 3
+	row "shim PSS, $what" "$n" kB 4
+	row "shim USS, $what" "$n" kB 5
+done
+printf '%-40s %9s ms %9s ms %8s\n' "ctr run --rm true (mean of $N)" "${LAT[keel]}" "${LAT[runc]}" "$(ratio "${LAT[keel]}" "${LAT[runc]}")"

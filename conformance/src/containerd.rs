@@ -255,8 +255,8 @@ impl Containerd {
                 .windows(2)
                 .any(|w| w[0] == "-address" && w[1] == address);
             let server = !args.iter().any(|a| a == "start" || a == "delete");
-            // The keel zygote is a fork of the server: same cmdline; tell
-            // them apart by the parent.
+            // A container process the keel shim forked has the shim's
+            // cmdline until it execs: tell them apart by the parent.
             let ppid_is_shim = std::fs::read_to_string(e.path().join("stat"))
                 .ok()
                 .and_then(|s| {

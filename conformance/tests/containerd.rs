@@ -164,7 +164,7 @@ fn detached_lifecycle() {
         assert_eq!(c.task_status(id), "RUNNING", "{rt}");
         // metrics.
         let m = c.ctr(&["task", "metrics", id]);
-        m.expect_ok("metrics");
+        m.expect_ok(&format!("{rt}: metrics"));
         assert!(m.stdout.contains("pids.current"), "{rt}: {m:?}");
         // update.
         update_memory(&c, id, 64 << 20).unwrap_or_else(|e| panic!("{rt}: update: {e}"));
@@ -290,7 +290,16 @@ fn pod_grouping_one_shim() {
         for id in ["p1", "p2", "p3"] {
             c.run_detached(rt, id, &["--annotation", &group], &["sleep", "100"]);
         }
-        assert_eq!(c.shim_pids(rt).len(), 1, "{rt}: one shim for the group");
+        let shims = c.shim_pids(rt);
+        assert_eq!(shims.len(), 1, "{rt}: one shim for the group");
+        if rt == KEEL_SHIM {
+            // One thread whatever the number of containers and
+            // connections: the shim forks from itself (no zygote).
+            let threads = std::fs::read_dir(format!("/proc/{}/task", shims[0]))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            assert_eq!(threads, 1, "{rt}: threads of the pod's shim");
+        }
         for id in ["p1", "p2", "p3"] {
             assert_eq!(c.task_status(id), "RUNNING", "{rt}");
             let out = c.ctr(&["task", "exec", "--exec-id", "x", id, "sh", "-c", "echo $$"]);

@@ -2,22 +2,23 @@
 //! libkeel in-process (no runtime binary per operation). Runtime type
 //! `io.containerd.keel.v2`.
 //!
-//! Built on the synchronous API of the `containerd-shim` crate (no tokio):
-//! a few small threads (ttrpc, events, the zygote reader) and a
-//! single-threaded zygote process that does every fork (see `zygote`).
-//! The crate's own bootstrap is not used: it serves only the task API v3
-//! of containerd 2, and answers `start` in a form containerd 1.6 cannot
+//! Built on the `containerd-shim` crate (flags, `start`'s spawn, logger)
+//! and `containerd-shim-protos` (the Task API, events and ttrpc messages),
+//! but with a ttrpc loop of its own on a single thread (see `server`): the
+//! crate's server and publisher run threads, and a multi-threaded shim
+//! cannot fork safely, which libkeel's create and exec do. The crate's
+//! bootstrap is not used either: it serves only the task API v3 of
+//! containerd 2, and answers `start` in a form containerd 1.6 cannot
 //! read; `server` serves both v2 and v3.
 
 mod events;
 mod metrics;
-mod oom;
 mod options;
-mod service;
-mod stdio;
-mod zygote;
-
 mod server;
+mod service;
+mod spawn;
+mod stdio;
+mod wire;
 
 use anyhow::{Context as _, Result};
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
@@ -51,10 +52,6 @@ fn grouping(id: &str) -> String {
 }
 
 fn main() {
-    // One malloc arena for all the shim's threads: each extra arena costs
-    // resident memory, and the shim is idle nearly always.
-    // SAFETY: mallopt before any thread exists.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let args: Vec<String> = std::env::args().collect();
     let flags = match containerd_shim::parse(&args[1..]) {
         Ok(f) => f,

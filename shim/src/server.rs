@@ -1,21 +1,39 @@
 //! The shim server: what containerd's `start` action launches, serving
 //! the Task API on the group's socket until Shutdown.
+//!
+//! One thread, one poll loop: containerd's connections (ttrpc framing in
+//! `wire`), the event connection to containerd, SIGCHLD (a signalfd), the
+//! OOM watches and the stdio copies. Requests are served one at a time.
+//! With no other thread, libkeel can fork from the shim itself (see
+//! `spawn`), and a pod's shim costs no thread stack per container or per
+//! connection (the `containerd-shim` crate's ttrpc server runs five threads
+//! per connection, and containerd opens one per container of the pod).
 
-use crate::{events, service, zygote};
+use crate::events::Events;
+use crate::service::{Reply, Service};
+use crate::wire::{self, Conn};
 use anyhow::{Context as _, Result};
-use containerd_shim::publisher::RemotePublisher;
-use containerd_shim::{ExitSignal, Flags};
-use std::os::fd::IntoRawFd;
+use containerd_shim::protos::protobuf::Message;
+use containerd_shim::protos::ttrpc;
+use containerd_shim::Flags;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use std::collections::BTreeMap;
+use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the OOM watches are read without being woken: a removed v2
+/// cgroup does not wake inotify.
+const OOM_RECHECK: Duration = Duration::from_secs(1);
 
 pub fn serve(flags: &Flags) -> Result<()> {
     if flags.socket.is_empty() {
         anyhow::bail!("-socket is required");
     }
-    // First, while this process has a single thread.
-    let (zygote, zygote_events) = zygote::fork()?;
-    set_signals()?;
+    let sigchld = set_signals()?;
     nix::sys::prctl::set_child_subreaper(true).context("become a subreaper")?;
     let path = flags
         .socket
@@ -28,43 +46,222 @@ pub fn serve(flags: &Flags) -> Result<()> {
         server_started();
         return Ok(());
     };
+    listener.set_nonblocking(true).context("listener")?;
     if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
     {
         eprintln!("logger: {e}");
     }
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").context("TTRPC_ADDRESS")?;
-    let publisher = RemotePublisher::new(&ttrpc_address)?;
-    let exit = Arc::new(ExitSignal::default());
-    let events = events::Events::start(publisher, flags.namespace.clone())?;
-    let task = service::Service::new(
-        flags.namespace.clone(),
-        zygote,
-        zygote_events,
-        events,
-        exit.clone(),
-    );
-    let task: Arc<dyn containerd_shim::Task + Send + Sync> = Arc::new(task);
-    // containerd 1.6 and 1.7 call the task API v2; containerd 2 prefers v3.
-    // The two differ only in the service's name.
-    let mut methods = containerd_shim::protos::shim_sync::create_task(task.clone());
-    for (name, handler) in containerd_shim::protos::shim_sync::create_task(task) {
-        if let Some(method) = name.strip_prefix("/containerd.task.v3.Task/") {
-            methods.insert(format!("/containerd.task.v2.Task/{method}"), handler);
+    let events = Events::new(&ttrpc_address, flags.namespace.clone());
+    let mut service = Service::new(flags.namespace.clone(), events);
+    server_started();
+    let mut conns: BTreeMap<u64, Conn> = BTreeMap::new();
+    let mut next_conn = 0u64;
+    let mut last_oom_check = Instant::now();
+    loop {
+        let ready = wait(&listener, &sigchld, &conns, &service);
+        let mut ready = ready.into_iter();
+        let mut next = || ready.next().unwrap_or_default();
+        let (accept, reap, events) = (next(), next(), next());
+        // OOMs first: an OOM kill's TaskOOM goes before the TaskExit.
+        let oom_woke = service.ooms.iter().fold(false, |any, _| next() || any);
+        if oom_woke || last_oom_check.elapsed() >= OOM_RECHECK {
+            service.check_ooms();
+            last_oom_check = Instant::now();
+        }
+        let conn_ready: Vec<(u64, bool)> = conns.keys().map(|&id| (id, next())).collect();
+        let pumps_ready: Vec<bool> = service.pumps().map(|_| next()).collect();
+        // Pumps before exits: an exit closes the process's pumps, and
+        // `pumps_ready` is by index.
+        service.run_pumps(&pumps_ready);
+        if reap {
+            while let Ok(Some(_)) = sigchld.read_signal() {}
+            reap_children(&mut service);
+        }
+        if events {
+            service.events.ready();
+        }
+        let mut served = false;
+        if conn_ready.iter().any(|&(_, r)| r) {
+            // What libkeel starts while serving (a container's processes,
+            // hooks) and the logging binaries must not inherit a blocked
+            // SIGCHLD. Exits meanwhile are not lost: their zombies wait
+            // for the reaping below.
+            let _ = sigchld_mask(SigmaskHow::SIG_UNBLOCK);
+            for (id, ready) in conn_ready {
+                if ready {
+                    served |= serve_conn(id, &mut conns, &mut service);
+                }
+            }
+            let _ = sigchld_mask(SigmaskHow::SIG_BLOCK);
+            reap_children(&mut service);
+        }
+        if accept {
+            accept_all(&listener, &mut conns, &mut next_conn);
+        }
+        for Reply { to, body } in std::mem::take(&mut service.replies) {
+            if let Some(c) = conns.get_mut(&to.0) {
+                let _ = c.send(to.1, wire::RESPONSE, &body);
+            }
+        }
+        if served {
+            // Creating a container parses and allocates much; give the
+            // freed heap back rather than keep it resident while idle.
+            // SAFETY: plain libc call.
+            unsafe { libc::malloc_trim(0) };
+        }
+        if service.done() {
+            break;
         }
     }
-    // Few idle handler threads: each costs memory, and a shim is idle.
-    let mut server = containerd_shim::protos::ttrpc::Server::new()
-        .set_thread_count_min(1)
-        .set_thread_count_default(2)
-        .set_thread_count_max(8)
-        .add_listener(listener.into_raw_fd())?
-        .register_service(methods);
-    server.start()?;
-    server_started();
-    exit.wait();
-    server.shutdown();
+    for c in conns.values_mut() {
+        finish_writes(c);
+    }
+    service.events.flush();
     let _ = std::fs::remove_file(&path);
     Ok(())
+}
+
+/// Polls everything the loop serves; readiness in this order: listener,
+/// SIGCHLD, event connection, OOM watches, connections, pumps.
+fn wait(
+    listener: &UnixListener,
+    sigchld: &SignalFd,
+    conns: &BTreeMap<u64, Conn>,
+    service: &Service,
+) -> Vec<bool> {
+    let mut fds = vec![
+        PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+        PollFd::new(sigchld.as_fd(), PollFlags::POLLIN),
+    ];
+    // Without an event connection, a placeholder that never fires.
+    fds.push(match service.events.poll_fd() {
+        Some((fd, out)) => PollFd::new(fd, in_out(out)),
+        None => PollFd::new(sigchld.as_fd(), PollFlags::empty()),
+    });
+    fds.extend(
+        service
+            .ooms
+            .iter()
+            .map(|(_, w)| PollFd::new(w.as_fd(), PollFlags::POLLIN)),
+    );
+    fds.extend(
+        conns
+            .values()
+            .map(|c| PollFd::new(c.sock.as_fd(), in_out(c.pending()))),
+    );
+    fds.extend(service.pumps().map(|p| {
+        let (fd, ev) = p.interest();
+        PollFd::new(fd, ev)
+    }));
+    let timeout = if service.ooms.is_empty() {
+        PollTimeout::NONE
+    } else {
+        PollTimeout::from(OOM_RECHECK.as_millis() as u16)
+    };
+    match poll(&mut fds, timeout) {
+        Ok(_) => {}
+        Err(nix::errno::Errno::EINTR) => return vec![false; fds.len()],
+        Err(e) => {
+            // Only EFAULT/EINVAL/ENOMEM: nothing to retry differently.
+            log::error!("poll: {e}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    fds.iter()
+        .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+        .collect()
+}
+
+fn in_out(out: bool) -> PollFlags {
+    if out {
+        PollFlags::POLLIN | PollFlags::POLLOUT
+    } else {
+        PollFlags::POLLIN
+    }
+}
+
+fn accept_all(listener: &UnixListener, conns: &mut BTreeMap<u64, Conn>, next: &mut u64) {
+    loop {
+        match listener.accept() {
+            Ok((sock, _)) => match Conn::new(sock) {
+                Ok(c) => {
+                    conns.insert(*next, c);
+                    *next += 1;
+                }
+                Err(e) => log::warn!("new connection: {e}"),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                log::warn!("accept: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Serves the requests read from connection `id`; true if any came.
+fn serve_conn(id: u64, conns: &mut BTreeMap<u64, Conn>, service: &mut Service) -> bool {
+    let Some(conn) = conns.get_mut(&id) else {
+        return false;
+    };
+    let mut open = conn.flush().is_ok();
+    let mut frames = Vec::new();
+    open &= conn.read(&mut frames);
+    let served = !frames.is_empty();
+    for f in frames.into_iter().filter(|f| f.kind == wire::REQUEST) {
+        let body = match ttrpc::Request::parse_from_bytes(&f.body) {
+            Ok(req) => service.call((id, f.stream), &req.service, &req.method, &req.payload),
+            Err(e) => Some(
+                ttrpc::Response {
+                    status: containerd_shim::protos::protobuf::MessageField::some(
+                        ttrpc::get_status(ttrpc::Code::INVALID_ARGUMENT, e),
+                    ),
+                    ..Default::default()
+                }
+                .write_to_bytes()
+                .unwrap_or_default(),
+            ),
+        };
+        if let Some(body) = body {
+            open &= conn.send(f.stream, wire::RESPONSE, &body).is_ok();
+        }
+    }
+    if !open {
+        conns.remove(&id);
+        service.forget(id);
+    }
+    served
+}
+
+/// Before exiting: the last replies (Shutdown's) go out, within a second.
+fn finish_writes(c: &mut Conn) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while c.pending() && Instant::now() < deadline {
+        let mut fds = [PollFd::new(c.sock.as_fd(), PollFlags::POLLOUT)];
+        let _ = poll(&mut fds, PollTimeout::from(100u16));
+        if c.flush().is_err() {
+            return;
+        }
+    }
+}
+
+/// Reaps every exited child; the service knows which are containers'.
+fn reap_children(service: &mut Service) {
+    loop {
+        let (pid, status) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => (pid, code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as i32),
+            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                log::error!("waitpid: {e}");
+                return;
+            }
+        };
+        service.on_exit(pid.as_raw(), status);
+    }
 }
 
 /// Binds the socket; `None` when a live shim already serves it.
@@ -94,18 +291,28 @@ fn server_started() {
     unsafe { libc::dup2(2, 1) };
 }
 
-/// Exits of the shim's own children (the zygote, logging binaries) need
-/// no status: they are reaped by the kernel. SIGTERM and SIGINT do not end
-/// the shim; Shutdown does, once its containers are gone.
-fn set_signals() -> Result<()> {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let nowait = SigAction::new(SigHandler::SigDfl, SaFlags::SA_NOCLDWAIT, SigSet::empty());
+fn sigchld_mask(how: SigmaskHow) -> nix::Result<()> {
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    nix::sys::signal::sigprocmask(how, Some(&chld), None)
+}
+
+/// SIGCHLD comes through the returned signalfd. SIGTERM and SIGINT do not
+/// end the shim; Shutdown does, once its containers are gone. (libkeel
+/// resets every signal in the processes it starts.)
+fn set_signals() -> Result<SignalFd> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler};
     let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-    // SAFETY: no handler code runs: SIG_DFL and SIG_IGN.
+    // SAFETY: no handler code runs: SIG_IGN.
     unsafe {
-        sigaction(Signal::SIGCHLD, &nowait)?;
         sigaction(Signal::SIGTERM, &ignore)?;
         sigaction(Signal::SIGINT, &ignore)?;
     }
-    Ok(())
+    sigchld_mask(SigmaskHow::SIG_BLOCK)?;
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    Ok(SignalFd::with_flags(
+        &chld,
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )?)
 }

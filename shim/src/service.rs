@@ -1,41 +1,41 @@
-//! The Task service: containerd's runtime v2 API over libkeel. Forks go
-//! through the zygote; everything else (start, kill, pause, stats, delete)
-//! calls the library from the ttrpc threads, as it neither forks nor needs
-//! a single thread.
+//! The Task service: containerd's runtime v2 API over libkeel, called by
+//! the shim's loop one request at a time (see `server`).
 //!
 //! Event order is the runtime v2 contract: TaskCreate → TaskStart →
-//! TaskExit → TaskDelete, TaskExecAdded → TaskExecStarted → TaskExit. Events
-//! are queued under the state lock and sent by one thread in queue order;
-//! an exit that arrives before its process is registered (a fast exit races
-//! the zygote's reply) is kept until the registration.
+//! TaskExit → TaskDelete, TaskExecAdded → TaskExecStarted → TaskExit, and
+//! an init's TaskExit after those of its execs (as the runc shim holds it).
+//! Exits are handled by the same loop between requests, so an exit can
+//! never overtake the reply that registers its process. Wait answers when
+//! the exit comes, without holding anything meanwhile.
 
 use crate::events::Events;
 use crate::options::Options;
+use crate::spawn::{self, RootfsMount};
 use crate::stdio;
-use crate::zygote::{self, Fds, Request, RootfsMount, Zygote};
 use containerd_shim::api;
 use containerd_shim::protos::events::task as ev;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::well_known_types::empty::Empty;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::{Message, MessageField};
-use containerd_shim::protos::ttrpc::{self, Code};
-use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
+use containerd_shim::protos::ttrpc::{self, Code, Status as RpcStatus};
+use libkeel::cgroups::OomWatch;
 use libkeel::{Container, Status};
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::path::{Path, PathBuf};
 
-fn err(code: Code, msg: impl ToString) -> ttrpc::Error {
-    ttrpc::Error::RpcStatus(ttrpc::get_status(code, msg))
+type Result<T> = std::result::Result<T, RpcStatus>;
+
+fn err(code: Code, msg: impl ToString) -> RpcStatus {
+    ttrpc::get_status(code, msg)
 }
 
-fn not_found(what: &str) -> ttrpc::Error {
+fn not_found(what: &str) -> RpcStatus {
     err(Code::NOT_FOUND, format!("{what}: not found"))
 }
 
-fn lib_err(e: libkeel::Error) -> ttrpc::Error {
+fn lib_err(e: libkeel::Error) -> RpcStatus {
     let code = match &e {
         libkeel::Error::NotFound(_) => Code::NOT_FOUND,
         libkeel::Error::WrongStatus { .. } => Code::FAILED_PRECONDITION,
@@ -78,6 +78,10 @@ impl Proc {
             io: stdio::Io::default(),
         }
     }
+
+    fn running(&self) -> bool {
+        self.pid != 0 && self.exit.is_none()
+    }
 }
 
 struct ExecProc {
@@ -92,153 +96,290 @@ struct Task_ {
     init: Proc,
     started: bool,
     execs: HashMap<String, ExecProc>,
+    /// The init's exit while execs still run: published after theirs.
+    init_exit: Option<Exit>,
     /// In the host's (or another container's) pid namespace, the init's
     /// exit does not end its children: kill the cgroup's processes then.
     shared_pidns: bool,
     rootfs_mounted: bool,
 }
 
-#[derive(Default)]
-struct State {
-    tasks: HashMap<String, Task_>,
-    /// Forks in flight: exits of unknown pids are kept meanwhile.
-    pending: usize,
-    early_exits: HashMap<i32, Exit>,
+impl Task_ {
+    /// The init first, then the execs: a stable order while the task is
+    /// not changed (the loop polls pumps by index).
+    fn procs(&self) -> impl Iterator<Item = &Proc> {
+        std::iter::once(&self.init).chain(self.execs.values().map(|e| &e.proc))
+    }
+
+    fn procs_mut(&mut self) -> impl Iterator<Item = &mut Proc> {
+        std::iter::once(&mut self.init).chain(self.execs.values_mut().map(|e| &mut e.proc))
+    }
+}
+
+/// A Wait to answer on exit: (connection, stream).
+pub type Caller = (u64, u32);
+
+/// A reply the loop owes a caller.
+pub struct Reply {
+    pub to: Caller,
+    pub body: Vec<u8>,
 }
 
 pub struct Service {
-    inner: Arc<Inner>,
+    namespace: String,
+    tasks: HashMap<String, Task_>,
+    pub events: Events,
+    /// Pending Waits by (container, exec id; empty for the init).
+    waiters: Vec<(String, String, Caller)>,
+    /// Wait replies ready to go.
+    pub replies: Vec<Reply>,
+    pub ooms: Vec<(String, OomWatch)>,
+    v2_host: bool,
+    shutdown: bool,
 }
 
-struct Inner {
-    namespace: String,
-    zygote: Zygote,
-    events: Events,
-    state: Mutex<State>,
-    exited: Condvar,
-    exit_signal: Arc<ExitSignal>,
-    v2_host: bool,
-    oom: Option<crate::oom::OomWatcher>,
+/// A ttrpc Response: payload or status.
+fn response(r: Result<Vec<u8>>) -> Vec<u8> {
+    let resp = match r {
+        Ok(payload) => ttrpc::Response {
+            payload,
+            ..Default::default()
+        },
+        Err(status) => ttrpc::Response {
+            status: MessageField::some(status),
+            ..Default::default()
+        },
+    };
+    resp.write_to_bytes().unwrap_or_default()
+}
+
+fn decode<M: Message>(payload: &[u8]) -> Result<M> {
+    M::parse_from_bytes(payload).map_err(|e| err(Code::INVALID_ARGUMENT, e))
+}
+
+fn encode<M: Message>(m: M) -> Result<Vec<u8>> {
+    m.write_to_bytes().map_err(|e| err(Code::INTERNAL, e))
 }
 
 impl Service {
-    pub fn new(
-        namespace: String,
-        zygote: Zygote,
-        zygote_events: zygote::ZygoteEvents,
-        events: Events,
-        exit_signal: Arc<ExitSignal>,
-    ) -> Service {
-        let oom = match crate::oom::OomWatcher::start(events.clone()) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                log::error!("no OOM events: {e}");
-                None
-            }
-        };
-        let inner = Arc::new(Inner {
+    pub fn new(namespace: String, events: Events) -> Service {
+        Service {
             namespace,
-            zygote,
-            oom,
+            tasks: HashMap::new(),
             events,
-            state: Mutex::new(State::default()),
-            exited: Condvar::new(),
-            exit_signal,
+            waiters: Vec::new(),
+            replies: Vec::new(),
+            ooms: Vec::new(),
             v2_host: crate::metrics::host_is_v2(),
-        });
-        let weak = Arc::downgrade(&inner);
-        let spawned = std::thread::Builder::new()
-            .name("zygote-events".into())
-            .stack_size(128 * 1024)
-            .spawn(move || {
-                zygote_events.run(|pid, status| {
-                    if let Some(inner) = weak.upgrade() {
-                        inner.on_exit(pid, status);
-                    }
-                })
-            });
-        if let Err(e) = spawned {
-            log::error!("spawn the zygote reader: {e}");
+            shutdown: false,
         }
-        Service { inner }
-    }
-}
-
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// An exit reported by the zygote.
-    fn on_exit(&self, pid: i32, status: i32) {
+    /// Shutdown was asked with no container left.
+    pub fn done(&self) -> bool {
+        self.shutdown && self.tasks.is_empty()
+    }
+
+    /// Serves one call of the Task API (v2 or v3: they differ only in the
+    /// service's name). The encoded Response, or None for a Wait that
+    /// answers later (through `replies`).
+    pub fn call(
+        &mut self,
+        from: Caller,
+        service: &str,
+        method: &str,
+        payload: &[u8],
+    ) -> Option<Vec<u8>> {
+        if service != "containerd.task.v2.Task" && service != "containerd.task.v3.Task" {
+            return Some(response(Err(err(
+                Code::UNIMPLEMENTED,
+                format!("/{service}/{method} is not served"),
+            ))));
+        }
+        macro_rules! call {
+            ($f:ident) => {
+                decode(payload).and_then(|r| self.$f(r)).and_then(encode)
+            };
+        }
+        let r = match method {
+            "State" => call!(state),
+            "Create" => call!(create),
+            "Start" => call!(start),
+            "Delete" => call!(delete),
+            "Pids" => call!(pids),
+            "Pause" => call!(pause),
+            "Resume" => call!(resume),
+            "Checkpoint" => call!(checkpoint),
+            "Kill" => call!(kill),
+            "Exec" => call!(exec),
+            "ResizePty" => call!(resize_pty),
+            "CloseIO" => call!(close_io),
+            "Update" => call!(update),
+            "Stats" => call!(stats),
+            "Connect" => call!(connect),
+            "Shutdown" => call!(shutdown),
+            "Wait" => match decode(payload).and_then(|r| self.wait(r, from)) {
+                Ok(Some(r)) => encode(r),
+                Ok(None) => return None,
+                Err(e) => Err(e),
+            },
+            _ => Err(err(
+                Code::UNIMPLEMENTED,
+                format!("/{service}/{method} is not served"),
+            )),
+        };
+        Some(response(r))
+    }
+
+    /// A child of the shim was reaped; `status` as containerd wants it
+    /// (exit code, or 128 + signal).
+    pub fn on_exit(&mut self, pid: i32, status: i32) {
         let exit = Exit {
             status: status as u32,
             at: now(),
         };
-        let mut st = self.lock();
-        if !self.apply_exit(&mut st, pid, exit.clone()) && st.pending > 0 {
-            st.early_exits.insert(pid, exit);
-        }
-    }
-
-    /// Records the exit of `pid` if it is one of ours; publishes TaskExit.
-    fn apply_exit(&self, st: &mut State, pid: i32, exit: Exit) -> bool {
-        for (id, t) in st.tasks.iter_mut() {
-            let (proc, exec_id) = if t.init.pid == pid && t.init.exit.is_none() {
-                (&mut t.init, id.clone())
-            } else if let Some((eid, e)) = t
-                .execs
-                .iter_mut()
-                .find(|(_, e)| e.proc.pid == pid && e.proc.exit.is_none())
-            {
-                (&mut e.proc, eid.clone())
-            } else {
-                continue;
-            };
-            proc.exit = Some(exit.clone());
-            proc.pidfd = None;
-            proc.io.close();
-            let is_init = exec_id == *id;
-            if is_init && t.shared_pidns {
-                if let Ok(c) = Container::load(&t.root, id) {
-                    let _ = c.kill(libkeel::Signal::SIGKILL, true);
+        let found = self.tasks.iter_mut().find_map(|(id, t)| {
+            if t.init.running() && t.init_exit.is_none() && t.init.pid == pid {
+                return Some((id.clone(), None));
+            }
+            t.execs
+                .iter()
+                .find(|(_, e)| e.proc.running() && e.proc.pid == pid)
+                .map(|(eid, _)| (id.clone(), Some(eid.clone())))
+        });
+        // Not ours: a logging binary, or a process a container left.
+        let Some((id, exec_id)) = found else { return };
+        let Some(t) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        match exec_id {
+            None => {
+                if t.shared_pidns {
+                    if let Ok(c) = Container::load(&t.root, &id) {
+                        let _ = c.kill(libkeel::Signal::SIGKILL, true);
+                    }
+                }
+                if t.execs.values().any(|e| e.proc.running()) {
+                    t.init_exit = Some(exit);
+                } else {
+                    self.exited(&id, None, exit);
                 }
             }
-            self.events.publish(ev::TaskExit {
-                container_id: id.clone(),
-                id: exec_id,
-                pid: pid as u32,
-                exit_status: exit.status,
-                exited_at: MessageField::some(exit.at),
-                ..Default::default()
-            });
-            self.exited.notify_all();
-            return true;
-        }
-        false
-    }
-
-    /// After a fork: the exit that may have raced the registration.
-    fn finish_pending(&self, st: &mut State, pid: Option<i32>) {
-        st.pending -= 1;
-        if let Some(exit) = pid.and_then(|p| st.early_exits.remove(&p)) {
-            if let Some(p) = pid {
-                self.apply_exit(st, p, exit);
+            Some(eid) => {
+                self.exited(&id, Some(&eid), exit);
+                let t = self.tasks.get_mut(&id);
+                if let Some(t) = t.filter(|t| !t.execs.values().any(|e| e.proc.running())) {
+                    if let Some(init_exit) = t.init_exit.take() {
+                        self.exited(&id, None, init_exit);
+                    }
+                }
             }
         }
-        if st.pending == 0 {
-            st.early_exits.clear();
+    }
+
+    /// Records an exit, publishes TaskExit and answers the Waits.
+    fn exited(&mut self, id: &str, exec_id: Option<&str>, exit: Exit) {
+        let Some(t) = self.tasks.get_mut(id) else {
+            return;
+        };
+        let proc = match exec_id {
+            None => &mut t.init,
+            Some(eid) => match t.execs.get_mut(eid) {
+                Some(e) => &mut e.proc,
+                None => return,
+            },
+        };
+        proc.exit = Some(exit.clone());
+        proc.pidfd = None;
+        proc.io.close();
+        let pid = proc.pid;
+        let exec_id = exec_id.unwrap_or(id);
+        self.events.publish(ev::TaskExit {
+            container_id: id.to_string(),
+            id: exec_id.to_string(),
+            pid: pid as u32,
+            exit_status: exit.status,
+            exited_at: MessageField::some(exit.at.clone()),
+            ..Default::default()
+        });
+        let wait_id = if exec_id == id { "" } else { exec_id };
+        self.answer_waits(id, Some(wait_id), &exit);
+    }
+
+    /// Answers the Waits on container `id` (all of them if `exec_id` is
+    /// None).
+    fn answer_waits(&mut self, id: &str, exec_id: Option<&str>, exit: &Exit) {
+        let resp = api::WaitResponse {
+            exit_status: exit.status,
+            exited_at: MessageField::some(exit.at.clone()),
+            ..Default::default()
+        };
+        let body = response(encode(resp));
+        let replies = &mut self.replies;
+        self.waiters.retain(|(wid, weid, to)| {
+            let hit = wid == id && exec_id.is_none_or(|e| e == weid);
+            if hit {
+                replies.push(Reply {
+                    to: *to,
+                    body: body.clone(),
+                });
+            }
+            !hit
+        });
+    }
+
+    /// A connection closed: its Waits go.
+    pub fn forget(&mut self, conn: u64) {
+        self.waiters.retain(|(_, _, to)| to.0 != conn);
+    }
+
+    /// The pumps of every process, in a stable order.
+    pub fn pumps(&self) -> impl Iterator<Item = &stdio::Pump> {
+        self.tasks
+            .values()
+            .flat_map(|t| t.procs())
+            .flat_map(|p| p.io.pumps())
+    }
+
+    /// Runs the ready pumps (`ready`, in `pumps()` order).
+    pub fn run_pumps(&mut self, ready: &[bool]) {
+        let mut it = ready.iter().copied();
+        for t in self.tasks.values_mut() {
+            for p in t.procs_mut() {
+                p.io.run_pumps(&mut it);
+            }
         }
     }
 
-    fn task<'a>(&self, st: &'a mut State, id: &str) -> ttrpc::Result<&'a mut Task_> {
-        st.tasks
+    /// TaskOOM for the watches that fired; drops those whose cgroup is
+    /// gone.
+    pub fn check_ooms(&mut self) {
+        let events = &mut self.events;
+        self.ooms.retain_mut(|(id, w)| match w.read() {
+            Ok(Some(0)) => true,
+            Ok(Some(_)) => {
+                events.publish(ev::TaskOOM {
+                    container_id: id.clone(),
+                    ..Default::default()
+                });
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                log::warn!("OOM watch of {id}: {e}");
+                false
+            }
+        });
+    }
+
+    fn task(&mut self, id: &str) -> Result<&mut Task_> {
+        self.tasks
             .get_mut(id)
             .ok_or_else(|| not_found(&format!("container {id}")))
     }
 
-    fn proc<'a>(&self, st: &'a mut State, id: &str, exec_id: &str) -> ttrpc::Result<&'a mut Proc> {
-        let t = self.task(st, id)?;
+    fn proc(&mut self, id: &str, exec_id: &str) -> Result<&mut Proc> {
+        let t = self.task(id)?;
         if exec_id.is_empty() {
             return Ok(&mut t.init);
         }
@@ -248,9 +389,15 @@ impl Inner {
             .ok_or_else(|| not_found(&format!("process {exec_id}")))
     }
 
-    fn create(&self, req: api::CreateTaskRequest) -> ttrpc::Result<api::CreateTaskResponse> {
+    fn create(&mut self, req: api::CreateTaskRequest) -> Result<api::CreateTaskResponse> {
         if !req.checkpoint.is_empty() {
             return Err(err(Code::UNIMPLEMENTED, "keel cannot restore checkpoints"));
+        }
+        if self.tasks.contains_key(&req.id) {
+            return Err(err(
+                Code::ALREADY_EXISTS,
+                format!("container {} exists", req.id),
+            ));
         }
         let opts = Options::from_any(req.options.as_ref())
             .map_err(|e| err(Code::INVALID_ARGUMENT, format!("{e:#}")))?;
@@ -263,7 +410,7 @@ impl Inner {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let mut prepared = stdio::prepare(&spec, &req.id, &self.namespace)
+        let prepared = stdio::prepare(&spec, &req.id, &self.namespace)
             .map_err(|e| err(Code::INTERNAL, format!("stdio: {e:#}")))?;
         let rootfs: Vec<RootfsMount> = req
             .rootfs
@@ -274,58 +421,43 @@ impl Inner {
                 options: m.options.clone(),
             })
             .collect();
-        let shared_pidns = !pid_namespace_is_new(&req.bundle);
-        let request = Request::Create {
-            id: req.id.clone(),
-            bundle: PathBuf::from(&req.bundle),
+        let (ours, theirs) = prepared.console_socket.unzip();
+        let pid = spawn::create(spawn::Create {
+            id: &req.id,
+            bundle: Path::new(&req.bundle),
             root: root.clone(),
-            rootfs: rootfs.clone(),
+            rootfs: &rootfs,
             no_pivot: opts.no_pivot_root,
             no_new_keyring: opts.no_new_keyring,
             systemd_cgroup: opts.systemd_cgroup,
-            fds: Fds {
-                stdio: prepared.stdio.is_some(),
-                console: prepared.console_socket.is_some(),
-            },
-        };
-        {
-            let mut st = self.lock();
-            if st.tasks.contains_key(&req.id) {
-                return Err(err(
-                    Code::ALREADY_EXISTS,
-                    format!("container {} exists", req.id),
-                ));
-            }
-            st.pending += 1;
-        }
-        let mut fds: Vec<&OwnedFd> = prepared.stdio.iter().flatten().collect();
-        if let Some((_, theirs)) = &prepared.console_socket {
-            fds.push(theirs);
-        }
-        let spawned = self.zygote.call(&request, &fds);
-        drop(fds);
-        prepared.stdio = None;
+            stdio: prepared.stdio,
+            console_socket: theirs,
+        })
+        .map_err(|e| err(Code::UNKNOWN, format!("create {}: {e:#}", req.id)))?;
         let mut io = prepared.io;
-        let spawned = spawned.and_then(|s| {
-            if let Some((ours, _)) = &prepared.console_socket {
-                io.attach_console(&spec, ours)?;
+        let container = Container::load(&root, &req.id);
+        if let Some(ours) = &ours {
+            if let Err(e) = io.attach_console(&spec, ours) {
+                if let Ok(c) = container {
+                    let _ = c.delete(true);
+                }
+                if !rootfs.is_empty() {
+                    let target = Path::new(&req.bundle).join("rootfs");
+                    let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
+                }
+                return Err(err(Code::INTERNAL, format!("{e:#}")));
             }
-            Ok(s)
-        });
-        let mut st = self.lock();
-        let s = match spawned {
-            Ok(s) => s,
-            Err(e) => {
-                self.finish_pending(&mut st, None);
-                return Err(err(Code::UNKNOWN, format!("create {}: {e:#}", req.id)));
-            }
-        };
-        let root_for_oom = root.clone();
+        }
         let mut init = Proc::new(spec.clone());
-        init.pid = s.pid;
-        init.pidfd = s.pidfd;
+        init.pid = pid;
+        init.pidfd = spawn::pidfd_open(pid).ok();
         init.io = io;
-        st.tasks.insert(
+        match container.and_then(|c| c.oom_watch()) {
+            Ok(Some(w)) => self.ooms.push((req.id.clone(), w)),
+            Ok(None) => {}
+            Err(e) => log::warn!("{}: no OOM events: {e}", req.id),
+        }
+        self.tasks.insert(
             req.id.clone(),
             Task_ {
                 bundle: req.bundle.clone(),
@@ -333,7 +465,8 @@ impl Inner {
                 init,
                 started: false,
                 execs: HashMap::new(),
-                shared_pidns,
+                init_exit: None,
+                shared_pidns: !pid_namespace_is_new(&req.bundle),
                 rootfs_mounted: !rootfs.is_empty(),
             },
         );
@@ -348,30 +481,19 @@ impl Inner {
                 terminal: spec.terminal,
                 ..Default::default()
             }),
-            pid: s.pid as u32,
+            pid: pid as u32,
             ..Default::default()
         });
-        self.finish_pending(&mut st, Some(s.pid));
-        drop(st);
-        if let Some(oom) = &self.oom {
-            match Container::load(&root_for_oom, &req.id).and_then(|c| c.oom_watch()) {
-                Ok(Some(w)) => oom.add(req.id.clone(), w),
-                Ok(None) => {}
-                Err(e) => log::warn!("{}: no OOM events: {e}", req.id),
-            }
-        }
         Ok(api::CreateTaskResponse {
-            pid: s.pid as u32,
+            pid: pid as u32,
             ..Default::default()
         })
     }
 
-    fn start(&self, req: api::StartRequest) -> ttrpc::Result<api::StartResponse> {
+    fn start(&mut self, req: api::StartRequest) -> Result<api::StartResponse> {
+        let namespace = self.namespace.clone();
+        let t = self.task(&req.id)?;
         if req.exec_id.is_empty() {
-            // Under the lock, so that the init's exit (which needs it) is
-            // published after TaskStart.
-            let mut st = self.lock();
-            let t = self.task(&mut st, &req.id)?;
             if t.started {
                 return Err(err(Code::FAILED_PRECONDITION, "already started"));
             }
@@ -391,107 +513,60 @@ impl Inner {
                 ..Default::default()
             });
         }
-        let (root, process, spec) = {
-            let mut st = self.lock();
-            let t = self.task(&mut st, &req.id)?;
-            if t.init.exit.is_some() {
-                return Err(err(Code::FAILED_PRECONDITION, "container is stopped"));
-            }
-            let root = t.root.clone();
-            let e = t
-                .execs
-                .get_mut(&req.exec_id)
-                .ok_or_else(|| not_found(&format!("process {}", req.exec_id)))?;
-            let process = e
-                .spec
-                .take()
-                .ok_or_else(|| err(Code::FAILED_PRECONDITION, "process already started"))?;
+        if t.init.exit.is_some() || t.init_exit.is_some() {
+            return Err(err(Code::FAILED_PRECONDITION, "container is stopped"));
+        }
+        let root = t.root.clone();
+        let e = t
+            .execs
+            .get_mut(&req.exec_id)
+            .ok_or_else(|| not_found(&format!("process {}", req.exec_id)))?;
+        let process = e
+            .spec
+            .take()
+            .ok_or_else(|| err(Code::FAILED_PRECONDITION, "process already started"))?;
+        let prepared = stdio::prepare(&e.proc.stdio, &req.id, &namespace)
+            .map_err(|e| err(Code::INTERNAL, format!("stdio: {e:#}")))?;
+        let (ours, theirs) = prepared.console_socket.unzip();
+        let pid = spawn::exec(&req.id, &root, &process, prepared.stdio, theirs)
+            .map_err(|e| err(Code::UNKNOWN, format!("exec in {}: {e:#}", req.id)))?;
+        e.proc.pid = pid;
+        e.proc.pidfd = spawn::pidfd_open(pid).ok();
+        e.proc.io = prepared.io;
+        if let Some(ours) = &ours {
             let spec = e.proc.stdio.clone();
-            st.pending += 1;
-            (root, process, spec)
-        };
-        let result = self.exec(&req.id, root, process, &spec);
-        let mut st = self.lock();
-        let (s, io) = match result {
-            Ok(r) => r,
-            Err(e) => {
-                self.finish_pending(&mut st, None);
-                return Err(e);
+            if let Err(err_) = e.proc.io.attach_console(&spec, ours) {
+                if let Some(fd) = &e.proc.pidfd {
+                    let _ = spawn::pidfd_kill(fd, libc::SIGKILL);
+                }
+                return Err(err(Code::INTERNAL, format!("{err_:#}")));
             }
-        };
-        let Some(e) = st
-            .tasks
-            .get_mut(&req.id)
-            .and_then(|t| t.execs.get_mut(&req.exec_id))
-        else {
-            self.finish_pending(&mut st, None);
-            return Err(not_found(&format!("process {}", req.exec_id)));
-        };
-        e.proc.pid = s.pid;
-        e.proc.pidfd = s.pidfd;
-        e.proc.io = io;
+        }
         self.events.publish(ev::TaskExecStarted {
             container_id: req.id.clone(),
             exec_id: req.exec_id.clone(),
-            pid: s.pid as u32,
+            pid: pid as u32,
             ..Default::default()
         });
-        self.finish_pending(&mut st, Some(s.pid));
         Ok(api::StartResponse {
-            pid: s.pid as u32,
+            pid: pid as u32,
             ..Default::default()
         })
     }
 
-    fn exec(
-        &self,
-        id: &str,
-        root: PathBuf,
-        process: Box<libkeel::oci_spec::runtime::Process>,
-        spec: &stdio::Spec,
-    ) -> ttrpc::Result<(zygote::Spawned, stdio::Io)> {
-        let prepared = stdio::prepare(spec, id, &self.namespace)
-            .map_err(|e| err(Code::INTERNAL, format!("stdio: {e:#}")))?;
-        let request = Request::Exec {
-            id: id.to_string(),
-            root,
-            process,
-            fds: Fds {
-                stdio: prepared.stdio.is_some(),
-                console: prepared.console_socket.is_some(),
-            },
-        };
-        let mut fds: Vec<&OwnedFd> = prepared.stdio.iter().flatten().collect();
-        if let Some((_, theirs)) = &prepared.console_socket {
-            fds.push(theirs);
-        }
-        let s = self
-            .zygote
-            .call(&request, &fds)
-            .map_err(|e| err(Code::UNKNOWN, format!("exec in {id}: {e:#}")))?;
-        let mut io = prepared.io;
-        if let Some((ours, _)) = &prepared.console_socket {
-            io.attach_console(spec, ours)
-                .map_err(|e| err(Code::INTERNAL, format!("{e:#}")))?;
-        }
-        Ok((s, io))
-    }
-
-    fn delete(&self, req: api::DeleteRequest) -> ttrpc::Result<api::DeleteResponse> {
-        let mut st = self.lock();
-        let t = self.task(&mut st, &req.id)?;
+    fn delete(&mut self, req: api::DeleteRequest) -> Result<api::DeleteResponse> {
+        let t = self.task(&req.id)?;
         if !req.exec_id.is_empty() {
             let e = t
                 .execs
                 .get(&req.exec_id)
                 .ok_or_else(|| not_found(&format!("process {}", req.exec_id)))?;
-            if e.proc.pid != 0 && e.proc.exit.is_none() {
+            if e.proc.running() {
                 return Err(err(Code::FAILED_PRECONDITION, "process is running"));
             }
-            let exit = e.proc.exit.clone();
-            let pid = e.proc.pid;
+            let resp = delete_response(e.proc.pid, e.proc.exit.clone());
             t.execs.remove(&req.exec_id);
-            return Ok(delete_response(pid, exit));
+            return Ok(resp);
         }
         if t.started && t.init.exit.is_none() {
             return Err(err(Code::FAILED_PRECONDITION, "container is running"));
@@ -509,17 +584,20 @@ impl Inner {
             let target = PathBuf::from(&t.bundle).join("rootfs");
             let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
         }
-        let pid = t.init.pid;
         // A created task deleted before start: its init was killed above.
-        let exit = t.init.exit.clone().or_else(|| {
-            Some(Exit {
-                status: 128 + 9,
-                at: now(),
-            })
+        let exit = t.init.exit.clone().unwrap_or(Exit {
+            status: 128 + 9,
+            at: now(),
         });
-        t.init.io.close();
-        st.tasks.remove(&req.id);
-        let resp = delete_response(pid, exit);
+        let resp = delete_response(t.init.pid, Some(exit.clone()));
+        for p in t.procs_mut() {
+            p.io.close();
+        }
+        self.tasks.remove(&req.id);
+        // An OOM kill that ended the task is reported before its watch goes.
+        self.check_ooms();
+        self.ooms.retain(|(id, _)| *id != req.id);
+        self.answer_waits(&req.id, None, &exit);
         self.events.publish(ev::TaskDelete {
             container_id: req.id.clone(),
             pid: resp.pid,
@@ -530,55 +608,11 @@ impl Inner {
         });
         Ok(resp)
     }
-}
 
-fn delete_response(pid: i32, exit: Option<Exit>) -> api::DeleteResponse {
-    let exit = exit.unwrap_or(Exit {
-        status: 0,
-        at: now(),
-    });
-    api::DeleteResponse {
-        pid: pid as u32,
-        exit_status: exit.status,
-        exited_at: MessageField::some(exit.at),
-        ..Default::default()
-    }
-}
-
-/// Whether config.json gives the container a new pid namespace.
-fn pid_namespace_is_new(bundle: &str) -> bool {
-    let Ok(spec) =
-        libkeel::oci_spec::runtime::Spec::load(PathBuf::from(bundle).join("config.json"))
-    else {
-        return true;
-    };
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| {
-            ns.iter().any(|n| {
-                n.typ() == libkeel::oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
-            })
-        })
-}
-
-/// `Any` carrying JSON (containerd's typeurl for the runtime-spec types).
-fn from_json_any<T: serde::de::DeserializeOwned>(any: &Any, what: &str) -> ttrpc::Result<T> {
-    serde_json::from_slice(&any.value)
-        .map_err(|e| err(Code::INVALID_ARGUMENT, format!("{what}: {e}")))
-}
-
-impl Task for Service {
-    fn state(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::StateRequest,
-    ) -> TtrpcResult<api::StateResponse> {
-        let inner = &self.inner;
-        let mut st = inner.lock();
-        let t = inner.task(&mut st, &req.id)?;
+    fn state(&mut self, req: api::StateRequest) -> Result<api::StateResponse> {
+        let t = self.task(&req.id)?;
         let (root, bundle, started) = (t.root.clone(), t.bundle.clone(), t.started);
-        let p = inner.proc(&mut st, &req.id, &req.exec_id)?;
+        let p = self.proc(&req.id, &req.exec_id)?;
         let status = match (&p.exit, req.exec_id.is_empty()) {
             (Some(_), _) => api::Status::STOPPED,
             (None, false) if p.pid == 0 => api::Status::CREATED,
@@ -607,34 +641,8 @@ impl Task for Service {
         })
     }
 
-    fn create(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::CreateTaskRequest,
-    ) -> TtrpcResult<api::CreateTaskResponse> {
-        self.inner.create(req)
-    }
-
-    fn start(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::StartRequest,
-    ) -> TtrpcResult<api::StartResponse> {
-        self.inner.start(req)
-    }
-
-    fn delete(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::DeleteRequest,
-    ) -> TtrpcResult<api::DeleteResponse> {
-        self.inner.delete(req)
-    }
-
-    fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
-        let inner = &self.inner;
-        let mut st = inner.lock();
-        let t = inner.task(&mut st, &req.id)?;
+    fn pids(&mut self, req: api::PidsRequest) -> Result<api::PidsResponse> {
+        let t = self.task(&req.id)?;
         let pids = Container::load(&t.root, &req.id)
             .and_then(|c| c.processes())
             .map_err(lib_err)?;
@@ -669,49 +677,39 @@ impl Task for Service {
         })
     }
 
-    fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<Empty> {
-        let inner = &self.inner;
-        let mut st = inner.lock();
-        let t = inner.task(&mut st, &req.id)?;
+    fn pause(&mut self, req: api::PauseRequest) -> Result<Empty> {
+        let t = self.task(&req.id)?;
         Container::load(&t.root, &req.id)
             .and_then(|c| c.pause())
             .map_err(lib_err)?;
-        inner.events.publish(ev::TaskPaused {
+        self.events.publish(ev::TaskPaused {
             container_id: req.id,
             ..Default::default()
         });
         Ok(Empty::new())
     }
 
-    fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<Empty> {
-        let inner = &self.inner;
-        let mut st = inner.lock();
-        let t = inner.task(&mut st, &req.id)?;
+    fn resume(&mut self, req: api::ResumeRequest) -> Result<Empty> {
+        let t = self.task(&req.id)?;
         Container::load(&t.root, &req.id)
             .and_then(|c| c.resume())
             .map_err(lib_err)?;
-        inner.events.publish(ev::TaskResumed {
+        self.events.publish(ev::TaskResumed {
             container_id: req.id,
             ..Default::default()
         });
         Ok(Empty::new())
     }
 
-    fn checkpoint(
-        &self,
-        _ctx: &TtrpcContext,
-        _req: api::CheckpointTaskRequest,
-    ) -> TtrpcResult<Empty> {
+    fn checkpoint(&mut self, _req: api::CheckpointTaskRequest) -> Result<Empty> {
         Err(err(
             Code::UNIMPLEMENTED,
             "keel does not implement checkpoint yet",
         ))
     }
 
-    fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<Empty> {
-        let inner = &self.inner;
-        let mut st = inner.lock();
-        let t = inner.task(&mut st, &req.id)?;
+    fn kill(&mut self, req: api::KillRequest) -> Result<Empty> {
+        let t = self.task(&req.id)?;
         let signal = libkeel::Signal::try_from(req.signal as i32)
             .map_err(|_| err(Code::INVALID_ARGUMENT, format!("signal {}", req.signal)))?;
         if req.exec_id.is_empty() {
@@ -732,7 +730,7 @@ impl Task for Service {
             .get(&req.exec_id)
             .ok_or_else(|| not_found(&format!("process {}", req.exec_id)))?;
         match &e.proc.pidfd {
-            Some(fd) if e.proc.exit.is_none() => zygote::pidfd_kill(fd, signal as i32)
+            Some(fd) if e.proc.exit.is_none() => spawn::pidfd_kill(fd, signal as i32)
                 .map_err(|e| err(Code::UNKNOWN, format!("kill: {e}")))?,
             _ if e.proc.pid == 0 => {
                 return Err(err(Code::FAILED_PRECONDITION, "process not started"))
@@ -742,20 +740,18 @@ impl Task for Service {
         Ok(Empty::new())
     }
 
-    fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<Empty> {
-        let inner = &self.inner;
+    fn exec(&mut self, req: api::ExecProcessRequest) -> Result<Empty> {
         let mut process: libkeel::oci_spec::runtime::Process =
             from_json_any(req.spec.get_or_default(), "exec spec")?;
         process.set_terminal(Some(req.terminal));
-        let mut st = inner.lock();
-        let t = inner.task(&mut st, &req.id)?;
+        let t = self.task(&req.id)?;
         if t.execs.contains_key(&req.exec_id) {
             return Err(err(
                 Code::ALREADY_EXISTS,
                 format!("process {} exists", req.exec_id),
             ));
         }
-        if t.init.exit.is_some() {
+        if t.init.exit.is_some() || t.init_exit.is_some() {
             return Err(err(Code::FAILED_PRECONDITION, "container is stopped"));
         }
         t.execs.insert(
@@ -770,7 +766,7 @@ impl Task for Service {
                 spec: Some(Box::new(process)),
             },
         );
-        inner.events.publish(ev::TaskExecAdded {
+        self.events.publish(ev::TaskExecAdded {
             container_id: req.id,
             exec_id: req.exec_id,
             ..Default::default()
@@ -778,10 +774,8 @@ impl Task for Service {
         Ok(Empty::new())
     }
 
-    fn resize_pty(&self, _ctx: &TtrpcContext, req: api::ResizePtyRequest) -> TtrpcResult<Empty> {
-        let inner = &self.inner;
-        let mut st = inner.lock();
-        let p = inner.proc(&mut st, &req.id, &req.exec_id)?;
+    fn resize_pty(&mut self, req: api::ResizePtyRequest) -> Result<Empty> {
+        let p = self.proc(&req.id, &req.exec_id)?;
         let Some(master) = &p.io.console else {
             return Err(err(Code::FAILED_PRECONDITION, "process has no terminal"));
         };
@@ -796,22 +790,18 @@ impl Task for Service {
         Ok(Empty::new())
     }
 
-    fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<Empty> {
-        let inner = &self.inner;
-        let mut st = inner.lock();
-        let p = inner.proc(&mut st, &req.id, &req.exec_id)?;
+    fn close_io(&mut self, req: api::CloseIORequest) -> Result<Empty> {
+        let p = self.proc(&req.id, &req.exec_id)?;
         if req.stdin {
             p.io.close_stdin();
         }
         Ok(Empty::new())
     }
 
-    fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<Empty> {
-        let inner = &self.inner;
+    fn update(&mut self, req: api::UpdateTaskRequest) -> Result<Empty> {
         let resources: libkeel::oci_spec::runtime::LinuxResources =
             from_json_any(req.resources.get_or_default(), "resources")?;
-        let mut st = inner.lock();
-        let t = inner.task(&mut st, &req.id)?;
+        let t = self.task(&req.id)?;
         let warnings = Container::load(&t.root, &req.id)
             .and_then(|c| c.update(&resources))
             .map_err(lib_err)?;
@@ -821,36 +811,28 @@ impl Task for Service {
         Ok(Empty::new())
     }
 
-    fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
-        let inner = &self.inner;
-        let mut st = inner.lock();
-        loop {
-            let p = inner.proc(&mut st, &req.id, &req.exec_id)?;
-            if let Some(e) = &p.exit {
-                return Ok(api::WaitResponse {
-                    exit_status: e.status,
-                    exited_at: MessageField::some(e.at.clone()),
-                    ..Default::default()
-                });
-            }
-            st = inner.exited.wait(st).unwrap_or_else(|p| p.into_inner());
+    /// The exit if the process has one; else the caller is answered on
+    /// exit.
+    fn wait(&mut self, req: api::WaitRequest, from: Caller) -> Result<Option<api::WaitResponse>> {
+        let p = self.proc(&req.id, &req.exec_id)?;
+        if let Some(e) = &p.exit {
+            return Ok(Some(api::WaitResponse {
+                exit_status: e.status,
+                exited_at: MessageField::some(e.at.clone()),
+                ..Default::default()
+            }));
         }
+        self.waiters.push((req.id, req.exec_id, from));
+        Ok(None)
     }
 
-    fn stats(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::StatsRequest,
-    ) -> TtrpcResult<api::StatsResponse> {
-        let inner = &self.inner;
-        let root = {
-            let mut st = inner.lock();
-            inner.task(&mut st, &req.id)?.root.clone()
-        };
-        let stats = Container::load(&root, &req.id)
+    fn stats(&mut self, req: api::StatsRequest) -> Result<api::StatsResponse> {
+        let v2_host = self.v2_host;
+        let t = self.task(&req.id)?;
+        let stats = Container::load(&t.root, &req.id)
             .and_then(|c| c.stats())
             .map_err(lib_err)?;
-        let any = crate::metrics::to_any(&stats, inner.v2_host)
+        let any = crate::metrics::to_any(&stats, v2_host)
             .map_err(|e| err(Code::INTERNAL, format!("encode metrics: {e}")))?;
         Ok(api::StatsResponse {
             stats: MessageField::some(any),
@@ -858,13 +840,8 @@ impl Task for Service {
         })
     }
 
-    fn connect(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::ConnectRequest,
-    ) -> TtrpcResult<api::ConnectResponse> {
-        let inner = &self.inner;
-        let pid = inner.lock().tasks.get(&req.id).map_or(0, |t| t.init.pid);
+    fn connect(&mut self, req: api::ConnectRequest) -> Result<api::ConnectResponse> {
+        let pid = self.tasks.get(&req.id).map_or(0, |t| t.init.pid);
         Ok(api::ConnectResponse {
             shim_pid: std::process::id(),
             task_pid: pid as u32,
@@ -873,13 +850,48 @@ impl Task for Service {
         })
     }
 
-    fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<Empty> {
-        let inner = &self.inner;
-        if !inner.lock().tasks.is_empty() {
-            return Ok(Empty::new());
+    /// Ends the shim once its containers are gone (containerd asks after
+    /// each delete).
+    fn shutdown(&mut self, _req: api::ShutdownRequest) -> Result<Empty> {
+        if self.tasks.is_empty() {
+            self.shutdown = true;
         }
-        inner.events.flush();
-        inner.exit_signal.signal();
         Ok(Empty::new())
     }
+}
+
+fn delete_response(pid: i32, exit: Option<Exit>) -> api::DeleteResponse {
+    let exit = exit.unwrap_or(Exit {
+        status: 0,
+        at: now(),
+    });
+    api::DeleteResponse {
+        pid: pid as u32,
+        exit_status: exit.status,
+        exited_at: MessageField::some(exit.at),
+        ..Default::default()
+    }
+}
+
+/// Whether config.json gives the container a new pid namespace.
+fn pid_namespace_is_new(bundle: &str) -> bool {
+    let Ok(spec) =
+        libkeel::oci_spec::runtime::Spec::load(PathBuf::from(bundle).join("config.json"))
+    else {
+        return true;
+    };
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter().any(|n| {
+                n.typ() == libkeel::oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
+            })
+        })
+}
+
+/// `Any` carrying JSON (containerd's typeurl for the runtime-spec types).
+fn from_json_any<T: serde::de::DeserializeOwned>(any: &Any, what: &str) -> Result<T> {
+    serde_json::from_slice(&any.value)
+        .map_err(|e| err(Code::INVALID_ARGUMENT, format!("{what}: {e}")))
 }

@@ -9,22 +9,26 @@
 //! while the client reconnects; the holders close when the process exits,
 //! which gives the client its EOF.
 //!
-//! stdin is copied by a thread from the fifo into a pipe, as the runc shim
-//! does: the process must see EOF when the client closes its end, and a
-//! fifo read before the client opened it would see EOF at once.
+//! stdin is copied from the fifo into a pipe, as the runc shim does: the
+//! process must see EOF when the client closes its end, and a fifo read
+//! before the client opened it would see EOF at once.
 //!
-//! With a terminal the init sends the pty master over a console socket; two
-//! threads copy between the fifos and the master.
+//! With a terminal the init sends the pty master over a console socket, and
+//! the shim copies between the fifos and the master.
+//!
+//! Copies are `Pump`s driven by the shim's loop (non-blocking fds, no
+//! thread): the shim has a single thread.
 
 use anyhow::{bail, Context as _, Result};
 use nix::fcntl::OFlag;
+use nix::poll::PollFlags;
 use nix::sys::stat::Mode;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::rc::Rc;
 
 /// What containerd asked for.
 #[derive(Debug, Clone, Default)]
@@ -38,14 +42,14 @@ pub struct Spec {
 /// What the shim keeps for a process's IO.
 #[derive(Default)]
 pub struct Io {
-    /// The stdin fifo, whose copier CloseIO makes sure to release.
-    stdin_fifo: Option<String>,
-    /// The stop pipe of the stdin copier with a terminal.
-    stdin_stop: Option<OwnedFd>,
+    /// stdin fifo → the process's stdin pipe, or the pty master.
+    pub stdin: Option<Pump>,
+    /// pty master → stdout fifo.
+    pub tty_out: Option<Pump>,
     /// stdout/stderr fifo holders, closed when the process exits.
     outputs: Vec<OwnedFd>,
     /// The pty master.
-    pub console: Option<Arc<File>>,
+    pub console: Option<Rc<OwnedFd>>,
 }
 
 /// The fds to give the process, and what the shim keeps.
@@ -56,7 +60,7 @@ pub struct Prepared {
     pub io: Io,
 }
 
-fn open(path: &Path, flags: OFlag) -> Result<OwnedFd> {
+pub fn open(path: &Path, flags: OFlag) -> Result<OwnedFd> {
     nix::fcntl::open(
         path,
         flags | OFlag::O_CLOEXEC,
@@ -97,9 +101,11 @@ pub fn prepare(spec: &Spec, id: &str, namespace: &str) -> Result<Prepared> {
         null(OFlag::O_RDONLY)?
     } else {
         let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
-        let path = spec.stdin.clone();
-        spawn_copier(move || copy_fifo_to_pipe(&path, File::from(w)))?;
-        io.stdin_fifo = Some(spec.stdin.clone());
+        set_nonblocking(&w)?;
+        // Non-blocking: opens at once; no POLLIN (nor EOF) before a
+        // client has opened its end.
+        let fifo = open(Path::new(&spec.stdin), OFlag::O_RDONLY | OFlag::O_NONBLOCK)?;
+        io.stdin = Some(Pump::new(Rc::new(fifo), Rc::new(w)));
         r
     };
     let (stdout, stderr) = if let Some(rest) = spec.stdout.strip_prefix("binary://") {
@@ -166,8 +172,8 @@ fn logger(rest: &str, id: &str, namespace: &str) -> Result<(OwnedFd, OwnedFd)> {
     // that flag is cleared instead.
     unsafe {
         cmd.pre_exec(move || {
-            // The shim ignores these and auto-reaps; the logger must not.
-            for sig in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT] {
+            // The shim ignores these; the logger must not.
+            for sig in [libc::SIGTERM, libc::SIGINT] {
                 libc::signal(sig, libc::SIG_DFL);
             }
             for (target, fd) in fds.iter().enumerate() {
@@ -229,120 +235,137 @@ fn unescape(s: &str) -> String {
 
 impl Io {
     /// With a terminal: takes the pty master from the console socket and
-    /// starts the copies between it and the fifos.
+    /// copies between it and the fifos.
     pub fn attach_console(&mut self, spec: &Spec, socket: &OwnedFd) -> Result<()> {
-        let master = Arc::new(File::from(
-            libkeel::console::receive_master(socket).context("receive the pty master")?,
-        ));
+        let master = libkeel::console::receive_master(socket).context("receive the pty master")?;
+        set_nonblocking(&master)?;
+        let master = Rc::new(master);
         if !spec.stdin.is_empty() {
-            let src = open(Path::new(&spec.stdin), OFlag::O_RDWR)?;
-            let (stop_r, stop_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
-            let dst = master.clone();
-            spawn_copier(move || copy_stdin(src, stop_r, &dst))?;
-            self.stdin_stop = Some(stop_w);
+            // O_RDWR: a terminal's stdin outlives a client that detaches;
+            // CloseIO ends it.
+            let src = open(Path::new(&spec.stdin), OFlag::O_RDWR | OFlag::O_NONBLOCK)?;
+            self.stdin = Some(Pump::new(Rc::new(src), master.clone()));
         }
         if !spec.stdout.is_empty() {
-            let dst = File::from(open(Path::new(&spec.stdout), OFlag::O_RDWR)?);
-            let src = master.clone();
-            spawn_copier(move || copy_out(&src, dst))?;
+            // O_RDWR: never waits for the client, never EPIPE.
+            let dst = open(Path::new(&spec.stdout), OFlag::O_RDWR | OFlag::O_NONBLOCK)?;
+            self.tty_out = Some(Pump::new(master.clone(), Rc::new(dst)));
         }
         self.console = Some(master);
         Ok(())
     }
 
-    /// CloseIO: the client closed stdin. The copier then reads EOF, unless
-    /// it still waits in open() for a client that never came: a writer
-    /// that comes and goes releases it.
+    /// CloseIO: the client closed stdin. What it wrote still goes to the
+    /// process, then the process's stdin closes (EOF).
     pub fn close_stdin(&mut self) {
-        self.stdin_stop = None;
-        if let Some(path) = self.stdin_fifo.take() {
-            let _ = open(Path::new(&path), OFlag::O_WRONLY | OFlag::O_NONBLOCK);
+        if let Some(mut p) = self.stdin.take() {
+            if p.drain() {
+                self.stdin = Some(p);
+            }
         }
     }
 
     /// At exit: the readers of stdout/stderr get EOF once the process's
     /// own descendants let go too.
     pub fn close(&mut self) {
-        self.close_stdin();
+        self.stdin = None;
         self.outputs.clear();
+    }
+
+    /// The pumps, in a stable order (the loop polls them by index).
+    pub fn pumps(&self) -> impl Iterator<Item = &Pump> {
+        self.stdin.iter().chain(self.tty_out.iter())
+    }
+
+    /// Runs the pumps whose fds are ready (`ready`, in `pumps()` order,
+    /// consumed from the front).
+    pub fn run_pumps(&mut self, ready: &mut impl Iterator<Item = bool>) {
+        for slot in [&mut self.stdin, &mut self.tty_out] {
+            if slot.is_some() && ready.next().unwrap_or(false) {
+                let alive = slot.as_mut().is_some_and(Pump::ready);
+                if !alive {
+                    *slot = None;
+                }
+            }
+        }
     }
 }
 
-fn spawn_copier(f: impl FnOnce() + Send + 'static) -> Result<()> {
-    std::thread::Builder::new()
-        .name("tty-copy".into())
-        .stack_size(64 * 1024)
-        .spawn(f)
-        .context("spawn a copy thread")?;
+fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).context("F_GETFL")?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).context("F_SETFL")?;
     Ok(())
 }
 
-/// stdin fifo → the process's stdin pipe, until EOF or the process is gone
-/// (EPIPE). Opening waits for the client's end.
-fn copy_fifo_to_pipe(path: &str, mut dst: File) {
-    let Ok(src) = open(Path::new(path), OFlag::O_RDONLY) else {
-        return;
-    };
-    let mut src = File::from(src);
-    let mut buf = [0u8; 8192];
-    loop {
-        match src.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                if dst.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return,
-        }
-    }
+/// A copy from `src` to `dst` (both non-blocking), a chunk at a time as
+/// the loop finds them ready. What `dst` does not take yet waits in
+/// `pending`, and `src` is not read meanwhile.
+pub struct Pump {
+    src: Rc<OwnedFd>,
+    dst: Rc<OwnedFd>,
+    pending: Vec<u8>,
+    /// Ends once `src` has nothing more to give right now (CloseIO).
+    draining: bool,
 }
 
-/// fifo → pty master, until the stop pipe closes.
-fn copy_stdin(src: OwnedFd, stop: OwnedFd, dst: &File) {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let mut buf = [0u8; 8192];
-    loop {
-        let mut fds = [
-            PollFd::new(src.as_fd(), PollFlags::POLLIN),
-            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return,
-            Ok(_) => {}
-        }
-        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-            return;
-        }
-        match nix::unistd::read(&src, &mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                if (&*dst).write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-            Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
-            Err(_) => return,
+const CHUNK: usize = 16 * 1024;
+
+impl Pump {
+    fn new(src: Rc<OwnedFd>, dst: Rc<OwnedFd>) -> Pump {
+        Pump {
+            src,
+            dst,
+            pending: Vec::new(),
+            draining: false,
         }
     }
-}
 
-/// pty master → fifo, until the slave side is gone (EIO).
-fn copy_out(src: &File, mut dst: File) {
-    let mut buf = [0u8; 8192];
-    loop {
-        match (&*src).read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                if dst.write_all(&buf[..n]).is_err() {
-                    return;
+    /// The fd to poll and the event awaited.
+    pub fn interest(&self) -> (BorrowedFd<'_>, PollFlags) {
+        if self.pending.is_empty() {
+            (self.src.as_fd(), PollFlags::POLLIN)
+        } else {
+            (self.dst.as_fd(), PollFlags::POLLOUT)
+        }
+    }
+
+    /// Copies what it can without blocking; false once done (EOF on
+    /// `src`, `dst` gone, or drained).
+    pub fn ready(&mut self) -> bool {
+        use nix::errno::Errno;
+        let mut buf = [0u8; CHUNK];
+        // A few chunks per turn, so that one busy stream does not starve
+        // the loop.
+        for _ in 0..8 {
+            while !self.pending.is_empty() {
+                match nix::unistd::write(&*self.dst, &self.pending) {
+                    Ok(n) => {
+                        self.pending.drain(..n);
+                    }
+                    Err(Errno::EAGAIN) => return true,
+                    Err(Errno::EINTR) => {}
+                    Err(_) => return false,
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return,
+            self.pending = Vec::new();
+            let n = match nix::unistd::read(&*self.src, &mut buf) {
+                Ok(0) => return false,
+                Ok(n) => n,
+                Err(Errno::EAGAIN) => return !self.draining,
+                Err(Errno::EINTR) => continue,
+                // EIO: the pty's slave side is closed.
+                Err(_) => return false,
+            };
+            self.pending.extend_from_slice(&buf[..n]);
         }
+        true
+    }
+
+    /// Takes what `src` holds now, then ends; false if done already.
+    fn drain(&mut self) -> bool {
+        self.draining = true;
+        self.ready()
     }
 }
 
