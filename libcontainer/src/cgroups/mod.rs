@@ -304,14 +304,27 @@ impl CgroupPaths {
                 None => Ok(false),
             };
         };
+        // One open per file, one write(2) per rule (the kernel takes one
+        // rule per write, whatever the offset).
+        let (mut allow, mut deny) = (None, None);
         for rule in rules {
-            let file = dir.join(if rule.allow {
-                "devices.allow"
+            let (open, name) = if rule.allow {
+                (&mut allow, "devices.allow")
             } else {
-                "devices.deny"
-            });
+                (&mut deny, "devices.deny")
+            };
+            let file = dir.join(name);
             let line = rule.to_string();
-            std::fs::write(&file, &line).ctx(|| {
+            let f = match open {
+                Some(f) => f,
+                None => open.insert(
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&file)
+                        .ctx(|| format!("linux.resources.devices: open {}", file.display()))?,
+                ),
+            };
+            f.write_all(line.as_bytes()).ctx(|| {
                 format!(
                     "linux.resources.devices: write {line:?} to {}",
                     file.display()

@@ -146,6 +146,17 @@ pub fn make_in_root(root: BorrowedFd, path: &Path, kind: Kind) -> nix::Result<Ow
         .components()
         .filter(|c| matches!(c, Component::Normal(_)))
         .collect();
+    let last = if kind == Kind::Dir {
+        OFlag::O_PATH | OFlag::O_DIRECTORY
+    } else {
+        OFlag::O_PATH
+    };
+    // Usually it is there already: one lookup, the walk's last one, instead
+    // of one per component (a few dozen per container start).
+    match open_in_root(root, &comps.iter().collect::<PathBuf>(), last, false) {
+        Err(Errno::ENOENT) => {}
+        r => return r,
+    }
     let mut dir = open_in_root(root, &so_far, OFlag::O_PATH | OFlag::O_DIRECTORY, false)?;
     for (i, comp) in comps.iter().enumerate() {
         let name = comp.as_os_str();
