@@ -52,7 +52,7 @@ impl Namespaces {
                         Error::invalid(field(), format!("path {}: {}", path.display(), e.desc()))
                     })?;
                     // SAFETY: ioctl without argument on an fd we own.
-                    let kind = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), NS_GET_NSTYPE) };
+                    let kind = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), NS_GET_NSTYPE as _) };
                     if kind != ns.typ() as i32 {
                         return Err(Error::invalid(
                             field(),

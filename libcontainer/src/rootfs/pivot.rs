@@ -6,7 +6,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
-use nix::sys::statvfs::{statvfs, FsFlags};
+use nix::sys::statvfs::FsFlags;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
@@ -40,10 +40,9 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
 /// The flags a remount must keep: in a user namespace, clearing nosuid,
 /// nodev, noexec or atime flags that the mount already has is refused.
 fn locked_flags(path: &Path) -> MsFlags {
-    let Ok(st) = statvfs(path) else {
+    let Some(f) = mount_flags(path) else {
         return MsFlags::empty();
     };
-    let f = st.flags();
     let mut out = MsFlags::empty();
     for (fs, ms) in [
         (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
@@ -51,13 +50,33 @@ fn locked_flags(path: &Path) -> MsFlags {
         (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
         (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
         (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        (FsFlags::from_bits_retain(ST_RELATIME), MsFlags::MS_RELATIME),
     ] {
         if f.contains(fs) {
             out |= ms;
         }
     }
     out
+}
+
+/// ST_RELATIME, as Linux defines it for statvfs' f_flag.
+const ST_RELATIME: libc::c_ulong = 4096;
+
+/// statvfs(3)'s f_flag for `path`, every bit kept: nix's statvfs drops
+/// the ones the libc does not name (musl: ST_RELATIME).
+fn mount_flags(path: &Path) -> Option<FsFlags> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: a valid C string and a pointer to writable statvfs storage,
+    // read only when the call succeeds.
+    if unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: statvfs succeeded and filled it.
+    Some(FsFlags::from_bits_retain(
+        unsafe { st.assume_init() }.f_flag,
+    ))
 }
 
 /// Remounts an existing bind mount with `flags`, keeping locked flags.
