@@ -298,7 +298,9 @@ impl Containerd {
     }
 }
 
-fn cgroup_roots() -> Vec<PathBuf> {
+/// The cgroup hierarchies of the host (cgroup2 alone, or every v1 one and
+/// the hybrid `unified`).
+pub fn cgroup_roots() -> Vec<PathBuf> {
     let mut v = Vec::new();
     if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         v.push(PathBuf::from("/sys/fs/cgroup"));

@@ -71,13 +71,7 @@ fn run_rm_output_and_exit_status() {
 fn update_memory(c: &Containerd, id: &str, limit: i64) -> Result<(), String> {
     let address =
         std::fs::read_to_string(c.bundle(id).join("address")).map_err(|e| e.to_string())?;
-    let path = format!(
-        "/proc/{}/root{}",
-        c.pid(),
-        address.trim().trim_start_matches("unix://")
-    );
-    let client = containerd_shim_protos::ttrpc::Client::connect(&format!("unix://{path}"))
-        .map_err(|e| format!("connect {path}: {e}"))?;
+    let client = shim_client(c, &address)?;
     let resources = serde_json::json!({"memory": {"limit": limit}});
     let req = UpdateTaskRequest {
         id: id.to_string(),
@@ -104,6 +98,21 @@ fn update_memory(c: &Containerd, id: &str, limit: i64) -> Result<(), String> {
         Some(s) if s.code.value() != 0 => Err(format!("{:?}: {}", s.code, s.message)),
         _ => Ok(()),
     }
+}
+
+/// A ttrpc client of the shim at `address` (in containerd's mount
+/// namespace, reached through /proc/<pid>/root).
+fn shim_client(
+    c: &Containerd,
+    address: &str,
+) -> Result<containerd_shim_protos::ttrpc::Client, String> {
+    let path = format!(
+        "/proc/{}/root{}",
+        c.pid(),
+        address.trim().trim_start_matches("unix://")
+    );
+    containerd_shim_protos::ttrpc::Client::connect(&format!("unix://{path}"))
+        .map_err(|e| format!("connect {path}: {e}"))
 }
 
 #[test]
@@ -241,6 +250,19 @@ fn events_in_order() {
         c.run_detached(rt, "ev2", &[], &["sleep", "100"]);
         c.ctr(&["task", "exec", "--exec-id", "x", "ev2", "true"])
             .expect_ok("exec");
+        // Still running when the init is killed: the kernel ends it with
+        // the pid namespace.
+        c.ctr(&[
+            "task",
+            "exec",
+            "-d",
+            "--exec-id",
+            "y",
+            "ev2",
+            "sleep",
+            "100",
+        ])
+        .expect_ok("exec -d");
         c.ctr(&["task", "pause", "ev2"]).expect_ok("pause");
         c.ctr(&["task", "resume", "ev2"]).expect_ok("resume");
         c.ctr(&["task", "kill", "-s", "SIGKILL", "ev2"])
@@ -272,14 +294,43 @@ fn events_in_order() {
                 "/tasks/exec-added",
                 "/tasks/exec-started",
                 "/tasks/exit",
+                "/tasks/exec-added",
+                "/tasks/exec-started",
                 "/tasks/paused",
                 "/tasks/resumed",
+                "/tasks/exit",
                 "/tasks/exit",
                 "/tasks/delete"
             ],
             "{rt}: {text}"
         );
+        // Whose exits, in order: the init's comes after its execs' (the
+        // runc shim of containerd 1.6 publishes it at once; later ones
+        // hold it, as keel does).
+        let mut exits = exit_ids(&text, "ev2");
+        if rt == RUNC_SHIM {
+            exits.sort();
+        }
+        let want: &[&str] = if rt == KEEL_SHIM {
+            &["x", "y", "ev2"]
+        } else {
+            &["ev2", "x", "y"]
+        };
+        assert_eq!(exits, want, "{rt}: {text}");
     }
+}
+
+/// The process ids (`id`, the exec id or the container's) of the
+/// /tasks/exit events of container `cid`, in order.
+fn exit_ids(events: &str, cid: &str) -> Vec<String> {
+    events
+        .lines()
+        .filter(|l| l.contains("/tasks/exit") && l.contains(&format!("\"container_id\":\"{cid}\"")))
+        .filter_map(|l| {
+            let rest = l.split("\"id\":\"").nth(1)?;
+            rest.split('"').next().map(str::to_owned)
+        })
+        .collect()
 }
 
 #[test]
@@ -377,8 +428,33 @@ fn shim_killed_then_cleaned_up() {
         let shims = c.shim_pids(rt);
         assert_eq!(shims.len(), 1, "{rt}");
         assert!(!c.cgroup_dirs(id).is_empty(), "{rt}: no cgroup");
+        // Mid-operation: an exec attached (its stdin copied, its Wait
+        // pending in the shim).
+        let mut exec = c
+            .ctr_command(&["task", "exec", "--exec-id", "busy", id, "sleep", "100"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn exec");
+        assert!(
+            keel_conformance::wait_until(SEC10, || c
+                .ctr(&["task", "ps", id])
+                .stdout
+                .lines()
+                .skip(1)
+                .count()
+                >= 2),
+            "{rt}: exec never ran"
+        );
         // SAFETY: kill(2) on the shim this test started.
         unsafe { libc::kill(shims[0], libc::SIGKILL) };
+        // The client of the exec is not left hanging.
+        assert!(
+            keel_conformance::wait_until(SEC10, || exec.try_wait().is_ok_and(|s| s.is_some())),
+            "{rt}: ctr task exec still waits"
+        );
+        let _ = exec.kill();
+        let _ = exec.wait();
         // containerd notices, runs the shim's `delete` action, and the
         // task is gone with its processes, cgroup and rootfs mount.
         assert!(
@@ -440,5 +516,118 @@ fn oom_event() {
             "{rt}: no /tasks/oom: {}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
+    }
+}
+
+/// The runc shim's `ShimCgroup` option (containerd writes the options on
+/// the `start` action's stdin): the shim server goes into that cgroup, in
+/// the hierarchies where it exists. ctr cannot set the option, so the test
+/// runs `start` as containerd does, then ends the shim with Shutdown.
+#[test]
+fn shim_cgroup_option() {
+    use containerd_shim_protos::protobuf::well_known_types::any::Any;
+    use std::io::Write;
+    let Some(c) = containerd() else { return };
+    let cgroup = format!("/{}/shim", c.namespace);
+    // An empty v1 cpuset takes no process, under any shim.
+    let dirs: Vec<std::path::PathBuf> = containerd::cgroup_roots()
+        .into_iter()
+        .filter(|r| !r.to_string_lossy().contains("cpuset"))
+        .map(|r| r.join(cgroup.trim_start_matches('/')))
+        .collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d).expect("mkdir the shim cgroup");
+    }
+    let options = containerd_shim_protos::shim::oci::Options {
+        shim_cgroup: cgroup.clone(),
+        ..Default::default()
+    };
+    let stdin = Any {
+        type_url: "containerd.runc.v1.Options".into(),
+        value: options.write_to_bytes().expect("encode options"),
+        ..Default::default()
+    }
+    .write_to_bytes()
+    .expect("encode Any");
+    for (rt, bin) in [
+        (
+            KEEL_SHIM,
+            containerd::shim_dir().join("containerd-shim-keel-v2"),
+        ),
+        (RUNC_SHIM, "containerd-shim-runc-v2".into()),
+    ] {
+        let bundle = c.dir.join(format!("shimcg-{}", rt.replace('.', "_")));
+        std::fs::create_dir_all(&bundle).expect("mkdir bundle");
+        std::fs::write(bundle.join("config.json"), "{}").expect("config.json");
+        // The shims log to a fifo `log` in the bundle; held open here.
+        nix::unistd::mkfifo(
+            &bundle.join("log"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .expect("mkfifo log");
+        let _log = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(bundle.join("log"))
+            .expect("open log");
+        // In the bundle, as containerd runs it (nsenter -m would leave
+        // the program in the target's working directory, or in one
+        // unreachable from its root).
+        let mut cmd = c.command("sh");
+        cmd.args(["-c", "cd \"$0\" && exec \"$@\""])
+            .arg(&bundle)
+            .arg(&bin)
+            .args(["-namespace", &c.namespace, "-id", "shimcg", "-address"])
+            .arg(&c.socket)
+            .args(["-publish-binary", "containerd", "start"])
+            .env("TTRPC_ADDRESS", format!("{}.ttrpc", c.socket.display()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn start");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&stdin)
+            .expect("write options");
+        let out = child.wait_with_output().expect("start");
+        assert!(
+            out.status.success(),
+            "{rt}: start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let address = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let shims = c.shim_pids(rt);
+        assert_eq!(shims.len(), 1, "{rt}: one shim");
+        let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", shims[0]))
+            .expect("/proc/<shim>/cgroup");
+        let inside: Vec<&str> = cgroups.lines().filter(|l| l.ends_with(&cgroup)).collect();
+        assert!(!inside.is_empty(), "{rt}: shim not in {cgroup}: {cgroups}");
+        if dirs.iter().any(|d| d.starts_with("/sys/fs/cgroup/memory")) {
+            assert!(
+                inside.iter().any(|l| l.contains(":memory:")),
+                "{rt}: shim not in the memory {cgroup}: {cgroups}"
+            );
+        }
+        let client = shim_client(&c, &address).unwrap_or_else(|e| panic!("{rt}: {e}"));
+        let req = containerd_shim_protos::shim::shim::ShutdownRequest {
+            id: "shimcg".into(),
+            ..Default::default()
+        };
+        let _ = client.request(containerd_shim_protos::ttrpc::Request {
+            service: "containerd.task.v2.Task".into(),
+            method: "Shutdown".into(),
+            payload: req.write_to_bytes().expect("encode"),
+            timeout_nano: 10_000_000_000,
+            ..Default::default()
+        });
+        assert!(
+            keel_conformance::wait_until(SEC10, || c.shim_pids(rt).is_empty()),
+            "{rt}: shim still running after Shutdown"
+        );
+    }
+    for d in &dirs {
+        let _ = std::fs::remove_dir(d);
     }
 }

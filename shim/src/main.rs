@@ -11,6 +11,7 @@
 //! containerd 2, and answers `start` in a form containerd 1.6 cannot
 //! read; `server` serves both v2 and v3.
 
+mod bundle;
 mod events;
 mod metrics;
 mod options;
@@ -41,14 +42,11 @@ const GROUP_LABELS: [&str; 2] = [
 /// annotations of the bundle's config.json, in the current directory), or
 /// its own.
 fn grouping(id: &str) -> String {
-    let Ok(spec) = libkeel::oci_spec::runtime::Spec::load("config.json") else {
-        return id.to_string();
-    };
-    let annotations = spec.annotations().clone().unwrap_or_default();
+    let config = bundle::Config::load(std::path::Path::new(".")).unwrap_or_default();
     GROUP_LABELS
         .iter()
-        .find_map(|k| annotations.get(*k).filter(|v| !v.is_empty()).cloned())
-        .unwrap_or_else(|| id.to_string())
+        .find_map(|k| config.annotation(k).filter(|v| !v.is_empty()))
+        .map_or_else(|| id.to_string(), str::to_string)
 }
 
 fn main() {
@@ -91,11 +89,47 @@ fn start(flags: &Flags) -> Result<()> {
         debug: flags.debug,
         ..Default::default()
     };
-    let (_, address) = containerd_shim::spawn(opts, &grouping(&flags.id), Vec::new())?;
+    let options = options::Options::from_stdin()?;
+    let grouping = grouping(&flags.id);
+    let existing = opts.socket_address(&grouping);
+    let path = existing.strip_prefix("unix://").unwrap_or(&existing);
+    let address = if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        // The pod's shim runs already (and sits in its cgroup).
+        existing
+    } else {
+        let (pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        if !options.shim_cgroup.is_empty() {
+            join_cgroup(&options.shim_cgroup, pid)?;
+        }
+        address
+    };
     std::fs::write("address", &address).context("write address")?;
     let mut out = std::io::stdout().lock();
     out.write_all(address.as_bytes())?;
     out.flush()?;
+    Ok(())
+}
+
+/// Moves the shim server into `ShimCgroup`, as the runc shim does: the
+/// path is taken from each hierarchy's root, and the server joins the
+/// hierarchies where it exists (on a hybrid host the cgroup2 one may lack
+/// it).
+fn join_cgroup(cgroup: &str, pid: u32) -> Result<()> {
+    let path = std::path::Path::new("/").join(cgroup.trim_start_matches('/'));
+    let paths = libkeel::cgroups::CgroupPaths::resolve(Some(&path), "")
+        .with_context(|| format!("ShimCgroup {cgroup}"))?;
+    let mut joined = false;
+    for dir in paths.unified.iter().chain(paths.v1.values()) {
+        if dir.is_dir() {
+            let procs = dir.join("cgroup.procs");
+            std::fs::write(&procs, pid.to_string())
+                .with_context(|| format!("ShimCgroup: write {}", procs.display()))?;
+            joined = true;
+        }
+    }
+    if !joined {
+        anyhow::bail!("ShimCgroup {cgroup}: no such cgroup");
+    }
     Ok(())
 }
 

@@ -16,6 +16,7 @@ pub const DEFAULT_ROOT: &str = "/run/containerd/keel";
 const FILE: &str = "keel-options.json";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Options {
     /// State root; the namespace is appended, as the runc shim does.
     pub root: String,
@@ -23,11 +24,14 @@ pub struct Options {
     pub no_new_keyring: bool,
     /// cgroupsPath is systemd's `slice:prefix:name` (libkeel's driver).
     pub systemd_cgroup: bool,
+    /// The cgroup (from each hierarchy's root) the shim itself goes in.
+    pub shim_cgroup: String,
 }
 
 impl Options {
-    /// From the Any containerd sends with Create. `BinaryName` is ignored
-    /// (keel runs in-process), and so are `ShimCgroup` and the IO owner.
+    /// From the Any containerd sends with Create (and on `start`'s stdin).
+    /// `BinaryName` is ignored (keel runs in-process), and so is the IO
+    /// owner.
     pub fn from_any(any: Option<&Any>) -> Result<Options> {
         let Some(any) = any.filter(|a| !a.type_url.is_empty()) else {
             return Ok(Options::default());
@@ -41,7 +45,23 @@ impl Options {
             no_pivot_root: o.no_pivot_root,
             no_new_keyring: o.no_new_keyring,
             systemd_cgroup: o.systemd_cgroup,
+            shim_cgroup: o.shim_cgroup,
         })
+    }
+
+    /// What containerd writes on `start`'s stdin: the options as an Any
+    /// (nothing when the runtime has none).
+    pub fn from_stdin() -> Result<Options> {
+        use std::io::Read;
+        let mut data = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut data)
+            .context("read the options on stdin")?;
+        if data.is_empty() {
+            return Ok(Options::default());
+        }
+        let any = Any::parse_from_bytes(&data).context("decode the options on stdin")?;
+        Options::from_any(Some(&any))
     }
 
     pub fn root(&self, namespace: &str) -> PathBuf {
@@ -90,6 +110,7 @@ mod tests {
         };
         let got = Options::from_any(Some(&any(&o))).expect("options");
         assert!(got.no_pivot_root);
+        assert!(got.shim_cgroup.is_empty());
         assert_eq!(got.root("k8s.io"), Path::new("/run/x/k8s.io"));
         assert_eq!(
             Options::default().root("default"),

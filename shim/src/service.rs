@@ -466,7 +466,9 @@ impl Service {
                 started: false,
                 execs: HashMap::new(),
                 init_exit: None,
-                shared_pidns: !pid_namespace_is_new(&req.bundle),
+                // Without a readable config.json, create fails anyway.
+                shared_pidns: !crate::bundle::Config::load(Path::new(&req.bundle))
+                    .is_none_or(|c| c.new_pid_namespace()),
                 rootfs_mounted: !rootfs.is_empty(),
             },
         );
@@ -871,23 +873,6 @@ fn delete_response(pid: i32, exit: Option<Exit>) -> api::DeleteResponse {
         exited_at: MessageField::some(exit.at),
         ..Default::default()
     }
-}
-
-/// Whether config.json gives the container a new pid namespace.
-fn pid_namespace_is_new(bundle: &str) -> bool {
-    let Ok(spec) =
-        libkeel::oci_spec::runtime::Spec::load(PathBuf::from(bundle).join("config.json"))
-    else {
-        return true;
-    };
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| {
-            ns.iter().any(|n| {
-                n.typ() == libkeel::oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
-            })
-        })
 }
 
 /// `Any` carrying JSON (containerd's typeurl for the runtime-spec types).
