@@ -105,10 +105,7 @@ pub fn serve(flags: &Flags) -> Result<()> {
             }
         }
         if served {
-            // Creating a container parses and allocates much; give the
-            // freed heap back rather than keep it resident while idle.
-            // SAFETY: plain libc call.
-            unsafe { libc::malloc_trim(0) };
+            release_heap();
         }
         if service.done() {
             break;
@@ -120,6 +117,16 @@ pub fn serve(flags: &Flags) -> Result<()> {
     service.events.flush();
     let _ = std::fs::remove_file(&path);
     Ok(())
+}
+
+/// Creating a container parses and allocates much; glibc keeps the freed
+/// heap resident unless asked (musl's malloc returns it by itself).
+fn release_heap() {
+    // SAFETY: plain libc call.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Polls everything the loop serves; readiness in this order: listener,
