@@ -261,7 +261,7 @@ impl Conn {
         m.0.extend_from_slice(&body.0);
         self.write(&m.0)?;
         loop {
-            let msg = self.read_message()?;
+            let msg = read_message(&mut self.sock)?;
             if msg.reply_serial != Some(serial) {
                 continue; // a signal or something else not ours
             }
@@ -279,69 +279,138 @@ impl Conn {
             };
         }
     }
+}
 
-    fn read_message(&mut self) -> Result<Incoming> {
-        let mut fixed = [0u8; 16];
-        self.sock
-            .read_exact(&mut fixed)
-            .map_err(|e| err(format!("read reply: {e}")))?;
-        if fixed[0] != b'l' {
-            return Err(err("big-endian replies are not supported"));
-        }
-        let body_len = u32::from_le_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]) as usize;
-        let fields_len = u32::from_le_bytes([fixed[12], fixed[13], fixed[14], fixed[15]]) as usize;
-        let header_end = (16 + fields_len).div_ceil(8) * 8;
-        if header_end + body_len > 128 << 20 {
-            return Err(err("reply too large"));
-        }
-        let mut all = vec![0u8; header_end + body_len];
-        all[..16].copy_from_slice(&fixed);
-        self.sock
-            .read_exact(&mut all[16..])
-            .map_err(|e| err(format!("read reply: {e}")))?;
-        let mut r = Reader { b: &all, at: 16 };
-        let (mut reply_serial, mut error, mut body_sig) = (None, None, String::new());
-        while r.at < 16 + fields_len {
-            r.align(8);
-            let Some(&code) = all.get(r.at) else { break };
-            r.at += 1;
-            let sig = r.sig().ok_or_else(|| err("bad header"))?;
-            match (code, sig.as_str()) {
-                (5, "u") => reply_serial = r.u32(),
-                (4, "s") => error = r.str(),
-                (8, "g") => body_sig = r.sig().unwrap_or_default(),
-                (_, "s" | "o") => {
-                    r.str();
-                }
-                (_, "g") => {
-                    r.sig();
-                }
-                (_, "u") => {
-                    r.u32();
-                }
-                _ => return Err(err(format!("unexpected header field type {sig}"))),
-            }
-        }
-        let mut body = Reader {
-            b: &all,
-            at: header_end,
-        };
-        let first_arg = match body_sig.chars().next() {
-            Some('s' | 'o') => body.str(),
-            _ => None,
-        };
-        Ok(Incoming {
-            typ: fixed[1],
-            reply_serial,
-            error,
-            first_arg,
-        })
+/// Reads one message (systemd is a peer like any other: its bytes are
+/// checked, and what a header claims is only allocated as it arrives).
+fn read_message(src: &mut impl Read) -> Result<Incoming> {
+    let mut fixed = [0u8; 16];
+    src.read_exact(&mut fixed)
+        .map_err(|e| err(format!("read reply: {e}")))?;
+    if fixed[0] != b'l' {
+        return Err(err("big-endian replies are not supported"));
     }
+    let body_len = u32::from_le_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]) as usize;
+    let fields_len = u32::from_le_bytes([fixed[12], fixed[13], fixed[14], fixed[15]]) as usize;
+    let header_end = (16 + fields_len).div_ceil(8) * 8;
+    let total = header_end + body_len;
+    if total > 128 << 20 {
+        return Err(err("reply too large"));
+    }
+    let mut all = fixed.to_vec();
+    src.take((total - 16) as u64)
+        .read_to_end(&mut all)
+        .map_err(|e| err(format!("read reply: {e}")))?;
+    if all.len() < total {
+        return Err(err("read reply: connection closed mid-message"));
+    }
+    let mut r = Reader { b: &all, at: 16 };
+    let (mut reply_serial, mut error, mut body_sig) = (None, None, String::new());
+    while r.at < 16 + fields_len {
+        r.align(8);
+        let Some(&code) = all.get(r.at) else { break };
+        r.at += 1;
+        let sig = r.sig().ok_or_else(|| err("bad header"))?;
+        match (code, sig.as_str()) {
+            (5, "u") => reply_serial = r.u32(),
+            (4, "s") => error = r.str(),
+            (8, "g") => body_sig = r.sig().unwrap_or_default(),
+            (_, "s" | "o") => {
+                r.str();
+            }
+            (_, "g") => {
+                r.sig();
+            }
+            (_, "u") => {
+                r.u32();
+            }
+            _ => return Err(err(format!("unexpected header field type {sig}"))),
+        }
+    }
+    let mut body = Reader {
+        b: &all,
+        at: header_end,
+    };
+    let first_arg = match body_sig.chars().next() {
+        Some('s' | 'o') => body.str(),
+        _ => None,
+    };
+    Ok(Incoming {
+        typ: fixed[1],
+        reply_serial,
+        error,
+        first_arg,
+    })
+}
+
+/// For the fuzz target: one message read from `bytes`, described.
+#[cfg(feature = "fuzzing")]
+pub fn read_reply_for_fuzzing(mut bytes: &[u8]) -> Result<String> {
+    read_message(&mut bytes).map(|m| format!("{m:?}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reply to serial 1 of type `typ` with the error name `error` (if
+    /// any) and a string-like first argument of signature `sig`.
+    fn reply(typ: u8, error: Option<&str>, sig: &str, arg: &str) -> Vec<u8> {
+        let mut body = Buf::default();
+        body.str(arg);
+        let mut m = Buf::default();
+        m.u8(b'l');
+        m.u8(typ);
+        m.u8(0);
+        m.u8(1);
+        m.u32(body.0.len() as u32);
+        m.u32(9);
+        m.array(8, |h| {
+            h.pad(8);
+            h.u8(5);
+            h.sig("u");
+            h.u32(1);
+            if let Some(e) = error {
+                h.pad(8);
+                h.u8(4);
+                h.sig("s");
+                h.str(e);
+            }
+            h.pad(8);
+            h.u8(8);
+            h.sig("g");
+            h.sig(sig);
+        });
+        m.pad(8);
+        m.0.extend_from_slice(&body.0);
+        m.0
+    }
+
+    #[test]
+    fn replies_are_read() {
+        let job = "/org/freedesktop/systemd1/job/42";
+        let m = read_message(&mut &reply(METHOD_RETURN, None, "o", job)[..]).unwrap();
+        assert_eq!(
+            (m.typ, m.reply_serial, m.error, m.first_arg.as_deref()),
+            (METHOD_RETURN, Some(1), None, Some(job))
+        );
+        let no = "org.freedesktop.systemd1.NoSuchUnit";
+        let m = read_message(&mut &reply(ERROR, Some(no), "s", "gone")[..]).unwrap();
+        assert_eq!(
+            (m.typ, m.error.as_deref(), m.first_arg.as_deref()),
+            (ERROR, Some(no), Some("gone"))
+        );
+    }
+
+    /// A header that claims a large body is not believed before the bytes
+    /// come: a peer that closes early gets an error, not 100 MiB of zeros.
+    #[test]
+    fn a_short_reply_is_an_error() {
+        let mut m = reply(METHOD_RETURN, None, "o", "/x");
+        m[4..8].copy_from_slice(&(100u32 << 20).to_le_bytes());
+        let e = read_message(&mut &m[..]).unwrap_err();
+        assert!(e.to_string().contains("closed mid-message"), "{e}");
+    }
 
     #[test]
     fn properties_are_marshalled_with_alignment() {

@@ -6,6 +6,9 @@
 //! cgroup files (everything systemd has no property for), as runc does.
 
 mod dbus;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use dbus::read_reply_for_fuzzing;
 
 use super::convert::{blkio_weight_to_io_weight, shares_to_weight, swap_to_v2};
 use super::CgroupPaths;
