@@ -255,16 +255,17 @@ def elf_static(path):
 
 
 def scale():
-    """keel only: state/start/kill/delete of one container with 1 and
-    SCALE other (stopped) containers present; list at 1, SCALE/2, SCALE."""
-    r = "keel"
+    """keel only: state/start/kill/delete of one container in a root where
+    1 other (stopped) container is, and in a root where SCALE others are,
+    alternating between the two so that load changes hit both alike; and
+    `list` at 1, SCALE/2 and SCALE."""
     reps = max(5, N // 2)
-    ops = {}
-    lists = {}
-    others = []
+    small, big = "keel-scale1", f"keel-scale{SCALE}"
+    for name in (small, big):
+        BIN[name] = BIN["keel"]
+        created[name] = set()
 
-    def populate(upto):
-        ids = [f"other{k}" for k in range(len(others), upto)]
+    def populate(r, ids):
         created[r].update(ids)
 
         def one(c):
@@ -272,30 +273,34 @@ def scale():
 
         with concurrent.futures.ThreadPoolExecutor(2) as ex:
             list(ex.map(one, ids))
-        others.extend(ids)
 
-    for count in (1, SCALE // 2, SCALE):
-        log(f"scale: {count} other containers")
-        populate(count)
-        lists[count] = median([timed(r, "list") for _ in range(reps)])
-        if count == SCALE // 2:
-            continue
-        t = {"state": [], "start": [], "kill": [], "delete": []}
-        for i in range(reps + 1):
-            create(r, "target", SLEEP)
-            s = timed(r, "state", "target")
-            st = timed(r, "start", "target")
-            k = timed(r, "kill", "target", "KILL")
-            wait_stopped(r, "target")
-            d = delete(r, "target")
+    log(f"scale: 1 and {SCALE} other containers")
+    populate(small, ["one0"])
+    populate(big, [f"other{k}" for k in range(SCALE // 2)])
+    lists = {SCALE // 2: median([timed(big, "list") for _ in range(reps)])}
+    populate(big, [f"other{k}" for k in range(SCALE // 2, SCALE)])
+    t = {n: {"state": [], "start": [], "kill": [], "delete": [], "list": []} for n in (1, SCALE)}
+    for i in range(reps + 1):
+        for n, r in ((1, small), (SCALE, big)):
+            cid = f"target{n}"
+            create(r, cid, SLEEP)
+            s = timed(r, "state", cid)
+            st = timed(r, "start", cid)
+            k = timed(r, "kill", cid, "KILL")
+            wait_stopped(r, cid)
+            d = delete(r, cid)
+            ls = timed(r, "list")
             if i:
-                for op, v in (("state", s), ("start", st), ("kill", k), ("delete", d)):
-                    t[op].append(v)
-        ops[count] = {op: median(v) for op, v in t.items()}
-    log(f"scale: deleting the {len(others)} other containers")
-    with concurrent.futures.ThreadPoolExecutor(2) as ex:
-        list(ex.map(lambda c: delete(r, c, force=True), others))
-    return ops, lists
+                for op, v in (("state", s), ("start", st), ("kill", k), ("delete", d), ("list", ls)):
+                    t[n][op].append(v)
+    ops = {n: {op: median(v) for op, v in t[n].items()} for n in t}
+    lists[1] = ops[1]["list"]
+    lists[SCALE] = ops[SCALE]["list"]
+    log(f"scale: deleting the {SCALE + 1} other containers")
+    for r in (small, big):
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            list(ex.map(lambda c: delete(r, c, force=True), list(created[r])))
+    return ops, dict(sorted(lists.items()))
 
 
 def cleanup():
