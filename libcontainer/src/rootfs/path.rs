@@ -140,77 +140,58 @@ pub enum Kind {
 
 /// Creates `path` (and missing parents, 0755) inside `root` and returns an
 /// O_PATH fd on it. An existing entry of the other kind is an error.
+///
+/// Each missing component is created in its parent as resolved in root,
+/// then the path is resolved again from root. A path that is there costs
+/// one lookup; one whose last component is missing, three (not one per
+/// component from the root: dozens per container start).
 pub fn make_in_root(root: BorrowedFd, path: &Path, kind: Kind) -> nix::Result<OwnedFd> {
-    let mut so_far = PathBuf::from("/");
     let comps: Vec<_> = path
         .components()
         .filter(|c| matches!(c, Component::Normal(_)))
         .collect();
-    let last = if kind == Kind::Dir {
+    let full: PathBuf = comps.iter().collect();
+    let flags = if kind == Kind::Dir {
         OFlag::O_PATH | OFlag::O_DIRECTORY
     } else {
         OFlag::O_PATH
     };
-    // Usually it is there already: one lookup, the walk's last one, instead
-    // of one per component (a few dozen per container start).
-    match open_in_root(root, &comps.iter().collect::<PathBuf>(), last, false) {
+    match open_in_root(root, &full, flags, false) {
         Err(Errno::ENOENT) => {}
         r => return r,
     }
-    let mut dir = open_in_root(root, &so_far, OFlag::O_PATH | OFlag::O_DIRECTORY, false)?;
-    for (i, comp) in comps.iter().enumerate() {
-        let name = comp.as_os_str();
-        so_far.push(name);
-        let want_dir = i + 1 < comps.len() || kind == Kind::Dir;
-        let flags = if want_dir {
-            OFlag::O_PATH | OFlag::O_DIRECTORY
-        } else {
-            OFlag::O_PATH
-        };
-        match open_in_root(root, &so_far, flags, false) {
-            Ok(fd) => {
-                dir = fd;
-                continue;
-            }
-            Err(Errno::ENOENT) => {}
+    // Not empty: the root itself is always there.
+    let Some((name, parents)) = comps.split_last() else {
+        return Err(Errno::ENOENT);
+    };
+    let dir = make_in_root(root, &parents.iter().collect::<PathBuf>(), Kind::Dir)?;
+    // `name` is one component created in a directory we resolved safely;
+    // a dangling symlink there makes mkdirat/openat fail with EEXIST, and
+    // the lookup below then fails.
+    let c = cstr(name.as_os_str())?;
+    if kind == Kind::Dir {
+        match nix::sys::stat::mkdirat(dir.as_fd(), c.as_c_str(), Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(e),
         }
-        // `name` is one component created in a directory we resolved safely;
-        // a dangling symlink there makes mkdirat/openat fail with EEXIST.
-        let c = cstr(name)?;
-        if want_dir {
-            match nix::sys::stat::mkdirat(
-                dir.as_fd(),
-                c.as_c_str(),
-                Mode::from_bits_truncate(0o755),
-            ) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(e),
-            }
-        } else {
-            // SAFETY: plain openat on a valid dirfd; the new fd is closed at once.
-            let fd = unsafe {
-                libc::openat(
-                    dir.as_raw_fd(),
-                    c.as_ptr(),
-                    libc::O_CREAT
-                        | libc::O_EXCL
-                        | libc::O_WRONLY
-                        | libc::O_NOFOLLOW
-                        | libc::O_CLOEXEC,
-                    0o644,
-                )
-            };
-            match Errno::result(fd) {
-                // SAFETY: the fd was just returned to us.
-                Ok(fd) => drop(unsafe { OwnedFd::from_raw_fd(fd) }),
-                Err(Errno::EEXIST) => {}
-                Err(e) => return Err(e),
-            }
+    } else {
+        // SAFETY: plain openat on a valid dirfd; the new fd is closed at once.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
+        match Errno::result(fd) {
+            // SAFETY: the fd was just returned to us.
+            Ok(fd) => drop(unsafe { OwnedFd::from_raw_fd(fd) }),
+            Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e),
         }
-        dir = open_in_root(root, &so_far, flags, false)?;
     }
-    Ok(dir)
+    open_in_root(root, &full, flags, false)
 }
 
 /// The magic-link path of an fd, for syscalls that take a path (mount(2)):
