@@ -14,10 +14,11 @@ use logging::{Level, Logger};
 pub const VERSION_TEXT: &str = concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.3.0");
 
 fn main() {
+    let protected = protect_first();
     let args = cli::normalize_args(std::env::args().collect());
     let cli = Cli::parse_from(args);
     let log = Logger::new(cli.log_format, cli.log.as_deref(), cli.debug);
-    let code = match dispatch(&cli, &log) {
+    let code = match dispatch(&cli, &log, protected) {
         Ok(code) => code,
         Err(e) => {
             let msg = format!("{e:#}");
@@ -59,7 +60,26 @@ fn default_root() -> std::path::PathBuf {
     }
 }
 
-fn dispatch(cli: &Cli, log: &Logger) -> anyhow::Result<i32> {
+/// The CVE-2019-5736 protection (`libkeel::security::exe::protect`: a
+/// re-exec from a read-only view of the binary) for the commands that fork
+/// processes into a container, done before anything else so that the image
+/// it replaces does no more than it must (clap's parsing, twice, was most
+/// of that). Any argument spelled like one of those commands triggers it,
+/// at worst a needless re-exec (a container named "run"); clap decides
+/// afterwards which command it is. Ok(false): not attempted.
+fn protect_first() -> libkeel::Result<bool> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if !args
+        .iter()
+        .skip(1)
+        .any(|a| ["create", "run", "exec"].iter().any(|c| a == c))
+    {
+        return Ok(false);
+    }
+    libkeel::security::exe::protect(args).map(|_| true)
+}
+
+fn dispatch(cli: &Cli, log: &Logger, protected: libkeel::Result<bool>) -> anyhow::Result<i32> {
     let root = cli.root.clone().unwrap_or_else(default_root);
     let root = root.as_path();
     let rootless = match cli.rootless {
@@ -73,7 +93,9 @@ fn dispatch(cli: &Cli, log: &Logger) -> anyhow::Result<i32> {
     ) {
         // Before anything is forked: the processes that enter the container
         // must not carry the host's keel binary as their exe.
-        libkeel::security::exe::protect(std::env::args_os().collect())?;
+        if !protected? {
+            libkeel::security::exe::protect(std::env::args_os().collect())?;
+        }
     }
     match &cli.command {
         Command::Create(a) => lifecycle::create(root, a, log, rootless, cli.systemd_cgroup),
