@@ -62,6 +62,41 @@ fn run_rm_output_and_exit_status() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "12345", "{rt}");
         assert!(c.ctr(&["containers", "ls", "-q"]).stdout.trim().is_empty());
         assert!(c.cgroup_dirs("rm1").is_empty(), "{rt}: cgroup left");
+        // stdin's EOF reaches the process once ctr closes its end, after
+        // all that was written: cat ends. Not under the runc shim of
+        // containerd 1.6, where cat keeps waiting (its stdin stays open
+        // until a CloseIO that ctr's `run` does not send).
+        if rt == RUNC_SHIM {
+            continue;
+        }
+        let mut cmd = c.ctr_command(&[
+            "run",
+            "--rm",
+            "--runtime",
+            rt,
+            containerd::IMAGE,
+            "rm3",
+            "cat",
+        ]);
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn ctr");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(b"to cat\n").expect("write stdin");
+        }
+        let out = child.wait_with_output().expect("ctr run cat");
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).as_ref()
+            ),
+            (Some(0), "to cat\n"),
+            "{rt}"
+        );
     }
 }
 
