@@ -399,6 +399,9 @@ impl Service {
                 format!("container {} exists", req.id),
             ));
         }
+        // A Shutdown that came before this container (of the same pod)
+        // no longer holds.
+        self.shutdown = false;
         let opts = Options::from_any(req.options.as_ref())
             .map_err(|e| err(Code::INVALID_ARGUMENT, format!("{e:#}")))?;
         let root = opts.root(&self.namespace);
