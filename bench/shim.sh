@@ -18,8 +18,8 @@
 # Usage: bench/shim.sh [N]     (or BENCH_N=N; default 20)
 #        KEEL_SHIM_DIR=DIR: use the containerd-shim-keel-v2 in DIR, no build
 # Needs root and the Rust toolchain; installs containerd and busybox-static
-# with apt if missing; builds the shim (profile shim, static; musl if the
-# Rust target is installed, else glibc).
+# with apt if missing; builds the shim (profile shim, static; musl, whose
+# Rust target it adds with rustup if missing, else glibc).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -40,15 +40,13 @@ else
 	# As deployed: profile shim (size-optimised release), static and not
 	# position-independent (as Debian's runc shim), so that no shared
 	# library nor relocation is paged in by a long-lived idle process.
-	# musl when its Rust target is installed (`rustup target add
-	# x86_64-unknown-linux-musl`): its libc and malloc are a fraction of
-	# glibc's; else glibc, static. --target keeps the flags off build
+	# musl (its Rust target added with rustup if missing): its libc and
+	# malloc are a fraction of glibc's; else glibc, static. --target keeps the flags off build
 	# scripts and proc macros.
 	arch=$(uname -m)
 	target="$arch-unknown-linux-musl"
 	flags="-C relocation-model=static"
-	libdir=$(rustc --print target-libdir --target "$target" 2>/dev/null || true)
-	if [[ ! -d "$libdir" ]]; then
+	if ! has_rust_target "$target"; then
 		warn "no Rust target $target: building the shim with glibc, static"
 		target="$arch-unknown-linux-gnu"
 		flags="$flags -C target-feature=+crt-static"

@@ -49,6 +49,17 @@ require_cargo() {
 	command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup) first"
 }
 
+# has_rust_target TRIPLE: whether the toolchain can build for TRIPLE; adds
+# it with rustup (a download) when it can. Returns 1 when it cannot.
+has_rust_target() {
+	local libdir
+	libdir=$(rustc --print target-libdir --target "$1" 2>/dev/null || true)
+	[[ -d "$libdir" ]] && return 0
+	command -v rustup >/dev/null || return 1
+	log "adding the Rust target $1 (rustup target add)"
+	rustup target add "$1" >&2 || return 1
+}
+
 # keel_target_dir: where cargo puts the build (honours CARGO_TARGET_DIR).
 keel_target_dir() {
 	echo "${CARGO_TARGET_DIR:-$KEEL_REPO_ROOT/target}"

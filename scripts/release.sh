@@ -10,8 +10,8 @@
 #   KEEL_RELEASE_LIBC     gnu (default: glibc with crt-static, the faster)
 #                         or musl (0.85 MB smaller and ~0.9 MB less RSS, but
 #                         musl's malloc maps and unmaps memory ~180 times per
-#                         `run`: slower; needs `rustup target add
-#                         x86_64-unknown-linux-musl`). See BENCHMARKS.md.
+#                         `run`: slower; its Rust target is added with
+#                         rustup if missing). See BENCHMARKS.md.
 set -euo pipefail
 
 # shellcheck source=scripts/common.sh
@@ -26,8 +26,7 @@ case "${KEEL_RELEASE_LIBC:-gnu}" in
 gnu) ;;
 musl)
 	triple="${triple%-gnu}-musl"
-	rustup target list --installed 2>/dev/null | grep -qx "$triple" ||
-		die "the $triple target is not installed: rustup target add $triple"
+	has_rust_target "$triple" || die "no Rust target $triple, and rustup could not add it"
 	;;
 *) die "KEEL_RELEASE_LIBC must be gnu or musl, not '$KEEL_RELEASE_LIBC'" ;;
 esac
