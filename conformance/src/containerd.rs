@@ -217,6 +217,11 @@ impl Containerd {
             .unwrap_or_default()
     }
 
+    /// How many processes `ctr task ps` lists for task `id`.
+    pub fn task_process_count(&self, id: &str) -> usize {
+        self.ctr(&["task", "ps", id]).stdout.lines().skip(1).count()
+    }
+
     /// Waits until the task shows `status`.
     pub fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> bool {
         crate::wait_until(timeout, || self.task_status(id) == status)

@@ -180,13 +180,7 @@ fn detached_lifecycle() {
             .spawn()
             .expect("spawn exec");
         assert!(
-            keel_conformance::wait_until(SEC10, || c
-                .ctr(&["task", "ps", id])
-                .stdout
-                .lines()
-                .skip(1)
-                .count()
-                >= 3),
+            keel_conformance::wait_until(SEC10, || c.task_process_count(id) >= 3),
             "{rt}: ps: {:?}",
             c.ctr(&["task", "ps", id])
         );
@@ -533,13 +527,7 @@ fn shim_killed_then_cleaned_up() {
             .spawn()
             .expect("spawn exec");
         assert!(
-            keel_conformance::wait_until(SEC10, || c
-                .ctr(&["task", "ps", id])
-                .stdout
-                .lines()
-                .skip(1)
-                .count()
-                >= 2),
+            keel_conformance::wait_until(SEC10, || c.task_process_count(id) >= 2),
             "{rt}: exec never ran"
         );
         // SAFETY: kill(2) on the shim this test started.
