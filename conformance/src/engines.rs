@@ -261,6 +261,28 @@ macro_rules! fail {
     };
 }
 
+/// Makes `<dir>/vol` with a file for [`volume_round_trip`] to read.
+pub fn make_volume(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir.join("vol"))?;
+    std::fs::write(dir.join("vol/f"), "from-host\n")
+}
+
+/// The volume scenario, the same for every engine: `run(flags, cmd)` runs a
+/// container that reads the host's `<dir>/vol/f` through a bind volume and
+/// writes its runtime's name back, which must reach the host.
+pub fn volume_round_trip(dir: &Path, rt: &Runtime, run: impl Fn(&str, &str) -> Step) -> Step {
+    let v = dir.join("vol");
+    let out = run(
+        &format!("-v {}:/vol", v.display()),
+        &format!("sh -c 'cat /vol/f; echo {} > /vol/w'", rt.name),
+    )?;
+    let back = std::fs::read_to_string(v.join("w")).unwrap_or_default();
+    if back.trim() != rt.name {
+        fail!("the volume write did not reach the host: {back:?}");
+    }
+    Ok(out)
+}
+
 /// A scenario's body: Ok(observation) to compare across runtimes.
 pub type Step = std::result::Result<String, Outcome>;
 

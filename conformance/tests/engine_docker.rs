@@ -10,8 +10,8 @@
 //! read from or written to /var/lib/docker, /run/docker or /etc/docker.
 
 use keel_conformance::engines::{
-    busybox_tar, expect_code, kill_processes_under, ok_out, pty_answers, remove_cgroup_tree,
-    runtimes, Outcome, Report, Sandbox, Step, TempDir,
+    busybox_tar, expect_code, kill_processes_under, make_volume, ok_out, pty_answers,
+    remove_cgroup_tree, runtimes, volume_round_trip, Outcome, Report, Sandbox, Step, TempDir,
 };
 use keel_conformance::{fail, wait_until, Output, Runtime};
 use std::path::Path;
@@ -40,8 +40,7 @@ impl Docker {
         let dir = TempDir::new("docker")?;
         let d = dir.0.clone();
         std::fs::write(d.join("daemon.json"), "{}\n")?;
-        std::fs::create_dir_all(d.join("vol"))?;
-        std::fs::write(d.join("vol/f"), "from-host\n")?;
+        make_volume(&d)?;
         // A custom seccomp profile: everything but mkdir.
         std::fs::write(
             d.join("seccomp.json"),
@@ -262,17 +261,7 @@ fn docker_scenarios() {
         dk.run_out(rt, "--pids-limit 42", "cat /sys/fs/cgroup/pids/pids.max")
     });
     r.scenario("-v", &rts, |rt| {
-        let v = dk.dir.0.join("vol");
-        let out = dk.run_out(
-            rt,
-            &format!("-v {}:/vol", v.display()),
-            &format!("sh -c 'cat /vol/f; echo {} > /vol/w'", rt.name),
-        )?;
-        let back = std::fs::read_to_string(v.join("w")).unwrap_or_default();
-        if back.trim() != rt.name {
-            fail!("the volume write did not reach the host: {back:?}");
-        }
-        Ok(out)
+        volume_round_trip(&dk.dir.0, rt, |flags, cmd| dk.run_out(rt, flags, cmd))
     });
     r.scenario("--read-only", &rts, |rt| {
         dk.run_out(rt, "--read-only", "sh -c 'touch /x 2>&1; echo $?'")

@@ -10,8 +10,8 @@
 //! under a parent of the test's own, removed at the end.
 
 use keel_conformance::engines::{
-    busybox_tar, expect_code, have, ok_out, pty_answers, remove_cgroup_tree, runtimes, Outcome,
-    Report, Sandbox, Step, TempDir,
+    busybox_tar, expect_code, have, make_volume, ok_out, pty_answers, remove_cgroup_tree, runtimes,
+    volume_round_trip, Outcome, Report, Sandbox, Step, TempDir,
 };
 use keel_conformance::{fail, Output, Runtime};
 use std::time::Duration;
@@ -33,8 +33,7 @@ impl Podman {
             "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\
              [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
         )?;
-        std::fs::create_dir_all(dir.0.join("vol"))?;
-        std::fs::write(dir.0.join("vol/f"), "from-host\n")?;
+        make_volume(&dir.0)?;
         let tar = busybox_tar(&dir.0)?;
         let p = Podman {
             sb: Sandbox::new(&[])?,
@@ -301,17 +300,7 @@ fn podman_rootful_scenarios() {
         p.run_out(rt, "", "ls /sys/class/net")
     });
     r.scenario("volume", &rts, |rt| {
-        let v = p.dir.0.join("vol");
-        let out = p.run_out(
-            rt,
-            &format!("-v {}:/vol", v.display()),
-            &format!("sh -c 'cat /vol/f; echo {} > /vol/w'", rt.name),
-        )?;
-        let back = std::fs::read_to_string(v.join("w")).unwrap_or_default();
-        if back.trim() != rt.name {
-            fail!("the volume write did not reach the host: {back:?}");
-        }
-        Ok(out)
+        volume_round_trip(&p.dir.0, rt, |flags, cmd| p.run_out(rt, flags, cmd))
     });
     r.scenario("--tmpfs (copied up)", &rts, |rt| {
         // Podman orders mounts of the same depth at random.
