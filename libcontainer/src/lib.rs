@@ -36,6 +36,9 @@ pub mod security;
 pub mod spec;
 pub mod state;
 mod sys;
+/// pidfds, for embedders that track a container's processes (the shim):
+/// a signal through one never hits a recycled pid.
+pub use sys::{pidfd_open, pidfd_send_signal};
 
 /// The runtime-spec version keel implements, reported in `state` and as
 /// `ociVersionMax` in `features`.

@@ -453,7 +453,7 @@ impl Service {
         }
         let mut init = Proc::new(spec.clone());
         init.pid = pid;
-        init.pidfd = spawn::pidfd_open(pid).ok();
+        init.pidfd = libkeel::pidfd_open(pid).ok();
         init.io = io;
         match container.and_then(|c| c.oom_watch()) {
             Ok(Some(w)) => self.ooms.push((req.id.clone(), w)),
@@ -536,13 +536,13 @@ impl Service {
         let pid = spawn::exec(&req.id, &root, &process, prepared.stdio, theirs)
             .map_err(|e| err(Code::UNKNOWN, format!("exec in {}: {e:#}", req.id)))?;
         e.proc.pid = pid;
-        e.proc.pidfd = spawn::pidfd_open(pid).ok();
+        e.proc.pidfd = libkeel::pidfd_open(pid).ok();
         e.proc.io = prepared.io;
         if let Some(ours) = &ours {
             let spec = e.proc.stdio.clone();
             if let Err(err_) = e.proc.io.attach_console(&spec, ours) {
                 if let Some(fd) = &e.proc.pidfd {
-                    let _ = spawn::pidfd_kill(fd, libc::SIGKILL);
+                    let _ = libkeel::pidfd_send_signal(std::os::fd::AsFd::as_fd(fd), libc::SIGKILL);
                 }
                 return Err(err(Code::INTERNAL, format!("{err_:#}")));
             }
@@ -735,8 +735,10 @@ impl Service {
             .get(&req.exec_id)
             .ok_or_else(|| not_found(&format!("process {}", req.exec_id)))?;
         match &e.proc.pidfd {
-            Some(fd) if e.proc.exit.is_none() => spawn::pidfd_kill(fd, signal as i32)
-                .map_err(|e| err(Code::UNKNOWN, format!("kill: {e}")))?,
+            Some(fd) if e.proc.exit.is_none() => {
+                libkeel::pidfd_send_signal(std::os::fd::AsFd::as_fd(fd), signal as i32)
+                    .map_err(|e| err(Code::UNKNOWN, format!("kill: {e}")))?
+            }
             _ if e.proc.pid == 0 => {
                 return Err(err(Code::FAILED_PRECONDITION, "process not started"))
             }

@@ -9,7 +9,7 @@
 //! process.
 
 use anyhow::{Context as _, Result};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 /// One mount of the container's rootfs, as containerd hands it over.
@@ -100,26 +100,4 @@ fn mount_rootfs(mounts: &[RootfsMount], target: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// pidfd_open(2).
-pub fn pidfd_open(pid: i32) -> nix::Result<OwnedFd> {
-    // SAFETY: plain syscall; on success the fd is ours.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    nix::errno::Errno::result(r).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// pidfd_send_signal(2): signals exactly the pinned process.
-pub fn pidfd_kill(pidfd: &OwnedFd, signal: i32) -> nix::Result<()> {
-    // SAFETY: plain syscall with a valid fd and no siginfo.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    nix::errno::Errno::result(r).map(drop)
 }
