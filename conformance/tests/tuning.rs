@@ -1,8 +1,9 @@
-//! `linux.personality`, `process.ioPriority`, `process.scheduler` and
-//! `process.execCPUAffinity`, observed from inside the container, for the
-//! init and for `exec`. runc 1.1 (Debian's) predates all four: it ignores
-//! them (uname -m x86_64, ionice "none: prio 0", nice and policy 0), so
-//! there is no runc behaviour to compare with here.
+//! `linux.personality`, `process.ioPriority`, `process.scheduler`,
+//! `process.execCPUAffinity` and `linux.memoryPolicy`, observed from inside
+//! the container, for the init and for `exec`. runc 1.1 (Debian's) predates
+//! all five: it ignores them (uname -m x86_64, ionice "none: prio 0", nice
+//! and policy 0, numa_maps "default"), so there is no runc behaviour to
+//! compare with here.
 
 use keel_conformance::{assert_no_leaks, Bundle, TestEnv};
 use serde_json::{json, Value};
@@ -146,4 +147,98 @@ fn exec_cpu_affinity_final() {
     env.cmd(&["delete", "--force", "affinity"])
         .expect_ok("delete");
     assert_no_leaks(&env, "affinity");
+}
+
+/// The policy field of the first line of numa_maps: "interleave:0",
+/// "bind=static:0", "local", ... (the kernel's mpol_to_str).
+const NUMA_POLICY: &str = "head -n 1 /proc/self/numa_maps | cut -d ' ' -f 2";
+
+/// runc 1.4 `tests/integration/memorypolicy.bats`: "interleave without flags".
+#[test]
+fn memory_policy_interleave() {
+    let env = TestEnv::keel();
+    let (init, exec) = init_and_exec(
+        &env,
+        "mpol-il",
+        &[(
+            "/linux/memoryPolicy",
+            json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"}),
+        )],
+        NUMA_POLICY,
+    );
+    assert_eq!(
+        (init.as_str(), exec.as_str()),
+        ("interleave:0\n", "interleave:0\n")
+    );
+}
+
+/// runc 1.4 memorypolicy.bats: "bind static" (a flag is part of the mode).
+#[test]
+fn memory_policy_bind_static() {
+    let env = TestEnv::keel();
+    let (init, exec) = init_and_exec(
+        &env,
+        "mpol-bind",
+        &[(
+            "/linux/memoryPolicy",
+            json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]}),
+        )],
+        NUMA_POLICY,
+    );
+    assert_eq!(
+        (init.as_str(), exec.as_str()),
+        ("bind=static:0\n", "bind=static:0\n")
+    );
+}
+
+/// MPOL_PREFERRED with an empty node list is the kernel's local allocation
+/// (set_mempolicy(2)); runc 1.4 passes it through (its validator lets
+/// MPOL_PREFERRED have zero nodes).
+#[test]
+fn memory_policy_preferred_without_nodes() {
+    let env = TestEnv::keel();
+    let (init, exec) = init_and_exec(
+        &env,
+        "mpol-pref",
+        &[(
+            "/linux/memoryPolicy",
+            json!({"mode": "MPOL_PREFERRED", "nodes": ""}),
+        )],
+        NUMA_POLICY,
+    );
+    assert_eq!((init.as_str(), exec.as_str()), ("local\n", "local\n"));
+}
+
+/// Bad policies are refused before anything is made, with runc 1.4's words
+/// (libcontainer/specconv/spec_linux.go and its validator).
+#[test]
+fn memory_policy_refused_with_runcs_words() {
+    let env = TestEnv::keel();
+    for (mp, words) in [
+        (json!({"nodes": "0-7"}), r#"invalid memory policy mode """#),
+        (
+            json!({"mode": "INTERLEAVE", "nodes": "0"}),
+            r#"invalid memory policy mode "INTERLEAVE""#,
+        ),
+        (
+            json!({"mode": "MPOL_PREFERRED", "nodes": "0", "flags": ["MPOL_F_RELATIVE_NODES", "badflag"]}),
+            r#"invalid memory policy flag "badflag""#,
+        ),
+        (
+            json!({"mode": "MPOL_DEFAULT", "nodes": "0-7"}),
+            "mode requires 0 nodes but got 8",
+        ),
+        (
+            json!({"mode": "MPOL_BIND", "nodes": "0-9876543210"}),
+            "invalid memory policy nodes",
+        ),
+    ] {
+        let mut b = env.bundle("badmpol");
+        b.set("/linux/memoryPolicy", mp);
+        let o = env.run(&b);
+        o.expect_fail(words);
+        // The log line quotes the message, escaping its quotes.
+        assert!(o.stderr.contains(&words.replace('"', "\\\"")), "{o}");
+        assert_no_leaks(&env, "badmpol");
+    }
 }

@@ -329,6 +329,11 @@ impl ContainerBuilder {
                 .linux()
                 .as_ref()
                 .and_then(|l| l.personality().clone()),
+            memory_policy: bundle
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.memory_policy().clone()),
         };
         dir.save(&state)?;
         if let Some(p) = &self.pid_file {
@@ -619,6 +624,7 @@ impl Container {
             crate::process::plan::ContainerWide {
                 seccomp: self.state.seccomp.as_ref(),
                 personality: self.state.personality.as_ref(),
+                memory_policy: self.state.memory_policy.as_ref(),
             },
         )?;
         plan.stdio = opts.stdio;

@@ -27,6 +27,10 @@ pub fn features() -> serde_json::Value {
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
+            "memoryPolicy": {
+                "modes": crate::process::mempolicy::known_modes(),
+                "flags": crate::process::mempolicy::known_flags(),
+            },
             "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {

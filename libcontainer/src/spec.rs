@@ -79,6 +79,7 @@ pub fn parse_config(text: &[u8]) -> std::result::Result<(Spec, Vec<String>), Str
     }
     drop_unknown_capabilities(&mut value, &mut warnings);
     crate::security::seccomp::check_names(&value)?;
+    crate::process::mempolicy::check_names(&value)?;
     let spec: Spec = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         format!("{path}: {}", e.into_inner())
@@ -243,9 +244,6 @@ fn not_yet_supported(spec: &Spec, _warnings: &mut Vec<String>) -> Result<()> {
         }
         if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
             return refuse("linux.netDevices");
-        }
-        if l.memory_policy().is_some() {
-            return refuse("linux.memoryPolicy");
         }
     }
     Ok(())

@@ -74,6 +74,9 @@ pub struct State {
     /// The config's `linux.personality`: `exec`'d processes get it too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub personality: Option<oci_spec::runtime::LinuxPersonality>,
+    /// The config's `linux.memoryPolicy`: `exec`'d processes get it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_policy: Option<oci_spec::runtime::LinuxMemoryPolicy>,
     /// The config's hooks: poststart and poststop run long after create.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,

@@ -4,6 +4,7 @@
 
 pub(crate) mod exec;
 pub(crate) mod init;
+pub(crate) mod mempolicy;
 pub(crate) mod plan;
 pub(crate) mod program;
 pub(crate) mod spawn;

@@ -2,7 +2,7 @@
 //! validated config. The init is forked, not re-executed: it inherits this
 //! value and never re-reads the bundle.
 
-use super::tuning;
+use super::{mempolicy, tuning};
 use crate::cgroups::CgroupPaths;
 use crate::console::Size;
 use crate::error::{Error, Result};
@@ -15,7 +15,8 @@ use crate::spec::Bundle;
 use nix::mount::MsFlags;
 use nix::sys::stat::SFlag;
 use oci_spec::runtime::{
-    LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, LinuxPersonality, LinuxSeccomp, Process,
+    LinuxDeviceType, LinuxIdMapping, LinuxMemoryPolicy, LinuxNamespaceType, LinuxPersonality,
+    LinuxSeccomp, Process,
 };
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
@@ -110,6 +111,8 @@ pub struct ProcessPlan {
     pub scheduler: Option<tuning::SchedAttr>,
     /// The container's `linux.personality` (exec'd processes too, as runc).
     pub personality: Option<libc::c_ulong>,
+    /// The container's `linux.memoryPolicy` (exec'd processes too, as runc).
+    pub memory_policy: Option<mempolicy::Policy>,
     /// `process.execCPUAffinity`: for exec'd processes only (the spec
     /// excludes the init).
     pub affinity: Option<tuning::Affinity>,
@@ -125,6 +128,7 @@ pub struct ProcessPlan {
 pub struct ContainerWide<'a> {
     pub seccomp: Option<&'a LinuxSeccomp>,
     pub personality: Option<&'a LinuxPersonality>,
+    pub memory_policy: Option<&'a LinuxMemoryPolicy>,
 }
 
 #[derive(Debug)]
@@ -400,6 +404,7 @@ impl InitPlan {
                 ContainerWide {
                     seccomp: linux.seccomp().as_ref(),
                     personality: linux.personality().as_ref(),
+                    memory_policy: linux.memory_policy().as_ref(),
                 },
             )?,
             uid_map: id_map(linux.uid_mappings()),
@@ -480,6 +485,7 @@ impl ProcessPlan {
                 .map(tuning::sched_attr)
                 .transpose()?,
             personality: linux.personality.map(tuning::personality).transpose()?,
+            memory_policy: linux.memory_policy.map(mempolicy::from_spec).transpose()?,
             affinity: process
                 .exec_cpu_affinity()
                 .as_ref()

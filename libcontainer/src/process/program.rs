@@ -21,6 +21,10 @@ pub struct Program {
 
 /// Everything up to the executable's lookup, in runc's order.
 pub fn prepare(plan: &ProcessPlan, in_userns: bool, chan: &Channel) -> Result<Program> {
+    // Inherited by the program and whatever it forks.
+    if let Some(p) = &plan.memory_policy {
+        super::mempolicy::apply(p)?;
+    }
     crate::security::rlimits::apply(&plan.rlimits)?;
     // Nothing of the runtime's may reach the program: every fd past stdio
     // and --preserve-fds closes on exec (CVE-2024-21626).

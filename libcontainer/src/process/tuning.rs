@@ -173,26 +173,45 @@ pub fn affinity(a: &ExecCPUAffinity) -> Result<Affinity> {
 /// "0-3,7" → CPUs 0, 1, 2, 3 and 7.
 fn cpu_set(list: &str, field: &str) -> Result<nix::sched::CpuSet> {
     let bad = |why: String| Error::invalid(field, format!("{list:?}: {why}"));
-    let num = |s: &str| {
-        s.trim()
-            .parse::<usize>()
-            .map_err(|_| bad(format!("{s:?} is not a CPU number")))
-    };
     let mut set = nix::sched::CpuSet::new();
+    for cpu in id_list(list, "CPU", nix::sched::CpuSet::count()).map_err(bad)? {
+        set.set(cpu)
+            .map_err(|_| bad(format!("CPU {cpu} is beyond what keel can address")))?;
+    }
+    Ok(set)
+}
+
+/// The ids of a Linux list ("0-3,7", the format of cpuset.cpus and of
+/// `linux.memoryPolicy.nodes`), each below `limit`; empty elements are
+/// allowed, as runc allows them. The error says why, for the caller to
+/// name the field.
+pub(crate) fn id_list(
+    list: &str,
+    noun: &str,
+    limit: usize,
+) -> std::result::Result<Vec<usize>, String> {
+    let num = |s: &str| -> std::result::Result<usize, String> {
+        let n = s
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| format!("{s:?} is not a {noun} number"))?;
+        if n >= limit {
+            return Err(format!("{noun} {n} is beyond what keel can address"));
+        }
+        Ok(n)
+    };
+    let mut ids = Vec::new();
     for part in list.split(',').filter(|p| !p.trim().is_empty()) {
         let (lo, hi) = match part.split_once('-') {
             Some((a, b)) => (num(a)?, num(b)?),
             None => (num(part)?, num(part)?),
         };
         if lo > hi {
-            return Err(bad(format!("{part:?} is a reversed range")));
+            return Err(format!("{part:?} is a reversed range"));
         }
-        for cpu in lo..=hi {
-            set.set(cpu)
-                .map_err(|_| bad(format!("CPU {cpu} is beyond what keel can address")))?;
-        }
+        ids.extend(lo..=hi);
     }
-    Ok(set)
+    Ok(ids)
 }
 
 pub fn set_affinity(set: &nix::sched::CpuSet, field: &str) -> Result<()> {
