@@ -74,12 +74,16 @@ fn main() {
         eprintln!("SKIP  libcpuset: no cpuset controller here");
     }
     // In the init, among the mounts.
-    failing("libnomount", "mounts[", |b| {
-        b.push(
+    failing(
+        "libnomount",
+        "error mounting \"/keel-conf-no-such-dir\" to rootfs at \"/mnt\"",
+        |b| {
+            b.push(
             "/mounts",
             json!({"destination": "/mnt", "type": "bind", "source": "/keel-conf-no-such-dir", "options": ["bind"]}),
         );
-    });
+        },
+    );
     // In the init, at the very end.
     failing("libnoprog", "/bin/keel-conf-no-such-program", |b| {
         b.set("/process/args", json!(["/bin/keel-conf-no-such-program"]));

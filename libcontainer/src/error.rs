@@ -129,4 +129,16 @@ impl Error {
             other => other,
         }
     }
+
+    /// Puts `what` in front of the error's words, as runc wraps an error
+    /// ("error mounting \"SRC\" to rootfs at \"DST\": ...").
+    pub(crate) fn within(self, what: impl std::fmt::Display) -> Self {
+        match self {
+            Error::Invalid { field, reason } => Error::Invalid {
+                field: format!("{what}: {field}"),
+                reason,
+            },
+            other => other.in_field(what),
+        }
+    }
 }

@@ -287,8 +287,9 @@ impl InitPlan {
                 Some(maps) => {
                     let src = source.as_deref().unwrap_or(Path::new(""));
                     let rbind = options.flags.contains(MsFlags::MS_REC);
-                    let tree = rootfs::idmap::prepare(src, rbind, &maps)
-                        .map_err(|e| e.in_field(format!("mounts[{i}]")))?;
+                    let tree = rootfs::idmap::prepare(src, rbind, &maps).map_err(|e| {
+                        e.within(rootfs::mount_failed(source.as_deref(), &destination))
+                    })?;
                     Some(std::sync::Arc::new(tree))
                 }
                 None => None,

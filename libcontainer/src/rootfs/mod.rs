@@ -17,7 +17,7 @@ use crate::cgroups::CgroupPaths;
 use crate::error::{Result, SysContext};
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything the init needs to build the filesystem, computed in the parent.
 #[derive(Debug, Clone)]
@@ -85,8 +85,9 @@ pub fn prepare(plan: &RootfsPlan, before_pivot: impl FnOnce() -> Result<()>) -> 
     .ctx(|| format!("open rootfs {}", plan.rootfs.display()))?;
     // Nodes are created with exactly the modes asked for.
     let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-    for (i, m) in plan.mounts.iter().enumerate() {
-        mounts::mount(&root, m, plan).map_err(|e| e.in_field(format!("mounts[{i}]")))?;
+    for m in &plan.mounts {
+        mounts::mount(&root, m, plan)
+            .map_err(|e| e.within(mount_failed(m.source.as_deref(), &m.destination)))?;
         crate::failpoint::failpoint("mount")?;
     }
     if plan.setup_dev {
@@ -97,6 +98,15 @@ pub fn prepare(plan: &RootfsPlan, before_pivot: impl FnOnce() -> Result<()>) -> 
     before_pivot()?;
     pivot::enter(&plan.rootfs, plan.no_pivot)?;
     crate::failpoint::failpoint("pivot")
+}
+
+/// runc's words for a mount that failed (engines and scripts read them).
+pub(crate) fn mount_failed(source: Option<&Path>, destination: &Path) -> String {
+    format!(
+        "error mounting {:?} to rootfs at {:?}",
+        source.unwrap_or(Path::new("")),
+        destination
+    )
 }
 
 /// As runc: pivot_root refuses a new root whose parent mount is shared (as

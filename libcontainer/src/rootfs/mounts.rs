@@ -42,7 +42,7 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
     }
     let kind = if m.is_bind() {
         let src = m.source.as_deref().unwrap_or(Path::new(""));
-        let meta = std::fs::metadata(src).ctx(|| format!("bind source {}", src.display()))?;
+        let meta = std::fs::metadata(src).ctx(|| format!("stat {}", src.display()))?;
         if meta.is_dir() {
             Kind::Dir
         } else {
@@ -54,7 +54,6 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
     // procfs and sysfs over a symlink are how rootfs tricks redirect
     // later writes (CVE-2025-52565 class): refuse any symlink on the way.
     let strict = m.typ == "proc" || m.typ == "sysfs";
-    // runc gives a tmpfs over an existing directory that directory's mode.
     let covered_mode = if m.typ == "tmpfs" {
         path::open_in_root(
             root.as_fd(),
@@ -106,7 +105,8 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
                 .ctx(|| format!("remount {} with its options", dest.display()))?;
         }
     } else {
-        let data = crate::security::lsm::mount_data(&o.data, &m.typ, plan.mount_label.as_deref());
+        let data = with_covered_mode(covered_mode, &o.data);
+        let data = crate::security::lsm::mount_data(&data, &m.typ, plan.mount_label.as_deref());
         let data = (!data.is_empty()).then_some(data.as_str());
         let source = m.source.as_deref().unwrap_or(Path::new(&m.typ));
         // tmpcopyup: the image's directory, still reachable by this fd once
@@ -120,8 +120,8 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
         } else {
             None
         };
-        // As runc: a tmpfs is mounted writable, filled and given its
-        // directory's mode, and only then made read-only.
+        // As runc: a tmpfs is mounted writable, filled, and only then made
+        // read-only.
         let late_ro = m.typ == "tmpfs" && o.flags.contains(MsFlags::MS_RDONLY);
         let first = if late_ro {
             o.flags - MsFlags::MS_RDONLY
@@ -129,7 +129,7 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
             o.flags
         };
         nix::mount::mount(Some(source), &at, Some(m.typ.as_str()), first, data).ctx(what)?;
-        if image_dir.is_some() || covered_mode.is_some() || late_ro {
+        if image_dir.is_some() || late_ro {
             let top = reopen(root, dest)?;
             let on_top = path::fd_path(&top);
             if let Some(from) = image_dir {
@@ -140,21 +140,6 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
                 )
                 .ctx(|| format!("tmpcopyup: open the tmpfs on {}", dest.display()))?;
                 super::copyup::copy_dir(from.as_fd(), to.as_fd())?;
-            }
-            if let Some(mode) = covered_mode {
-                // chmod through the O_PATH fd's link reaches the tmpfs root.
-                nix::sys::stat::fchmodat(
-                    nix::fcntl::AT_FDCWD,
-                    &on_top,
-                    nix::sys::stat::Mode::from_bits_truncate(mode),
-                    nix::sys::stat::FchmodatFlags::FollowSymlink,
-                )
-                .ctx(|| {
-                    format!(
-                        "chmod the tmpfs on {} to its directory's mode",
-                        dest.display()
-                    )
-                })?;
             }
             if late_ro {
                 nix::mount::mount(
@@ -169,6 +154,17 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
         }
     }
     finish(root, dest, o)
+}
+
+/// As runc 1.2+ (createOpenMountpoint): a tmpfs over an existing directory
+/// gets that directory's mode as a first `mode=`, which an explicit `mode=`
+/// of the config, coming later, overrides (the kernel takes the last one).
+fn with_covered_mode(covered_mode: Option<u32>, data: &str) -> String {
+    match covered_mode {
+        Some(mode) if data.is_empty() => format!("mode={mode:04o}"),
+        Some(mode) => format!("mode={mode:04o},{data}"),
+        None => data.to_string(),
+    }
 }
 
 /// The mount now on top of `dest`. An fd taken before mounting (and its
@@ -314,4 +310,19 @@ fn mount_cgroup(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
         .ctx(|| format!("remount {} read-only", dest.display()))?;
     }
     finish(root, dest, &m.options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tmpfs_mode_of_the_covered_directory_comes_first() {
+        assert_eq!(with_covered_mode(Some(0o700), ""), "mode=0700");
+        assert_eq!(
+            with_covered_mode(Some(0o1777), "size=1m,mode=755"),
+            "mode=1777,size=1m,mode=755"
+        );
+        assert_eq!(with_covered_mode(None, "size=1m"), "size=1m");
+    }
 }
