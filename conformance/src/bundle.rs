@@ -141,7 +141,9 @@ impl Bundle {
     }
 }
 
-/// What `keel spec` (and `runc spec`) write, with terminal off.
+/// What `keel spec` (and runc 1.2+'s `runc spec`) write, with terminal
+/// off: no ambient set, which without an inheritable one only draws
+/// warnings.
 fn default_config(cgroups_path: &str, marker_env: &str) -> Value {
     let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
     json!({
@@ -157,7 +159,7 @@ fn default_config(cgroups_path: &str, marker_env: &str) -> Value {
             ],
             "cwd": "/",
             "capabilities": {
-                "bounding": caps, "effective": caps, "permitted": caps, "ambient": caps
+                "bounding": caps, "effective": caps, "permitted": caps
             },
             "rlimits": [ { "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 } ],
             "noNewPrivileges": true

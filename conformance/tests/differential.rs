@@ -450,3 +450,42 @@ fn tmpfs_copyup_modes_and_ro() {
     );
     assert_eq!(outs[0], outs[1], "keel (left) and runc (right) differ");
 }
+
+/// `process.env` naming a variable twice and HOME empty: the program gets
+/// each variable once with its last value, and HOME from the container's
+/// /etc/passwd. runc 1.1.5 keeps a variable at its first place, runc 1.2+
+/// (`prepareEnv` in libcontainer/env.go) and keel at its last, with HOME
+/// appended: the sets are compared, keel's order checked on its own.
+#[test]
+fn env_last_value_wins_and_empty_home_is_filled() {
+    let Some(envs) = pair() else { return };
+    let mut outs = Vec::new();
+    for env in &envs {
+        let mut b = env.bundle("envdup");
+        std::fs::write(
+            b.rootfs().join("etc/passwd"),
+            "root:x:0:0:root:/rootdir:/bin/sh\n",
+        )
+        .expect("write passwd");
+        b.set("/process/args", json!(["env"]));
+        for var in ["A=1", "HOME=", "B=2", "A=3"] {
+            b.push("/process/env", json!(var));
+        }
+        let o = env.run(&b);
+        o.expect_ok(&format!("{} run", env.rt.name));
+        keel_conformance::assert_no_leaks(env, "envdup");
+        let mut vars: Vec<String> = o
+            .stdout
+            .lines()
+            .filter(|l| !l.starts_with("PATH=") && !l.starts_with("KEEL_CONF_MARKER="))
+            .filter(|l| !l.starts_with("TERM="))
+            .map(str::to_owned)
+            .collect();
+        if env.rt.name == "keel" {
+            assert_eq!(vars, ["B=2", "A=3", "HOME=/rootdir"], "{o}");
+        }
+        vars.sort();
+        outs.push(vars);
+    }
+    assert_eq!(outs[0], outs[1], "keel (left) and runc (right) differ");
+}

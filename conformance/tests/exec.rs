@@ -686,3 +686,72 @@ fn sub_cgroup() {
         finish(&env, "excg");
     }
 }
+
+/// `exec --env` naming a variable of the container's process: the program
+/// sees it once, with the new value (runc: `prepareEnv`, and Go's
+/// environment before it).
+#[test]
+fn env_flag_overrides_once() {
+    let mut results = Vec::new();
+    for env in envs() {
+        let rt = env.rt.name;
+        sleeper(&env, "envonce", |_| {});
+        let out = exec_ok(
+            &env,
+            "envonce",
+            &["-e", "TERM=dumb", "-e", "X=1", "-e", "X=2"],
+            &["env"],
+        );
+        finish(&env, "envonce");
+        let mut vars: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("TERM=") || l.starts_with("X="))
+            .collect();
+        vars.sort();
+        assert_eq!(vars, ["TERM=dumb", "X=2"], "{rt}: {out}");
+        results.push((rt, vars.join(" ")));
+    }
+    assert_same("env of exec --env", &results);
+}
+
+/// `exec --cap` of a process with an inheritable set also raises the
+/// capability in the ambient set where the kernel lets it (CAP_SYS_ADMIN,
+/// inheritable here), as runc 1.1.5 does. One it cannot raise (CAP_NET_RAW,
+/// not inheritable) is skipped with runc 1.2+'s warning (`ApplyCaps` in
+/// libcontainer/capabilities/capabilities.go; runc 1.1.5 is silent).
+#[test]
+fn cap_flag_raises_ambient() {
+    let mut results = Vec::new();
+    for env in envs() {
+        let rt = env.rt.name;
+        sleeper(&env, "capamb", |b| {
+            b.push("/process/capabilities/bounding", json!("CAP_SYS_ADMIN"));
+            b.set(
+                "/process/capabilities/inheritable",
+                json!(["CAP_KILL", "CAP_SYS_ADMIN"]),
+            );
+            b.set("/process/capabilities/ambient", json!(["CAP_KILL"]));
+        });
+        let o = exec(
+            &env,
+            "capamb",
+            &["--cap", "CAP_SYS_ADMIN", "--cap", "CAP_NET_RAW"],
+            &["grep", "CapAmb", "/proc/self/status"],
+        );
+        o.expect_ok(&format!("{rt} exec --cap"));
+        finish(&env, "capamb");
+        const KILL_AND_SYS_ADMIN: &str = "CapAmb:\t0000000000200020\n";
+        assert_eq!(o.stdout, KILL_AND_SYS_ADMIN, "{rt}: {o}");
+        if rt == "keel" {
+            assert!(
+                o.stderr.contains(
+                    r#"level=warning msg="can't raise ambient capability CAP_NET_RAW: operation not permitted""#
+                ),
+                "{o}"
+            );
+            assert!(!o.stderr.contains("CAP_SYS_ADMIN"), "{o}");
+        }
+        results.push((rt, o.stdout));
+    }
+    assert_same("ambient set of exec --cap", &results);
+}

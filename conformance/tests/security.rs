@@ -570,3 +570,23 @@ fn dev_console_symlink_is_refused() {
     assert_eq!(std::fs::read_to_string(&host).expect("read"), "host\n");
     assert_no_leaks(&env, "console");
 }
+
+/// A capability name that is none of the kernel's is refused, naming the
+/// field (runtime-spec config.md: a value that cannot be mapped to a
+/// kernel interface). runc warns `ignoring unknown or unavailable
+/// capabilities` and goes on: keel keeps that only for real capabilities
+/// this kernel lacks (unit-tested in spec.rs: this kernel has them all).
+#[test]
+fn unknown_capability_name_is_refused() {
+    let env = TestEnv::keel();
+    let mut b = env.bundle("badcap");
+    b.push("/process/capabilities/effective", json!("CAP_NOT_A_CAP"));
+    let o = env.run(&b);
+    o.expect_fail("run with an unknown capability");
+    assert!(
+        o.stderr
+            .contains(r#"process.capabilities.effective[3]: unknown capability \"CAP_NOT_A_CAP\""#),
+        "{o}"
+    );
+    assert_no_leaks(&env, "badcap");
+}

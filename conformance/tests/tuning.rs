@@ -85,6 +85,26 @@ fn scheduler_batch_with_nice() {
     assert_eq!(exec, init);
 }
 
+/// Scheduler flags in the runtime-spec's spelling (`SCHED_FLAG_*`, as
+/// runc's and every engine's specs-go writes them) reach sched_setattr:
+/// with SCHED_FLAG_RESET_ON_FORK the shell keeps nice -5 (field 19 of
+/// /proc/<pid>/stat) and its children start at 0.
+#[test]
+fn scheduler_flags_runtime_spec_names() {
+    let env = TestEnv::keel();
+    let (init, exec) = init_and_exec(
+        &env,
+        "schedflags",
+        &[(
+            "/process/scheduler",
+            json!({"policy": "SCHED_OTHER", "nice": -5, "flags": ["SCHED_FLAG_RESET_ON_FORK"]}),
+        )],
+        "cut -d ' ' -f 19 /proc/$$/stat /proc/self/stat; true",
+    );
+    assert_eq!(init, "-5\n0\n");
+    assert_eq!(exec, init);
+}
+
 #[test]
 fn bad_scheduler_and_io_priority_name_the_field() {
     let env = TestEnv::keel();

@@ -199,7 +199,12 @@ impl ContainerBuilder {
             Ok(state) => Ok(Container {
                 root: self.root,
                 state,
-                warnings: bundle.warnings.into_iter().chain(cgroup_warnings).collect(),
+                warnings: bundle
+                    .warnings
+                    .into_iter()
+                    .chain(plan.process.warnings.iter().cloned())
+                    .chain(cgroup_warnings)
+                    .collect(),
             }),
             Err(e) => {
                 if made_cgroups {
@@ -432,7 +437,8 @@ impl Container {
         self.state.pid
     }
 
-    /// Config warnings found at create (unknown capabilities, …).
+    /// What runc would warn about, found at create or exec (capabilities
+    /// this kernel lacks, …).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
@@ -596,9 +602,10 @@ impl Container {
     }
 
     /// Starts `process` inside the running container and returns its host
-    /// pid; the caller is its parent and reaps it. Like `create`, this forks:
-    /// call it single-threaded.
-    pub fn exec(&self, process: &oci_spec::runtime::Process, opts: ExecOptions) -> Result<i32> {
+    /// pid; the caller is its parent and reaps it. What runc would warn
+    /// about is added to [`Container::warnings`]. Like `create`, this
+    /// forks: call it single-threaded.
+    pub fn exec(&mut self, process: &oci_spec::runtime::Process, opts: ExecOptions) -> Result<i32> {
         let status = self.status();
         match status {
             Status::Running | Status::Created => {}
@@ -628,6 +635,7 @@ impl Container {
             },
         )?;
         plan.stdio = opts.stdio;
+        self.warnings.extend(plan.warnings.iter().cloned());
         let descended;
         let cgroups = match &opts.sub_cgroups {
             Some(sub) => {

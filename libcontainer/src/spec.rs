@@ -1,11 +1,11 @@
 //! Reading and validating a bundle's config.json, once, in the parent.
 //!
-//! Parsing is lenient where runc is lenient (any 1.x `ociVersion`, unknown
-//! capability names are dropped with a warning) and strict where runc is
-//! strict (its `configs/validate` rules), so engines see the same verdicts.
+//! Parsing is lenient where runc is lenient (any 1.x `ociVersion`,
+//! capabilities this kernel lacks are dropped with a warning) and strict
+//! where runc is strict (its `configs/validate` rules), so engines see the same verdicts.
 
 use crate::error::{Error, Result};
-use oci_spec::runtime::{Capability, LinuxNamespaceType, Spec};
+use oci_spec::runtime::{Capability, LinuxNamespaceType, Process, Spec};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -77,42 +77,124 @@ pub fn parse_config(text: &[u8]) -> std::result::Result<(Spec, Vec<String>), Str
         }
         None => return Err("ociVersion: missing".into()),
     }
-    drop_unknown_capabilities(&mut value, &mut warnings);
+    if let Some(process) = value.get_mut("process") {
+        normalize_process(process, "process", &mut warnings)?;
+    }
     crate::security::seccomp::check_names(&value)?;
     crate::process::mempolicy::check_names(&value)?;
-    let spec: Spec = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        format!("{path}: {}", e.into_inner())
-    })?;
-    Ok((spec, warnings))
+    Ok((deserialize(value)?, warnings))
 }
 
-/// runc ignores capability names it does not know (with a warning) instead of
-/// refusing the config; oci-spec would refuse, so unknown names go first.
-fn drop_unknown_capabilities(value: &mut Value, warnings: &mut Vec<String>) {
-    let Some(caps) = value
-        .pointer_mut("/process/capabilities")
-        .and_then(Value::as_object_mut)
-    else {
-        return;
+/// A process JSON on its own (`exec --process`, the shim's exec spec),
+/// read with the same rules as the config's `process`.
+pub fn parse_process(text: &[u8]) -> std::result::Result<(Process, Vec<String>), String> {
+    let mut value: Value =
+        serde_json::from_slice(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let mut warnings = Vec::new();
+    normalize_process(&mut value, "process", &mut warnings)?;
+    Ok((deserialize(value)?, warnings))
+}
+
+/// oci-spec's type from checked JSON; an error names the field.
+fn deserialize<T: serde::de::DeserializeOwned>(value: Value) -> std::result::Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        format!("{path}: {}", e.into_inner())
+    })
+}
+
+/// What oci-spec would read differently from the runtime-spec, fixed in
+/// the JSON before it is deserialized: capability names (checked against
+/// this kernel) and scheduler flag names.
+fn normalize_process(
+    process: &mut Value,
+    field: &str,
+    warnings: &mut Vec<String>,
+) -> std::result::Result<(), String> {
+    if let Some(caps) = process.get_mut("capabilities") {
+        let supported = kernel_capabilities();
+        warnings.extend(check_capabilities(
+            caps,
+            &format!("{field}.capabilities"),
+            |c| supported.contains(c),
+        )?);
+    }
+    if let Some(flags) = process.pointer_mut("/scheduler/flags") {
+        scheduler_flags(flags, &format!("{field}.scheduler.flags"))?;
+    }
+    Ok(())
+}
+
+/// The capabilities the running kernel has (all keel knows when it cannot
+/// tell), read once.
+fn kernel_capabilities() -> &'static caps::CapsHashSet {
+    static SUPPORTED: std::sync::OnceLock<caps::CapsHashSet> = std::sync::OnceLock::new();
+    SUPPORTED
+        .get_or_init(|| caps::runtime::procfs_all_supported(None).unwrap_or_else(|_| caps::all()))
+}
+
+/// A name that is no capability at all is an error (runtime-spec: a value
+/// that cannot be mapped to a kernel interface); a capability this kernel
+/// lacks is dropped, with runc's warning (its `capabilities.New`).
+fn check_capabilities(
+    caps: &mut Value,
+    field: &str,
+    supported: impl Fn(&caps::Capability) -> bool,
+) -> std::result::Result<Option<String>, String> {
+    let Some(sets) = caps.as_object_mut() else {
+        return Ok(None);
     };
-    for (set, names) in caps.iter_mut() {
+    let mut unavailable = std::collections::BTreeSet::new();
+    for (set, names) in sets.iter_mut() {
         let Some(list) = names.as_array_mut() else {
             continue;
         };
-        list.retain(|name| {
-            let known = serde_json::from_value::<Capability>(name.clone()).is_ok()
-                && name
-                    .as_str()
-                    .is_some_and(|n| n.parse::<caps::Capability>().is_ok());
-            if !known {
-                warnings.push(format!(
-                    "process.capabilities.{set}: unknown capability {name}, ignored"
-                ));
+        for (i, name) in list.iter().enumerate() {
+            let known = serde_json::from_value::<Capability>(name.clone()).is_ok();
+            match name.as_str().map(str::parse::<caps::Capability>) {
+                Some(Ok(c)) if known => {
+                    if !supported(&c) {
+                        unavailable.insert(c.to_string());
+                    }
+                }
+                _ => return Err(format!("{field}.{set}[{i}]: unknown capability {name}")),
             }
-            known
-        });
+        }
+        list.retain(|n| !n.as_str().is_some_and(|n| unavailable.contains(n)));
     }
+    Ok((!unavailable.is_empty()).then(|| {
+        let names: Vec<String> = unavailable.into_iter().collect();
+        format!(
+            "ignoring unknown or unavailable capabilities: [{}]",
+            names.join(" ")
+        )
+    }))
+}
+
+/// The runtime-spec's scheduler flag names (`SCHED_FLAG_RESET_ON_FORK`,
+/// ...) rewritten to the names oci-spec reads; anything else is refused.
+fn scheduler_flags(flags: &mut Value, field: &str) -> std::result::Result<(), String> {
+    const NAMES: [(&str, &str); 7] = [
+        ("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK"),
+        ("SCHED_FLAG_RECLAIM", "SCHED_FLAG_RECLAIM"),
+        ("SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_D_L_OVERRUN"),
+        ("SCHED_FLAG_KEEP_POLICY", "SCHED_FLAG_KEEP_POLICY"),
+        ("SCHED_FLAG_KEEP_PARAMS", "SCHED_FLAG_KEEP_PARAMS"),
+        ("SCHED_FLAG_UTIL_CLAMP_MIN", "SCHED_FLAG_UTIL_CLAMP_MIN"),
+        ("SCHED_FLAG_UTIL_CLAMP_MAX", "SCHED_FLAG_UTIL_CLAMP_MAX"),
+    ];
+    let Some(list) = flags.as_array_mut() else {
+        return Ok(());
+    };
+    for (i, flag) in list.iter_mut().enumerate() {
+        let ours = flag
+            .as_str()
+            .and_then(|f| NAMES.iter().find(|(spec, _)| *spec == f))
+            .map(|(_, ours)| *ours)
+            .ok_or_else(|| format!("{field}[{i}]: unknown scheduler flag {flag}"))?;
+        *flag = Value::String(ours.into());
+    }
+    Ok(())
 }
 
 /// The checks on a process (the config's, or one given to `exec`).
@@ -312,22 +394,98 @@ mod tests {
     }
 
     #[test]
-    fn unknown_capability_is_dropped_with_warning() {
+    fn unknown_capability_name_is_an_error() {
         let text = minimal("").replace(
             r#""cwd":"/""#,
             r#""cwd":"/","capabilities":{"bounding":["CAP_CHOWN","CAP_NOT_A_CAP"]}"#,
         );
-        let (spec, warnings) = parse_config(text.as_bytes()).unwrap();
-        let caps = spec
+        let err = parse_config(text.as_bytes()).unwrap_err();
+        assert_eq!(
+            err,
+            r#"process.capabilities.bounding[1]: unknown capability "CAP_NOT_A_CAP""#
+        );
+    }
+
+    #[test]
+    fn capability_the_kernel_lacks_is_dropped_with_runcs_warning() {
+        let mut caps = serde_json::json!({
+            "bounding": ["CAP_CHOWN", "CAP_CHECKPOINT_RESTORE", "CAP_BPF"],
+            "effective": ["CAP_BPF"],
+        });
+        // A kernel whose last capability is CAP_AUDIT_READ (37).
+        let old_kernel = |c: &caps::Capability| c.index() <= 37;
+        let warning = check_capabilities(&mut caps, "process.capabilities", old_kernel);
+        assert_eq!(
+            warning,
+            Ok(Some(
+                "ignoring unknown or unavailable capabilities: [CAP_BPF CAP_CHECKPOINT_RESTORE]"
+                    .into()
+            ))
+        );
+        assert_eq!(
+            caps,
+            serde_json::json!({"bounding": ["CAP_CHOWN"], "effective": []})
+        );
+        let mut all = serde_json::json!({"ambient": ["CAP_BPF"]});
+        assert_eq!(check_capabilities(&mut all, "f", |_| true), Ok(None));
+    }
+
+    #[test]
+    fn scheduler_flags_use_the_runtime_spec_names() {
+        let text = minimal("").replace(
+            r#""cwd":"/""#,
+            r#""cwd":"/","scheduler":{"policy":"SCHED_OTHER","flags":["SCHED_FLAG_RESET_ON_FORK","SCHED_FLAG_DL_OVERRUN","SCHED_FLAG_UTIL_CLAMP_MAX"]}"#,
+        );
+        let (spec, _) = parse_config(text.as_bytes()).unwrap();
+        use oci_spec::runtime::LinuxSchedulerFlag as F;
+        let flags = spec
             .process()
             .as_ref()
             .unwrap()
-            .capabilities()
+            .scheduler()
             .as_ref()
-            .unwrap();
-        assert_eq!(caps.bounding().as_ref().unwrap().len(), 1);
-        assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains("CAP_NOT_A_CAP"));
+            .unwrap()
+            .flags();
+        assert_eq!(
+            flags.as_deref(),
+            Some(
+                &[
+                    F::SchedResetOnFork,
+                    F::SchedFlagDLOverrun,
+                    F::SchedFlagUtilClampMax
+                ][..]
+            )
+        );
+        // oci-spec's own spelling is not the runtime-spec's.
+        let text = text.replace("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK");
+        let err = parse_config(text.as_bytes()).unwrap_err();
+        assert_eq!(
+            err,
+            r#"process.scheduler.flags[0]: unknown scheduler flag "SCHED_RESET_ON_FORK""#
+        );
+    }
+
+    #[test]
+    fn process_json_gets_the_same_rules() {
+        let text = r#"{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0},
+            "scheduler":{"policy":"SCHED_BATCH","flags":["SCHED_FLAG_KEEP_POLICY"]},
+            "capabilities":{"bounding":["CAP_KILL"]}}"#;
+        let (p, warnings) = parse_process(text.as_bytes()).unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(
+            p.scheduler()
+                .as_ref()
+                .unwrap()
+                .flags()
+                .as_ref()
+                .unwrap()
+                .len(),
+            1
+        );
+        let bad = text.replace("CAP_KILL", "CAP_KILLER");
+        assert!(parse_process(bad.as_bytes())
+            .unwrap_err()
+            .starts_with("process.capabilities.bounding[0]"));
     }
 
     #[test]

@@ -107,7 +107,7 @@ fn dispatch(cli: &Cli, log: &Logger, protected: libkeel::Result<bool>) -> anyhow
         Command::List { format, quiet } => info::list(root, format, *quiet),
         Command::Spec { bundle, rootless } => spec::spec(bundle.as_deref(), *rootless),
         Command::Features => info::features(),
-        Command::Exec(a) => exec::exec(root, a),
+        Command::Exec(a) => exec::exec(root, a, log),
         Command::Ps(a) => cgroups::ps(root, a),
         Command::Pause { id } => cgroups::pause(root, id),
         Command::Resume { id } => cgroups::resume(root, id),

@@ -748,8 +748,10 @@ impl Service {
     }
 
     fn exec(&mut self, req: api::ExecProcessRequest) -> Result<Empty> {
-        let mut process: libkeel::oci_spec::runtime::Process =
-            from_json_any(req.spec.get_or_default(), "exec spec")?;
+        // The runtime-spec's names (scheduler flags), as config.json's.
+        let (mut process, _warnings) =
+            libkeel::spec::parse_process(&req.spec.get_or_default().value)
+                .map_err(|e| err(Code::INVALID_ARGUMENT, format!("exec spec: {e}")))?;
         process.set_terminal(Some(req.terminal));
         let t = self.task(&req.id)?;
         if t.execs.contains_key(&req.exec_id) {

@@ -67,7 +67,7 @@ pub fn exec(
     stdio: Option<[OwnedFd; 3]>,
     console_socket: Option<OwnedFd>,
 ) -> Result<i32> {
-    let c = libkeel::Container::load(root, id)?;
+    let mut c = libkeel::Container::load(root, id)?;
     Ok(c.exec(
         process,
         libkeel::ExecOptions {

@@ -120,6 +120,8 @@ pub struct ProcessPlan {
     pub labels: crate::security::lsm::Labels,
     /// stdin, stdout, stderr for the program instead of the caller's own.
     pub stdio: Option<[OwnedFd; 3]>,
+    /// What runc would warn about while starting this process.
+    pub warnings: Vec<String>,
 }
 
 /// What of the container's `linux` section applies to every process of
@@ -145,6 +147,20 @@ fn cstrings(field: &str, v: &[String]) -> Result<Vec<CString>> {
                 .map_err(|_| Error::invalid(format!("{field}[{i}]"), "contains a NUL byte"))
         })
         .collect()
+}
+
+/// One entry per variable, its last value, at its last place (runc's
+/// `prepareEnv`): `exec --env` overrides the config's variables this way.
+fn last_of_each(env: &[String]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<String> = env
+        .iter()
+        .rev()
+        .filter(|kv| seen.insert(kv.split_once('=').map_or(kv.as_str(), |(k, _)| k)))
+        .cloned()
+        .collect();
+    out.reverse();
+    out
 }
 
 /// The id maps of an idmapped mount (runtime-spec and runc 1.2 rules): the
@@ -460,10 +476,12 @@ impl ProcessPlan {
         };
         let user = process.user();
         let args = cstrings("process.args", process.args().as_deref().unwrap_or(&[]))?;
-        let env = cstrings("process.env", process.env().as_deref().unwrap_or(&[]))?;
+        let env = cstrings(
+            "process.env",
+            &last_of_each(process.env().as_deref().unwrap_or(&[])),
+        )?;
         Ok(ProcessPlan {
             rlimits: rlimits::from_spec(process.rlimits().as_deref().unwrap_or(&[]))?,
-            caps,
             uid: user.uid(),
             gid: user.gid(),
             additional_gids: user.additional_gids().clone().unwrap_or_default(),
@@ -494,6 +512,27 @@ impl ProcessPlan {
                 .transpose()?,
             labels: crate::security::lsm::Labels::of(process),
             stdio: None,
+            warnings: caps
+                .as_ref()
+                .map(Capabilities::ambient_warnings)
+                .unwrap_or_default(),
+            caps,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_keeps_the_last_value_of_each_variable() {
+        let env: Vec<String> = ["PATH=/bin", "A=1", "HOME=", "B=2", "A=3", "ODD"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            last_of_each(&env),
+            ["PATH=/bin", "HOME=", "B=2", "A=3", "ODD"]
+        );
     }
 }

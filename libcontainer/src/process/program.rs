@@ -65,11 +65,13 @@ pub fn prepare(plan: &ProcessPlan, in_userns: bool, chan: &Channel) -> Result<Pr
     })
 }
 
-/// runc's rule: a process without HOME gets the home directory of its uid
-/// from the container's /etc/passwd, or "/".
+/// runc's rule: a process without HOME, or with an empty one, gets the
+/// home directory of its uid from the container's /etc/passwd, or "/".
 fn with_home(env: &[CString], uid: u32) -> Vec<CString> {
     let mut env = env.to_vec();
-    if !env.iter().any(|e| e.as_bytes().starts_with(b"HOME=")) {
+    let home = |e: &CString| e.as_bytes().starts_with(b"HOME=");
+    if !env.iter().any(|e| home(e) && e.as_bytes().len() > 5) {
+        env.retain(|e| !home(e));
         let home = passwd_home(Path::new("/etc/passwd"), uid).unwrap_or_else(|| b"/".to_vec());
         if let Ok(var) = CString::new([&b"HOME="[..], &home].concat()) {
             env.push(var);
@@ -312,5 +314,13 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let env = vec![CString::new("HOME=/x").expect("cstring")];
         assert_eq!(with_home(&env, 0), env);
+        let empty = ["HOME=", "A=1"].map(|v| CString::new(v).expect("cstring"));
+        let root_home = passwd_home(Path::new("/etc/passwd"), 0).unwrap_or_else(|| b"/".to_vec());
+        let want = [b"A=1".to_vec(), [&b"HOME="[..], &root_home].concat()];
+        let got: Vec<Vec<u8>> = with_home(&empty, 0)
+            .into_iter()
+            .map(CString::into_bytes)
+            .collect();
+        assert_eq!(got, want);
     }
 }

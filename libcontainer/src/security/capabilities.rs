@@ -18,7 +18,7 @@ pub struct Capabilities {
 fn convert(field: &str, set: &Option<OciCaps>) -> Result<CapsHashSet> {
     let mut out = CapsHashSet::new();
     for c in set.iter().flatten() {
-        // Names went through the lenient pre-filter, so both crates know them.
+        // Names went through spec's check, so both crates know them.
         let name = serde_json::to_value(c)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -43,6 +43,23 @@ impl Capabilities {
             permitted: convert("permitted", c.permitted())?,
             ambient: convert("ambient", c.ambient())?,
         })
+    }
+
+    /// runc's warnings (its `ApplyCaps`) for the ambient capabilities the
+    /// kernel will refuse to raise: those not both permitted and
+    /// inheritable. They are skipped, not fatal.
+    pub fn ambient_warnings(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .ambient
+            .iter()
+            .filter(|c| !(self.permitted.contains(c) && self.inheritable.contains(c)))
+            .map(|c| c.to_string())
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|n| format!("can't raise ambient capability {n}: operation not permitted"))
+            .collect()
     }
 
     /// Drops from the bounding set what the config does not list. Needs
@@ -81,7 +98,7 @@ impl Capabilities {
         caps::set(None, CapSet::Effective, &self.effective).map_err(|e| err("effective", e))?;
         caps::set(None, CapSet::Permitted, &self.permitted).map_err(|e| err("permitted", e))?;
         // Ambient needs each cap in permitted and inheritable; runc skips
-        // the ones that are not (with a warning), and so do we.
+        // the ones that are not (see `ambient_warnings`), and so do we.
         caps::clear(None, CapSet::Ambient).map_err(|e| err("ambient", e))?;
         for cap in &self.ambient {
             if self.permitted.contains(cap) && self.inheritable.contains(cap) {
@@ -95,4 +112,27 @@ impl Capabilities {
 /// Names of every capability keel knows (for `features`).
 pub fn known_names() -> Vec<String> {
     caps::all().into_iter().map(|c| c.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caps::Capability::*;
+
+    #[test]
+    fn ambient_outside_permitted_and_inheritable_is_warned_about() {
+        let c = Capabilities {
+            permitted: [CAP_KILL, CAP_NET_RAW, CAP_SYS_ADMIN].into(),
+            inheritable: [CAP_KILL, CAP_SYS_ADMIN, CAP_CHOWN].into(),
+            ambient: [CAP_KILL, CAP_NET_RAW, CAP_CHOWN].into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            c.ambient_warnings(),
+            [
+                "can't raise ambient capability CAP_CHOWN: operation not permitted",
+                "can't raise ambient capability CAP_NET_RAW: operation not permitted",
+            ]
+        );
+    }
 }

@@ -3,6 +3,7 @@
 
 use crate::cli::ExecArgs;
 use crate::foreground::Foreground;
+use crate::logging::{Level, Logger};
 use anyhow::{bail, Context, Result};
 use libkeel::oci_spec::runtime::{Capability, Process, User};
 use libkeel::{Container, ExecOptions};
@@ -11,12 +12,15 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-pub fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
+pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<i32> {
     if a.pidfd_socket.is_some() {
         bail!("--pidfd-socket is not supported by this version of keel yet");
     }
-    let c = Container::load(root, &a.id)?;
-    let process = process_for(&c, a)?;
+    let mut c = Container::load(root, &a.id)?;
+    let (process, warnings) = process_for(&c, a)?;
+    for w in &warnings {
+        log.log(Level::Warning, w);
+    }
     let terminal = process.terminal().unwrap_or(false);
     super::check_console_socket(a.console_socket.is_some(), a.detach, terminal)?;
     let mut opts = ExecOptions {
@@ -41,6 +45,7 @@ pub fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
     }
     if a.detach {
         c.exec(&process, opts)?;
+        warn_all(&c, log);
         return Ok(0);
     }
     let (fg, console) = Foreground::prepare(true)?;
@@ -48,16 +53,24 @@ pub fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
         opts.console_socket = Some(console);
     }
     let pid = c.exec(&process, opts)?;
+    warn_all(&c, log);
     fg.wait(Pid::from_raw(pid), || Ok(()))
+}
+
+fn warn_all(c: &Container, log: &Logger) {
+    for w in c.warnings() {
+        log.log(Level::Warning, w);
+    }
 }
 
 /// runc's rules: `--process` replaces everything; otherwise the container's
 /// process is the base, with the command, env, cwd, user, caps and flags
-/// of the command line on top.
-fn process_for(c: &Container, a: &ExecArgs) -> Result<Process> {
+/// of the command line on top. Returns what runc would warn about.
+fn process_for(c: &Container, a: &ExecArgs) -> Result<(Process, Vec<String>)> {
     if let Some(path) = &a.process {
         let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-        return serde_json::from_slice(&text)
+        return libkeel::spec::parse_process(&text)
+            .map_err(anyhow::Error::msg)
             .with_context(|| format!("{}: invalid process JSON", path.display()));
     }
     if a.command.is_empty() {
@@ -113,8 +126,13 @@ fn process_for(c: &Container, a: &ExecArgs) -> Result<Process> {
             caps.set_bounding(add(caps.bounding(), cap));
             caps.set_effective(add(caps.effective(), cap));
             caps.set_permitted(add(caps.permitted(), cap));
+            // As runc: ambient too, but only when the process has an
+            // inheritable set (without it no ambient raise can work).
+            if caps.inheritable().is_some() {
+                caps.set_ambient(add(caps.ambient(), cap));
+            }
         }
         p.set_capabilities(Some(caps));
     }
-    Ok(p)
+    Ok((p, Vec::new()))
 }
