@@ -1,7 +1,7 @@
 //! Containers as the library's users see them: a builder that creates one
 //! from a bundle, and the operations on a container found by id.
 
-use crate::cgroups::CgroupPaths;
+use crate::cgroups::Manager;
 use crate::error::{Error, Result, SysContext};
 use crate::process::plan::{InitPlan, Options};
 use crate::process::spawn;
@@ -158,9 +158,9 @@ impl ContainerBuilder {
         let linux = bundle.spec.linux().as_ref();
         let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
         let mut cgroups = if self.systemd_cgroup {
-            CgroupPaths::resolve_systemd(cgroups_path, &self.id)?
+            Manager::systemd(cgroups_path, &self.id)?
         } else {
-            CgroupPaths::resolve(cgroups_path, &self.id)?
+            Manager::cgroupfs(cgroups_path, &self.id)?
         };
         // As runc: only a cgroup the config did not name may be done without.
         let tolerant = self.rootless_cgroups
@@ -169,14 +169,14 @@ impl ContainerBuilder {
         let mut seen = None;
         if tolerant {
             let resources = linux.and_then(|l| l.resources().as_ref());
-            let (usable, in_fact) = crate::rootless::usable_cgroups(cgroups, resources)?;
-            cgroups = usable;
+            let (usable, in_fact) = crate::rootless::usable_cgroups(cgroups.paths, resources)?;
+            cgroups.paths = usable;
             seen = Some(in_fact);
         }
         let mut plan = InitPlan::new(
             &self.id,
             &bundle,
-            &cgroups,
+            &cgroups.paths,
             &self.options,
             self.console_socket.take(),
         )?;
@@ -221,7 +221,7 @@ impl ContainerBuilder {
         dir: &StateDir,
         bundle: &Bundle,
         plan: &InitPlan,
-        cgroups: &CgroupPaths,
+        cgroups: &Manager,
         made: &mut bool,
         warnings: &mut Vec<String>,
     ) -> Result<State> {
@@ -248,17 +248,18 @@ impl ContainerBuilder {
                 .ctx(|| format!("mkdir {}", notify.display()))?;
         }
         *made = cgroups.create()?;
-        // Limits are in place before the init exists, so before the user
-        // program can run. With systemd the cgroup comes into being with
-        // the init in it: the limits follow while the init waits for start.
-        if cgroups.systemd.is_none() {
+        // Limits are in place before the init exists where the cgroup does,
+        // so before the user program can run; otherwise they follow while
+        // the init waits for start.
+        if cgroups.exists_before_init() {
             self.limit(bundle, cgroups, warnings)?;
         }
         crate::failpoint::failpoint("cgroups")?;
         let pid = spawn::spawn(plan, cgroups, &fifo)?;
-        let limited = match cgroups.systemd {
-            Some(_) => self.limit(bundle, cgroups, warnings),
-            None => Ok(()),
+        let limited = if cgroups.exists_before_init() {
+            Ok(())
+        } else {
+            self.limit(bundle, cgroups, warnings)
         };
         let recorded = limited.and_then(|()| self.record(dir, bundle, cgroups, pid.as_raw()));
         if recorded.is_err() {
@@ -270,12 +271,7 @@ impl ContainerBuilder {
     }
 
     /// `linux.resources` and the device rules, into the container's cgroups.
-    fn limit(
-        &self,
-        bundle: &Bundle,
-        cgroups: &CgroupPaths,
-        warnings: &mut Vec<String>,
-    ) -> Result<()> {
+    fn limit(&self, bundle: &Bundle, cgroups: &Manager, warnings: &mut Vec<String>) -> Result<()> {
         if let Some(r) = bundle
             .spec
             .linux()
@@ -304,7 +300,7 @@ impl ContainerBuilder {
         &self,
         dir: &StateDir,
         bundle: &Bundle,
-        cgroups: &CgroupPaths,
+        cgroups: &Manager,
         pid: i32,
     ) -> Result<State> {
         let pid_start = match sys::process_start_time(pid) {
@@ -456,7 +452,7 @@ impl Container {
         }
         if self.dir().join(state::EXEC_FIFO).exists() {
             Status::Created
-        } else if self.state.cgroup.is_frozen() {
+        } else if self.state.cgroup.paths.is_frozen() {
             Status::Paused
         } else {
             Status::Running
@@ -639,10 +635,10 @@ impl Container {
         let descended;
         let cgroups = match &opts.sub_cgroups {
             Some(sub) => {
-                descended = self.state.cgroup.descend(sub)?;
+                descended = self.state.cgroup.paths.descend(sub)?;
                 &descended
             }
-            None => &self.state.cgroup,
+            None => &self.state.cgroup.paths,
         };
         let state = crate::hooks::HookState {
             oci_version: crate::SPEC_VERSION,
@@ -671,7 +667,7 @@ impl Container {
             });
         }
         if all {
-            for pid in self.state.cgroup.pids()? {
+            for pid in self.state.cgroup.paths.pids()? {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
             }
             return Ok(());
@@ -703,7 +699,7 @@ impl Container {
             }
         }
         if status == Status::Paused {
-            let _ = self.state.cgroup.thaw();
+            let _ = self.state.cgroup.paths.thaw();
         }
         if status != Status::Stopped {
             if let Some(pidfd) = self.pidfd() {
@@ -746,7 +742,7 @@ impl Container {
                 reason: "container not running",
             });
         }
-        self.state.cgroup.freeze()
+        self.state.cgroup.paths.freeze()
     }
 
     /// Thaws a paused container, as `runc resume`.
@@ -759,12 +755,12 @@ impl Container {
                 reason: "container not paused",
             });
         }
-        self.state.cgroup.thaw()
+        self.state.cgroup.paths.thaw()
     }
 
     /// Host pids of every process in the container's cgroup.
     pub fn processes(&self) -> Result<Vec<i32>> {
-        self.state.cgroup.pids()
+        self.state.cgroup.paths.pids()
     }
 
     /// Resource usage from the container's cgroups, in the shape of runc's
@@ -778,13 +774,13 @@ impl Container {
                 reason: "container not running",
             });
         }
-        Ok(self.state.cgroup.stats())
+        Ok(self.state.cgroup.paths.stats())
     }
 
     /// A watch on the container's OOM events (for `events` and the shim);
     /// None when the host has no memory controller for it.
     pub fn oom_watch(&self) -> Result<Option<crate::cgroups::OomWatch>> {
-        self.state.cgroup.oom_watch()
+        self.state.cgroup.paths.oom_watch()
     }
 
     /// Whatever still runs in the cgroup (a container sharing the host pid
@@ -792,7 +788,7 @@ impl Container {
     fn kill_leftovers(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let pids = self.state.cgroup.pids()?;
+            let pids = self.state.cgroup.paths.pids()?;
             if pids.is_empty() || Instant::now() > deadline {
                 return Ok(());
             }

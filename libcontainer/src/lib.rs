@@ -27,6 +27,7 @@ pub mod error;
 mod failpoint;
 mod features;
 pub mod hooks;
+mod mountinfo;
 mod namespaces;
 pub mod notify;
 mod process;

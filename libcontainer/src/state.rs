@@ -2,7 +2,7 @@
 //! parent only), exec.fifo (the create/start gate) and an flock on the
 //! directory itself that serialises commands on one container.
 
-use crate::cgroups::CgroupPaths;
+use crate::cgroups::Manager;
 use crate::error::{Error, Result, SysContext};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
@@ -64,7 +64,7 @@ pub struct State {
     #[serde(default)]
     pub annotations: HashMap<String, String>,
     /// The container's cgroup directories.
-    pub cgroup: CgroupPaths,
+    pub cgroup: Manager,
     /// The config's process: the base that `exec` starts from, as runc's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<oci_spec::runtime::Process>,
@@ -93,7 +93,7 @@ const CREATING_FILE: &str = "creating.json";
 struct Creating {
     pid: i32,
     pid_start: u64,
-    cgroup: CgroupPaths,
+    cgroup: Manager,
 }
 
 /// Container ids are directory names: runc allows `[A-Za-z0-9_+\-.]+`.
@@ -193,7 +193,7 @@ impl StateDir {
 
     /// Records the creator and the container's cgroups before they are
     /// made: a create killed midway leaves this instead of a state.json.
-    pub fn save_creating(&self, cgroup: &CgroupPaths) -> Result<()> {
+    pub fn save_creating(&self, cgroup: &Manager) -> Result<()> {
         let pid = std::process::id() as i32;
         let creating = Creating {
             pid,
@@ -270,9 +270,9 @@ pub fn remove_aborted(root: &Path, id: &str) -> Result<bool> {
 }
 
 /// SIGKILLs whatever is in `cgroup` until it is empty (5 s at most).
-fn kill_all(cgroup: &CgroupPaths) {
+fn kill_all(cgroup: &Manager) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while let Ok(pids) = cgroup.pids() {
+    while let Ok(pids) = cgroup.paths.pids() {
         if pids.is_empty() || std::time::Instant::now() > deadline {
             return;
         }

@@ -13,7 +13,7 @@
 //! The program is written by hand (a few instruction kinds) and loaded with
 //! bpf(2) directly: an eBPF crate would bring far more than this needs.
 
-use super::DeviceRule;
+use super::devices::DeviceRule;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};

@@ -1,7 +1,8 @@
 //! Freezing and thawing: the v1 freezer controller when it is mounted (also
 //! on hybrid hosts), else cgroup2's cgroup.freeze.
 
-use super::{read, try_write, write_error, CgroupPaths};
+use super::fs::{read, try_write, write_error};
+use super::path::CgroupPaths;
 use crate::error::{Error, Result};
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -9,7 +9,8 @@
 //! the last one seen (the file's change notifications are rate-limited by
 //! the kernel, so the count, not the number of notifications, decides).
 
-use super::{read, CgroupPaths};
+use super::fs::read;
+use super::path::CgroupPaths;
 use crate::error::{Error, Result, SysContext};
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};

@@ -3,7 +3,8 @@
 //! field names, and the same omitted-when-zero fields.
 
 use super::convert::{hugepage_size_name, parse_list};
-use super::{read, read_u64, CgroupPaths};
+use super::fs::{read, read_u64};
+use super::path::CgroupPaths;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;

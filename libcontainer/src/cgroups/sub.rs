@@ -2,7 +2,7 @@
 //! container's cgroup rather than in the cgroup itself, with runc's syntax
 //! (`[controller[,controller…]:]path`).
 
-use super::CgroupPaths;
+use super::path::CgroupPaths;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};

@@ -1,45 +1,16 @@
 //! Resource limits on cgroup v1 controllers, file for file as runc's fs
 //! driver writes them (including its write orders and its treatment of 0
-//! as "unset"). pids and cpuset files are named the same in v2 and are
-//! shared with it.
+//! as "unset"). Files named alike in v2 are written by `common`.
 
-use super::{read_u64, try_write, write_error, write_file};
+use super::common::{check_before_update, throttles};
+use super::fs::{read_u64, try_write, write_error, write_file};
 use crate::error::{Error, Result};
 use oci_spec::runtime::{
-    LinuxBlockIo, LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxPids, LinuxThrottleDevice,
+    LinuxBlockIo, LinuxCpu, LinuxHugepageLimit, LinuxInterfacePriority, LinuxMemory,
 };
 use std::path::Path;
 
 const F: &str = "linux.resources";
-
-pub(crate) fn memory_is_set(m: &LinuxMemory) -> bool {
-    #[allow(deprecated)]
-    let kernel = m.kernel();
-    m.limit().is_some()
-        || m.reservation().is_some()
-        || m.swap().is_some()
-        || kernel.is_some()
-        || m.kernel_tcp().is_some()
-        || m.swappiness().is_some()
-        || m.disable_oom_killer().is_some()
-        || m.use_hierarchy().is_some()
-}
-
-/// `memory.checkBeforeUpdate`: refuse a limit below what is in use now
-/// (best effort, as runc: an unreadable usage does not fail).
-pub(crate) fn check_before_update(m: &LinuxMemory, dir: &Path, usage_file: &str) -> Result<()> {
-    let limit = m.limit().unwrap_or(0);
-    if m.check_before_update() != Some(true) || limit <= 0 {
-        return Ok(());
-    }
-    match read_u64(dir, usage_file) {
-        Some(usage) if usage >= limit as u64 => Err(Error::invalid(
-            format!("{F}.memory.limit"),
-            format!("rejecting memory limit {limit} below usage {usage}"),
-        )),
-        _ => Ok(()),
-    }
-}
 
 /// A failed write that means "this kernel no longer has the setting".
 fn removed_from_kernel(e: &std::io::Error) -> bool {
@@ -156,16 +127,6 @@ pub(crate) fn memory(dir: &Path, m: &LinuxMemory, w: &mut Vec<String>) -> Result
     Ok(())
 }
 
-pub(crate) fn cpu_is_set(c: &LinuxCpu) -> bool {
-    c.shares().is_some_and(|v| v != 0)
-        || c.quota().is_some_and(|v| v != 0)
-        || c.period().is_some_and(|v| v != 0)
-        || c.burst().is_some()
-        || c.realtime_runtime().is_some_and(|v| v != 0)
-        || c.realtime_period().is_some_and(|v| v != 0)
-        || c.idle().is_some()
-}
-
 pub(crate) fn cpu(dir: &Path, c: &LinuxCpu) -> Result<()> {
     if let Some(shares) = c.shares().filter(|&s| s != 0) {
         write_file(
@@ -250,78 +211,6 @@ pub(crate) fn cpu(dir: &Path, c: &LinuxCpu) -> Result<()> {
     Ok(())
 }
 
-/// cpuset.cpus / cpuset.mems (same names in v1 and v2).
-pub(crate) fn cpuset(dir: &Path, c: &LinuxCpu) -> Result<()> {
-    if let Some(cpus) = c.cpus().as_ref().filter(|s| !s.is_empty()) {
-        write_file(&format!("{F}.cpu.cpus"), dir, "cpuset.cpus", cpus)?;
-    }
-    if let Some(mems) = c.mems().as_ref().filter(|s| !s.is_empty()) {
-        write_file(&format!("{F}.cpu.mems"), dir, "cpuset.mems", mems)?;
-    }
-    Ok(())
-}
-
-/// pids.max (same name in v1 and v2); negative is unlimited, 0 unset.
-pub(crate) fn pids(dir: &Path, p: &LinuxPids) -> Result<()> {
-    let v = match p.limit() {
-        0 => return Ok(()),
-        l if l < 0 => "max".to_string(),
-        l => l.to_string(),
-    };
-    write_file(&format!("{F}.pids.limit"), dir, "pids.max", &v)
-}
-
-pub(crate) fn blkio_is_set(b: &LinuxBlockIo) -> bool {
-    let any = |v: &Option<Vec<LinuxThrottleDevice>>| v.as_ref().is_some_and(|v| !v.is_empty());
-    b.weight().is_some_and(|w| w != 0)
-        || b.leaf_weight().is_some_and(|w| w != 0)
-        || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
-        || any(b.throttle_read_bps_device())
-        || any(b.throttle_write_bps_device())
-        || any(b.throttle_read_iops_device())
-        || any(b.throttle_write_iops_device())
-}
-
-/// The throttle lists with their v1 file, v2 io.max key and field name.
-pub(crate) fn throttles(
-    b: &LinuxBlockIo,
-) -> [(
-    &'static str,
-    &'static str,
-    &'static str,
-    &[LinuxThrottleDevice],
-); 4] {
-    fn v(o: &Option<Vec<LinuxThrottleDevice>>) -> &[LinuxThrottleDevice] {
-        o.as_deref().unwrap_or(&[])
-    }
-    [
-        (
-            "throttleReadBpsDevice",
-            "blkio.throttle.read_bps_device",
-            "rbps",
-            v(b.throttle_read_bps_device()),
-        ),
-        (
-            "throttleWriteBpsDevice",
-            "blkio.throttle.write_bps_device",
-            "wbps",
-            v(b.throttle_write_bps_device()),
-        ),
-        (
-            "throttleReadIOPSDevice",
-            "blkio.throttle.read_iops_device",
-            "riops",
-            v(b.throttle_read_iops_device()),
-        ),
-        (
-            "throttleWriteIOPSDevice",
-            "blkio.throttle.write_iops_device",
-            "wiops",
-            v(b.throttle_write_iops_device()),
-        ),
-    ]
-}
-
 pub(crate) fn blkio(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
     // CFQ's files, or BFQ's when CFQ is gone (kernels >= 5.0), as runc.
     let (weight_file, weight_dev_file) = if dir.join("blkio.weight").exists() {
@@ -392,4 +281,195 @@ pub(crate) fn hugetlb(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// net_cls.classid.
+pub(crate) fn net_cls(dir: &Path, id: u32) -> Result<()> {
+    write_file(
+        &format!("{F}.network.classID"),
+        dir,
+        "net_cls.classid",
+        &id.to_string(),
+    )
+}
+
+/// net_prio.ifpriomap, one interface per write.
+pub(crate) fn net_prio(dir: &Path, prios: &[LinuxInterfacePriority]) -> Result<()> {
+    for (i, p) in prios.iter().enumerate() {
+        write_file(
+            &format!("{F}.network.priorities[{i}]"),
+            dir,
+            "net_prio.ifpriomap",
+            &format!("{} {}", p.name(), p.priority()),
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The v1 files and values, written into plain files standing for a
+    //! cgroup v1 directory (the conformance tests cover the real thing).
+
+    use super::*;
+    use crate::cgroups::fs::tests::FakeCgroup;
+
+    fn parse<T: serde::de::DeserializeOwned>(json: &str) -> T {
+        serde_json::from_str(json).expect("test JSON")
+    }
+
+    #[test]
+    fn memory_files_and_warnings() {
+        let cg = FakeCgroup::new(
+            "v1-mem",
+            &[
+                ("memory.limit_in_bytes", ""),
+                ("memory.memsw.limit_in_bytes", ""),
+                ("memory.soft_limit_in_bytes", ""),
+                ("memory.swappiness", ""),
+                ("memory.oom_control", ""),
+            ],
+        );
+        let m: LinuxMemory = parse(
+            r#"{"limit":1048576,"swap":2097152,"reservation":524288,"swappiness":10,
+                "disableOOMKiller":true,"kernel":4096}"#,
+        );
+        let mut w = Vec::new();
+        memory(cg.dir(), &m, &mut w).unwrap();
+        assert_eq!(cg.get("memory.limit_in_bytes"), "1048576");
+        assert_eq!(cg.get("memory.memsw.limit_in_bytes"), "2097152");
+        assert_eq!(cg.get("memory.soft_limit_in_bytes"), "524288");
+        assert_eq!(cg.get("memory.swappiness"), "10");
+        assert_eq!(cg.get("memory.oom_control"), "1");
+        // No kmem files on this kernel: a warning, not an error.
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("linux.resources.memory.kernel:"), "{w:?}");
+        let bad: LinuxMemory = parse(r#"{"swappiness":101}"#);
+        let e = memory(cg.dir(), &bad, &mut w).unwrap_err().to_string();
+        assert!(e.contains("invalid memory swappiness value: 101"), "{e}");
+    }
+
+    #[test]
+    fn unlimited_memory_means_unlimited_swap() {
+        let cg = FakeCgroup::new(
+            "v1-unlimited",
+            &[
+                ("memory.limit_in_bytes", ""),
+                ("memory.memsw.limit_in_bytes", ""),
+            ],
+        );
+        memory(cg.dir(), &parse(r#"{"limit":-1}"#), &mut Vec::new()).unwrap();
+        assert_eq!(cg.get("memory.limit_in_bytes"), "-1");
+        assert_eq!(cg.get("memory.memsw.limit_in_bytes"), "-1");
+    }
+
+    #[test]
+    fn check_before_update_refuses_a_limit_below_usage() {
+        let cg = FakeCgroup::new(
+            "v1-check",
+            &[
+                ("memory.usage_in_bytes", "2000000"),
+                ("memory.limit_in_bytes", ""),
+            ],
+        );
+        let m: LinuxMemory = parse(r#"{"limit":1048576,"checkBeforeUpdate":true}"#);
+        let e = memory(cg.dir(), &m, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("rejecting memory limit 1048576 below usage 2000000"),
+            "{e}"
+        );
+        assert_eq!(cg.get("memory.limit_in_bytes"), "");
+    }
+
+    #[test]
+    fn cpu_files() {
+        let cg = FakeCgroup::new(
+            "v1-cpu",
+            &[
+                ("cpu.shares", ""),
+                ("cpu.cfs_period_us", ""),
+                ("cpu.cfs_quota_us", ""),
+                ("cpu.cfs_burst_us", ""),
+                ("cpu.rt_period_us", ""),
+                ("cpu.rt_runtime_us", ""),
+            ],
+        );
+        let c: LinuxCpu = parse(
+            r#"{"shares":512,"quota":50000,"period":100000,"burst":1000,
+                "realtimePeriod":1000000,"realtimeRuntime":950000}"#,
+        );
+        cpu(cg.dir(), &c).unwrap();
+        for (f, v) in [
+            ("cpu.shares", "512"),
+            ("cpu.cfs_quota_us", "50000"),
+            ("cpu.cfs_period_us", "100000"),
+            ("cpu.cfs_burst_us", "1000"),
+            ("cpu.rt_period_us", "1000000"),
+            ("cpu.rt_runtime_us", "950000"),
+        ] {
+            assert_eq!(cg.get(f), v, "{f}");
+        }
+    }
+
+    #[test]
+    fn blkio_files_cfq_or_bfq() {
+        let b: LinuxBlockIo = parse(
+            r#"{"weight":300,"weightDevice":[{"major":8,"minor":0,"weight":200}],
+                "throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1048576}]}"#,
+        );
+        let bfq = FakeCgroup::new(
+            "v1-bfq",
+            &[
+                ("blkio.bfq.weight", ""),
+                ("blkio.bfq.weight_device", ""),
+                ("blkio.throttle.read_bps_device", ""),
+            ],
+        );
+        blkio(bfq.dir(), &b).unwrap();
+        assert_eq!(bfq.get("blkio.bfq.weight"), "300");
+        assert_eq!(bfq.get("blkio.bfq.weight_device"), "8:0 200");
+        assert_eq!(bfq.get("blkio.throttle.read_bps_device"), "8:0 1048576");
+        let cfq = FakeCgroup::new(
+            "v1-cfq",
+            &[
+                ("blkio.weight", ""),
+                ("blkio.weight_device", ""),
+                ("blkio.throttle.read_bps_device", ""),
+            ],
+        );
+        blkio(cfq.dir(), &b).unwrap();
+        assert_eq!(cfq.get("blkio.weight"), "300");
+        assert_eq!(cfq.get("blkio.weight_device"), "8:0 200");
+    }
+
+    #[test]
+    fn hugetlb_and_network_files() {
+        let cg = FakeCgroup::new(
+            "v1-misc",
+            &[
+                ("hugetlb.2MB.limit_in_bytes", ""),
+                ("hugetlb.2MB.rsvd.limit_in_bytes", ""),
+                ("net_cls.classid", ""),
+                ("net_prio.ifpriomap", ""),
+            ],
+        );
+        let h: Vec<LinuxHugepageLimit> = parse(r#"[{"pageSize":"2MB","limit":4194304}]"#);
+        hugetlb(cg.dir(), &h).unwrap();
+        assert_eq!(cg.get("hugetlb.2MB.limit_in_bytes"), "4194304");
+        assert_eq!(cg.get("hugetlb.2MB.rsvd.limit_in_bytes"), "4194304");
+        net_cls(cg.dir(), 0x100001).unwrap();
+        assert_eq!(cg.get("net_cls.classid"), "1048577");
+        let p: Vec<LinuxInterfacePriority> = parse(r#"[{"name":"eth0","priority":5}]"#);
+        net_prio(cg.dir(), &p).unwrap();
+        assert_eq!(cg.get("net_prio.ifpriomap"), "eth0 5");
+        // A page size this kernel lacks: the error names the field.
+        let bad: Vec<LinuxHugepageLimit> = parse(r#"[{"pageSize":"1GB","limit":1}]"#);
+        let e = hugetlb(cg.dir(), &bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with("linux.resources.hugepageLimits[0]: write 1 to "),
+            "{e}"
+        );
+    }
 }

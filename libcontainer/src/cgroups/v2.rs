@@ -1,9 +1,10 @@
 //! Resource limits on cgroup v2, as runc's fs2 driver writes them, with the
 //! OCI (v1-shaped) values converted by [`super::convert`].
 
+use super::common::{check_before_update, throttles};
 use super::convert::{blkio_weight_to_io_weight, shares_to_weight, swap_to_v2, v2_limit};
-use super::v1::{check_before_update, throttles};
-use super::{read, try_write, write_error, write_file, CgroupPaths};
+use super::fs::{read, try_write, write_error, write_file};
+use super::path::CgroupPaths;
 use crate::error::{Error, Result};
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxHugepageLimit, LinuxMemory};
 use std::collections::HashMap;
@@ -239,29 +240,12 @@ mod tests {
     //! controllers; the conformance tests cover the real thing).
 
     use super::*;
+    use crate::cgroups::fs::tests::FakeCgroup;
     use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxThrottleDevice};
-    use std::path::PathBuf;
-
-    fn fake_cgroup(name: &str, files: &[(&str, &str)]) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("keel-v2-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        for (f, v) in files {
-            std::fs::write(dir.join(f), v).unwrap();
-        }
-        dir
-    }
-
-    fn get(dir: &Path, f: &str) -> String {
-        std::fs::read_to_string(dir.join(f))
-            .unwrap()
-            .trim()
-            .to_string()
-    }
 
     #[test]
     fn memory_files() {
-        let dir = fake_cgroup(
+        let cg = FakeCgroup::new(
             "mem",
             &[
                 ("memory.swap.max", ""),
@@ -275,31 +259,30 @@ mod tests {
         m.set_reservation(Some(50 << 20));
         m.set_swappiness(Some(10));
         let mut w = Vec::new();
-        memory(&dir, &m, &mut w).unwrap();
-        assert_eq!(get(&dir, "memory.max"), (100u64 << 20).to_string());
-        assert_eq!(get(&dir, "memory.swap.max"), (200u64 << 20).to_string());
-        assert_eq!(get(&dir, "memory.low"), (50u64 << 20).to_string());
+        memory(cg.dir(), &m, &mut w).unwrap();
+        assert_eq!(cg.get("memory.max"), (100u64 << 20).to_string());
+        assert_eq!(cg.get("memory.swap.max"), (200u64 << 20).to_string());
+        assert_eq!(cg.get("memory.low"), (50u64 << 20).to_string());
         assert_eq!(w.len(), 1, "{w:?}");
         // memory == memory+swap: no swap.
         m.set_swap(Some(100 << 20));
         // (A plain file is not truncated by a write as a cgroup file is.)
-        std::fs::write(dir.join("memory.swap.max"), "").unwrap();
-        memory(&dir, &m, &mut w).unwrap();
-        assert_eq!(get(&dir, "memory.swap.max"), "0");
+        cg.put("memory.swap.max", "");
+        memory(cg.dir(), &m, &mut w).unwrap();
+        assert_eq!(cg.get("memory.swap.max"), "0");
         // Swap without a memory limit is refused as runc does.
         let mut bad = LinuxMemory::default();
         bad.set_swap(Some(1 << 20));
-        let e = memory(&dir, &bad, &mut w).unwrap_err().to_string();
+        let e = memory(cg.dir(), &bad, &mut w).unwrap_err().to_string();
         assert!(
             e.starts_with("linux.resources.memory.swap: unable to set swap"),
             "{e}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn cpu_files() {
-        let dir = fake_cgroup(
+        let cg = FakeCgroup::new(
             "cpu",
             &[
                 ("cpu.weight", ""),
@@ -310,36 +293,34 @@ mod tests {
         let mut c = LinuxCpu::default();
         c.set_shares(Some(1024));
         c.set_quota(Some(50000));
-        cpu(&dir, &c).unwrap();
-        assert_eq!(get(&dir, "cpu.weight"), "100");
+        cpu(cg.dir(), &c).unwrap();
+        assert_eq!(cg.get("cpu.weight"), "100");
         // Quota alone keeps the period.
-        assert_eq!(get(&dir, "cpu.max"), "50000 100000");
+        assert_eq!(cg.get("cpu.max"), "50000 100000");
         let mut p = LinuxCpu::default();
         p.set_period(Some(200000));
-        cpu(&dir, &p).unwrap();
-        assert_eq!(get(&dir, "cpu.max"), "50000 200000");
+        cpu(cg.dir(), &p).unwrap();
+        assert_eq!(cg.get("cpu.max"), "50000 200000");
         let mut rt = LinuxCpu::default();
         rt.set_realtime_runtime(Some(1000));
-        assert!(cpu(&dir, &rt).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(cpu(cg.dir(), &rt).is_err());
     }
 
     #[test]
     fn io_files() {
-        let dir = fake_cgroup("io", &[("io.weight", ""), ("io.max", "")]);
+        let cg = FakeCgroup::new("io", &[("io.weight", ""), ("io.max", "")]);
         let mut b = LinuxBlockIo::default();
         b.set_weight(Some(500));
         let t: LinuxThrottleDevice =
             serde_json::from_str(r#"{"major":8,"minor":0,"rate":1048576}"#).unwrap();
         b.set_throttle_write_iops_device(Some(vec![t]));
         let mut w = Vec::new();
-        io(&dir, &b, &mut w).unwrap();
-        assert_eq!(get(&dir, "io.weight"), "4950");
-        assert_eq!(get(&dir, "io.max"), "8:0 wiops=1048576");
+        io(cg.dir(), &b, &mut w).unwrap();
+        assert_eq!(cg.get("io.weight"), "4950");
+        assert_eq!(cg.get("io.max"), "8:0 wiops=1048576");
         // With BFQ the v1 weight goes there unconverted.
-        std::fs::write(dir.join("io.bfq.weight"), "").unwrap();
-        io(&dir, &b, &mut w).unwrap();
-        assert_eq!(get(&dir, "io.bfq.weight"), "500");
-        std::fs::remove_dir_all(&dir).unwrap();
+        cg.put("io.bfq.weight", "");
+        io(cg.dir(), &b, &mut w).unwrap();
+        assert_eq!(cg.get("io.bfq.weight"), "500");
     }
 }

@@ -4,7 +4,7 @@
 use super::init;
 use super::plan::InitPlan;
 use super::sync::{Channel, Msg};
-use crate::cgroups::{CgroupPaths, V1Visit};
+use crate::cgroups::{Manager, V1Visit};
 use crate::error::{Error, Result, SysContext};
 use crate::sys::{self, Forked};
 use nix::sched::CloneFlags;
@@ -116,7 +116,7 @@ fn describe_exit(pid: Pid) -> String {
 ///
 /// The calling process must be single-threaded (the child runs ordinary
 /// Rust code before exec); the shim forks from a single-threaded helper.
-pub fn spawn(plan: &InitPlan, cgroups: &CgroupPaths, fifo: &OwnedFd) -> Result<Pid> {
+pub fn spawn(plan: &InitPlan, cgroups: &Manager, fifo: &OwnedFd) -> Result<Pid> {
     let (ours, theirs) = Channel::pair().ctx(|| "socketpair for the sync channel".into())?;
     let cg = cgroups.open_unified()?;
     let flags = plan.ns.clone_flags();
@@ -148,7 +148,7 @@ pub fn spawn(plan: &InitPlan, cgroups: &CgroupPaths, fifo: &OwnedFd) -> Result<P
     };
     back?;
     crate::failpoint::failpoint("after-clone")?;
-    cgroups.join(child.as_raw(), placed, in_v1)?;
+    cgroups.join_init(child.as_raw(), placed, in_v1)?;
     crate::failpoint::failpoint("cgroup-join")?;
     if flags.contains(CloneFlags::CLONE_NEWUSER) {
         write_maps(child, plan)?;

@@ -112,29 +112,21 @@ pub(crate) fn mount_failed(source: Option<&Path>, destination: &Path) -> String 
 /// As runc: pivot_root refuses a new root whose parent mount is shared (as
 /// `rootfsPropagation: shared` leaves `/`), so that one mount goes private.
 fn parent_mount_private(rootfs: &std::path::Path) -> Result<()> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")
-        .ctx(|| "read /proc/self/mountinfo".into())?;
-    let parent = info
-        .lines()
-        .filter_map(|l| {
-            let pre = l.split(" - ").next()?;
-            let fields: Vec<&str> = pre.split(' ').collect();
-            let mountpoint = std::path::Path::new(fields.get(4)?);
-            let shared = fields.iter().skip(6).any(|f| f.starts_with("shared:"));
-            rootfs
-                .starts_with(mountpoint)
-                .then_some((mountpoint.to_path_buf(), shared))
-        })
-        .max_by_key(|(m, _)| m.as_os_str().len());
-    if let Some((mountpoint, true)) = parent {
+    // The longest mount point that holds the rootfs; of equal ones, the
+    // last (it hides the others).
+    let parent = crate::mountinfo::read_self()?
+        .into_iter()
+        .filter(|m| rootfs.starts_with(&m.mount_point))
+        .max_by_key(|m| m.mount_point.as_os_str().len());
+    if let Some(m) = parent.filter(|m| m.is_shared()) {
         nix::mount::mount(
             None::<&str>,
-            &mountpoint,
+            &m.mount_point,
             None::<&str>,
             MsFlags::MS_PRIVATE,
             None::<&str>,
         )
-        .ctx(|| format!("make {} private", mountpoint.display()))?;
+        .ctx(|| format!("make {} private", m.mount_point.display()))?;
     }
     Ok(())
 }

@@ -11,7 +11,6 @@ mod dbus;
 pub use dbus::read_reply_for_fuzzing;
 
 use super::convert::{blkio_weight_to_io_weight, shares_to_weight, swap_to_v2};
-use super::CgroupPaths;
 use crate::error::{Error, Result};
 use dbus::{Conn, Value};
 use oci_spec::runtime::LinuxResources;
@@ -237,30 +236,25 @@ fn properties(r: &LinuxResources, pure_v2: bool) -> Result<Vec<(String, Value)>>
     Ok(p)
 }
 
-impl CgroupPaths {
-    /// Sets the unit properties for `r` (runtime only, as runc), before the
-    /// same limits go into the cgroup files.
-    pub(crate) fn set_systemd_properties(&self, r: &LinuxResources) -> Result<()> {
-        let Some(u) = &self.systemd else {
-            return Ok(());
-        };
-        let props = properties(r, self.is_pure_v2())?;
-        if props.is_empty() {
-            return Ok(());
-        }
-        let mut conn = Conn::system()?;
-        manager(
-            &mut conn,
-            "SetUnitProperties",
-            &[
-                Value::Str(u.unit.clone()),
-                Value::Bool(true),
-                Value::Props(props),
-            ],
-        )
-        .map(|_| ())
-        .map_err(|e| e.in_field("linux.resources"))
+/// Sets the unit properties for `r` (runtime only, as runc), before the
+/// same limits go into the cgroup files.
+pub(crate) fn set_properties(u: &SystemdUnit, r: &LinuxResources, pure_v2: bool) -> Result<()> {
+    let props = properties(r, pure_v2)?;
+    if props.is_empty() {
+        return Ok(());
     }
+    let mut conn = Conn::system()?;
+    manager(
+        &mut conn,
+        "SetUnitProperties",
+        &[
+            Value::Str(u.unit.clone()),
+            Value::Bool(true),
+            Value::Props(props),
+        ],
+    )
+    .map(|_| ())
+    .map_err(|e| e.in_field("linux.resources"))
 }
 
 #[cfg(test)]
@@ -316,5 +310,54 @@ mod tests {
         let p = properties(&r, false).unwrap();
         assert!(p.iter().any(|(n, _)| n == "MemoryLimit"));
         assert!(p.iter().any(|(n, _)| n == "CPUShares"));
+    }
+
+    #[test]
+    fn v1_and_v2_property_names() {
+        let r: LinuxResources = serde_json::from_str(
+            r#"{"memory":{"limit":-1,"reservation":1024,"swap":4096},
+                "cpu":{"quota":-1,"period":50000},"blockIO":{"weight":500}}"#,
+        )
+        .unwrap();
+        let names = |p: &[(String, Value)]| p.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        let v1 = properties(&r, false).unwrap();
+        assert_eq!(
+            names(&v1),
+            [
+                "MemoryLimit",
+                "CPUQuotaPeriodUSec",
+                "CPUQuotaPerSecUSec",
+                "BlockIOWeight"
+            ]
+        );
+        assert_eq!(v1[0].1, Value::U64(u64::MAX));
+        assert_eq!(v1[1].1, Value::U64(50000));
+        assert_eq!(v1[2].1, Value::U64(u64::MAX));
+        assert_eq!(v1[3].1, Value::U64(500));
+        let v2 = properties(&r, true).unwrap();
+        assert_eq!(
+            names(&v2),
+            [
+                "MemoryMax",
+                "MemoryLow",
+                "MemorySwapMax",
+                "CPUQuotaPeriodUSec",
+                "CPUQuotaPerSecUSec",
+                "IOWeight"
+            ]
+        );
+        // blkio weight 500 on io.weight's scale.
+        assert_eq!(v2[5].1, Value::U64(blkio_weight_to_io_weight(500)));
+    }
+
+    #[test]
+    fn nothing_set_means_no_properties() {
+        let r: LinuxResources =
+            serde_json::from_str(r#"{"memory":{},"cpu":{"shares":0},"pids":{"limit":0}}"#).unwrap();
+        assert!(properties(&r, true).unwrap().is_empty());
+        // Swap without a memory limit is refused as runc does.
+        let bad: LinuxResources = serde_json::from_str(r#"{"memory":{"swap":4096}}"#).unwrap();
+        let e = properties(&bad, true).unwrap_err().to_string();
+        assert!(e.starts_with("linux.resources.memory.swap:"), "{e}");
     }
 }

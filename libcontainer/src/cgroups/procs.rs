@@ -1,0 +1,136 @@
+//! Processes in a container's cgroups: placing a new process (an fd for
+//! clone3's CLONE_INTO_CGROUP, the caller's visit to the v1 cgroups, or
+//! writing its pid to `cgroup.procs`) and listing the pids inside.
+
+use super::fs::{collect_pids, read};
+use super::path::CgroupPaths;
+use crate::error::{Error, Result, SysContext};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+/// The calling thread, moved into a container's v1 cgroups by
+/// [`CgroupPaths::enter_v1`]. [`leave`](Self::leave) moves it back to
+/// where it was; so does dropping it (ignoring errors).
+#[must_use]
+pub struct V1Visit {
+    /// The `tasks` files of the thread's own cgroups.
+    home: Vec<PathBuf>,
+}
+
+impl V1Visit {
+    pub fn leave(mut self) -> Result<()> {
+        self.go_home()
+    }
+
+    fn go_home(&mut self) -> Result<()> {
+        let mut result = Ok(());
+        for tasks in self.home.drain(..) {
+            if let Err(e) = std::fs::write(&tasks, "0") {
+                result = result.and(Err(Error::io(format!("write {}", tasks.display()), e)));
+            }
+        }
+        result
+    }
+}
+
+impl Drop for V1Visit {
+    fn drop(&mut self) {
+        let _ = self.go_home();
+    }
+}
+
+impl CgroupPaths {
+    /// An fd on the cgroup2 directory, for clone3(CLONE_INTO_CGROUP).
+    pub fn open_unified(&self) -> Result<Option<OwnedFd>> {
+        let Some(dir) = &self.unified else {
+            return Ok(None);
+        };
+        nix::fcntl::open(
+            dir,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map(Some)
+        .ctx(|| format!("open cgroup {}", dir.display()))
+    }
+
+    /// Moves the calling thread into the container's v1 cgroups, so that a
+    /// child cloned now is born in them (what CLONE_INTO_CGROUP does for
+    /// cgroup2). Moving another process means writing its pid to
+    /// `cgroup.procs`, which takes cgroup_threadgroup_rwsem for writing and
+    /// so waits for an RCU grace period: milliseconds, the largest single
+    /// cost of `create` on a host with v1 controllers. Moving oneself by
+    /// writing 0 to `tasks` skips that lock (kernel/cgroup/cgroup.c,
+    /// cgroup_procs_write_start). The caller must be single-threaded.
+    ///
+    /// None, with nothing moved, when there is no v1 hierarchy, when a
+    /// cgroup could not hold the caller and its child (a frozen freezer, a
+    /// pids limit below 2 more) or when a move fails: the child is then
+    /// placed with [`join`](Self::join) as before.
+    pub fn enter_v1(&self) -> Option<V1Visit> {
+        if self.v1.is_empty() {
+            return None;
+        }
+        let home = Self::own().ok()?;
+        let mut visit = V1Visit { home: Vec::new() };
+        for (key, dir) in &self.v1 {
+            let back = home.v1.get(key)?;
+            let has = |c: &str| key.split(',').any(|k| k == c);
+            if has("freezer") && read(dir, "freezer.state")? != "THAWED" {
+                return None;
+            }
+            if has("pids") {
+                let max = read(dir, "pids.max")?;
+                if max != "max" {
+                    let current: u64 = read(dir, "pids.current")?.parse().ok()?;
+                    if max.parse::<u64>().ok()? < current + 2 {
+                        return None;
+                    }
+                }
+            }
+            // Dropping `visit` on a failure moves back what was moved.
+            std::fs::write(dir.join("tasks"), "0").ok()?;
+            visit.home.push(back.join("tasks"));
+        }
+        Some(visit)
+    }
+
+    /// Moves `pid` into every v1 hierarchy unless it was born there (see
+    /// [`enter_v1`](Self::enter_v1)), and into cgroup2 unless the clone
+    /// already put it there.
+    pub fn join(&self, pid: i32, in_unified: bool, in_v1: bool) -> Result<()> {
+        let unified = self.unified.iter().filter(|_| !in_unified);
+        let v1 = self.v1.values().filter(|_| !in_v1);
+        for dir in unified.chain(v1) {
+            let procs = dir.join("cgroup.procs");
+            std::fs::write(&procs, pid.to_string()).ctx(|| format!("write {}", procs.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The hierarchy that lists every process of the container.
+    fn procs_dir(&self) -> Option<&PathBuf> {
+        self.unified.as_ref().or_else(|| {
+            ["pids", "freezer", "devices", "memory"]
+                .iter()
+                .find_map(|k| {
+                    self.v1
+                        .iter()
+                        .find(|(key, _)| key.split(',').any(|c| c == *k))
+                        .map(|(_, p)| p)
+                })
+                .or_else(|| self.v1.values().next())
+        })
+    }
+
+    /// Pids of all processes in the container's cgroup (recursively).
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        let mut out = Vec::new();
+        if let Some(dir) = self.procs_dir() {
+            collect_pids(dir, &mut out)?;
+        }
+        Ok(out)
+    }
+}

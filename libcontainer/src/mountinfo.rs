@@ -1,0 +1,130 @@
+//! The one reader of `/proc/self/mountinfo` (proc(5)), for the cgroup
+//! layout and the rootfs. Paths in it are escaped by the kernel (`\040`
+//! for a space, `\011` tab, `\012` newline, `\134` backslash) and are
+//! unescaped here, byte for byte, so a mount point with a space in its
+//! name compares equal to the path it was mounted on.
+
+use crate::error::{Result, SysContext};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+
+/// One line of mountinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    /// The part of the mounted filesystem that is the mount's root.
+    pub root: PathBuf,
+    /// Where it is mounted, in this process's mount namespace.
+    pub mount_point: PathBuf,
+    /// Optional fields (`shared:N`, `master:N`, ...).
+    pub optional: Vec<String>,
+    pub fstype: String,
+    pub source: String,
+    /// Per-superblock options (for cgroup v1: the controllers).
+    pub super_options: String,
+}
+
+impl MountInfo {
+    /// Whether the mount is in a shared peer group.
+    pub fn is_shared(&self) -> bool {
+        self.optional.iter().any(|f| f.starts_with("shared:"))
+    }
+}
+
+/// This process's mounts.
+pub fn read_self() -> Result<Vec<MountInfo>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")
+        .ctx(|| "read /proc/self/mountinfo".into())?;
+    Ok(parse(&text))
+}
+
+/// Parses mountinfo text; lines that are not well formed are skipped.
+pub fn parse(text: &str) -> Vec<MountInfo> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+fn parse_line(line: &str) -> Option<MountInfo> {
+    // id parent major:minor root mount-point options [optional...] - fstype source super-options
+    let (pre, post) = line.split_once(" - ")?;
+    let mut pre = pre.split(' ');
+    let (_id, _parent, _dev) = (pre.next()?, pre.next()?, pre.next()?);
+    let root = unescape(pre.next()?);
+    let mount_point = unescape(pre.next()?);
+    let _options = pre.next()?;
+    let optional = pre.map(str::to_string).collect();
+    let mut post = post.split(' ');
+    Some(MountInfo {
+        root,
+        mount_point,
+        optional,
+        fstype: post.next()?.to_string(),
+        source: post.next()?.to_string(),
+        super_options: post.next()?.to_string(),
+    })
+}
+
+/// Undoes the kernel's `\ooo` escapes (fs/proc_namespace.c, mangle()).
+fn unescape(s: &str) -> PathBuf {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if let Some(v) = b
+                .get(i + 1..i + 4)
+                .filter(|o| o.iter().all(|c| (b'0'..=b'7').contains(c)))
+                .and_then(|o| u8::from_str_radix(std::str::from_utf8(o).ok()?, 8).ok())
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    PathBuf::from(OsString::from_vec(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+30 22 0:26 / /sys/fs/cgroup/memory rw,nosuid shared:9 - cgroup cgroup rw,memory
+31 22 0:27 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw,nsdelegate
+40 22 0:50 /sub\\040dir /mnt/with\\040space\\011tab rw master:3 - tmpfs none rw
+41 22 0:51 / /mnt/back\\134slash rw - tmpfs none rw
+garbage line
+";
+
+    #[test]
+    fn fields_and_optional_tags() {
+        let m = parse(SAMPLE);
+        assert_eq!(m.len(), 5);
+        assert_eq!(m[0].mount_point, PathBuf::from("/"));
+        assert!(m[0].is_shared());
+        assert_eq!(m[1].fstype, "cgroup");
+        assert_eq!(m[1].super_options, "rw,memory");
+        assert_eq!(m[2].fstype, "cgroup2");
+        assert_eq!(m[3].optional, vec!["master:3".to_string()]);
+        assert!(!m[3].is_shared());
+        assert!(m[4].optional.is_empty());
+    }
+
+    #[test]
+    fn octal_escapes_are_undone() {
+        let m = parse(SAMPLE);
+        assert_eq!(m[3].root, PathBuf::from("/sub dir"));
+        assert_eq!(m[3].mount_point, PathBuf::from("/mnt/with space\ttab"));
+        assert_eq!(m[4].mount_point, PathBuf::from("/mnt/back\\slash"));
+        // Not an escape: kept as it is.
+        assert_eq!(unescape("/a\\9zz\\"), PathBuf::from("/a\\9zz\\"));
+        // Bytes that are not UTF-8 survive.
+        assert_eq!(
+            unescape("/x\\377"),
+            PathBuf::from(OsString::from_vec(b"/x\xff".to_vec()))
+        );
+    }
+}
