@@ -110,11 +110,7 @@ pub(crate) fn rdma(dir: &Path, rdma: &HashMap<String, LinuxRdma>) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cgroups::fs::tests::FakeCgroup;
-
-    fn parse<T: serde::de::DeserializeOwned>(json: &str) -> T {
-        serde_json::from_str(json).expect("test JSON")
-    }
+    use crate::cgroups::fs::tests::{parse, FakeCgroup};
 
     #[test]
     fn pids_limit_negative_is_max() {

@@ -175,6 +175,11 @@ pub(crate) mod tests {
         }
     }
 
+    /// A config fragment from its JSON.
+    pub(crate) fn parse<T: serde::de::DeserializeOwned>(json: &str) -> T {
+        serde_json::from_str(json).expect("test JSON")
+    }
+
     impl Drop for FakeCgroup {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);

@@ -206,11 +206,11 @@ fn blkio_is_set(b: &LinuxBlockIo) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cgroups::fs::tests::FakeCgroup;
+    use crate::cgroups::fs::tests::{parse, FakeCgroup};
     use std::collections::BTreeMap;
 
     fn resources(json: &str) -> LinuxResources {
-        serde_json::from_str(json).expect("resources JSON")
+        parse(json)
     }
 
     /// A hybrid layout of fake directories: v1 `memory` and `pids`, and a

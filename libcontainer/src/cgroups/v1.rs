@@ -312,11 +312,7 @@ mod tests {
     //! cgroup v1 directory (the conformance tests cover the real thing).
 
     use super::*;
-    use crate::cgroups::fs::tests::FakeCgroup;
-
-    fn parse<T: serde::de::DeserializeOwned>(json: &str) -> T {
-        serde_json::from_str(json).expect("test JSON")
-    }
+    use crate::cgroups::fs::tests::{parse, FakeCgroup};
 
     #[test]
     fn memory_files_and_warnings() {
