@@ -86,12 +86,20 @@ pub fn parse_config(text: &[u8]) -> std::result::Result<(Spec, Vec<String>), Str
 }
 
 /// A process JSON on its own (`exec --process`, the shim's exec spec),
-/// read with the same rules as the config's `process`.
+/// read with the same rules as the config's `process`, and as runc decodes
+/// it into Go's zero values: a missing `user` is uid 0, gid 0 (a missing
+/// `cwd` is refused by [`validate_process`], not here).
 pub fn parse_process(text: &[u8]) -> std::result::Result<(Process, Vec<String>), String> {
     let mut value: Value =
         serde_json::from_slice(text).map_err(|e| format!("invalid JSON: {e}"))?;
     let mut warnings = Vec::new();
     normalize_process(&mut value, "process", &mut warnings)?;
+    if let Some(p) = value.as_object_mut() {
+        p.entry("user")
+            .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+        p.entry("cwd")
+            .or_insert_with(|| Value::String(String::new()));
+    }
     Ok((deserialize(value)?, warnings))
 }
 
@@ -201,6 +209,12 @@ fn scheduler_flags(flags: &mut Value, field: &str) -> std::result::Result<(), St
 pub fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::invalid("process.args", "args must not be empty"));
+    }
+    if process.cwd().as_os_str().is_empty() {
+        return Err(Error::invalid(
+            "process.cwd",
+            "Cwd property must not be empty",
+        ));
     }
     if !process.cwd().is_absolute() {
         return Err(Error::invalid(
@@ -381,6 +395,23 @@ mod tests {
         format!(
             r#"{{"ociVersion":"1.2.0","root":{{"path":"rootfs"}},"process":{{"args":["sh"],"cwd":"/","user":{{"uid":0,"gid":0}}}},"linux":{{"namespaces":[{{"type":"pid"}},{{"type":"mount"}}]}}{extra}}}"#
         )
+    }
+
+    /// runc reads a process JSON into Go's zero values: no `user` is root.
+    #[test]
+    fn process_without_user_is_root() {
+        let p = parse_process(br#"{"args":["id"],"cwd":"/"}"#).unwrap().0;
+        assert_eq!((p.user().uid(), p.user().gid()), (0, 0));
+        let p = parse_process(br#"{"args":["id"],"cwd":"/","user":{"uid":7,"gid":8}}"#)
+            .unwrap()
+            .0;
+        assert_eq!((p.user().uid(), p.user().gid()), (7, 8));
+        let p = parse_process(br#"{"args":["id"]}"#).unwrap().0;
+        let e = validate_process(&p).unwrap_err().to_string();
+        assert_eq!(e, "process.cwd: Cwd property must not be empty");
+        assert!(parse_process(br#"{"args":"id"}"#)
+            .unwrap_err()
+            .starts_with("args:"));
     }
 
     #[test]

@@ -4,8 +4,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "keel", version = crate::VERSION_TEXT, about = "keel: an OCI container runtime (runc-compatible CLI)")]
+#[command(
+    name = "keel",
+    version = crate::VERSION_TEXT,
+    disable_version_flag = true,
+    about = "keel: an OCI container runtime (runc-compatible CLI)"
+)]
 pub struct Cli {
+    /// Print the version (runc's `-v`, `--version`)
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    pub version: Option<bool>,
     /// Root directory for storage of container state (default /run/keel, or
     /// $XDG_RUNTIME_DIR/keel for an unprivileged user)
     #[arg(long, global = true)]
@@ -206,10 +214,8 @@ pub enum Command {
     /// Display container events such as OOM notifications, cpu, memory, and IO usage statistics
     Events(EventsArgs),
     /// Checkpoint a running container (not yet implemented)
-    #[command(disable_help_flag = true)]
     Checkpoint(Pending),
     /// Restore a container from a previous checkpoint (not yet implemented)
-    #[command(disable_help_flag = true)]
     Restore(Pending),
 }
 
@@ -372,6 +378,39 @@ mod tests {
                 }
                 other => panic!("{other:?}"),
             }
+        }
+    }
+
+    /// `keel COMMAND -h` prints help for every command, as runc does.
+    #[test]
+    fn every_command_has_help() {
+        use clap::CommandFactory;
+        let names: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        for name in names {
+            for flag in ["-h", "--help"] {
+                let e = Cli::try_parse_from(["keel", name.as_str(), flag]).unwrap_err();
+                assert_eq!(
+                    e.kind(),
+                    clap::error::ErrorKind::DisplayHelp,
+                    "{name} {flag}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn version_flags_like_runc() {
+        for args in [
+            &["keel", "-v"][..],
+            &["keel", "--version"],
+            &["keel", "-version"],
+        ] {
+            let args = normalize_args(args.iter().map(|s| s.to_string()).collect());
+            let e = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayVersion);
         }
     }
 

@@ -11,7 +11,8 @@ use cli::{Cli, Command};
 use commands::{cgroups, exec, info, lifecycle, spec};
 use logging::{Level, Logger};
 
-pub const VERSION_TEXT: &str = concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.3.0");
+/// What `keel -v` prints after "keel " (see build.rs).
+pub const VERSION_TEXT: &str = include_str!(concat!(env!("OUT_DIR"), "/version.txt"));
 
 fn main() {
     let protected = protect_first();

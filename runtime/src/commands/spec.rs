@@ -46,7 +46,7 @@ fn default_spec() -> Value {
         ],
         "linux": {
             "resources": {"devices": [{"allow": false, "access": "rwm"}]},
-            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
+            "namespaces": namespaces(),
             "maskedPaths": [
                 "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
                 "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"
@@ -54,6 +54,19 @@ fn default_spec() -> Value {
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
         }
     })
+}
+
+/// runc's default namespaces; a cgroup namespace only on a pure cgroup v2
+/// host, as `runc spec` decides it (on v1 or hybrid hosts the container's
+/// view of /sys/fs/cgroup then stays the host's, as under runc).
+fn namespaces() -> Value {
+    let mut ns = json!([{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]);
+    let unified = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    if let (true, Some(list)) = (unified, ns.as_array_mut()) {
+        list.push(json!({"type": "cgroup"}));
+    }
+    ns
 }
 
 /// runc's ToRootless: a user namespace mapping the caller to root, no
