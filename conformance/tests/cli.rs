@@ -3,11 +3,8 @@
 //! Differential against runc where Debian's runc 1.1.5 has the behaviour;
 //! keel-only (citing runc's code) where only newer runc has it.
 
-use keel_conformance::{assert_no_leaks, require_runc, wait_until, Bundle, TestEnv};
+use keel_conformance::{assert_no_leaks, require_runc, Bundle, TestEnv};
 use serde_json::{json, Value};
-use std::time::Duration;
-
-const SEC5: Duration = Duration::from_secs(5);
 
 /// keel's env, then runc's when runc is installed (else a printed SKIPPED).
 fn envs() -> Vec<TestEnv> {
