@@ -5,6 +5,7 @@
 //! code, where only runc 1.2+ has it.
 
 use keel_conformance::{assert_no_leaks, require_runc, Bundle, Output, TestEnv};
+use nix::mount::MsFlags;
 use serde_json::{json, Value};
 
 /// Runs `script` in a bundle made by `setup`, under keel and runc; returns
@@ -35,6 +36,56 @@ fn keel(name: &str, setup: impl Fn(&mut Bundle), script: &str) -> Output {
     eprintln!("--- keel ---\n{o}");
     assert_no_leaks(&env, name);
     o
+}
+
+/// A directory of the test's own mount namespace bound onto itself with
+/// `flags` (the source of a bind in a scenario), unmounted when dropped.
+struct FlaggedDir(std::path::PathBuf);
+
+impl FlaggedDir {
+    fn new(env: &TestEnv, name: &str, flags: MsFlags) -> FlaggedDir {
+        let dir = env.dir.join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("file"), "data\n").expect("write");
+        nix::mount::mount(
+            Some(&dir),
+            &dir,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .expect("bind the source dir");
+        let d = FlaggedDir(dir);
+        nix::mount::mount(
+            None::<&str>,
+            &d.0,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+            None::<&str>,
+        )
+        .expect("remount the source dir");
+        d
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp dir")
+    }
+}
+
+impl Drop for FlaggedDir {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// A user namespace mapping ids 0-65535 to 100000-165535.
+fn userns(b: &mut Bundle) {
+    let maps = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.push("/linux/namespaces", json!({"type": "user"}));
+    b.set("/linux/uidMappings", maps.clone());
+    b.set("/linux/gidMappings", maps);
+    // A v1 cgroupfs cannot be mounted from a user namespace.
+    b.remove_mount("/sys/fs/cgroup");
 }
 
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Value {
@@ -93,4 +144,78 @@ fn tmpfs_mode_explicit_wins_else_the_covered_directorys() {
         o.stdout, "/m1 700\n/m2 1777\n/m1 rw,nosuid,relatime tmpfs rw,mode=700\n",
         "{o}"
     );
+}
+
+/// runc 1.2+ (libcontainer/rootfs_linux.go, mountToRootfs): a bind is
+/// remounted when its options set a flag *or clear one*, so `rw`, `suid`,
+/// `dev`, `exec` and `symfollow` drop what the source mount has. (runc
+/// 1.1.5 skips the remount and the source's flags leak in.)
+#[test]
+fn bind_options_that_only_clear_flags_clear_them() {
+    let env = TestEnv::keel();
+    let nosymfollow = MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW);
+    let locked = MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC
+        | nosymfollow;
+    let src = FlaggedDir::new(&env, "src", locked);
+    let mut b = env.bundle("clearing");
+    b.push(
+        "/mounts",
+        mount(
+            "/data",
+            "bind",
+            src.path(),
+            &["bind", "rw", "suid", "dev", "exec", "symfollow"],
+        ),
+    );
+    b.sh(&format!(
+        "{} touch /data/new && echo writable",
+        opts_of("/data")
+    ));
+    let o = env.run(&b);
+    o.expect_ok("keel run");
+    let opts = o.stdout.lines().next().unwrap_or_default().to_string();
+    for flag in ["ro", "nosuid", "nodev", "noexec", "nosymfollow"] {
+        assert!(
+            !opts.split([' ', ',']).any(|f| f == flag),
+            "{flag} leaked from the source: {o}"
+        );
+    }
+    assert!(o.stdout.contains("writable"), "{o}");
+    drop(src);
+    assert_no_leaks(&env, "clearing");
+}
+
+/// In a user namespace the source's flags are locked: a remount that does
+/// not keep them is refused, so runc retries with them (1.1.5: `ro`; 1.2+:
+/// every locked flag not asked to be cleared).
+#[test]
+fn bind_in_userns_keeps_locked_flags_not_asked_to_be_cleared() {
+    let Some(runc) = require_runc!() else { return };
+    let mut outs = Vec::new();
+    for env in [TestEnv::keel(), TestEnv::new(runc)] {
+        let src = FlaggedDir::new(&env, "src", MsFlags::MS_RDONLY);
+        let mut b = env.bundle("lockedro");
+        userns(&mut b);
+        // The container's root may not write to the rootfs.
+        std::fs::create_dir(b.rootfs().join("data")).expect("mkdir");
+        b.push(
+            "/mounts",
+            mount("/data", "bind", src.path(), &["bind", "nosuid"]),
+        );
+        b.sh(&format!("{} cat /data/file", opts_of("/data")));
+        let o = env.run(&b);
+        eprintln!("--- {} ---\n{o}", env.rt.name);
+        o.expect_ok(&format!("{} run", env.rt.name));
+        drop(src);
+        assert_no_leaks(&env, "lockedro");
+        outs.push(
+            o.stdout
+                .replace(&env.dir.to_string_lossy().into_owned(), "DIR"),
+        );
+    }
+    assert!(outs[0].contains("ro,nosuid"), "{}", outs[0]);
+    assert_eq!(outs[0], outs[1], "keel (left) and runc (right) differ");
 }

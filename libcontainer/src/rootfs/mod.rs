@@ -9,6 +9,7 @@ mod mounts;
 pub mod options;
 pub mod path;
 mod pivot;
+mod remount;
 
 pub use devices::{defaults as devices_defaults, Device};
 pub use mounts::Mount;

@@ -4,7 +4,7 @@
 
 use super::options::MountOptions;
 use super::path::{self, Kind};
-use super::pivot::remount_bind;
+use super::remount;
 use super::RootfsPlan;
 use crate::error::{Error, Result, SysContext};
 use nix::fcntl::OFlag;
@@ -86,22 +86,21 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
         )
     };
     let o = &m.options;
-    if let Some(tree) = &m.idmapped {
-        super::idmap::attach(tree.as_fd(), target.as_fd()).ctx(what)?;
-        let rest = o.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
-        if !rest.is_empty() {
-            let top = reopen(root, dest)?;
-            remount_bind(&path::fd_path(&top), rest)
-                .ctx(|| format!("remount {} with its options", dest.display()))?;
+    if m.is_bind() {
+        if let Some(tree) = &m.idmapped {
+            super::idmap::attach(tree.as_fd(), target.as_fd()).ctx(what)?;
+        } else {
+            let bind = MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC);
+            nix::mount::mount(m.source.as_deref(), &at, None::<&str>, bind, None::<&str>)
+                .ctx(what)?;
         }
-    } else if m.is_bind() {
-        let bind = MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC);
-        nix::mount::mount(m.source.as_deref(), &at, None::<&str>, bind, None::<&str>).ctx(what)?;
-        // Flags other than bind/rec only take effect through a remount.
-        let rest = o.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
-        if !rest.is_empty() {
+        // A bind takes its source's flags; the options, set or cleared,
+        // only take effect through a remount (as runc 1.2+: an option that
+        // only clears, `dev` or `rw`, must clear what the source has).
+        let set = o.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !set.is_empty() || !o.cleared.is_empty() {
             let top = reopen(root, dest)?;
-            remount_bind(&path::fd_path(&top), rest)
+            remount::bind(&path::fd_path(&top), set, o.cleared)
                 .ctx(|| format!("remount {} with its options", dest.display()))?;
         }
     } else {
@@ -222,7 +221,7 @@ fn mount_cgroup(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
         .ctx(|| format!("mount cgroup2 on {}", dest.display()))?;
         if !plan.cgroupns && !flags.is_empty() {
             let top = reopen(root, dest)?;
-            remount_bind(&path::fd_path(&top), flags)
+            remount::bind(&path::fd_path(&top), flags, MsFlags::empty())
                 .ctx(|| format!("remount {}", dest.display()))?;
         }
         return finish(root, dest, &m.options);
@@ -285,7 +284,7 @@ fn mount_cgroup(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
             )
             .and_then(|()| {
                 let top = path::open_in_root(tmp.as_fd(), Path::new(&name), OFlag::O_PATH, false)?;
-                remount_bind(&path::fd_path(&top), flags)
+                remount::bind(&path::fd_path(&top), flags, MsFlags::empty())
             })
         };
         r.ctx(|| format!("mount cgroup {key} on {}/{name}", dest.display()))?;

@@ -8,6 +8,9 @@ use nix::mount::MsFlags;
 pub struct MountOptions {
     /// Flags set by the options.
     pub flags: MsFlags,
+    /// Flags the options clear (`rw`, `dev`, `suid`, ...): a bind must
+    /// drop them even when its source has them.
+    pub cleared: MsFlags,
     /// Propagation changes, applied in order after the mount.
     pub propagation: Vec<MsFlags>,
     /// MOUNT_ATTR_* to set recursively (`rro`, `rnosuid`, …).
@@ -39,6 +42,7 @@ const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 pub fn parse(options: &[String]) -> MountOptions {
     let mut o = MountOptions {
         flags: MsFlags::empty(),
+        cleared: MsFlags::empty(),
         propagation: Vec::new(),
         rec_set: 0,
         rec_clr: 0,
@@ -123,6 +127,7 @@ pub fn parse(options: &[String]) -> MountOptions {
             }
         };
         o.flags = (o.flags & !clear) | set;
+        o.cleared = (o.cleared & !set) | clear;
     }
     o
 }
@@ -171,6 +176,24 @@ mod tests {
     fn later_option_wins() {
         assert_eq!(p(&["ro", "rw"]).flags, MsFlags::empty());
         assert_eq!(p(&["rw", "ro"]).flags, MsFlags::MS_RDONLY);
+    }
+
+    #[test]
+    fn cleared_flags_are_kept_apart() {
+        let o = p(&["bind", "dev", "suid", "rw", "exec", "symfollow"]);
+        assert_eq!(o.flags, MsFlags::MS_BIND);
+        assert_eq!(
+            o.cleared,
+            MsFlags::MS_NODEV
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOEXEC
+                | MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW)
+        );
+        // The later option wins, as for the flags set.
+        let o = p(&["rw", "ro", "nodev", "dev"]);
+        assert_eq!(o.flags, MsFlags::MS_RDONLY);
+        assert_eq!(o.cleared, MsFlags::MS_NODEV);
     }
 
     #[test]

@@ -6,7 +6,6 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
-use nix::sys::statvfs::FsFlags;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
@@ -37,63 +36,6 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
     nix::unistd::chdir("/").ctx(|| "chdir /".into())
 }
 
-/// The flags a remount must keep: in a user namespace, clearing nosuid,
-/// nodev, noexec or atime flags that the mount already has is refused.
-fn locked_flags(path: &Path) -> MsFlags {
-    let Some(f) = mount_flags(path) else {
-        return MsFlags::empty();
-    };
-    let mut out = MsFlags::empty();
-    for (fs, ms) in [
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::from_bits_retain(ST_RELATIME), MsFlags::MS_RELATIME),
-    ] {
-        if f.contains(fs) {
-            out |= ms;
-        }
-    }
-    out
-}
-
-/// ST_RELATIME, as Linux defines it for statvfs' f_flag.
-const ST_RELATIME: libc::c_ulong = 4096;
-
-/// statvfs(3)'s f_flag for `path`, every bit kept: nix's statvfs drops
-/// the ones the libc does not name (musl: ST_RELATIME).
-fn mount_flags(path: &Path) -> Option<FsFlags> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: a valid C string and a pointer to writable statvfs storage,
-    // read only when the call succeeds.
-    if unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {
-        return None;
-    }
-    // SAFETY: statvfs succeeded and filled it.
-    Some(FsFlags::from_bits_retain(
-        unsafe { st.assume_init() }.f_flag,
-    ))
-}
-
-/// Remounts an existing bind mount with `flags`, keeping locked flags.
-pub fn remount_bind(path: &Path, flags: MsFlags) -> nix::Result<()> {
-    let base = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags;
-    match nix::mount::mount(None::<&str>, path, None::<&str>, base, None::<&str>) {
-        Err(Errno::EPERM) => nix::mount::mount(
-            None::<&str>,
-            path,
-            None::<&str>,
-            base | locked_flags(path),
-            None::<&str>,
-        ),
-        r => r,
-    }
-}
-
 pub fn readonly_path(p: &Path) -> Result<()> {
     match nix::mount::mount(
         Some(p),
@@ -105,7 +47,7 @@ pub fn readonly_path(p: &Path) -> Result<()> {
         Err(Errno::ENOENT) => return Ok(()),
         r => r.ctx(|| format!("linux.readonlyPaths: bind {}", p.display()))?,
     }
-    remount_bind(p, MsFlags::MS_RDONLY | MsFlags::MS_REC)
+    super::remount::bind(p, MsFlags::MS_RDONLY | MsFlags::MS_REC, MsFlags::empty())
         .ctx(|| format!("linux.readonlyPaths: remount {} read-only", p.display()))
 }
 
@@ -172,6 +114,6 @@ pub fn dev_null() -> Result<OwnedFd> {
 }
 
 pub fn remount_root_readonly() -> Result<()> {
-    remount_bind(Path::new("/"), MsFlags::MS_RDONLY)
+    super::remount::bind(Path::new("/"), MsFlags::MS_RDONLY, MsFlags::empty())
         .ctx(|| "root.readonly: remount / read-only".into())
 }
