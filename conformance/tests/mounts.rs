@@ -219,3 +219,61 @@ fn bind_in_userns_keeps_locked_flags_not_asked_to_be_cleared() {
     assert!(outs[0].contains("ro,nosuid"), "{}", outs[0]);
     assert_eq!(outs[0], outs[1], "keel (left) and runc (right) differ");
 }
+
+/// A destination through a dangling symlink of the image is followed inside
+/// the rootfs and its target made there: an absolute link, one that climbs
+/// out with `..` (clamped at the root), and one naming a file for a file
+/// bind (runc resolves destinations with filepath-securejoin).
+#[test]
+fn destination_through_dangling_symlinks_is_made_inside_the_rootfs() {
+    let Some(runc) = require_runc!() else { return };
+    let mut outs = Vec::new();
+    for env in [TestEnv::keel(), TestEnv::new(runc)] {
+        let src = env.dir.join("src");
+        std::fs::create_dir_all(&src).expect("mkdir");
+        std::fs::write(src.join("file"), "through the link\n").expect("write");
+        let mut b = env.bundle("dangling");
+        let root = b.rootfs();
+        std::os::unix::fs::symlink("/t1/sub", root.join("l1")).expect("symlink");
+        std::os::unix::fs::symlink("../../../t2", root.join("l2")).expect("symlink");
+        std::os::unix::fs::symlink("/t3/file", root.join("l3")).expect("symlink");
+        let src = src.to_string_lossy().into_owned();
+        b.push("/mounts", mount("/l1", "bind", &src, &["bind"]));
+        b.push("/mounts", mount("/l2/in", "tmpfs", "tmpfs", &[]));
+        b.push(
+            "/mounts",
+            mount("/l3", "bind", &format!("{src}/file"), &["bind"]),
+        );
+        b.sh("awk '{print $5}' /proc/self/mountinfo | grep '^/t'; cat /t1/sub/file /t3/file");
+        let o = env.run(&b);
+        eprintln!("--- {} ---\n{o}", env.rt.name);
+        assert_no_leaks(&env, "dangling");
+        for made in ["t1/sub", "t2/in", "t3/file"] {
+            assert!(root.join(made).exists(), "{}: {made} not made", env.rt.name);
+        }
+        outs.push((o.code, o.stdout));
+    }
+    assert_eq!(
+        outs[0].1,
+        "/t1/sub\n/t2/in\n/t3/file\nthrough the link\nthrough the link\n"
+    );
+    assert_eq!(outs[0], outs[1], "keel (left) and runc (right) differ");
+}
+
+/// runc 1.3+ (createOpenMountpoint: pathrs.LexicallyStripRoot): a
+/// destination written with the rootfs's host path in front names the path
+/// after it. (runc 1.1.5 makes the directory at both places and mounts
+/// non-bind filesystems nowhere.)
+#[test]
+fn destination_with_the_rootfs_host_path_in_front() {
+    let env = TestEnv::keel();
+    let mut b = env.bundle("prefixed");
+    let dest = b.rootfs().join("prefixed");
+    let dest = dest.to_string_lossy().into_owned();
+    b.push("/mounts", mount(&dest, "tmpfs", "tmpfs", &["size=1m"]));
+    b.sh("awk '{print $5}' /proc/self/mountinfo | grep prefixed");
+    let o = env.run(&b);
+    eprintln!("{o}");
+    assert_no_leaks(&env, "prefixed");
+    assert_eq!((o.code, o.stdout.as_str()), (0, "/prefixed\n"), "{o}");
+}

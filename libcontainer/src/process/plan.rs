@@ -280,7 +280,7 @@ impl InitPlan {
         for (i, m) in spec.mounts().iter().flatten().enumerate() {
             let options = rootfs::options::parse(m.options().as_deref().unwrap_or(&[]));
             let typ = m.typ().clone().unwrap_or_else(|| "bind".into());
-            let destination = Path::new("/").join(m.destination());
+            let destination = rootfs::path::strip_root(&bundle.rootfs, m.destination());
             let is_bind = options.flags.contains(MsFlags::MS_BIND) || typ == "bind";
             if is_bind && m.source().is_none() {
                 return Err(Error::invalid(

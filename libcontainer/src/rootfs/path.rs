@@ -141,39 +141,41 @@ pub enum Kind {
 /// Creates `path` (and missing parents, 0755) inside `root` and returns an
 /// O_PATH fd on it. An existing entry of the other kind is an error.
 ///
-/// Each missing component is created in its parent as resolved in root,
-/// then the path is resolved again from root. A path that is there costs
-/// one lookup; one whose last component is missing, three (not one per
-/// component from the root: dozens per container start).
+/// As runc (filepath-securejoin): symlinks on the way are followed inside
+/// the root, a dangling one included, and what is missing at its target is
+/// created. A path that is there costs one lookup.
 pub fn make_in_root(root: BorrowedFd, path: &Path, kind: Kind) -> nix::Result<OwnedFd> {
-    let comps: Vec<_> = path
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .collect();
-    let full: PathBuf = comps.iter().collect();
     let flags = if kind == Kind::Dir {
         OFlag::O_PATH | OFlag::O_DIRECTORY
     } else {
         OFlag::O_PATH
     };
-    match open_in_root(root, &full, flags, false) {
+    match open_in_root(root, path, flags, false) {
         Err(Errno::ENOENT) => {}
         r => return r,
     }
-    // Not empty: the root itself is always there.
-    let Some((name, parents)) = comps.split_last() else {
+    let resolved = resolve_in_root(root, path)?;
+    let Some((last, parents)) = resolved.split_last() else {
         return Err(Errno::ENOENT);
     };
-    let dir = make_in_root(root, &parents.iter().collect::<PathBuf>(), Kind::Dir)?;
-    // `name` is one component created in a directory we resolved safely;
-    // a dangling symlink there makes mkdirat/openat fail with EEXIST, and
-    // the lookup below then fails.
-    let c = cstr(name.as_os_str())?;
+    // The resolved path has no symlink and no `..`: walk it creating what
+    // is missing, never following a link (one swapped in meanwhile makes
+    // the walk fail instead of leading out).
+    let mut dir = root.try_clone_to_owned().map_err(|_| Errno::EBADF)?;
+    for name in parents {
+        let c = cstr(name)?;
+        let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        dir = match nix::fcntl::openat(dir.as_fd(), c.as_c_str(), dir_flags, Mode::empty()) {
+            Err(Errno::ENOENT) => {
+                mkdir_at(dir.as_fd(), &c)?;
+                nix::fcntl::openat(dir.as_fd(), c.as_c_str(), dir_flags, Mode::empty())?
+            }
+            r => r?,
+        };
+    }
+    let c = cstr(last)?;
     if kind == Kind::Dir {
-        match nix::sys::stat::mkdirat(dir.as_fd(), c.as_c_str(), Mode::from_bits_truncate(0o755)) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(e),
-        }
+        mkdir_at(dir.as_fd(), &c)?;
     } else {
         // SAFETY: plain openat on a valid dirfd; the new fd is closed at once.
         let fd = unsafe {
@@ -191,7 +193,90 @@ pub fn make_in_root(root: BorrowedFd, path: &Path, kind: Kind) -> nix::Result<Ow
             Err(e) => return Err(e),
         }
     }
-    open_in_root(root, &full, flags, false)
+    open_in_root(root, &resolved.iter().collect::<PathBuf>(), flags, false)
+}
+
+fn mkdir_at(dir: BorrowedFd, name: &CString) -> nix::Result<()> {
+    match nix::sys::stat::mkdirat(dir, name.as_c_str(), Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(Errno::EEXIST) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `path` inside `root` with every symlink of its existing part expanded
+/// (inside the root) and `..` applied, as filepath-securejoin's SecureJoin
+/// computes it: the components of a path that has no symlink, whose tail
+/// may not exist yet.
+pub fn resolve_in_root(root: BorrowedFd, path: &Path) -> nix::Result<Vec<OsString>> {
+    let mut todo = components(path);
+    // The resolved components, each with its fd while it exists.
+    let mut done: Vec<(OsString, Option<OwnedFd>)> = Vec::new();
+    let mut links = 0;
+    while let Some(name) = todo.pop_front() {
+        if name == ".." {
+            done.pop();
+            continue;
+        }
+        let parent = match done.last() {
+            None => Some(root),
+            Some((_, fd)) => fd.as_ref().map(|fd| fd.as_fd()),
+        };
+        let Some(parent) = parent else {
+            // Below a missing directory nothing exists.
+            done.push((name, None));
+            continue;
+        };
+        let c = cstr(&name)?;
+        let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = match nix::fcntl::openat(parent, c.as_c_str(), flags, Mode::empty()) {
+            Err(Errno::ENOENT) => {
+                done.push((name, None));
+                continue;
+            }
+            r => r?,
+        };
+        let st = nix::sys::stat::fstat(&fd)?;
+        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK {
+            links += 1;
+            if links > MAX_SYMLINKS {
+                return Err(Errno::ELOOP);
+            }
+            let target = PathBuf::from(nix::fcntl::readlinkat(parent, c.as_c_str())?);
+            if target.is_absolute() {
+                done.clear();
+            }
+            for comp in components(&target).into_iter().rev() {
+                todo.push_front(comp);
+            }
+            continue;
+        }
+        done.push((name, Some(fd)));
+    }
+    Ok(done.into_iter().map(|(name, _)| name).collect())
+}
+
+/// A mount destination given with the rootfs's host path in front names
+/// the path after it, as runc 1.3+ reads it (LexicallyStripRoot in
+/// createOpenMountpoint); any other path is returned cleaned.
+pub fn strip_root(rootfs: &Path, path: &Path) -> PathBuf {
+    let clean = |p: &Path| {
+        let mut out = PathBuf::from("/");
+        for c in p.components() {
+            match c {
+                Component::Normal(n) => out.push(n),
+                Component::ParentDir => {
+                    out.pop();
+                }
+                _ => {}
+            }
+        }
+        out
+    };
+    let (root, path) = (clean(rootfs), clean(path));
+    match path.strip_prefix(&root) {
+        Ok(rest) if root != Path::new("/") => Path::new("/").join(rest),
+        _ => path,
+    }
 }
 
 /// The magic-link path of an fd, for syscalls that take a path (mount(2)):
@@ -294,6 +379,36 @@ mod tests {
             // /etc/passwd of the host is not inside the test root.
             assert_eq!(open("/a/passwd").unwrap_err(), Errno::ENOENT);
         }
+    }
+
+    #[test]
+    fn make_follows_dangling_links_inside_root() {
+        let (d, root) = tree();
+        symlink("/made/sub", d.0.join("dangling")).unwrap();
+        symlink("../../../../up-made", d.0.join("a/climb")).unwrap();
+        symlink("/file-made", d.0.join("a/tofile")).unwrap();
+        make_in_root(root.as_fd(), Path::new("/dangling"), Kind::Dir).unwrap();
+        assert!(d.0.join("made/sub").is_dir());
+        make_in_root(root.as_fd(), Path::new("/a/climb/in"), Kind::Dir).unwrap();
+        assert!(d.0.join("up-made/in").is_dir());
+        make_in_root(root.as_fd(), Path::new("/a/tofile"), Kind::File).unwrap();
+        assert!(d.0.join("file-made").is_file());
+        assert_eq!(
+            resolve_in_root(root.as_fd(), Path::new("/abs/missing/../x")).unwrap(),
+            ["a", "x"]
+        );
+    }
+
+    #[test]
+    fn rootfs_prefix_is_stripped() {
+        let r = Path::new("/b/rootfs/");
+        assert_eq!(strip_root(r, Path::new("/b/rootfs/x/y")), Path::new("/x/y"));
+        assert_eq!(strip_root(r, Path::new("/b/rootfs")), Path::new("/"));
+        assert_eq!(
+            strip_root(r, Path::new("/b/rootfsx")),
+            Path::new("/b/rootfsx")
+        );
+        assert_eq!(strip_root(r, Path::new("x/../y")), Path::new("/y"));
     }
 
     #[test]
