@@ -23,7 +23,7 @@ const LOCKABLE: MsFlags = MsFlags::MS_RDONLY
     .union(ATIME_FLAGS);
 
 /// statvfs(3)'s f_flag bits (Linux's ST_*), as mount(2) flags.
-pub fn flags_of_statvfs(f_flag: u64) -> MsFlags {
+pub fn flags_of_statvfs(f_flag: libc::c_ulong) -> MsFlags {
     let mut out = MsFlags::empty();
     for (st, ms) in [
         (0x0001, MsFlags::MS_RDONLY),
@@ -81,7 +81,7 @@ pub fn bind(path: &Path, set: MsFlags, cleared: MsFlags) -> nix::Result<()> {
 
 /// statvfs(3)'s f_flag for `path`, every bit kept (nix's statvfs drops the
 /// ones its libc does not name: musl's ST_RELATIME).
-fn raw_flags(path: &Path) -> Option<u64> {
+fn raw_flags(path: &Path) -> Option<libc::c_ulong> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
@@ -91,7 +91,7 @@ fn raw_flags(path: &Path) -> Option<u64> {
         return None;
     }
     // SAFETY: statvfs succeeded and filled it.
-    Some(unsafe { st.assume_init() }.f_flag as u64)
+    Some(unsafe { st.assume_init() }.f_flag)
 }
 
 #[cfg(test)]
