@@ -5,7 +5,7 @@
 use super::path::CgroupPaths;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// Parsed `--cgroup` arguments.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -44,17 +44,7 @@ impl SubCgroups {
 /// `sub` as a relative path that cannot leave the cgroup it is joined to
 /// (runc cleans it against "/" the same way).
 fn inside(sub: &str) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in Path::new(sub).components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
+    crate::rootfs::path::clean(Path::new(sub))
 }
 
 impl CgroupPaths {

@@ -255,23 +255,27 @@ pub fn resolve_in_root(root: BorrowedFd, path: &Path) -> nix::Result<Vec<OsStrin
     Ok(done.into_iter().map(|(name, _)| name).collect())
 }
 
+/// `p` cleaned lexically, as a relative path that cannot climb above its
+/// start: `..` drops the component before it, `.` and `/` go.
+pub fn clean(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// A mount destination given with the rootfs's host path in front names
 /// the path after it, as runc 1.3+ reads it (LexicallyStripRoot in
 /// createOpenMountpoint); any other path is returned cleaned.
 pub fn strip_root(rootfs: &Path, path: &Path) -> PathBuf {
-    let clean = |p: &Path| {
-        let mut out = PathBuf::from("/");
-        for c in p.components() {
-            match c {
-                Component::Normal(n) => out.push(n),
-                Component::ParentDir => {
-                    out.pop();
-                }
-                _ => {}
-            }
-        }
-        out
-    };
+    let clean = |p: &Path| Path::new("/").join(clean(p));
     let (root, path) = (clean(rootfs), clean(path));
     match path.strip_prefix(&root) {
         Ok(rest) if root != Path::new("/") => Path::new("/").join(rest),
