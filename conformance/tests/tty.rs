@@ -7,7 +7,7 @@
 //! - a foreground `runc run` sizes the container's pty after starting the
 //!   process, so the first `stty size` may fail; keel sizes it before.
 
-use keel_conformance::{assert_no_leaks, require_runc, wait_until, Bundle, TestEnv};
+use keel_conformance::{assert_no_leaks, require_runc, wait_timeout, wait_until, Bundle, TestEnv};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::json;
 use std::fs::File;
@@ -551,4 +551,194 @@ fn foreground_exec_tty_relays_terminal() {
         assert_no_leaks(&env, "ttyx");
     }
     assert_same("foreground exec -t terminal", &results);
+}
+
+/// Waits (bounded) until the runtime has turned off the pty's onlcr, as
+/// runc does once it holds the master, which can come after the program
+/// started; then prints. Without that wait runc's first lines race it.
+const AFTER_ONLCR: &str = "onlcr() { o=$(stty -g 2>/dev/null | cut -d: -f2); \
+     [ -n \"$o\" ] && [ $((0x$o & 4)) -ne 0 ]; }; \
+     i=0; while [ $i -lt 500 ] && onlcr; do i=$((i+1)); sleep 0.01; done; ";
+
+/// Runs `<runtime> args` in the foreground with stdin (and the controlling
+/// terminal) on a pty of the test's own and stdout on a pipe, as a script
+/// capturing `exec -t` output does. Returns stdout's bytes, checking exit 0.
+fn foreground_stdout_piped(env: &TestEnv, args: &[&str]) -> Vec<u8> {
+    let rt = env.rt.name;
+    let (master, slave) = openpty();
+    set_size(slave.as_raw_fd(), 24, 80);
+    let _pty = PtyReader::new(&master);
+    let err = env.dir.join("fg-piped.err");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private"])
+        .arg(&env.rt.bin)
+        .arg("--root")
+        .arg(&env.root)
+        .args(args)
+        .stdin(Stdio::from(File::from(
+            slave.try_clone().expect("dup slave"),
+        )))
+        .stdout(Stdio::piped())
+        .stderr(File::create(&err).expect("stderr file"));
+    // SAFETY: setsid and ioctl are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout pipe");
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut out);
+        out
+    });
+    let code = wait_timeout(&mut child, SEC10);
+    let out = reader.join().expect("reader");
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    assert_eq!(code, 0, "{rt} {args:?}: {out:?} {stderr}");
+    out
+}
+
+/// runc clears the onlcr of a foreground process's pty (tty.go, recvtty):
+/// `keel exec -t ... > file` gets the program's "\n", not "\r\n".
+#[test]
+fn foreground_exec_tty_output_has_bare_newlines() {
+    let mut results = Vec::new();
+    for env in envs() {
+        let rt = env.rt.name;
+        let mut b = tty_bundle(&env, "nlx");
+        b.set("/process/args", json!(["sleep", "1000"]));
+        env.run_with(&b, &["-d"]).expect_ok(&format!("{rt} run -d"));
+        let script = format!("{AFTER_ONLCR}echo a; printf 'b\\nc\\n'");
+        let out = foreground_stdout_piped(&env, &["exec", "-t", "nlx", "sh", "-c", &script]);
+        env.cmd(&["delete", "-f", "nlx"]).expect_ok("delete");
+        assert_no_leaks(&env, "nlx");
+        results.push((rt, out));
+    }
+    assert_eq!(
+        results[0].1,
+        b"a\nb\nc\n",
+        "keel: {:?}",
+        String::from_utf8_lossy(&results[0].1)
+    );
+    assert_same_bytes("exec -t output through a pipe", &results);
+}
+
+/// The same for a foreground `run` of a config with a terminal.
+#[test]
+fn foreground_run_tty_output_has_bare_newlines() {
+    let mut results = Vec::new();
+    for env in envs() {
+        let rt = env.rt.name;
+        let mut b = tty_bundle(&env, "nlr");
+        b.sh(&format!("{AFTER_ONLCR}echo a; echo b"));
+        b.set("/process/terminal", json!(true));
+        b.save().expect("save");
+        let bundle = b.dir.to_string_lossy().into_owned();
+        let out = foreground_stdout_piped(&env, &["run", "--bundle", &bundle, "nlr"]);
+        assert_no_leaks(&env, "nlr");
+        results.push((rt, out));
+    }
+    assert_eq!(
+        results[0].1,
+        b"a\nb\n",
+        "keel: {:?}",
+        String::from_utf8_lossy(&results[0].1)
+    );
+    assert_same_bytes("run output through a pipe", &results);
+}
+
+/// On the caller's own terminal the lines still end in "\r\n": runc's raw
+/// mode (containerd/console's SetRaw) leaves output processing on, so the
+/// terminal adds the "\r" the container's pty no longer does.
+#[test]
+fn foreground_exec_tty_on_a_terminal_keeps_crlf() {
+    let mut results = Vec::new();
+    for env in envs() {
+        let rt = env.rt.name;
+        let mut b = tty_bundle(&env, "nlt");
+        b.set("/process/args", json!(["sleep", "1000"]));
+        env.run_with(&b, &["-d"]).expect_ok(&format!("{rt} run -d"));
+        let (master, slave) = openpty();
+        let pty = PtyReader::new(&master);
+        let script = format!("{AFTER_ONLCR}echo a; echo done");
+        let stdio = |fd: &OwnedFd| Stdio::from(File::from(fd.try_clone().expect("dup slave")));
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-m", "--propagation", "private"])
+            .arg(&env.rt.bin)
+            .arg("--root")
+            .arg(&env.root)
+            .args(["exec", "-t", "nlt", "sh", "-c", &script])
+            .stdin(stdio(&slave))
+            .stdout(stdio(&slave))
+            .stderr(Stdio::null());
+        // SAFETY: setsid and ioctl are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("spawn");
+        assert_eq!(wait_timeout(&mut child, SEC10), 0, "{rt}: {:?}", pty.text());
+        let raw = || pty.buf.lock().unwrap().clone();
+        assert!(
+            wait_until(SEC5, || raw().ends_with(b"done\r\n")),
+            "{rt}: {:?}",
+            String::from_utf8_lossy(&raw())
+        );
+        env.cmd(&["delete", "-f", "nlt"]).expect_ok("delete");
+        assert_no_leaks(&env, "nlt");
+        results.push((rt, raw()));
+    }
+    assert_eq!(results[0].1, b"a\r\ndone\r\n");
+    assert_same_bytes("exec -t output on a terminal", &results);
+}
+
+/// The pty of a process running as a non-root user is that user's (runc's
+/// fixStdioPermissions); the group stays the devpts mount's `gid=5`.
+#[test]
+fn exec_tty_of_a_user_is_owned_by_the_user() {
+    let mut results = Vec::new();
+    for env in envs() {
+        let rt = env.rt.name;
+        let mut b = tty_bundle(&env, "ttyu");
+        b.set("/process/args", json!(["sleep", "1000"]));
+        env.run_with(&b, &["-d"]).expect_ok(&format!("{rt} run -d"));
+        let out = foreground_stdout_piped(
+            &env,
+            &[
+                "exec",
+                "-t",
+                "-u",
+                "1000:1000",
+                "ttyu",
+                "sh",
+                "-c",
+                "stat -c '%u %g %a' $(tty)",
+            ],
+        );
+        env.cmd(&["delete", "-f", "ttyu"]).expect_ok("delete");
+        assert_no_leaks(&env, "ttyu");
+        results.push((rt, String::from_utf8_lossy(&out).replace('\r', "")));
+    }
+    assert_eq!(results[0].1, "1000 5 620\n");
+    assert_same("owner of a user's pty", &results);
+}
+
+#[track_caller]
+fn assert_same_bytes(what: &str, results: &[(&str, Vec<u8>)]) {
+    if let [(_, k), (_, r)] = results {
+        assert_eq!(
+            String::from_utf8_lossy(k),
+            String::from_utf8_lossy(r),
+            "{what}: keel (left) and runc (right) differ"
+        );
+    }
 }

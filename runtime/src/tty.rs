@@ -20,6 +20,10 @@ impl RawMode {
         };
         let mut raw = saved.clone();
         termios::cfmakeraw(&mut raw);
+        // As runc's console (containerd/console's SetRaw): output processing
+        // stays on, so the container's bare "\n" (its pty has no onlcr, see
+        // `take_master`) still reaches the screen as a new line.
+        raw.output_flags |= termios::OutputFlags::OPOST;
         let _ = termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw);
         RawMode(Some(saved))
     }
@@ -35,6 +39,9 @@ impl Drop for RawMode {
 
 /// The pty master, if the init sent one: it does so before create returns,
 /// so a look without waiting is enough (EOF or nothing queued: no terminal).
+/// As runc's recvtty, the pty's onlcr is turned off: the program's lines
+/// reach keel's stdout ending in "\n" alone, as written, which is what a
+/// script reading `keel exec -t` or `keel run` output gets under runc.
 pub fn take_master(socket: &OwnedFd) -> Result<Option<OwnedFd>> {
     use nix::sys::socket::{recv, MsgFlags};
     let mut byte = [0u8; 1];
@@ -44,7 +51,13 @@ pub fn take_master(socket: &OwnedFd) -> Result<Option<OwnedFd>> {
         MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
     ) {
         Ok(0) | Err(nix::errno::Errno::EAGAIN) => Ok(None),
-        Ok(_) => Ok(Some(console::receive_master(socket)?)),
+        Ok(_) => {
+            let master = console::receive_master(socket)?;
+            let mut t = termios::tcgetattr(&master).context("tcgetattr on the pty master")?;
+            t.output_flags.remove(termios::OutputFlags::ONLCR);
+            termios::tcsetattr(&master, SetArg::TCSANOW, &t).context("clear onlcr of the pty")?;
+            Ok(Some(master))
+        }
         Err(e) => Err(anyhow::anyhow!("console socket: {e}")),
     }
 }

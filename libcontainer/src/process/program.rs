@@ -184,6 +184,9 @@ fn set_user(plan: &ProcessPlan, in_userns: bool) -> Result<()> {
         c.apply_bounding()?;
     }
     nix::sys::prctl::set_keepcaps(true).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
+    if plan.terminal.is_some() {
+        give_terminal_to(plan.uid)?;
+    }
     let gids: Vec<Gid> = plan
         .additional_gids
         .iter()
@@ -226,6 +229,36 @@ fn set_user(plan: &ProcessPlan, in_userns: bool) -> Result<()> {
     nix::sys::prctl::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE, 0)".into())?;
     if let Some(c) = &plan.caps {
         c.apply_rest()?;
+    }
+    Ok(())
+}
+
+/// runc's fixStdioPermissions for a process with a terminal: its stdio (the
+/// container's pty) goes to the user it runs as, so that a non-root program
+/// can use its terminal. Only the owner changes (the devpts `gid=` option
+/// chose the group); an fd whose owner or group this user namespace cannot
+/// map is left alone (EINVAL, EPERM), as runc leaves it. Without a terminal
+/// the stdio may be the caller's own files (a foreground `keel run` passes
+/// its own, where runc makes pipes): their owner is not ours to change.
+fn give_terminal_to(uid: u32) -> Result<()> {
+    use std::os::fd::BorrowedFd;
+    let null = nix::sys::stat::stat("/dev/null").ctx(|| "stat /dev/null".into())?;
+    for fd in 0..3 {
+        // SAFETY: fds 0-2 stay open for the life of this process.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let st = match nix::sys::stat::fstat(fd) {
+            Ok(st) => st,
+            // A caller may start us with a stdio fd closed.
+            Err(Errno::EBADF) => continue,
+            Err(e) => return Err(Error::sys(format!("stdio: fstat fd {fd:?}"), e)),
+        };
+        if st.st_uid == uid || st.st_rdev == null.st_rdev {
+            continue;
+        }
+        match nix::unistd::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(st.st_gid))) {
+            Ok(()) | Err(Errno::EINVAL) | Err(Errno::EPERM) => {}
+            Err(e) => return Err(Error::sys(format!("stdio: fchown fd {fd:?} to {uid}"), e)),
+        }
     }
     Ok(())
 }
