@@ -772,3 +772,96 @@ fn differential_oom_event_stream() {
     assert_eq!(keys(&ks), keys(&rs));
     assert_eq!(keys(&ks["data"]), keys(&rs["data"]));
 }
+
+/// The cgroup directories of container `id` made in every hierarchy before
+/// the container is created, as an engine or a leftover would leave them.
+fn precreate_cgroups(env: &TestEnv, id: &str) -> Vec<PathBuf> {
+    let dirs = env.cgroup_dirs(id);
+    for d in &dirs {
+        std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+    }
+    dirs
+}
+
+/// Removes what [`precreate_cgroups`] made (deepest first).
+fn remove_precreated(dirs: &[PathBuf]) {
+    for d in dirs {
+        let _ = std::fs::remove_dir(d);
+    }
+}
+
+/// Freezes a pre-created, empty cgroup: the v1 freezer where there is one,
+/// else cgroup2's cgroup.freeze. Returns the file and its thawed value.
+fn freeze(dirs: &[PathBuf]) -> (PathBuf, &'static str) {
+    let (file, frozen, thawed) = match dirs.iter().find(|d| d.join("freezer.state").exists()) {
+        Some(d) => (d.join("freezer.state"), "FROZEN", "THAWED"),
+        None => {
+            let d = dirs
+                .iter()
+                .find(|d| d.join("cgroup.freeze").exists())
+                .expect("a freezer or a cgroup2 hierarchy");
+            (d.join("cgroup.freeze"), "1", "0")
+        }
+    };
+    std::fs::write(&file, frozen).unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
+    (file, thawed)
+}
+
+/// issue 20 item 23: a cgroup frozen before create is refused at once with
+/// runc's words (keel used to place the init in it, where it froze, and
+/// hang until killed). Differential against runc 1.1.5, which refuses it
+/// in libcontainer/factory_linux.go (Create).
+#[test]
+fn differential_precreated_frozen_cgroup_is_refused() {
+    let Some(runc) = require_runc!() else { return };
+    let mut codes = Vec::new();
+    for env in [TestEnv::keel(), TestEnv::new(runc)] {
+        let b = env.bundle("frozen");
+        let dirs = precreate_cgroups(&env, "frozen");
+        let (file, thawed) = freeze(&dirs);
+        let o = env.create(&b);
+        let _ = std::fs::write(&file, thawed);
+        o.expect_fail(&format!("{} create in a frozen cgroup", env.rt.name));
+        assert!(
+            o.stderr.contains("container's cgroup unexpectedly frozen"),
+            "{}: {o}",
+            env.rt.name
+        );
+        codes.push(o.code);
+        remove_precreated(&dirs);
+        assert_no_leaks(&env, "frozen");
+    }
+    assert_eq!(codes[0], codes[1], "exit codes keel, runc");
+}
+
+/// issue 20 item 23: a cgroup that already holds processes is refused with
+/// runc's words (`container's cgroup is not empty: N process(es) found`).
+/// keel-only: runc 1.1.5 only warns here; runc 1.2+ refuses it
+/// (libcontainer/create.go, Create: "container's cgroup is not empty").
+#[test]
+fn precreated_cgroup_with_processes_is_refused() {
+    let env = TestEnv::keel();
+    let b = env.bundle("busy");
+    let dirs = precreate_cgroups(&env, "busy");
+    let mut squatter = Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("spawn sleep");
+    // (Not into a v1 cpuset: a new one has no cpus to run on.)
+    for d in dirs.iter().filter(|d| !d.join("cpuset.cpus").exists()) {
+        std::fs::write(d.join("cgroup.procs"), squatter.id().to_string())
+            .unwrap_or_else(|e| panic!("move sleep into {}: {e}", d.display()));
+    }
+    let o = env.create(&b);
+    let _ = squatter.kill();
+    let _ = squatter.wait();
+    o.expect_fail("create in a cgroup with a process in it");
+    assert!(
+        o.stderr
+            .contains("container's cgroup is not empty: 1 process(es) found"),
+        "{o}"
+    );
+    // The squatter was left alone until we killed it.
+    remove_precreated(&dirs);
+    assert_no_leaks(&env, "busy");
+}

@@ -34,6 +34,12 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// The container's cgroup exists and cannot take a new container; the
+    /// words are runc's (`container's cgroup is not empty: 2 process(es)
+    /// found`, `container's cgroup unexpectedly frozen`).
+    #[error("container's cgroup {0}")]
+    CgroupInUse(String),
+
     /// A system call failed; `context` names the call and the path or field.
     #[error("{context}: {errno}")]
     Sys {

@@ -8,7 +8,7 @@ use super::path::CgroupPaths;
 use super::procs::V1Visit;
 use super::resources;
 use super::systemd::{self, SystemdUnit};
-use crate::error::{Result, SysContext};
+use crate::error::{Error, Result, SysContext};
 use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 use std::os::fd::OwnedFd;
@@ -94,7 +94,23 @@ impl Manager {
     /// Creates every directory. On failure what was created is removed
     /// again. Returns whether the container's own directories were made here
     /// (and so are ours to remove if creation fails later).
+    ///
+    /// A cgroup that exists already must be empty and not frozen, as runc
+    /// requires (libcontainer/create.go in runc 1.2+; 1.1 only warned about
+    /// processes): a frozen one would freeze the init before it could
+    /// report, and processes there would share the container's limits and
+    /// die with it.
     pub fn create(&self) -> Result<bool> {
+        let pids = self.paths.pids()?;
+        if !pids.is_empty() {
+            return Err(Error::CgroupInUse(format!(
+                "is not empty: {} process(es) found",
+                pids.len()
+            )));
+        }
+        if self.paths.is_frozen() {
+            return Err(Error::CgroupInUse("unexpectedly frozen".into()));
+        }
         match self.driver {
             Driver::Cgroupfs => self.make_dirs(),
             // systemd makes them when the unit starts (see `join_init`);
@@ -250,6 +266,21 @@ mod tests {
         assert_eq!(cg.get("a/cpuset.cpus"), "0-1");
         assert_eq!(cg.get("a/b/cpuset.cpus"), "0-1");
         assert_eq!(cg.get("a/b/cpuset.mems"), "0");
+    }
+
+    #[test]
+    fn a_cgroup_with_processes_or_frozen_is_refused() {
+        let cg = FakeCgroup::new("in-use", &[("cgroup.procs", "1\n2\n")]);
+        let mut m = Manager::default();
+        m.paths.unified = Some(cg.dir().to_path_buf());
+        let e = m.create().unwrap_err().to_string();
+        assert_eq!(e, "container's cgroup is not empty: 2 process(es) found");
+        cg.put("cgroup.procs", "");
+        cg.put("cgroup.freeze", "1");
+        let e = m.create().unwrap_err().to_string();
+        assert_eq!(e, "container's cgroup unexpectedly frozen");
+        cg.put("cgroup.freeze", "0");
+        assert!(!m.create().unwrap());
     }
 
     #[test]
