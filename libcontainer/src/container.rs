@@ -491,9 +491,10 @@ impl Container {
         }
     }
 
-    /// Releases a created container's init to exec the program. Returns
-    /// warnings: poststart hooks that failed (the spec makes them warnings).
-    pub fn start(&self) -> Result<Vec<String>> {
+    /// Releases a created container's init to exec the program, then runs
+    /// the poststart hooks; one that fails stops the container and is
+    /// returned.
+    pub fn start(&self) -> Result<()> {
         let _lock = StateDir::open_loaded(&self.root, &self.state)?;
         let status = self.status();
         if status != Status::Created {
@@ -545,7 +546,17 @@ impl Container {
             }
         }
         std::fs::remove_file(&fifo_path).ctx(|| format!("remove {}", fifo_path.display()))?;
-        Ok(self.run_late_hooks(|h| h.poststart(), "poststart", Status::Running))
+        let Some(poststart) = self.late_hooks(|h| h.poststart()) else {
+            return Ok(());
+        };
+        // runtime-spec 1.3 (runc 1.5, its #5186): poststart runs once the
+        // program does, and a failure stops the container.
+        wait_exec(&fifo);
+        let state = self.hook_state(Status::Running);
+        crate::hooks::run("poststart", poststart, &state, Default::default()).inspect_err(|_| {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL as i32);
+            wait_gone(&pidfd);
+        })
     }
 
     /// The sd_notify proxy of a container created with
@@ -567,27 +578,27 @@ impl Container {
         crate::notify::NotifyProxy::bind(&dir, pidfd).map(Some)
     }
 
-    /// poststart / poststop: failures are warnings, the lifecycle goes on.
-    fn run_late_hooks(
+    /// The config's hooks of one kind, if any.
+    fn late_hooks(
         &self,
         which: impl Fn(&oci_spec::runtime::Hooks) -> &Option<Vec<oci_spec::runtime::Hook>>,
-        kind: &str,
-        status: Status,
-    ) -> Vec<String> {
-        let Some(hooks) = self.state.hooks.as_ref().and_then(|h| which(h).as_ref()) else {
-            return Vec::new();
-        };
-        let state = crate::hooks::HookState {
+    ) -> Option<&[oci_spec::runtime::Hook]> {
+        let hooks = self
+            .state
+            .hooks
+            .as_ref()
+            .and_then(|h| which(h).as_deref())?;
+        (!hooks.is_empty()).then_some(hooks)
+    }
+
+    fn hook_state(&self, status: Status) -> crate::hooks::HookState<'_> {
+        crate::hooks::HookState {
             oci_version: crate::SPEC_VERSION,
             id: &self.state.id,
             status,
             pid: self.state.pid,
             bundle: &self.state.bundle,
             annotations: &self.state.annotations,
-        };
-        match crate::hooks::run(kind, hooks, &state) {
-            Ok(()) => Vec::new(),
-            Err(e) => vec![e.to_string()],
         }
     }
 
@@ -640,14 +651,7 @@ impl Container {
             }
             None => &self.state.cgroup.paths,
         };
-        let state = crate::hooks::HookState {
-            oci_version: crate::SPEC_VERSION,
-            id: &self.state.id,
-            status: Status::Running,
-            pid: self.state.pid,
-            bundle: &self.state.bundle,
-            annotations: &self.state.annotations,
-        };
+        let state = self.hook_state(Status::Running);
         let pid = crate::process::exec::exec(&plan, self.state.pid, &pidfd, cgroups, &state)?;
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, pid.as_raw())?;
@@ -712,7 +716,14 @@ impl Container {
         self.state.cgroup.remove()?;
         crate::failpoint::failpoint("delete-dir")?;
         dir.remove()?;
-        Ok(self.run_late_hooks(|h| h.poststop(), "poststop", Status::Stopped))
+        // Each failure is a warning; the other hooks still run.
+        Ok(self
+            .late_hooks(|h| h.poststop())
+            .map(|hooks| {
+                let state = self.hook_state(Status::Stopped);
+                crate::hooks::run_all("poststop", hooks, &state, Default::default())
+            })
+            .unwrap_or_default())
     }
 
     /// Changes the resource limits of a created, running or paused
@@ -816,4 +827,24 @@ fn wait_gone(pidfd: &OwnedFd) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
     let _ = poll(&mut fds, PollTimeout::from(5000u16));
+}
+
+/// Blocks until exec.fifo's last writer is gone: the init holds it
+/// close-on-exec, so that is when the program runs (or the init died).
+fn wait_exec(fifo: &OwnedFd) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut b = [0u8; 16];
+    loop {
+        match nix::unistd::read(fifo, &mut b) {
+            Ok(0) => return,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => {
+                let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+                if poll(&mut fds, PollTimeout::NONE).is_err_and(|e| e != nix::errno::Errno::EINTR) {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
 }

@@ -68,6 +68,15 @@ pub enum Error {
     #[error("container init exited unexpectedly during setup ({0})")]
     InitDied(String),
 
+    /// A hook failed, in runc's words (`reason`: `exit status 1, stdout:
+    /// ..., stderr: ...`, or why it did not run or finish).
+    #[error("error running {kind} hook #{index}: {reason}")]
+    Hook {
+        kind: String,
+        index: usize,
+        reason: String,
+    },
+
     /// state.json is unreadable or corrupt.
     #[error("{path}: corrupt state: {reason}")]
     State { path: PathBuf, reason: String },

@@ -100,7 +100,7 @@ fn dispatch(cli: &Cli, log: &Logger, protected: libkeel::Result<bool>) -> anyhow
     }
     match &cli.command {
         Command::Create(a) => lifecycle::create(root, a, log, rootless, cli.systemd_cgroup),
-        Command::Start { id } => lifecycle::start(root, id, log),
+        Command::Start { id } => lifecycle::start(root, id),
         Command::Run(a) => lifecycle::run(root, a, log, rootless, cli.systemd_cgroup),
         Command::State { id } => info::state(root, id),
         Command::Kill { id, signal, all } => lifecycle::kill(root, id, signal, *all),

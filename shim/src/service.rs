@@ -503,9 +503,7 @@ impl Service {
                 return Err(err(Code::FAILED_PRECONDITION, "already started"));
             }
             let c = Container::load(&t.root, &req.id).map_err(lib_err)?;
-            for w in c.start().map_err(lib_err)? {
-                log::warn!("{}: {w}", req.id);
-            }
+            c.start().map_err(lib_err)?;
             t.started = true;
             let pid = t.init.pid;
             self.events.publish(ev::TaskStart {

@@ -102,10 +102,16 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
                 .ctx(|| "sync: ask for the runtime hooks".into())?;
             expect_continue(chan)?;
         }
+        // From the rootfs, as runc runs them.
+        let setting = crate::hooks::Setting {
+            cwd: Some(&plan.rootfs.rootfs),
+            env: None,
+        };
         crate::hooks::run(
             "createContainer",
             &hooks.create_container,
             &hooks.state(crate::Status::Creating, host_pid),
+            setting,
         )
     })?;
     // As runc: a missing cwd is made, inside the new root and before it can
@@ -136,18 +142,28 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
     chan.send(&Msg::Ready).ctx(|| "sync: send ready".into())?;
     // Nobody reads the sync channel any more: report on stderr.
     let started = wait_for_start(fifo, || {
+        // A hook without env of its own gets the program's (runc's).
+        let setting = crate::hooks::Setting {
+            cwd: None,
+            env: Some(&exe.env),
+        };
         crate::hooks::run(
             "startContainer",
             &hooks.start_container,
             &hooks.state(crate::Status::Created, host_pid),
+            setting,
         )
     });
-    if let Err(e) = started {
-        let _ = writeln!(std::io::stderr(), "keel: container init: {e}");
-        // SAFETY: as in `run`.
-        unsafe { libc::_exit(1) }
+    match started {
+        // Held open until execve closes it: `start` reads EOF once the
+        // program runs, and only then runs the poststart hooks.
+        Ok(_writer) => program::execute(&exe, &plan.process),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "keel: container init: {e}");
+            // SAFETY: as in `run`.
+            unsafe { libc::_exit(1) }
+        }
     }
-    program::execute(&exe, &plan.process)
 }
 
 /// With namespaces to join: join them, then create the new ones from inside
@@ -245,8 +261,9 @@ fn host_pid() -> Result<i32> {
 
 /// Blocks until `start` opens exec.fifo for reading (reopened through
 /// /proc/self/fd: the host path is gone after pivot_root), runs
-/// `on_start` (the startContainer hooks), then lets `start` return.
-fn wait_for_start(fifo: &OwnedFd, on_start: impl FnOnce() -> Result<()>) -> Result<()> {
+/// `on_start` (the startContainer hooks), then lets `start` go on.
+/// Returns the fifo's (close-on-exec) write end.
+fn wait_for_start(fifo: &OwnedFd, on_start: impl FnOnce() -> Result<()>) -> Result<OwnedFd> {
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
     let fd = loop {
         match nix::fcntl::open(
@@ -260,5 +277,5 @@ fn wait_for_start(fifo: &OwnedFd, on_start: impl FnOnce() -> Result<()>) -> Resu
     };
     on_start()?;
     nix::unistd::write(&fd, b"0").ctx(|| "write exec.fifo".into())?;
-    Ok(())
+    Ok(fd)
 }

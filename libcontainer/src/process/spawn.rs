@@ -178,7 +178,7 @@ pub fn spawn(plan: &InitPlan, cgroups: &Manager, fifo: &OwnedFd) -> Result<Pid> 
                     .hooks
                     .state(crate::Status::Creating, reaper.init.as_raw());
                 for (kind, hooks) in &plan.hooks.runtime {
-                    crate::hooks::run(kind, hooks, &state)?;
+                    crate::hooks::run(kind, hooks, &state, Default::default())?;
                 }
                 ours.send(&Msg::Continue)
                     .ctx(|| "sync: send continue".into())?;

@@ -108,10 +108,10 @@ fn warn_all(log: &Logger, warnings: Vec<String>) {
 
 /// As runc, `start` (and a detached `run`) of a container with an
 /// sd_notify proxy returns once the program is ready, or has exited.
-pub fn start(root: &Path, id: &str, log: &Logger) -> Result<i32> {
+pub fn start(root: &Path, id: &str) -> Result<i32> {
     let c = Container::load(root, id)?;
     let notify = bind_notify(&c)?;
-    warn_all(log, c.start()?);
+    c.start()?;
     if let Some((proxy, host)) = notify {
         proxy.relay_ready(&host, c.pid())?;
     }
@@ -131,7 +131,7 @@ pub fn run(root: &Path, a: &RunArgs, log: &Logger, rootless: bool, systemd: bool
             }
         };
         let pid = c.pid();
-        start_or_destroy(c, log)?;
+        start_or_destroy(c)?;
         if let Some((proxy, host)) = notify {
             proxy.relay_ready(&host, pid)?;
         }
@@ -143,7 +143,7 @@ pub fn run(root: &Path, a: &RunArgs, log: &Logger, rootless: bool, systemd: bool
     let id = c.id().to_string();
     let start = || {
         let notify = bind_notify(&c)?;
-        warn_all(log, c.start()?);
+        c.start()?;
         // keel stays in the foreground, so keel is the main pid the manager
         // watches; relaying must not hold up signal forwarding.
         if let Some((proxy, host)) = notify {
@@ -171,13 +171,10 @@ pub fn run(root: &Path, a: &RunArgs, log: &Logger, rootless: bool, systemd: bool
     Ok(code)
 }
 
-fn start_or_destroy(c: Container, log: &Logger) -> Result<()> {
-    match c.start() {
-        Ok(warnings) => warn_all(log, warnings),
-        Err(e) => {
-            let _ = c.delete(true);
-            return Err(e.into());
-        }
+fn start_or_destroy(c: Container) -> Result<()> {
+    if let Err(e) = c.start() {
+        let _ = c.delete(true);
+        return Err(e.into());
     }
     Ok(())
 }
