@@ -266,21 +266,27 @@ mod tests {
         serde_json::from_value(json).expect("hook JSON")
     }
 
-    fn state() -> (PathBuf, HashMap<String, String>) {
-        (PathBuf::from("/b"), HashMap::new())
+    const BUNDLE: &str = "/b";
+
+    fn state<'a>(
+        status: Status,
+        bundle: &'a PathBuf,
+        annotations: &'a HashMap<String, String>,
+    ) -> HookState<'a> {
+        HookState {
+            oci_version: "1.3.0",
+            id: "c",
+            status,
+            pid: 1,
+            bundle,
+            annotations,
+        }
     }
 
     #[test]
     fn failure_in_runcs_words() {
-        let (bundle, ann) = state();
-        let st = HookState {
-            oci_version: "1.3.0",
-            id: "c",
-            status: Status::Creating,
-            pid: 1,
-            bundle: &bundle,
-            annotations: &ann,
-        };
+        let (bundle, ann) = (PathBuf::from(BUNDLE), HashMap::new());
+        let st = state(Status::Creating, &bundle, &ann);
         let ok = hook(serde_json::json!({"path": "/bin/true"}));
         let bad = hook(serde_json::json!({"path": "/bin/sh",
             "args": ["sh", "-c", "cat >/dev/null; echo out; echo err >&2; exit 3"]}));
@@ -306,15 +312,8 @@ mod tests {
 
     #[test]
     fn run_all_goes_on_after_a_failure() {
-        let (bundle, ann) = state();
-        let st = HookState {
-            oci_version: "1.3.0",
-            id: "c",
-            status: Status::Stopped,
-            pid: 0,
-            bundle: &bundle,
-            annotations: &ann,
-        };
+        let (bundle, ann) = (PathBuf::from(BUNDLE), HashMap::new());
+        let st = state(Status::Stopped, &bundle, &ann);
         let fail = hook(serde_json::json!({"path": "/bin/false"}));
         let hooks = [
             fail.clone(),
@@ -332,15 +331,8 @@ mod tests {
 
     #[test]
     fn default_env_and_cwd() {
-        let (bundle, ann) = state();
-        let st = HookState {
-            oci_version: "1.3.0",
-            id: "c",
-            status: Status::Created,
-            pid: 1,
-            bundle: &bundle,
-            annotations: &ann,
-        };
+        let (bundle, ann) = (PathBuf::from(BUNDLE), HashMap::new());
+        let st = state(Status::Created, &bundle, &ann);
         let dir = std::env::temp_dir().join(format!("keel-hook-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("mkdir");
         let out = dir.join("out");
