@@ -27,6 +27,7 @@ pub fn features() -> serde_json::Value {
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
+            "netDevices": {"enabled": true},
             "memoryPolicy": {
                 "modes": crate::process::mempolicy::known_modes(),
                 "flags": crate::process::mempolicy::known_flags(),

@@ -29,6 +29,7 @@ mod features;
 pub mod hooks;
 mod mountinfo;
 mod namespaces;
+mod netdev;
 pub mod notify;
 mod process;
 pub mod rootfs;

@@ -338,9 +338,6 @@ fn not_yet_supported(spec: &Spec, _warnings: &mut Vec<String>) -> Result<()> {
         if l.intel_rdt().is_some() {
             return refuse("linux.intelRdt");
         }
-        if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            return refuse("linux.netDevices");
-        }
     }
     Ok(())
 }

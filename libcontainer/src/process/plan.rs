@@ -54,6 +54,9 @@ pub struct InitPlan {
     pub session_keyring: Option<CString>,
     /// The config's hooks, with what their state JSON needs.
     pub hooks: Hooks,
+    /// `linux.netDevices`, moved in by the parent once the init's network
+    /// namespace is there.
+    pub net_devices: Vec<crate::netdev::NetDevice>,
 }
 
 /// Hooks, and the parts of the container state they are given.
@@ -439,6 +442,7 @@ impl InitPlan {
                 Some(CString::new(id).map_err(|_| Error::invalid("id", "contains a NUL byte"))?)
             },
             ns,
+            net_devices: crate::netdev::from_spec(linux, crate::rootless::unprivileged())?,
         })
     }
 }

@@ -160,8 +160,18 @@ pub fn spawn(plan: &InitPlan, cgroups: &Manager, fifo: &OwnedFd) -> Result<Pid> 
     }
     ours.send(&Msg::Continue)
         .ctx(|| "sync: send continue".into())?;
+    let mut devices_moved = false;
     loop {
-        match ours.recv().ctx(|| "sync: receive".into())? {
+        let msg = ours.recv().ctx(|| "sync: receive".into())?;
+        // The init's namespaces are all there once it is setting up its
+        // rootfs: the devices go in before the runtime hooks (which may
+        // configure them) and before the program can look for them.
+        if matches!(msg, Some(Msg::RunHooks | Msg::Ready)) && !devices_moved {
+            let netns = format!("/proc/{}/ns/net", reaper.init);
+            crate::netdev::move_all(&plan.net_devices, std::path::Path::new(&netns))?;
+            devices_moved = true;
+        }
+        match msg {
             Some(Msg::MapIds) => {
                 write_maps(reaper.init, plan)?;
                 ours.send(&Msg::Continue)
