@@ -3,8 +3,11 @@
 //! Differential against runc where Debian's runc 1.1.5 has the behaviour;
 //! keel-only (citing runc's code) where only newer runc has it.
 
-use keel_conformance::{assert_no_leaks, require_runc, Bundle, TestEnv};
+use keel_conformance::{assert_no_leaks, require_runc, wait_until, Bundle, TestEnv};
 use serde_json::{json, Value};
+use std::time::Duration;
+
+const SEC5: Duration = Duration::from_secs(5);
 
 /// keel's env, then runc's when runc is installed (else a printed SKIPPED).
 fn envs() -> Vec<TestEnv> {
@@ -103,4 +106,182 @@ fn exec_process_file_without_user() {
     }
     assert_eq!(results[0].1, "uid=0 gid=0\n/tmp\n");
     assert_same("process without user", &results);
+}
+
+/// The `msg` of runc-style log lines on stderr (`time=... level=error
+/// msg="..."`), unquoted; the whole stderr when it has none.
+fn log_msgs(stderr: &str) -> String {
+    let msgs: Vec<String> = stderr
+        .lines()
+        .filter_map(|l| l.split_once(" msg=").map(|(_, m)| m))
+        .map(|m| serde_json::from_str::<String>(m).unwrap_or_else(|_| m.to_string()))
+        .collect();
+    if msgs.is_empty() {
+        stderr.trim().to_string()
+    } else {
+        msgs.join("\n")
+    }
+}
+
+/// `exec` of a program that cannot be found or run: exit 255 (runc's
+/// `fatalWithCode(..., 255)`, so a caller tells it from the program's own
+/// status) and runc's words, the errno as Go prints it (engines map "no such
+/// file or directory" and "executable file not found" to 127, "permission
+/// denied" to 126).
+#[test]
+fn exec_failures_exit_255_in_runcs_words() {
+    let mut results = Vec::new();
+    for env in envs() {
+        let rt = env.rt.name;
+        let b = sleeper(&env, "xfail", |_| {});
+        std::fs::write(b.rootfs().join("noexec"), "x").expect("write");
+        let mut out = Vec::new();
+        for cmd in ["/no/such", "no-such-cmd", "/etc", "/noexec"] {
+            let o = env.cmd(&["exec", "xfail", cmd]);
+            out.push((o.code, log_msgs(&o.stderr)));
+        }
+        let o = env.cmd(&["exec", "nosuch", "true"]);
+        out.push((o.code, log_msgs(&o.stderr)));
+        finish(&env, "xfail");
+        results.push((rt, out));
+    }
+    let keel = &results[0].1;
+    assert_eq!(
+        keel[0],
+        (
+            255,
+            "exec failed: unable to start container process: exec: \"/no/such\": \
+             stat /no/such: no such file or directory"
+                .to_string()
+        )
+    );
+    assert_same("failed exec", &results);
+}
+
+/// The program's execve itself fails (it exists, but is no executable
+/// format): exit 255 and the errno in Go's words. runc 1.1.5 lets the
+/// process print it and exit 1; runc 1.2+ reports it as keel does
+/// (libcontainer/init_linux.go `Init`: exit 255; the error travels back
+/// to `runc exec` as "unable to start container process: exec ...").
+#[test]
+fn exec_of_an_unrunnable_program_exits_255() {
+    let env = TestEnv::keel();
+    let b = sleeper(&env, "xbad", |_| {});
+    let bad = b.rootfs().join("bad");
+    std::fs::write(&bad, "garbage\n").expect("write");
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let o = env.cmd(&["exec", "xbad", "/bad"]);
+    assert_eq!(o.code, 255, "{o}");
+    assert_eq!(
+        log_msgs(&o.stderr),
+        "exec failed: unable to start container process: exec /bad: exec format error"
+    );
+    finish(&env, "xbad");
+}
+
+/// `create` and `run` of a missing program: exit 1, "<runtime> create
+/// failed: unable to start container process: exec: ...", as runc says it.
+#[test]
+fn create_and_run_of_a_missing_program_in_runcs_words() {
+    let mut results = Vec::new();
+    for env in envs() {
+        let rt = env.rt.name;
+        let mut b = env.bundle("nop");
+        b.set("/process/args", json!(["/no/such"]));
+        let mut out = Vec::new();
+        for o in [env.create(&b), env.run(&b), env.run_with(&b, &["-d"])] {
+            let msg = log_msgs(&o.stderr);
+            out.push((o.code, msg.replacen(&format!("{rt} "), "RUNTIME ", 1)));
+        }
+        assert_no_leaks(&env, "nop");
+        results.push((rt, out));
+    }
+    assert_eq!(
+        results[0].1[0],
+        (
+            1,
+            "RUNTIME create failed: unable to start container process: exec: \"/no/such\": \
+             stat /no/such: no such file or directory"
+                .to_string()
+        )
+    );
+    assert_same("create/run of a missing program", &results);
+}
+
+/// `kill` takes any signal number and lets the kernel judge it: 0 probes
+/// (exit 0 while the init lives), an unknown number fails; a missing
+/// container is reported before the signal is looked at.
+#[test]
+fn kill_signal_zero_and_numbers() {
+    let mut results = Vec::new();
+    for env in envs() {
+        let rt = env.rt.name;
+        sleeper(&env, "k0", |_| {});
+        let mut codes = Vec::new();
+        for args in [
+            &["kill", "k0", "0"][..],
+            &["kill", "k0", "999"],
+            &["kill", "k0", "SIGNOPE"],
+            &["kill", "nosuch", "0"],
+        ] {
+            let o = env.cmd(args);
+            codes.push(o.code);
+        }
+        let o = env.cmd(&["kill", "nosuch", "SIGNOPE"]);
+        codes.push(o.code);
+        assert!(
+            log_msgs(&o.stderr).contains("container does not exist"),
+            "{rt}: {o}"
+        );
+        assert_eq!(env.status("k0"), "running", "{rt}");
+        finish(&env, "k0");
+        results.push((rt, codes));
+    }
+    assert_eq!(results[0].1, [0, 1, 1, 1, 1]);
+    assert_same("kill exit codes", &results);
+}
+
+/// `kill KILL` of a container that shares the host's pid namespace kills
+/// every process of its cgroup, not only the init: its other processes
+/// would survive it (no pid 1 of their own to take them along). runc 1.2+
+/// does this (libcontainer/container_linux.go, `Signal`: SIGKILL without a
+/// private pid namespace goes through `signalAllProcesses`); 1.1.5 does not.
+#[test]
+fn kill_of_a_host_pid_namespace_container_kills_all() {
+    let env = TestEnv::keel();
+    sleeper(&env, "hostpid", |b| {
+        b.namespaces(&["mount", "ipc", "uts", "network"]);
+        b.sh("sleep 1000 & sleep 1000 & wait");
+    });
+    let cgroup_pids = || -> usize {
+        let state = env.state("hostpid").expect("state");
+        let pid = state["pid"].as_i64().expect("pid");
+        // The children of the init, found as the host sees them.
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        children.split_whitespace().count()
+    };
+    assert!(wait_until(SEC5, || cgroup_pids() == 2), "two sleeps");
+    let state = env.state("hostpid").expect("state");
+    let init = state["pid"].as_i64().expect("pid") as i32;
+    let children: Vec<i32> = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+        .expect("children")
+        .split_whitespace()
+        .map(|p| p.parse().expect("pid"))
+        .collect();
+    env.cmd(&["kill", "hostpid", "KILL"]).expect_ok("kill KILL");
+    let gone = |pid: i32| {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+    };
+    assert!(
+        wait_until(SEC5, || children.iter().all(|&p| gone(p))),
+        "the init's children outlived kill KILL: {children:?}"
+    );
+    finish(&env, "hostpid");
 }

@@ -4,7 +4,6 @@
 //!
 //! Known, accepted differences (printed, not asserted):
 //! - the wording of error messages (both must name the cause);
-//! - the exit code of a failed exec (keel 1, runc 255: both non-zero);
 //! - `keel pause` is not implemented yet: the paused scenario runs only
 //!   under runc (and under keel once `keel pause --help` succeeds).
 

@@ -96,7 +96,7 @@ fn main() {
     let before = fds();
     let c = create(&env, &b, "libcycle").expect("create");
     c.start().expect("start");
-    c.kill(Signal::SIGKILL, true).expect("kill");
+    c.kill(Signal::SIGKILL as i32, true).expect("kill");
     let pid = nix::unistd::Pid::from_raw(c.pid());
     let _ = nix::sys::wait::waitpid(pid, None);
     Container::load(&env.root, "libcycle")

@@ -659,9 +659,14 @@ impl Container {
         Ok(pid.as_raw())
     }
 
-    /// Sends `signal` to the init, or with `all` to every process of the
-    /// container's cgroup.
-    pub fn kill(&self, signal: Signal, all: bool) -> Result<()> {
+    /// Sends signal number `signal` to the init, or with `all` to every
+    /// process of the container's cgroup. Any number goes to the kernel, as
+    /// runc passes it: 0 probes, one the kernel does not know is EINVAL.
+    /// SIGKILL of an init that is not pid 1 of a pid namespace of its own
+    /// (the host's is shared, or another's joined) goes to every process of
+    /// the cgroup, as runc 1.2+ does (its `Signal`): only a pid 1 takes the
+    /// others with it.
+    pub fn kill(&self, signal: i32, all: bool) -> Result<()> {
         let status = self.status();
         if status == Status::Stopped && !all {
             return Err(Error::WrongStatus {
@@ -670,18 +675,21 @@ impl Container {
                 reason: "container not running",
             });
         }
-        if all {
+        let pidfd = self.pidfd();
+        let alone = pidfd.is_some() && signal == libc::SIGKILL && !pid_one(self.state.pid);
+        if all || alone {
             for pid in self.state.cgroup.paths.pids()? {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+                // SAFETY: kill(2) with plain integers.
+                unsafe { libc::kill(pid, signal) };
             }
             return Ok(());
         }
-        let pidfd = self.pidfd().ok_or_else(|| Error::WrongStatus {
+        let pidfd = pidfd.ok_or_else(|| Error::WrongStatus {
             id: self.state.id.clone(),
             status: Status::Stopped,
             reason: "container not running",
         })?;
-        sys::pidfd_send_signal(pidfd.as_fd(), signal as i32)
+        sys::pidfd_send_signal(pidfd.as_fd(), signal)
             .ctx(|| format!("signal {signal} to init {}", self.state.pid))
     }
 
@@ -809,6 +817,19 @@ impl Container {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
+}
+
+/// Whether `pid` is pid 1 of its own pid namespace (the last NSpid entry);
+/// kernels without NSpid (before 4.1) are taken to say yes.
+fn pid_one(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .and_then(|v| v.split_whitespace().last().map(|p| p == "1"))
+        })
+        .unwrap_or(true)
 }
 
 fn owner_name(path: &Path) -> String {

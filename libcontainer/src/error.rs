@@ -22,8 +22,9 @@ pub enum Error {
     #[error("container with id {0} already exists")]
     Exists(String),
 
-    /// No container with that id under the state root.
-    #[error("container {0} does not exist")]
+    /// No container with that id under the state root (runc's words,
+    /// which scripts and go-runc match: the id is not part of them).
+    #[error("container does not exist")]
     NotFound(String),
 
     /// The operation does not fit the container's current status.
@@ -57,8 +58,11 @@ pub enum Error {
     },
 
     /// The container's init process reported a failure while setting up;
-    /// `errno` is absent when the failure was not a system call's.
-    #[error("container process: {context}{}", errno.map(|e| format!(": {e}")).unwrap_or_default())]
+    /// `errno` is absent when the failure was not a system call's. In
+    /// runc's words, which engines read: Docker and podman tell a missing
+    /// program (127) from one that cannot run (126) by "no such file or
+    /// directory", "executable file not found" and "permission denied".
+    #[error("unable to start container process: {context}{}", errno.map(|e| format!(": {}", go_errno_text(e))).unwrap_or_default())]
     Init {
         context: String,
         errno: Option<nix::errno::Errno>,
@@ -80,6 +84,21 @@ pub enum Error {
     /// state.json is unreadable or corrupt.
     #[error("{path}: corrupt state: {reason}")]
     State { path: PathBuf, reason: String },
+}
+
+/// An errno as Go prints it (so as runc words it): the C library's text
+/// with a lower-case first letter, "no such file or directory".
+pub fn go_errno_text(errno: nix::errno::Errno) -> String {
+    let text = errno.desc();
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        // An acronym ("RFS specific error") keeps its case, as in Go.
+        (Some(first), Some(second)) if !second.is_uppercase() => first
+            .to_lowercase()
+            .chain(text[first.len_utf8()..].chars())
+            .collect(),
+        _ => text.to_string(),
+    }
 }
 
 /// Result alias for libkeel.
@@ -155,5 +174,26 @@ impl Error {
             },
             other => other.in_field(what),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::errno::Errno;
+
+    #[test]
+    fn errno_in_gos_words() {
+        assert_eq!(go_errno_text(Errno::ENOENT), "no such file or directory");
+        assert_eq!(go_errno_text(Errno::EACCES), "permission denied");
+        assert_eq!(go_errno_text(Errno::ENOEXEC), "exec format error");
+        let e = Error::Init {
+            context: "exec /x".into(),
+            errno: Some(Errno::ENOENT),
+        };
+        assert_eq!(
+            e.to_string(),
+            "unable to start container process: exec /x: no such file or directory"
+        );
     }
 }

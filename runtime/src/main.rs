@@ -22,16 +22,29 @@ fn main() {
     let code = match dispatch(&cli, &log, protected) {
         Ok(code) => code,
         Err(e) => {
-            let msg = format!("{e:#}");
+            let (prefix, code) = failure_of(&cli.command);
+            let msg = format!("{prefix}{e:#}");
             log.log(Level::Error, &msg);
             // runc prints the error to stderr too when logs go to a file.
             if !log.to_stderr() {
                 eprintln!("{msg}");
             }
-            1
+            code
         }
     };
     std::process::exit(code);
+}
+
+/// How a failed command is reported, as runc reports it: `exec` exits 255
+/// (so a caller tells its failure from the program's own exit status 1)
+/// with "exec failed: "; `create` and `run` say "<name> create failed: ".
+fn failure_of(command: &Command) -> (&'static str, i32) {
+    match command {
+        Command::Exec(_) => ("exec failed: ", 255),
+        Command::Create(_) => ("keel create failed: ", 1),
+        Command::Run(_) => ("keel run failed: ", 1),
+        _ => ("", 1),
+    }
 }
 
 /// Writes `text` to stdout. A reader that went away (`keel list | head`)

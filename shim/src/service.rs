@@ -256,7 +256,7 @@ impl Service {
             None => {
                 if t.shared_pidns {
                     if let Ok(c) = Container::load(&t.root, &id) {
-                        let _ = c.kill(libkeel::Signal::SIGKILL, true);
+                        let _ = c.kill(libc::SIGKILL, true);
                     }
                 }
                 if t.execs.values().any(|e| e.proc.running()) {
@@ -720,7 +720,7 @@ impl Service {
                 return Err(not_found("process already finished"));
             }
             let c = Container::load(&t.root, &req.id).map_err(lib_err)?;
-            return match c.kill(signal, req.all) {
+            return match c.kill(signal as i32, req.all) {
                 Ok(()) => Ok(Empty::new()),
                 Err(libkeel::Error::WrongStatus { .. }) => {
                     Err(not_found("process already finished"))

@@ -128,20 +128,22 @@ fn install_seccomp(plan: &ProcessPlan, chan: &Channel) -> Result<()> {
     }
 }
 
-/// execve, or a message on stderr and exit 127: by now nobody listens on
-/// the sync channel.
+/// execve, or a message on stderr and exit 255: by now nobody listens on
+/// the sync channel. runc's words and status for an init whose program
+/// cannot be run after all (its `libcontainer.Init`: the error on stderr,
+/// exit 255, runc 1.2+; the program may have gone since create).
 pub fn execute(program: &Program, plan: &ProcessPlan) -> ! {
     let exe = &program.path;
     let Err(err) = nix::unistd::execve(exe, &plan.args, &program.env);
     // Not eprintln!: it panics when stderr is gone.
     let _ = writeln!(
         std::io::stderr(),
-        "keel: exec {}: {}",
+        "exec {}: {}",
         exe.to_string_lossy(),
-        err.desc()
+        crate::error::go_errno_text(err)
     );
     // SAFETY: leave without running destructors or atexit handlers.
-    unsafe { libc::_exit(127) }
+    unsafe { libc::_exit(255) }
 }
 
 /// Puts the caller-given stdio on fds 0-2 (without close-on-exec). First
@@ -270,28 +272,26 @@ fn find_executable(plan: &ProcessPlan) -> Result<CString> {
         return Err(Error::invalid("process.args", "args must not be empty"));
     };
     let name = Path::new(std::ffi::OsStr::from_bytes(arg0.as_bytes()));
-    let not_found = |what: &str| Error::sys(format!("exec: {:?}: {what}", name), Errno::ENOENT);
+    // Go's exec.ErrNotFound is no errno: the message is complete as it is.
+    let not_found = |what: &str| Error::Init {
+        context: format!("exec: {name:?}: {what}"),
+        errno: None,
+    };
     let runnable = |p: &Path| {
         nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
             && std::fs::metadata(p).is_ok_and(|m| m.is_file())
     };
-    // In runc's words (Go's exec.LookPath), which engines match to tell
-    // "not found" (exit 127) from "cannot run" (126).
+    // In runc's words (Go's exec.LookPath; the errno follows in Go's words,
+    // see `Error::Init`), which engines match to tell "not found" (exit
+    // 127) from "cannot run" (126).
     if arg0.as_bytes().contains(&b'/') {
         return match std::fs::metadata(name) {
             Err(e) => Err(Error::sys(
-                format!(
-                    "exec: {name:?}: stat {}: {}",
-                    name.display(),
-                    errno_text(&e)
-                ),
+                format!("exec: {name:?}: stat {}", name.display()),
                 e.raw_os_error().map_or(Errno::ENOENT, Errno::from_raw),
             )),
             Ok(_) if runnable(name) => Ok(arg0.clone()),
-            Ok(_) => Err(Error::sys(
-                format!("exec: {name:?}: permission denied"),
-                Errno::EACCES,
-            )),
+            Ok(_) => Err(Error::sys(format!("exec: {name:?}"), Errno::EACCES)),
         };
     }
     let path = plan
@@ -312,17 +312,6 @@ fn find_executable(plan: &ProcessPlan) -> Result<CString> {
         }
     }
     Err(not_found("executable file not found in $PATH"))
-}
-
-/// An io error's text without Rust's " (os error N)" suffix, lower-case
-/// as Go prints it.
-fn errno_text(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text);
-    let mut c = text.chars();
-    c.next()
-        .map(|f| f.to_lowercase().chain(c).collect())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

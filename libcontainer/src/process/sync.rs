@@ -36,6 +36,8 @@ impl Msg {
         let (errno, context) = match err {
             Error::Sys { context, errno } => (errno as i32, context),
             Error::Io { context, error } => (error.raw_os_error().unwrap_or(0), context),
+            // Already the child's own words (a program that is not found).
+            Error::Init { context, errno } => (errno.map_or(0, |e| e as i32), context),
             other => (0, other.to_string()),
         };
         Msg::Failed {

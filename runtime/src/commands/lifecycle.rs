@@ -179,10 +179,11 @@ fn start_or_destroy(c: Container) -> Result<()> {
     Ok(())
 }
 
-/// runc's signal syntax: a number, or a name with or without SIG, any case.
-pub fn parse_signal(s: &str) -> Result<Signal> {
+/// runc's signal syntax: any number (the kernel judges it; 0 probes), or a
+/// name with or without SIG, any case.
+pub fn parse_signal(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| anyhow::anyhow!("unknown signal {s:?}"));
+        return Ok(n);
     }
     let upper = s.to_ascii_uppercase();
     let name = if upper.starts_with("SIG") {
@@ -191,12 +192,14 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
         format!("SIG{upper}")
     };
     name.parse::<Signal>()
+        .map(|sig| sig as i32)
         .map_err(|_| anyhow::anyhow!("unknown signal {s:?}"))
 }
 
+/// As runc: the container first (a missing one is the error), then the signal.
 pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<i32> {
-    let sig = parse_signal(signal)?;
-    Container::load(root, id)?.kill(sig, all)?;
+    let c = Container::load(root, id)?;
+    c.kill(parse_signal(signal)?, all)?;
     Ok(0)
 }
 
@@ -225,9 +228,10 @@ mod tests {
     #[test]
     fn signals_like_runc() {
         for s in ["9", "KILL", "kill", "SIGKILL", "sigkill"] {
-            assert_eq!(parse_signal(s).unwrap(), Signal::SIGKILL, "{s}");
+            assert_eq!(parse_signal(s).unwrap(), libc::SIGKILL, "{s}");
         }
         assert!(parse_signal("SIGNOPE").is_err());
-        assert!(parse_signal("99").is_err());
+        assert_eq!(parse_signal("0").unwrap(), 0);
+        assert_eq!(parse_signal("99").unwrap(), 99);
     }
 }
