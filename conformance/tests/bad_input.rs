@@ -150,8 +150,9 @@ fn start_of_non_created_container() {
     assert_error(&o, &["not created"]);
     env.cmd(&["delete", "restart"]).expect_ok("delete");
     assert_no_leaks(&env, "restart");
+    // runc's words, without the id.
     let o = env.cmd(&["start", "restart"]);
-    assert_error(&o, &["restart"]);
+    assert_error(&o, &["container does not exist"]);
 }
 
 #[test]
@@ -177,7 +178,8 @@ fn missing_container() {
         &["delete", "ghost"],
     ] {
         let o = env.cmd(args);
-        assert_error(&o, &["ghost"]);
+        // runc's words, which go-runc and scripts match: no id in them.
+        assert_error(&o, &["container does not exist"]);
     }
 }
 
