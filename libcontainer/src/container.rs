@@ -256,16 +256,28 @@ impl ContainerBuilder {
         }
         crate::failpoint::failpoint("cgroups")?;
         let pid = spawn::spawn(plan, cgroups, &fifo)?;
-        let limited = if cgroups.exists_before_init() {
-            Ok(())
-        } else {
-            self.limit(bundle, cgroups, warnings)
+        // The init waits on exec.fifo: in its group before the program runs.
+        let (groups, rdt) = match plan.intel_rdt.as_ref().map(|p| p.apply(pid.as_raw())) {
+            Some(Ok(g)) => (Some(g), Ok(())),
+            Some(Err(e)) => (None, Err(e)),
+            None => (None, Ok(())),
         };
-        let recorded = limited.and_then(|()| self.record(dir, bundle, cgroups, pid.as_raw()));
+        let limited = rdt.and_then(|()| {
+            if cgroups.exists_before_init() {
+                Ok(())
+            } else {
+                self.limit(bundle, cgroups, warnings)
+            }
+        });
+        let recorded =
+            limited.and_then(|()| self.record(dir, bundle, cgroups, pid.as_raw(), groups.clone()));
         if recorded.is_err() {
             // The init waits on the fifo and would outlive the failed create.
             let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(pid, None);
+            if let Some(g) = &groups {
+                let _ = g.remove();
+            }
         }
         recorded
     }
@@ -302,6 +314,7 @@ impl ContainerBuilder {
         bundle: &Bundle,
         cgroups: &Manager,
         pid: i32,
+        intel_rdt: Option<crate::intelrdt::Groups>,
     ) -> Result<State> {
         let pid_start = match sys::process_start_time(pid) {
             Some((start, false)) => start,
@@ -335,6 +348,7 @@ impl ContainerBuilder {
                 .linux()
                 .as_ref()
                 .and_then(|l| l.memory_policy().clone()),
+            intel_rdt,
         };
         dir.save(&state)?;
         if let Some(p) = &self.pid_file {
@@ -722,6 +736,9 @@ impl Container {
         self.kill_leftovers()?;
         crate::failpoint::failpoint("delete")?;
         self.state.cgroup.remove()?;
+        if let Some(g) = &self.state.intel_rdt {
+            g.remove()?;
+        }
         crate::failpoint::failpoint("delete-dir")?;
         dir.remove()?;
         // Each failure is a warning; the other hooks still run.

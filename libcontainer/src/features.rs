@@ -26,7 +26,7 @@ pub fn features() -> serde_json::Value {
             // host has the LSM on.
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},
-            "intelRdt": {"enabled": false},
+            "intelRdt": {"enabled": true, "schemata": true},
             "netDevices": {"enabled": true},
             "memoryPolicy": {
                 "modes": crate::process::mempolicy::known_modes(),

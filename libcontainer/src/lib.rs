@@ -27,6 +27,7 @@ pub mod error;
 mod failpoint;
 mod features;
 pub mod hooks;
+mod intelrdt;
 mod mountinfo;
 mod namespaces;
 mod netdev;

@@ -319,12 +319,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
 /// Fields keel does not honour yet: refused with the reason where ignoring
 /// them would weaken the container, warned about otherwise.
 fn not_yet_supported(spec: &Spec, _warnings: &mut Vec<String>) -> Result<()> {
-    let refuse = |field: &str| {
-        Err(Error::invalid(
-            field,
-            "not supported by this version of keel yet",
-        ))
-    };
     if let Some(l) = spec.linux() {
         if l.mount_label().as_ref().is_some_and(|m| !m.is_empty())
             && !crate::security::lsm::selinux_enabled()
@@ -334,9 +328,6 @@ fn not_yet_supported(spec: &Spec, _warnings: &mut Vec<String>) -> Result<()> {
                 "linux.mountLabel",
                 "a mount label is specified in config, but selinux is disabled or not supported",
             ));
-        }
-        if l.intel_rdt().is_some() {
-            return refuse("linux.intelRdt");
         }
     }
     Ok(())

@@ -77,6 +77,9 @@ pub struct State {
     /// The config's `linux.memoryPolicy`: `exec`'d processes get it too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_policy: Option<oci_spec::runtime::LinuxMemoryPolicy>,
+    /// The resctrl groups of `linux.intelRdt`, for `delete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intel_rdt: Option<crate::intelrdt::Groups>,
     /// The config's hooks: poststart and poststop run long after create.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,

@@ -57,6 +57,8 @@ pub struct InitPlan {
     /// `linux.netDevices`, moved in by the parent once the init's network
     /// namespace is there.
     pub net_devices: Vec<crate::netdev::NetDevice>,
+    /// `linux.intelRdt`: the resctrl group the parent puts the init in.
+    pub intel_rdt: Option<crate::intelrdt::Plan>,
 }
 
 /// Hooks, and the parts of the container state they are given.
@@ -443,6 +445,11 @@ impl InitPlan {
             },
             ns,
             net_devices: crate::netdev::from_spec(linux, crate::rootless::unprivileged())?,
+            intel_rdt: linux
+                .intel_rdt()
+                .as_ref()
+                .map(|r| crate::intelrdt::plan(r, id, crate::intelrdt::Resctrl::find()))
+                .transpose()?,
         })
     }
 }
