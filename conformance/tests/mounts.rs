@@ -277,3 +277,116 @@ fn destination_with_the_rootfs_host_path_in_front() {
     assert_no_leaks(&env, "prefixed");
     assert_eq!((o.code, o.stdout.as_str()), (0, "/prefixed\n"), "{o}");
 }
+
+/// runc 1.5 (libcontainer/rootfs_linux.go, maskPaths; #5275): masked
+/// directories share one read-only tmpfs instead of one each.
+#[test]
+fn masked_directories_share_one_read_only_tmpfs() {
+    let o = keel(
+        "masks",
+        |b| {
+            for d in ["mask1", "mask2"] {
+                std::fs::create_dir(b.rootfs().join(d)).expect("mkdir");
+                std::fs::write(b.rootfs().join(d).join("secret"), "x").expect("write");
+            }
+            b.push("/linux/maskedPaths", json!("/mask1"));
+            b.push("/linux/maskedPaths", json!("/mask2"));
+        },
+        "stat -c %d /mask1 /mask2 | sort -u | wc -l; ls -A /mask1 /mask2 | grep -c secret; \
+         touch /mask2/x 2>/dev/null || echo read-only; \
+         grep ' /mask2 ' /proc/self/mountinfo | cut -d' ' -f6",
+    );
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "1\n0\nread-only\nro,relatime\n"),
+        "{o}"
+    );
+}
+
+/// A /proc that is a symlink in the image is refused with runc's words
+/// (libcontainer/rootfs_linux.go, mountToRootfs).
+#[test]
+fn proc_over_a_symlink_is_refused() {
+    let Some([k, r]) = both(
+        "procsymlink",
+        |b| {
+            let proc = b.rootfs().join("proc");
+            std::fs::remove_dir(&proc).expect("rmdir");
+            std::os::unix::fs::symlink("/tmp", &proc).expect("symlink");
+        },
+        "true",
+    ) else {
+        return;
+    };
+    let words = r#"error mounting \"proc\" to rootfs at \"/proc\": filesystem \"proc\" must be mounted on ordinary directory"#;
+    assert!(!r.ok() && r.stderr.contains(words), "runc: {r}");
+    assert!(!k.ok() && k.stderr.contains(words), "keel: {k}");
+}
+
+/// A read-only /dev (and any read-only tmpfs) is mounted writable, filled
+/// with the devices, the mounts below it and the console, and made
+/// read-only (per mount: the filesystem itself stays writable) at the end,
+/// as runc's finalizeRootfs does.
+#[test]
+fn read_only_dev_is_made_read_only_after_its_devices() {
+    let Some([k, r]) = both(
+        "rodev",
+        |b| {
+            let opts = json!(["nosuid", "strictatime", "mode=755", "size=65536k", "ro"]);
+            b.set("/mounts/1/options", opts);
+            b.push(
+                "/mounts",
+                mount("/rotmp", "tmpfs", "tmpfs", &["ro", "mode=750"]),
+            );
+        },
+        &format!(
+            "{}{}ls /dev/null /dev/pts/ptmx; touch /dev/x 2>/dev/null || echo read-only",
+            opts_of("/dev"),
+            opts_of("/rotmp")
+        ),
+    ) else {
+        return;
+    };
+    assert!(k.ok(), "keel: {k}");
+    assert_eq!(
+        k.stdout,
+        "/dev ro,nosuid tmpfs rw,size=65536k,mode=755\n\
+         /rotmp ro,relatime tmpfs rw,mode=750\n/dev/null\n/dev/pts/ptmx\nread-only\n",
+    );
+    assert_eq!(
+        (k.code, &k.stdout),
+        (r.code, &r.stdout),
+        "keel (left) and runc (right) differ"
+    );
+}
+
+/// `linux.mountLabel` on a host without SELinux: ignored with a warning, as
+/// crun ignores it (src/libcrun/utils.c, add_selinux_mount_label: no
+/// `context=` without SELinux); runc fails at the first labelled mount,
+/// and the runtime-spec's validation expects the container to run.
+#[test]
+fn mount_label_without_selinux_is_ignored_with_a_warning() {
+    if std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+        eprintln!("SKIPPED mount_label_without_selinux_is_ignored_with_a_warning: SELinux is on");
+        return;
+    }
+    let o = keel(
+        "mountlabel",
+        |b| {
+            b.set(
+                "/linux/mountLabel",
+                json!("system_u:object_r:container_file_t:s0:c1,c2"),
+            );
+        },
+        &opts_of("/dev"),
+    );
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "/dev rw,nosuid tmpfs rw,size=65536k,mode=755\n"),
+        "{o}"
+    );
+    assert!(
+        o.stderr.contains("level=warning") && o.stderr.contains("mount label is ignored"),
+        "{o}"
+    );
+}

@@ -460,7 +460,6 @@ fn lsm_profiles_without_the_lsm_are_refused() {
             "/process/selinuxLabel",
             "selinux label is specified in config, but selinux is disabled or not supported",
         ),
-        ("/linux/mountLabel", "selinux is disabled or not supported"),
     ];
     for env in &envs {
         for (ptr, msg) in cases {

@@ -168,6 +168,10 @@ impl Error {
     /// ("error mounting \"SRC\" to rootfs at \"DST\": ...").
     pub(crate) fn within(self, what: impl std::fmt::Display) -> Self {
         match self {
+            Error::Invalid { field, reason } if field.is_empty() => Error::Invalid {
+                field: what.to_string(),
+                reason,
+            },
             Error::Invalid { field, reason } => Error::Invalid {
                 field: format!("{what}: {field}"),
                 reason,

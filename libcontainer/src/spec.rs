@@ -52,7 +52,7 @@ impl Bundle {
         }
         validate(&spec)?;
         let mut warnings = warnings;
-        not_yet_supported(&spec, &mut warnings)?;
+        warn_unusable(&spec, &mut warnings);
         Ok(Bundle {
             path,
             spec,
@@ -316,21 +316,22 @@ pub fn validate(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// Fields keel does not honour yet: refused with the reason where ignoring
-/// them would weaken the container, warned about otherwise.
-fn not_yet_supported(spec: &Spec, _warnings: &mut Vec<String>) -> Result<()> {
+/// Fields this host cannot honour and that are ignored with a warning.
+fn warn_unusable(spec: &Spec, warnings: &mut Vec<String>) {
     if let Some(l) = spec.linux() {
         if l.mount_label().as_ref().is_some_and(|m| !m.is_empty())
             && !crate::security::lsm::selinux_enabled()
         {
-            // runc passes it on and fails at the first labelled mount.
-            return Err(Error::invalid(
-                "linux.mountLabel",
-                "a mount label is specified in config, but selinux is disabled or not supported",
-            ));
+            // As crun: nothing to label with, so nothing is labelled (runc
+            // passes it on and fails at the first labelled mount; the
+            // runtime-spec's validation expects the container to run).
+            warnings.push(
+                "linux.mountLabel: selinux is disabled or not supported on this host: the \
+                 mount label is ignored"
+                    .into(),
+            );
         }
     }
-    Ok(())
 }
 
 /// runc only lets a container set sysctls that live in one of its own

@@ -96,7 +96,7 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
     } else {
         host_pid()?
     };
-    rootfs::prepare(&plan.rootfs, || {
+    let prepared = rootfs::prepare(&plan.rootfs, || {
         if !hooks.runtime.is_empty() {
             chan.send(&Msg::RunHooks)
                 .ctx(|| "sync: ask for the runtime hooks".into())?;
@@ -130,7 +130,7 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
     if let Some(t) = &plan.process.terminal {
         crate::console::setup(&t.socket, t.size, true)?;
     }
-    rootfs::finalize(&plan.rootfs)?;
+    rootfs::finalize(&plan.rootfs, prepared)?;
     let exe = program::prepare(&plan.process, plan.rootfs.in_userns, chan)?;
 
     // The runtime exits as soon as it reads Ready, and we must outlive it:

@@ -392,7 +392,11 @@ impl InitPlan {
             in_userns,
             cgroups: cgroups.clone(),
             cgroupns: ns.has_new(LinuxNamespaceType::Cgroup),
-            mount_label: linux.mount_label().clone().filter(|l| !l.is_empty()),
+            // Ignored (with a warning at validation) without SELinux.
+            mount_label: linux
+                .mount_label()
+                .clone()
+                .filter(|l| !l.is_empty() && crate::security::lsm::selinux_enabled()),
         };
 
         let time_offsets = linux

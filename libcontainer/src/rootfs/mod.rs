@@ -18,6 +18,7 @@ use crate::cgroups::CgroupPaths;
 use crate::error::{Result, SysContext};
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 /// Everything the init needs to build the filesystem, computed in the parent.
@@ -55,7 +56,7 @@ pub struct RootfsPlan {
 
 /// Performs the plan up to and including the pivot into the new root;
 /// `before_pivot` runs when everything is mounted (the hooks' moment).
-pub fn prepare(plan: &RootfsPlan, before_pivot: impl FnOnce() -> Result<()>) -> Result<()> {
+pub fn prepare(plan: &RootfsPlan, before_pivot: impl FnOnce() -> Result<()>) -> Result<Prepared> {
     nix::mount::mount(
         None::<&str>,
         "/",
@@ -86,8 +87,9 @@ pub fn prepare(plan: &RootfsPlan, before_pivot: impl FnOnce() -> Result<()>) -> 
     .ctx(|| format!("open rootfs {}", plan.rootfs.display()))?;
     // Nodes are created with exactly the modes asked for.
     let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let mut read_only_later = Vec::new();
     for m in &plan.mounts {
-        mounts::mount(&root, m, plan)
+        mounts::mount(&root, m, plan, &mut read_only_later)
             .map_err(|e| e.within(mount_failed(m.source.as_deref(), &m.destination)))?;
         crate::failpoint::failpoint("mount")?;
     }
@@ -98,7 +100,15 @@ pub fn prepare(plan: &RootfsPlan, before_pivot: impl FnOnce() -> Result<()>) -> 
     nix::sys::stat::umask(old_umask);
     before_pivot()?;
     pivot::enter(&plan.rootfs, plan.no_pivot)?;
-    crate::failpoint::failpoint("pivot")
+    crate::failpoint::failpoint("pivot")?;
+    Ok(Prepared { read_only_later })
+}
+
+/// What [`prepare`] leaves for [`finalize`].
+pub struct Prepared {
+    /// Mounts made writable so that they could be filled (tmpfs, /dev),
+    /// to be made read-only as the config asks: fds on them, and where.
+    read_only_later: Vec<(std::os::fd::OwnedFd, PathBuf)>,
 }
 
 /// runc's words for a mount that failed (engines and scripts read them).
@@ -134,14 +144,22 @@ fn parent_mount_private(rootfs: &std::path::Path) -> Result<()> {
 
 /// After the pivot and after sysctls: read-only and masked paths, the
 /// read-only root and the final propagation.
-pub fn finalize(plan: &RootfsPlan) -> Result<()> {
+pub fn finalize(plan: &RootfsPlan, prepared: Prepared) -> Result<()> {
+    // As runc's finalizeRootfs: a per-mount read-only flag, the filesystem
+    // itself staying writable underneath.
+    for (fd, dest) in prepared.read_only_later {
+        crate::sys::mount_setattr(fd.as_fd(), false, remount::MOUNT_ATTR_RDONLY, 0)
+            .or_else(|_| remount::bind(&path::fd_path(&fd), MsFlags::MS_RDONLY, MsFlags::empty()))
+            .ctx(|| format!("remount {} read-only", dest.display()))?;
+    }
     for p in &plan.readonly {
         pivot::readonly_path(p)?;
     }
     if !plan.masked.is_empty() {
         let null = pivot::dev_null()?;
+        let mut dir_mask = None;
         for p in &plan.masked {
-            pivot::mask_path(p, &null, plan.mount_label.as_deref())?;
+            pivot::mask_path(p, &null, &mut dir_mask, plan.mount_label.as_deref())?;
         }
     }
     if plan.readonly_root {

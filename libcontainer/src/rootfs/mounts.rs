@@ -7,6 +7,7 @@ use super::path::{self, Kind};
 use super::remount;
 use super::RootfsPlan;
 use crate::error::{Error, Result, SysContext};
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
 use nix::sys::stat::Mode;
@@ -35,7 +36,14 @@ impl Mount {
     }
 }
 
-pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
+/// Performs `m`; a mount to be made read-only once the rootfs is complete
+/// is added to `read_only_later`.
+pub fn mount(
+    root: &OwnedFd,
+    m: &Mount,
+    plan: &RootfsPlan,
+    read_only_later: &mut Vec<(OwnedFd, PathBuf)>,
+) -> Result<()> {
     let dest = &m.destination;
     if m.typ == "cgroup" || m.typ == "cgroup2" {
         return mount_cgroup(root, m, plan);
@@ -69,7 +77,19 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
     };
     let target = if strict {
         match path::open_in_root(root.as_fd(), dest, OFlag::O_PATH | OFlag::O_DIRECTORY, true) {
-            Err(nix::errno::Errno::ENOENT) => path::make_in_root(root.as_fd(), dest, kind),
+            Err(Errno::ENOENT) => path::make_in_root(root.as_fd(), dest, kind),
+            Err(e @ (Errno::ELOOP | Errno::ENOTDIR)) => {
+                if path::is_non_directory(root.as_fd(), dest) {
+                    return Err(Error::invalid(
+                        "",
+                        format!(
+                            "filesystem {:?} must be mounted on ordinary directory",
+                            m.typ
+                        ),
+                    ));
+                }
+                Err(e)
+            }
             r => r,
         }
     } else {
@@ -119,9 +139,11 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
         } else {
             None
         };
-        // As runc: a tmpfs is mounted writable, filled, and only then made
-        // read-only.
-        let late_ro = m.typ == "tmpfs" && o.flags.contains(MsFlags::MS_RDONLY);
+        // As runc: a tmpfs (and /dev) is mounted writable, filled (the
+        // copy, /dev's nodes and the mounts below it), and made read-only
+        // only in [`super::finalize`].
+        let late_ro =
+            (m.typ == "tmpfs" || dest == Path::new("/dev")) && o.flags.contains(MsFlags::MS_RDONLY);
         let first = if late_ro {
             o.flags - MsFlags::MS_RDONLY
         } else {
@@ -130,10 +152,9 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
         nix::mount::mount(Some(source), &at, Some(m.typ.as_str()), first, data).ctx(what)?;
         if image_dir.is_some() || late_ro {
             let top = reopen(root, dest)?;
-            let on_top = path::fd_path(&top);
             if let Some(from) = image_dir {
                 let to = nix::fcntl::open(
-                    &on_top,
+                    &path::fd_path(&top),
                     OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
                     Mode::empty(),
                 )
@@ -141,14 +162,7 @@ pub fn mount(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
                 super::copyup::copy_dir(from.as_fd(), to.as_fd())?;
             }
             if late_ro {
-                nix::mount::mount(
-                    None::<&str>,
-                    &on_top,
-                    None::<&str>,
-                    o.flags | MsFlags::MS_REMOUNT,
-                    data,
-                )
-                .ctx(|| format!("remount {} read-only", dest.display()))?;
+                read_only_later.push((top, dest.clone()));
             }
         }
     }

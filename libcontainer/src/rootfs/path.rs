@@ -283,6 +283,20 @@ pub fn strip_root(rootfs: &Path, path: &Path) -> PathBuf {
     }
 }
 
+/// Whether the last component of `path` is there and is not a directory
+/// (a symlink, a file), its parent resolved without following symlinks.
+pub fn is_non_directory(root: BorrowedFd, path: &Path) -> bool {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return false;
+    };
+    let Ok(dir) = open_in_root(root, parent, OFlag::O_PATH | OFlag::O_DIRECTORY, true) else {
+        return false;
+    };
+    cstr(name)
+        .and_then(|c| nix::sys::stat::fstatat(&dir, c.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW))
+        .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR)
+}
+
 /// The magic-link path of an fd, for syscalls that take a path (mount(2)):
 /// the kernel resolves it to exactly the object the fd holds.
 pub fn fd_path(fd: &OwnedFd) -> PathBuf {

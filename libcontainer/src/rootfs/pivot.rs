@@ -53,7 +53,15 @@ pub fn readonly_path(p: &Path) -> Result<()> {
 
 /// Masks `p` (resolved in the container's root, magic links refused) with
 /// a read-only tmpfs if it is a directory, else with a bind of `null`.
-pub fn mask_path(p: &Path, null: &OwnedFd, label: Option<&str>) -> Result<()> {
+/// As runc 1.5 (maskPaths), the directories share one tmpfs: the first
+/// one's is kept in `dir_mask` and bound onto the next ones, a fresh tmpfs
+/// serving where that bind fails.
+pub fn mask_path(
+    p: &Path,
+    null: &OwnedFd,
+    dir_mask: &mut Option<OwnedFd>,
+    label: Option<&str>,
+) -> Result<()> {
     let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| "open /".into())?;
     let target = match path::open_in_root(root.as_fd(), p, OFlag::O_PATH, false) {
@@ -70,25 +78,35 @@ pub fn mask_path(p: &Path, null: &OwnedFd, label: Option<&str>) -> Result<()> {
         .map(|st| SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) == SFlag::S_IFDIR)
         .ctx(|| format!("linux.maskedPaths: stat {}", p.display()))?;
     let at = path::fd_path(&target);
-    if is_dir {
-        let data = crate::security::lsm::mount_data("", "tmpfs", label);
+    let bind = |from: &OwnedFd| {
         nix::mount::mount(
-            Some("tmpfs"),
-            &at,
-            Some("tmpfs"),
-            MsFlags::MS_RDONLY,
-            (!data.is_empty()).then_some(data.as_str()),
-        )
-    } else {
-        nix::mount::mount(
-            Some(&path::fd_path(null)),
+            Some(&path::fd_path(from)),
             &at,
             None::<&str>,
             MsFlags::MS_BIND,
             None::<&str>,
         )
+    };
+    if !is_dir {
+        return bind(null).ctx(|| format!("linux.maskedPaths: mask {}", p.display()));
     }
-    .ctx(|| format!("linux.maskedPaths: mask {}", p.display()))
+    if dir_mask.as_ref().is_some_and(|shared| bind(shared).is_ok()) {
+        return Ok(());
+    }
+    let data = crate::security::lsm::mount_data("", "tmpfs", label);
+    nix::mount::mount(
+        Some("tmpfs"),
+        &at,
+        Some("tmpfs"),
+        MsFlags::MS_RDONLY,
+        (!data.is_empty()).then_some(data.as_str()),
+    )
+    .ctx(|| format!("linux.maskedPaths: mask {}", p.display()))?;
+    if dir_mask.is_none() {
+        // The fd taken before mounting names the covered directory.
+        *dir_mask = path::open_in_root(root.as_fd(), p, OFlag::O_PATH, false).ok();
+    }
+    Ok(())
 }
 
 /// The container's /dev/null, checked to be the null device: a symlink or

@@ -8,6 +8,9 @@
 use nix::mount::MsFlags;
 use std::path::Path;
 
+/// mount_setattr(2)'s read-only attribute.
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
 /// The atime modes, of which a mount has exactly one.
 const ATIME_MODES: MsFlags = MsFlags::MS_NOATIME
     .union(MsFlags::MS_RELATIME)
