@@ -26,6 +26,16 @@ fn both(name: &str, setup: impl Fn(&mut Bundle), script: &str) -> Option<[Output
     Some([k, r])
 }
 
+/// Both runtimes fail to run the bundle made by `setup`, saying `words`
+/// (as the log line has them: quotes escaped).
+fn both_fail_saying(name: &str, setup: impl Fn(&mut Bundle), words: &str) {
+    let Some([k, r]) = both(name, setup, "true") else {
+        return;
+    };
+    assert!(!r.ok() && r.stderr.contains(words), "runc: {r}");
+    assert!(!k.ok() && k.stderr.contains(words), "keel: {k}");
+}
+
 /// keel alone.
 fn keel(name: &str, setup: impl Fn(&mut Bundle), script: &str) -> Output {
     let env = TestEnv::keel();
@@ -100,7 +110,7 @@ fn opts_of(dest: &str) -> String {
 
 #[test]
 fn failed_mount_is_reported_in_runcs_words() {
-    let Some([k, r]) = both(
+    both_fail_saying(
         "mntfail",
         |b| {
             b.push(
@@ -108,14 +118,8 @@ fn failed_mount_is_reported_in_runcs_words() {
                 mount("/mnt", "bind", "/keel-conf-no-such-dir", &["bind"]),
             );
         },
-        "true",
-    ) else {
-        return;
-    };
-    // The log line quotes the message: its quotes come escaped.
-    let words = r#"error mounting \"/keel-conf-no-such-dir\" to rootfs at \"/mnt\": stat /keel-conf-no-such-dir: "#;
-    assert!(!r.ok() && r.stderr.contains(words), "runc: {r}");
-    assert!(!k.ok() && k.stderr.contains(words), "keel: {k}");
+        r#"error mounting \"/keel-conf-no-such-dir\" to rootfs at \"/mnt\": stat /keel-conf-no-such-dir: "#,
+    );
 }
 
 /// runc 1.2+ (libcontainer/rootfs_linux.go, createOpenMountpoint): a tmpfs
@@ -307,20 +311,15 @@ fn masked_directories_share_one_read_only_tmpfs() {
 /// (libcontainer/rootfs_linux.go, mountToRootfs).
 #[test]
 fn proc_over_a_symlink_is_refused() {
-    let Some([k, r]) = both(
+    both_fail_saying(
         "procsymlink",
         |b| {
             let proc = b.rootfs().join("proc");
             std::fs::remove_dir(&proc).expect("rmdir");
             std::os::unix::fs::symlink("/tmp", &proc).expect("symlink");
         },
-        "true",
-    ) else {
-        return;
-    };
-    let words = r#"error mounting \"proc\" to rootfs at \"/proc\": filesystem \"proc\" must be mounted on ordinary directory"#;
-    assert!(!r.ok() && r.stderr.contains(words), "runc: {r}");
-    assert!(!k.ok() && k.stderr.contains(words), "keel: {k}");
+        r#"error mounting \"proc\" to rootfs at \"/proc\": filesystem \"proc\" must be mounted on ordinary directory"#,
+    );
 }
 
 /// A read-only /dev (and any read-only tmpfs) is mounted writable, filled
