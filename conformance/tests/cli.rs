@@ -4,7 +4,10 @@
 //! keel-only (citing runc's code) where only newer runc has it.
 
 use keel_conformance::{assert_no_leaks, require_runc, wait_until, Bundle, TestEnv};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::{json, Value};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
 const SEC5: Duration = Duration::from_secs(5);
@@ -284,4 +287,144 @@ fn kill_of_a_host_pid_namespace_container_kills_all() {
         "the init's children outlived kill KILL: {children:?}"
     );
     finish(&env, "hostpid");
+}
+
+/// The test's side of `--pidfd-socket`: a listening socket; the first
+/// connection's message comes back as (payload, fd).
+fn pidfd_listener(
+    env: &TestEnv,
+    name: &str,
+) -> (String, std::sync::mpsc::Receiver<(String, OwnedFd)>) {
+    let path = env.dir.join(format!("{name}.sock"));
+    let listener = UnixListener::bind(&path).expect("bind pidfd socket");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((s, _)) = listener.accept() else {
+            return;
+        };
+        let mut buf = [0u8; 64];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let Ok(msg) = recvmsg::<()>(
+            s.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) else {
+            return;
+        };
+        let n = msg.bytes;
+        let fd = msg.cmsgs().ok().and_then(|mut c| {
+            c.find_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })
+        });
+        if let Some(fd) = fd {
+            // SAFETY: the kernel just installed this fd for us.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let _ = tx.send((String::from_utf8_lossy(&buf[..n]).into_owned(), fd));
+        }
+    });
+    (path.to_string_lossy().into_owned(), rx)
+}
+
+/// The pid a pidfd refers to, from its fdinfo.
+fn pidfd_pid(fd: &OwnedFd) -> i64 {
+    let info =
+        std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).expect("fdinfo");
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("a pidfd's fdinfo has Pid:")
+}
+
+/// `create --pidfd-socket`: the init's pidfd arrives, with "standard", as
+/// runc 1.2+ sends it (libcontainer/init_linux.go `setupPidfd`; the
+/// socket is dialled in utils_linux.go `setupPidfdSocket`); a signal through
+/// it reaches the init (contrib/cmd/pidfd-kill).
+#[test]
+fn create_sends_the_inits_pidfd() {
+    let env = TestEnv::keel();
+    let (sock, rx) = pidfd_listener(&env, "create");
+    let mut b = env.bundle("pfd");
+    b.set("/process/args", json!(["sleep", "1000"]));
+    b.save().expect("save");
+    let bundle = b.dir.to_string_lossy().into_owned();
+    env.cmd(&[
+        "create",
+        "--bundle",
+        &bundle,
+        "--pidfd-socket",
+        &sock,
+        "pfd",
+    ])
+    .expect_ok("create --pidfd-socket");
+    let (kind, fd) = rx.recv_timeout(SEC5).expect("a pidfd on the socket");
+    assert_eq!(kind, "standard");
+    let init = env.state("pfd").expect("state")["pid"]
+        .as_i64()
+        .expect("pid");
+    assert_eq!(pidfd_pid(&fd), init);
+    env.cmd(&["start", "pfd"]).expect_ok("start");
+    libkeel::pidfd_send_signal(fd.as_fd(), libc::SIGKILL).expect("kill through the pidfd");
+    assert!(env.wait_status("pfd", "stopped", SEC5), "the init died");
+    env.cmd(&["delete", "pfd"]).expect_ok("delete");
+    assert_no_leaks(&env, "pfd");
+}
+
+/// `exec --pidfd-socket`: the exec'd process's pidfd, with "setns" (runc
+/// 1.2+, libcontainer/setns_init_linux.go).
+#[test]
+fn exec_sends_the_process_pidfd() {
+    let env = TestEnv::keel();
+    sleeper(&env, "pfx", |_| {});
+    let (sock, rx) = pidfd_listener(&env, "exec");
+    let pid_file = env.dir.join("exec.pid");
+    let pid_arg = pid_file.to_string_lossy().into_owned();
+    env.cmd(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        &pid_arg,
+        "--pidfd-socket",
+        &sock,
+        "pfx",
+        "sleep",
+        "1000",
+    ])
+    .expect_ok("exec --pidfd-socket");
+    let (kind, fd) = rx.recv_timeout(SEC5).expect("a pidfd on the socket");
+    assert_eq!(kind, "setns");
+    let pid: i64 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert_eq!(pidfd_pid(&fd), pid);
+    finish(&env, "pfx");
+}
+
+/// A socket nobody listens on fails the command before anything is made.
+#[test]
+fn pidfd_socket_that_cannot_be_reached() {
+    let env = TestEnv::keel();
+    let mut b = env.bundle("pfn");
+    b.set("/process/args", json!(["sleep", "1000"]));
+    b.save().expect("save");
+    let bundle = b.dir.to_string_lossy().into_owned();
+    let missing = env.dir.join("nobody.sock").to_string_lossy().into_owned();
+    let o = env.cmd(&[
+        "run",
+        "-d",
+        "--bundle",
+        &bundle,
+        "--pidfd-socket",
+        &missing,
+        "pfn",
+    ]);
+    o.expect_fail("run --pidfd-socket to nowhere");
+    assert!(o.stderr.contains("--pidfd-socket: connect"), "{o}");
+    assert!(env.state("pfn").is_err(), "nothing is left: {o}");
+    assert_no_leaks(&env, "pfn");
 }

@@ -641,10 +641,6 @@ fn refused_flags() {
     for (flags, name) in [
         (&["--apparmor", "unconfined"][..], "apparmor"),
         (&["--cgroup", "sub"][..], "cgroup"),
-        (
-            &["--pidfd-socket", "/tmp/nonexistent.sock"][..],
-            "pidfd-socket",
-        ),
     ] {
         let o = exec(&env, "refused", flags, &["true"]);
         o.expect_fail(&format!("exec {flags:?}"));

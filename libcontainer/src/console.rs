@@ -5,7 +5,6 @@
 
 use crate::error::{Error, Result, SysContext};
 use nix::fcntl::OFlag;
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 /// Terminal size, rows × columns.
@@ -69,7 +68,8 @@ pub(crate) fn setup(socket: &OwnedFd, size: Option<Size>, console: bool) -> Resu
     if console {
         bind_console(&name)?;
     }
-    send_fd(socket, "/dev/ptmx", master.as_raw_fd())?;
+    crate::sys::send_fd(socket.as_fd(), b"/dev/ptmx", master.as_fd())
+        .ctx(|| "--console-socket: send the pty master".into())?;
     drop(master);
     // SAFETY: TIOCSCTTY on a terminal fd; we are a session leader.
     let r = unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) };
@@ -127,15 +127,6 @@ fn bind_console(name: &str) -> Result<()> {
     .ctx(|| format!("process.terminal: bind {name} on /dev/console"))
 }
 
-fn send_fd(socket: &OwnedFd, name: &str, fd: impl AsRawFd) -> Result<()> {
-    let fds = [fd.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    let iov = [std::io::IoSlice::new(name.as_bytes())];
-    sendmsg::<()>(socket.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
-        .ctx(|| "--console-socket: send the pty master".into())?;
-    Ok(())
-}
-
 /// Receives a pty master sent by an init (what a console-socket server
 /// such as runc's recvtty does): one message with exactly one fd, as runc's
 /// `RecvFile` insists; anything else is refused and its fds closed.
@@ -153,7 +144,7 @@ pub fn receive_master(socket: impl AsFd) -> Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::sys::socket::{ControlMessage, MsgFlags};
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     use std::os::unix::net::UnixStream;
 
     /// Sends `copies` fds (all the write end of one pipe) in one message

@@ -375,6 +375,17 @@ pub struct ExecOptions {
     pub stdio: Option<[OwnedFd; 3]>,
 }
 
+/// A process started by [`Container::exec`].
+#[derive(Debug)]
+pub struct ExecProcess {
+    /// Its host pid.
+    pub pid: i32,
+    /// A pidfd of it, opened while it could not yet have been reaped (so
+    /// it names this process even once the pid is reused); None on kernels
+    /// without pidfd_open (before 5.3).
+    pub pidfd: Option<OwnedFd>,
+}
+
 /// Writes a pid file atomically (temp file + rename), as runc does.
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = std::path::absolute(path).ctx(|| format!("pid file {}", path.display()))?;
@@ -623,10 +634,14 @@ impl Container {
     }
 
     /// Starts `process` inside the running container and returns its host
-    /// pid; the caller is its parent and reaps it. What runc would warn
-    /// about is added to [`Container::warnings`]. Like `create`, this
-    /// forks: call it single-threaded.
-    pub fn exec(&mut self, process: &oci_spec::runtime::Process, opts: ExecOptions) -> Result<i32> {
+    /// pid and a pidfd of it; the caller is its parent and reaps it. What
+    /// runc would warn about is added to [`Container::warnings`]. Like
+    /// `create`, this forks: call it single-threaded.
+    pub fn exec(
+        &mut self,
+        process: &oci_spec::runtime::Process,
+        opts: ExecOptions,
+    ) -> Result<ExecProcess> {
         let status = self.status();
         match status {
             Status::Running | Status::Created => {}
@@ -666,11 +681,15 @@ impl Container {
             None => &self.state.cgroup.paths,
         };
         let state = self.hook_state(Status::Running);
-        let pid = crate::process::exec::exec(&plan, self.state.pid, &pidfd, cgroups, &state)?;
+        let (pid, pidfd) =
+            crate::process::exec::exec(&plan, self.state.pid, &pidfd, cgroups, &state)?;
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, pid.as_raw())?;
         }
-        Ok(pid.as_raw())
+        Ok(ExecProcess {
+            pid: pid.as_raw(),
+            pidfd,
+        })
     }
 
     /// Sends signal number `signal` to the init, or with `all` to every

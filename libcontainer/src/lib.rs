@@ -32,6 +32,7 @@ mod mountinfo;
 mod namespaces;
 mod netdev;
 pub mod notify;
+pub mod pidfd;
 mod process;
 pub mod rootfs;
 pub mod rootless;
@@ -52,7 +53,9 @@ pub const SPEC_VERSION: &str = "1.3.0";
 #[doc(hidden)]
 pub use process::sync::Msg as SyncMsg;
 
-pub use container::{Container, ContainerBuilder, ContainerState, ExecOptions, DEFAULT_ROOT};
+pub use container::{
+    Container, ContainerBuilder, ContainerState, ExecOptions, ExecProcess, DEFAULT_ROOT,
+};
 pub use error::{Error, Result};
 pub use features::features;
 pub use nix::sys::signal::Signal;

@@ -226,6 +226,27 @@ pub fn open_tree_clone(path: &CStr, recursive: bool) -> nix::Result<OwnedFd> {
     Errno::result(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Sends `fd` over a unix socket (SCM_RIGHTS) in one message whose bytes
+/// are `payload`: the console-socket and pidfd-socket protocols.
+pub fn send_fd(socket: BorrowedFd, payload: &[u8], fd: BorrowedFd) -> nix::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [fd.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let iov = [std::io::IoSlice::new(payload)];
+    loop {
+        match sendmsg::<()>(
+            socket.as_raw_fd(),
+            &iov,
+            &cmsg,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Err(Errno::EINTR) => continue,
+            r => return r.map(drop),
+        }
+    }
+}
+
 /// Receives one message carrying exactly one fd (SCM_RIGHTS) from a unix
 /// socket; its payload goes to `buf`. Every fd the message brings is owned
 /// here, so a peer that sends several gets EBADMSG and leaves no fd open in

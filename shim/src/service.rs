@@ -531,10 +531,11 @@ impl Service {
         let prepared = stdio::prepare(&e.proc.stdio, &req.id, &namespace)
             .map_err(|e| err(Code::INTERNAL, format!("stdio: {e:#}")))?;
         let (ours, theirs) = prepared.console_socket.unzip();
-        let pid = spawn::exec(&req.id, &root, &process, prepared.stdio, theirs)
+        let started = spawn::exec(&req.id, &root, &process, prepared.stdio, theirs)
             .map_err(|e| err(Code::UNKNOWN, format!("exec in {}: {e:#}", req.id)))?;
+        let pid = started.pid;
         e.proc.pid = pid;
-        e.proc.pidfd = libkeel::pidfd_open(pid).ok();
+        e.proc.pidfd = started.pidfd;
         e.proc.io = prepared.io;
         if let Some(ours) = &ours {
             let spec = e.proc.stdio.clone();

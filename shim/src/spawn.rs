@@ -59,14 +59,14 @@ pub fn create(c: Create) -> Result<i32> {
     }
 }
 
-/// Starts `process` in container `id`; returns its pid.
+/// Starts `process` in container `id`; returns its pid and pidfd.
 pub fn exec(
     id: &str,
     root: &Path,
     process: &libkeel::oci_spec::runtime::Process,
     stdio: Option<[OwnedFd; 3]>,
     console_socket: Option<OwnedFd>,
-) -> Result<i32> {
+) -> Result<libkeel::ExecProcess> {
     let mut c = libkeel::Container::load(root, id)?;
     Ok(c.exec(
         process,

@@ -82,7 +82,8 @@ fn setns_all(pidfd: BorrowedFd, init: i32, flags: CloneFlags) -> Result<()> {
 }
 
 /// Starts `plan` in the container whose init is `pidfd`/`init`; returns the
-/// new process's host pid (a child of the caller, who reaps it).
+/// new process's host pid (a child of the caller, who reaps it) and a pidfd
+/// of it (none on kernels before 5.3).
 /// `state` is the container's, for a seccomp agent.
 pub fn exec(
     plan: &ProcessPlan,
@@ -90,7 +91,7 @@ pub fn exec(
     pidfd: &OwnedFd,
     cgroups: &CgroupPaths,
     state: &HookState,
-) -> Result<Pid> {
+) -> Result<(Pid, Option<OwnedFd>)> {
     let join = namespaces_of(init)?;
     // pid and time namespaces take effect for children only: enter them
     // here, for the clone below, and leave again after it.
@@ -163,7 +164,7 @@ fn fork_into(
     join: CloneFlags,
     fork_again: bool,
     state: &HookState,
-) -> Result<Pid> {
+) -> Result<(Pid, Option<OwnedFd>)> {
     let (ours, theirs) = Channel::pair().ctx(|| "socketpair for the sync channel".into())?;
     let cg = cgroups.open_unified()?;
     // SAFETY: as for the init: the caller is single-threaded, and the child
@@ -179,6 +180,9 @@ fn fork_into(
     };
     drop(theirs);
     let mut process = child;
+    // Opened while the child is ours and unreaped, so it is this process
+    // whatever happens to the pid later.
+    let mut process_fd = sys::pidfd_open(child.as_raw()).ok();
     let outcome = (|| {
         crate::failpoint::failpoint("after-clone")?;
         cgroups.join(child.as_raw(), placed, false)?;
@@ -201,6 +205,9 @@ fn fork_into(
                 }
                 Some(Msg::InitPid(pid)) if fork_again && process == child => {
                     process = Pid::from_raw(pid);
+                    // On its report, before the middle process (its parent)
+                    // is reaped here.
+                    process_fd = sys::pidfd_open(pid).ok();
                     // The middle process is done; the caller reaps only
                     // the program's process.
                     let _ = nix::sys::wait::waitpid(child, None);
@@ -220,7 +227,7 @@ fn fork_into(
         let _ = nix::sys::signal::kill(process, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(process, None);
     }
-    outcome.map(|()| process)
+    outcome.map(|()| (process, process_fd))
 }
 
 fn run_child(

@@ -8,14 +8,9 @@ use anyhow::{bail, Context, Result};
 use libkeel::oci_spec::runtime::{Capability, Process, User};
 use libkeel::{Container, ExecOptions};
 use nix::unistd::Pid;
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<i32> {
-    if a.pidfd_socket.is_some() {
-        bail!("--pidfd-socket is not supported by this version of keel yet");
-    }
     let mut c = Container::load(root, &a.id)?;
     let (process, warnings) = process_for(&c, a)?;
     for w in &warnings {
@@ -39,22 +34,35 @@ pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<i32> {
         ..Default::default()
     };
     if let Some(path) = &a.console_socket {
-        let s = UnixStream::connect(path)
-            .with_context(|| format!("--console-socket: connect {}", path.display()))?;
-        opts.console_socket = Some(OwnedFd::from(s));
+        opts.console_socket = Some(super::connect("console-socket", path)?);
     }
-    if a.detach {
-        c.exec(&process, opts)?;
-        warn_all(&c, log);
-        return Ok(0);
-    }
-    let (fg, console) = Foreground::prepare(true)?;
-    if opts.console_socket.is_none() {
-        opts.console_socket = Some(console);
-    }
-    let pid = c.exec(&process, opts)?;
+    let pidfd_socket = match &a.pidfd_socket {
+        Some(path) => Some(super::connect("pidfd-socket", path)?),
+        None => None,
+    };
+    let foreground = if a.detach {
+        None
+    } else {
+        let (fg, console) = Foreground::prepare(true)?;
+        if opts.console_socket.is_none() {
+            opts.console_socket = Some(console);
+        }
+        Some(fg)
+    };
+    let started = c.exec(&process, opts)?;
     warn_all(&c, log);
-    fg.wait(Pid::from_raw(pid), || Ok(()))
+    if let Some(socket) = &pidfd_socket {
+        let sent = super::send_pidfd(socket, libkeel::pidfd::Kind::Exec, started.pidfd.as_ref());
+        if let Err(e) = sent {
+            // As runc: the process does not outlive a failed exec.
+            let _ = nix::sys::signal::kill(Pid::from_raw(started.pid), libkeel::Signal::SIGKILL);
+            return Err(e);
+        }
+    }
+    match foreground {
+        None => Ok(0),
+        Some(fg) => fg.wait(Pid::from_raw(started.pid), || Ok(())),
+    }
 }
 
 fn warn_all(c: &Container, log: &Logger) {

@@ -3,11 +3,10 @@
 use crate::cli::{CreateArgs, RunArgs};
 use crate::foreground::Foreground;
 use crate::logging::{Level, Logger};
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use libkeel::{Container, ContainerBuilder, Signal};
 use nix::unistd::Pid;
 use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 /// `rootless`: tolerate cgroups keel may not create (`--rootless`).
@@ -19,9 +18,6 @@ fn create_container(
     rootless: bool,
     systemd: bool,
 ) -> Result<Container> {
-    if a.pidfd_socket.is_some() {
-        bail!("--pidfd-socket is not supported by this version of keel yet");
-    }
     if a.console_socket.is_some() {
         // The foreground `run` passes its own console; `create` and
         // `run -d` detach.
@@ -36,12 +32,12 @@ fn create_container(
         super::check_console_socket(true, detach, terminal)?;
     }
     let console = match (&a.console_socket, console) {
-        (Some(path), _) => {
-            let s = UnixStream::connect(path)
-                .with_context(|| format!("--console-socket: connect {}", path.display()))?;
-            Some(OwnedFd::from(s))
-        }
+        (Some(path), _) => Some(super::connect("console-socket", path)?),
         (None, c) => c,
+    };
+    let pidfd_socket = match &a.pidfd_socket {
+        Some(path) => Some(super::connect("pidfd-socket", path)?),
+        None => None,
     };
     let mut b = ContainerBuilder::new(&a.id, &a.bundle)
         .root(root)
@@ -60,6 +56,14 @@ fn create_container(
     let c = b.create()?;
     for w in c.warnings() {
         log.log(Level::Warning, w);
+    }
+    if let Some(socket) = &pidfd_socket {
+        // runc's init sends its pidfd during create, before start.
+        let sent = super::send_pidfd(socket, libkeel::pidfd::Kind::Init, c.pidfd().as_ref());
+        if let Err(e) = sent {
+            let _ = c.delete(true);
+            return Err(e);
+        }
     }
     Ok(c)
 }

@@ -18,3 +18,27 @@ pub fn check_console_socket(given: bool, detach: bool, terminal: bool) -> anyhow
     }
     Ok(())
 }
+
+/// Connects to the unix socket of a `--console-socket` or `--pidfd-socket`
+/// flag, before anything is made (as runc does), so a bad path leaves
+/// nothing behind.
+pub fn connect(flag: &str, path: &std::path::Path) -> anyhow::Result<std::os::fd::OwnedFd> {
+    use anyhow::Context;
+    let s = std::os::unix::net::UnixStream::connect(path)
+        .with_context(|| format!("--{flag}: connect {}", path.display()))?;
+    Ok(s.into())
+}
+
+/// Hands a process's pidfd to the `--pidfd-socket` (runc 1.2's protocol).
+pub fn send_pidfd(
+    socket: &std::os::fd::OwnedFd,
+    kind: libkeel::pidfd::Kind,
+    pidfd: Option<&std::os::fd::OwnedFd>,
+) -> anyhow::Result<()> {
+    let Some(pidfd) = pidfd else {
+        anyhow::bail!(
+            "--pidfd-socket: no pidfd for the process (it exited, or the kernel is older than 5.3)"
+        );
+    };
+    Ok(libkeel::pidfd::send(socket, kind, pidfd)?)
+}
