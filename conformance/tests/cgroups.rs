@@ -121,6 +121,43 @@ fn fork_bomb_stops_at_pids_max() {
     assert_no_leaks(&env, "forks");
 }
 
+/// runtime-spec 1.3 / runc 1.3+ (opencontainers/cgroups fs/pids.go,
+/// PidsGroup.Set): `pids.limit: 0` is a limit, written as 1 (what systemd
+/// can express too), so the container's program may not fork; a `pids`
+/// without a limit sets nothing. runc 1.1.5 read 0 as "no limit": keel-only.
+#[test]
+fn pids_limit_zero_is_a_limit() {
+    let env = TestEnv::keel();
+    let mut b = env.bundle("pids0");
+    b.set("/process/args", json!(["sleep", "1000"]));
+    b.set("/linux/resources/pids", json!({ "limit": 0 }));
+    run_detached(&env, &b);
+    assert_eq!(read_cg(&env, "pids0", "pids.max"), "1");
+    // The limit holds forks, not joins (cgroups(7)): an exec'd shell gets
+    // in, and cannot fork.
+    let o = env.cmd(&[
+        "exec",
+        "pids0",
+        "sh",
+        "-c",
+        "sleep 0 & wait $!; echo forked",
+    ]);
+    assert!(!o.stdout.contains("forked") || !o.ok(), "{o}");
+    assert!(o.stderr.contains("fork"), "{o}");
+    env.cmd(&["delete", "--force", "pids0"])
+        .expect_ok("delete --force");
+    assert_no_leaks(&env, "pids0");
+
+    let mut b = env.bundle("pids-unset");
+    b.set("/process/args", json!(["sleep", "1000"]));
+    b.set("/linux/resources/pids", json!({}));
+    run_detached(&env, &b);
+    assert_eq!(read_cg(&env, "pids-unset", "pids.max"), "max");
+    env.cmd(&["delete", "--force", "pids-unset"])
+        .expect_ok("delete --force");
+    assert_no_leaks(&env, "pids-unset");
+}
+
 #[test]
 fn resources_are_in_the_files() {
     let env = TestEnv::keel();

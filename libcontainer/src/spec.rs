@@ -5,7 +5,7 @@
 //! where runc is strict (its `configs/validate` rules), so engines see the same verdicts.
 
 use crate::error::{Error, Result};
-use oci_spec::runtime::{Capability, LinuxNamespaceType, Process, Spec};
+use oci_spec::runtime::{Capability, LinuxNamespaceType, LinuxResources, Process, Spec};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -80,6 +80,9 @@ pub fn parse_config(text: &[u8]) -> std::result::Result<(Spec, Vec<String>), Str
     if let Some(process) = value.get_mut("process") {
         normalize_process(process, "process", &mut warnings)?;
     }
+    if let Some(r) = value.pointer_mut("/linux/resources") {
+        without_empty_pids(r);
+    }
     crate::security::seccomp::check_names(&value)?;
     crate::process::mempolicy::check_names(&value)?;
     Ok((deserialize(value)?, warnings))
@@ -101,6 +104,27 @@ pub fn parse_process(text: &[u8]) -> std::result::Result<(Process, Vec<String>),
             .or_insert_with(|| Value::String(String::new()));
     }
     Ok((deserialize(value)?, warnings))
+}
+
+/// A `linux.resources` document (`update --resources`), read as the
+/// config's is.
+pub fn parse_resources(text: &str) -> std::result::Result<LinuxResources, String> {
+    let mut value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    without_empty_pids(&mut value);
+    deserialize(value)
+}
+
+/// runtime-spec 1.3: `pids.limit` is optional and 0 is a limit (runc
+/// 1.3+). oci-spec reads a missing limit as 0, so a `pids` without one
+/// goes before the typed parse: it sets nothing, as under runc.
+fn without_empty_pids(resources: &mut Value) {
+    if let Some(r) = resources.as_object_mut() {
+        if r.get("pids")
+            .is_some_and(|p| p.get("limit").is_none_or(Value::is_null))
+        {
+            r.remove("pids");
+        }
+    }
 }
 
 /// oci-spec's type from checked JSON; an error names the field.
@@ -532,6 +556,25 @@ mod tests {
         // `linux` is replaced wholesale here, so only the sysctl rule fires.
         let err = validate(&spec).unwrap_err().to_string();
         assert!(err.contains("kernel.panic"), "{err}");
+    }
+
+    #[test]
+    fn pids_without_limit_sets_nothing_and_zero_is_a_limit() {
+        let limit = |pids: &str| {
+            let (spec, _) = parse_config(
+                minimal(&format!(r#","linux":{{"resources":{{"pids":{pids}}}}}"#)).as_bytes(),
+            )
+            .unwrap();
+            let r = spec.linux().clone().unwrap().resources().clone().unwrap();
+            r.pids().map(|p| p.limit())
+        };
+        assert_eq!(limit("{}"), None);
+        assert_eq!(limit(r#"{"limit":null}"#), None);
+        assert_eq!(limit(r#"{"limit":0}"#), Some(0));
+        let r = parse_resources(r#"{"pids":{}}"#).unwrap();
+        assert!(r.pids().is_none());
+        let r = parse_resources(r#"{"pids":{"limit":0}}"#).unwrap();
+        assert_eq!(r.pids().map(|p| p.limit()), Some(0));
     }
 
     #[test]

@@ -39,13 +39,22 @@ pub(crate) fn cpuset(dir: &Path, c: &LinuxCpu) -> Result<()> {
     Ok(())
 }
 
-/// pids.max (same name in v1 and v2); negative is unlimited, 0 unset.
+/// `pids.limit` as runc 1.3+ (opencontainers/cgroups, PidsGroup.Set)
+/// reads it: negative is no limit (None); 0 is a limit, written as 1
+/// because systemd cannot express 0 (TasksMax=0 means "no limit" there),
+/// so both drivers give the same container. (An absent limit never gets
+/// here: spec::without_empty_pids drops it.)
+pub(crate) fn pids_max(limit: i64) -> Option<u64> {
+    match limit {
+        l if l < 0 => None,
+        0 => Some(1),
+        l => Some(l as u64),
+    }
+}
+
+/// pids.max (same name in v1 and v2).
 pub(crate) fn pids(dir: &Path, p: &LinuxPids) -> Result<()> {
-    let v = match p.limit() {
-        0 => return Ok(()),
-        l if l < 0 => "max".to_string(),
-        l => l.to_string(),
-    };
+    let v = pids_max(p.limit()).map_or_else(|| "max".to_string(), |n| n.to_string());
     write_file(&format!("{F}.pids.limit"), dir, "pids.max", &v)
 }
 
@@ -120,6 +129,9 @@ mod tests {
         let cg = FakeCgroup::new("pids-n", &[("pids.max", "")]);
         pids(cg.dir(), &parse(r#"{"limit":42}"#)).unwrap();
         assert_eq!(cg.get("pids.max"), "42");
+        let cg = FakeCgroup::new("pids-0", &[("pids.max", "")]);
+        pids(cg.dir(), &parse(r#"{"limit":0}"#)).unwrap();
+        assert_eq!(cg.get("pids.max"), "1");
     }
 
     #[test]

@@ -70,7 +70,7 @@ const CONTROLLERS: &[Controller] = &[
         field: "pids",
         v1: "pids",
         v2: Some("pids"),
-        is_set: |r| r.pids().as_ref().is_some_and(|p| p.limit() != 0),
+        is_set: |r| r.pids().is_some(),
         write: |t, r, _| match (t, r.pids()) {
             (Target::V1(d) | Target::V2(d), Some(p)) => common::pids(d, p),
             _ => Ok(()),
@@ -257,8 +257,10 @@ mod tests {
     fn unset_fields_touch_nothing() {
         let cg = FakeCgroup::new("unset", &[]);
         let paths = hybrid(&cg);
-        // 0 is "unset" for runc; cpu has no hierarchy here, and is not asked for.
-        let r = resources(r#"{"pids":{"limit":0},"cpu":{"shares":0},"memory":{}}"#);
+        // 0 is "unset" for runc's shares; cpu has no hierarchy here, and is
+        // not asked for. (A `pids` without a limit is dropped when the
+        // config is read: spec::without_empty_pids.)
+        let r = resources(r#"{"cpu":{"shares":0},"memory":{}}"#);
         apply(&paths, &r).unwrap();
         assert_eq!(cg.get("pids/pids.max"), "");
     }

@@ -232,7 +232,8 @@ fn read_resources(src: &str) -> Result<LinuxResources> {
     } else {
         std::fs::read_to_string(src).with_context(|| format!("--resources: read {src}"))?
     };
-    serde_json::from_str(&text).map_err(|e| anyhow!("--resources: invalid resources JSON: {e}"))
+    libkeel::spec::parse_resources(&text)
+        .map_err(|e| anyhow!("--resources: invalid resources JSON: {e}"))
 }
 
 fn parse<T: std::str::FromStr>(opt: &str, v: &str) -> Result<T>

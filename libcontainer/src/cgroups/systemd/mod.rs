@@ -221,8 +221,9 @@ fn properties(r: &LinuxResources, pure_v2: bool) -> Result<Vec<(String, Value)>>
             p.push(("CPUQuotaPerSecUSec".into(), Value::U64(per_sec)));
         }
     }
-    if let Some(pids) = r.pids().as_ref().filter(|p| p.limit() != 0) {
-        p.push(("TasksMax".into(), Value::U64(max(pids.limit()))));
+    if let Some(pids) = r.pids() {
+        let tasks = super::common::pids_max(pids.limit()).unwrap_or(u64::MAX);
+        p.push(("TasksMax".into(), Value::U64(tasks)));
     }
     if let Some(w) = r.block_io().as_ref().and_then(|b| b.weight()) {
         if w != 0 {
@@ -353,7 +354,7 @@ mod tests {
     #[test]
     fn nothing_set_means_no_properties() {
         let r: LinuxResources =
-            serde_json::from_str(r#"{"memory":{},"cpu":{"shares":0},"pids":{"limit":0}}"#).unwrap();
+            serde_json::from_str(r#"{"memory":{},"cpu":{"shares":0}}"#).unwrap();
         assert!(properties(&r, true).unwrap().is_empty());
         // Swap without a memory limit is refused as runc does.
         let bad: LinuxResources = serde_json::from_str(r#"{"memory":{"swap":4096}}"#).unwrap();
