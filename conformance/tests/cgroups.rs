@@ -619,22 +619,14 @@ fn device_rules_decide_what_can_be_opened() {
         "/linux/resources/devices",
         json!([deny_all, { "allow": true, "type": "c", "major": 1, "access": "rwm" }, kmsg(false, "w")]),
     );
+    // (v1 and the eBPF program alike: what the rules mean is emulated
+    // first, as runc does.)
     let o = env.create(&b);
-    if TestEnv::cgroup_mounts()
-        .iter()
-        .any(|m| m.join("devices.list").exists())
-    {
-        // (v1 takes the rules as they are; only the eBPF path checks.)
-        o.expect_ok("create with a hole in a wildcard on v1");
-        env.cmd(&["delete", "--force", "hole"]).expect_ok("delete");
-    } else {
-        o.expect_fail("create with a hole in a wildcard");
-        assert!(
-            o.stderr.contains("linux.resources.devices")
-                && o.stderr.contains("cannot punch a hole"),
-            "{o}"
-        );
-    }
+    o.expect_fail("create with a hole in a wildcard");
+    assert!(
+        o.stderr.contains("linux.resources.devices") && o.stderr.contains("cannot punch a hole"),
+        "{o}"
+    );
     assert_no_leaks(&env, "hole");
 }
 
@@ -901,4 +893,91 @@ fn precreated_cgroup_with_processes_is_refused() {
     // The squatter was left alone until we killed it.
     remove_precreated(&dirs);
     assert_no_leaks(&env, "busy");
+}
+
+/// issue 20 item 24: the config's device rules, then runc's defaults, and
+/// nothing else: a `linux.devices` node is not allowed behind the config's
+/// back (an explicit deny of it holds), and a config without rules still
+/// gets runc's deny-all-but-defaults. Differential against runc 1.1.5
+/// (libcontainer/specconv: CreateCgroupConfig appends AllowedDevices only).
+#[test]
+fn differential_device_rules_are_the_configs_then_runcs_defaults() {
+    let Some(runc) = require_runc!() else { return };
+    let kmsg = json!({"path": "/dev/conf-kmsg", "type": "c", "major": 1, "minor": 11});
+    let deny_kmsg = json!({"allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwm"});
+    let allow_all = json!({"allow": true, "access": "rwm"});
+    let cases = [
+        ("nodedenied", Some(json!([allow_all, deny_kmsg])), true),
+        (
+            "nodedefault",
+            Some(json!([{"allow": false, "access": "rwm"}])),
+            true,
+        ),
+        ("norules", None, true),
+        ("nodeallowed", Some(json!([allow_all])), true),
+    ];
+    let script = "echo keel-device-test >/dev/conf-kmsg && echo opened; \
+                  echo x >/dev/null && echo null-ok; test -e /dev/net/tun || echo no-tun";
+    let mut outs: Vec<Vec<String>> = Vec::new();
+    for env in [TestEnv::keel(), TestEnv::new(runc)] {
+        let mut seen = Vec::new();
+        for (id, rules, with_node) in &cases {
+            let mut b = env.bundle(id);
+            b.sh(script);
+            if *with_node {
+                b.push("/linux/devices", kmsg.clone());
+            }
+            match rules {
+                Some(r) => b.set("/linux/resources/devices", r.clone()),
+                None => b.remove("/linux/resources/devices"),
+            };
+            let o = env.run(&b);
+            seen.push(format!("{id}: {}", o.stdout.trim().replace('\n', " ")));
+            assert_no_leaks(&env, id);
+        }
+        outs.push(seen);
+    }
+    assert_eq!(outs[0], outs[1], "keel, runc");
+    assert!(outs[1][0].contains("nodedenied: null-ok"), "{:?}", outs[1]);
+}
+
+/// issue 20 item 24: `update` leaves the device rules alone, as runc 1.1.5
+/// does (a rule added behind the runtime's back stays; a container with a
+/// sub-cgroup, where an `a` rule would fail with EINVAL, updates fine).
+/// Differential against runc 1.1.5.
+#[test]
+fn differential_update_leaves_device_rules_alone() {
+    let Some(runc) = require_runc!() else { return };
+    if !TestEnv::cgroup_mounts()
+        .iter()
+        .any(|m| m.join("devices.list").exists())
+    {
+        eprintln!("skipped: no v1 devices controller (the eBPF program is replaced whole)");
+        return;
+    }
+    let mut lists = Vec::new();
+    for env in [TestEnv::keel(), TestEnv::new(runc)] {
+        let mut b = env.bundle("devupd");
+        b.sh("sleep 60");
+        run_detached(&env, &b);
+        let list = cg_file(&env, "devupd", "devices.list").expect("devices.list");
+        let dir = list.parent().expect("devices cgroup").to_path_buf();
+        std::fs::write(dir.join("devices.allow"), "c 1:11 w").expect("allow behind its back");
+        std::fs::create_dir(dir.join("sub")).expect("sub-cgroup");
+        let o = env.cmd(&["update", "--pids-limit", "50", "devupd"]);
+        let _ = std::fs::remove_dir(dir.join("sub"));
+        o.expect_ok(&format!("{} update", env.rt.name));
+        let mut now: Vec<String> = std::fs::read_to_string(&list)
+            .expect("read devices.list")
+            .lines()
+            .map(String::from)
+            .collect();
+        now.sort();
+        lists.push(now);
+        env.cmd(&["delete", "--force", "devupd"])
+            .expect_ok("delete");
+        assert_no_leaks(&env, "devupd");
+    }
+    assert!(lists[1].contains(&"c 1:11 w".to_string()), "{:?}", lists[1]);
+    assert_eq!(lists[0], lists[1], "devices.list after update: keel, runc");
 }

@@ -1,7 +1,7 @@
 //! Containers as the library's users see them: a builder that creates one
 //! from a bundle, and the operations on a container found by id.
 
-use crate::cgroups::Manager;
+use crate::cgroups::{DeviceRule, Manager};
 use crate::error::{Error, Result, SysContext};
 use crate::process::plan::{InitPlan, Options};
 use crate::process::spawn;
@@ -248,9 +248,11 @@ impl ContainerBuilder {
                 .ctx(|| format!("mkdir {}", notify.display()))?;
         }
         *made = cgroups.create()?;
-        // Limits are in place before the init exists where the cgroup does,
-        // so before the user program can run; otherwise they follow while
-        // the init waits for start.
+        // Resource limits are in place before the init exists where the
+        // cgroup does, so before the user program can run; otherwise they
+        // follow while the init waits for start. Device rules always follow
+        // the init's setup, when runc sets them too (procReady): the init
+        // makes the config's device nodes whatever the rules say of them.
         if cgroups.exists_before_init() {
             self.limit(bundle, cgroups, warnings)?;
         }
@@ -262,13 +264,15 @@ impl ContainerBuilder {
             Some(Err(e)) => (None, Err(e)),
             None => (None, Ok(())),
         };
-        let limited = rdt.and_then(|()| {
-            if cgroups.exists_before_init() {
-                Ok(())
-            } else {
-                self.limit(bundle, cgroups, warnings)
-            }
-        });
+        let limited = rdt
+            .and_then(|()| {
+                if cgroups.exists_before_init() {
+                    Ok(())
+                } else {
+                    self.limit(bundle, cgroups, warnings)
+                }
+            })
+            .and_then(|()| self.limit_devices(bundle, cgroups));
         let recorded =
             limited.and_then(|()| self.record(dir, bundle, cgroups, pid.as_raw(), groups.clone()));
         if recorded.is_err() {
@@ -282,7 +286,7 @@ impl ContainerBuilder {
         recorded
     }
 
-    /// `linux.resources` and the device rules, into the container's cgroups.
+    /// `linux.resources`, but the device rules, into the container's cgroups.
     fn limit(&self, bundle: &Bundle, cgroups: &Manager, warnings: &mut Vec<String>) -> Result<()> {
         if let Some(r) = bundle
             .spec
@@ -292,14 +296,28 @@ impl ContainerBuilder {
         {
             warnings.extend(cgroups.apply(r)?);
         }
+        Ok(())
+    }
+
+    /// The device rules (see [`DeviceRule::from_spec`]).
+    fn limit_devices(&self, bundle: &Bundle, cgroups: &Manager) -> Result<()> {
         // A rootless container cannot make device nodes, and writing device
         // rules needs privilege it lacks: runc skips them too.
-        let rules = if self.rootless_cgroups {
-            Vec::new()
-        } else {
-            crate::cgroups::DeviceRule::from_spec(&bundle.spec)
-        };
-        if !rules.is_empty() && !cgroups.apply_device_rules(&rules)? {
+        if self.rootless_cgroups {
+            return Ok(());
+        }
+        let rules = DeviceRule::from_spec(&bundle.spec)?;
+        let asked = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.devices().as_ref())
+            .is_some_and(|d| !d.is_empty());
+        // Without a devices controller or cgroup2 only rules the config
+        // asks for are an error; runc's defaults then go unenforced, as
+        // under runc.
+        if !cgroups.apply_device_rules(&rules)? && asked {
             return Err(Error::invalid(
                 "linux.resources.devices",
                 "no devices cgroup controller and no cgroup2 hierarchy to filter devices in",

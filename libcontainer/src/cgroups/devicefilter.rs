@@ -13,135 +13,14 @@
 //! The program is written by hand (a few instruction kinds) and loaded with
 //! bpf(2) directly: an eBPF crate would bring far more than this needs.
 
-use super::devices::DeviceRule;
+use super::emulator::{DeviceRule, Emulator, ACC_ALL};
 use crate::error::{Error, Result};
-use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 const FIELD: &str = "linux.resources.devices";
 
-const ACC_MKNOD: u8 = 1;
-const ACC_READ: u8 = 2;
-const ACC_WRITE: u8 = 4;
-const ACC_ALL: u8 = ACC_MKNOD | ACC_READ | ACC_WRITE;
 const DEV_BLOCK: i32 = 1;
 const DEV_CHAR: i32 = 2;
-
-/// (type, major, minor); None is a wildcard.
-type Meta = (char, Option<i64>, Option<i64>);
-
-/// The devices controller's state after a list of rules, as v1 keeps it.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Emulator {
-    default_allow: bool,
-    /// Exceptions to the default, with their access bits.
-    exceptions: BTreeMap<Meta, u8>,
-}
-
-fn access_bits(access: &str) -> Result<u8> {
-    access.chars().try_fold(0, |acc, c| match c {
-        'r' => Ok(acc | ACC_READ),
-        'w' => Ok(acc | ACC_WRITE),
-        'm' => Ok(acc | ACC_MKNOD),
-        _ => Err(Error::invalid(
-            FIELD,
-            format!("unknown device access {c:?} in {access:?}"),
-        )),
-    })
-}
-
-impl Emulator {
-    /// Applies the rules in order.
-    pub(crate) fn new(rules: &[DeviceRule]) -> Result<Emulator> {
-        let mut e = Emulator::default();
-        for r in rules {
-            e.apply(r)?;
-        }
-        Ok(e)
-    }
-
-    fn apply(&mut self, r: &DeviceRule) -> Result<()> {
-        let perms = access_bits(&r.access)?;
-        if r.typ == 'a' {
-            // v1 reads any `a` rule as `a *:* rwm`: a new default.
-            *self = Emulator {
-                default_allow: r.allow,
-                exceptions: BTreeMap::new(),
-            };
-            return Ok(());
-        }
-        // A negative number is a wildcard too (runc's -1).
-        let meta = (
-            r.typ,
-            r.major.filter(|&m| m >= 0),
-            r.minor.filter(|&m| m >= 0),
-        );
-        if r.allow == self.default_allow {
-            self.remove(meta, perms, r)
-        } else {
-            *self.exceptions.entry(meta).or_default() |= perms;
-            Ok(())
-        }
-    }
-
-    /// Takes `perms` away from the exception `meta`. v1 silently ignores
-    /// removing part of a wildcard exception; refuse it, as runc does,
-    /// rather than let the config look safer than it is.
-    fn remove(&mut self, meta: Meta, perms: u8, r: &DeviceRule) -> Result<()> {
-        for wild in [
-            (meta.0, None, meta.2),
-            (meta.0, meta.1, None),
-            (meta.0, None, None),
-        ] {
-            if wild == meta {
-                continue;
-            }
-            if self.exceptions.get(&wild).is_some_and(|p| p & perms != 0) {
-                return Err(Error::invalid(
-                    FIELD,
-                    format!(
-                        "rule {r} cannot punch a hole in the wildcard rule {}",
-                        DeviceRule {
-                            allow: !self.default_allow,
-                            typ: wild.0,
-                            major: wild.1,
-                            minor: wild.2,
-                            access: access_string(self.exceptions[&wild]),
-                        }
-                    ),
-                ));
-            }
-        }
-        if let Some(p) = self.exceptions.get_mut(&meta) {
-            *p &= !perms;
-            if *p == 0 {
-                self.exceptions.remove(&meta);
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether access `acc` to the device is allowed (the program's
-    /// meaning, for tests).
-    #[cfg(test)]
-    fn allows(&self, typ: char, major: i64, minor: i64, acc: u8) -> bool {
-        let hit = self.exceptions.iter().any(|(&(t, ma, mi), &p)| {
-            t == typ
-                && ma.is_none_or(|m| m == major)
-                && mi.is_none_or(|m| m == minor)
-                && acc & p == acc
-        });
-        hit != self.default_allow
-    }
-}
-
-fn access_string(bits: u8) -> String {
-    [(ACC_READ, 'r'), (ACC_WRITE, 'w'), (ACC_MKNOD, 'm')]
-        .iter()
-        .filter(|(b, _)| bits & b != 0)
-        .map(|(_, c)| c)
-        .collect()
-}
 
 /// One eBPF instruction (struct bpf_insn).
 #[repr(C)]
@@ -368,44 +247,6 @@ mod tests {
             minor,
             access: a.into(),
         }
-    }
-
-    #[test]
-    fn last_matching_rule_wins() {
-        let e = Emulator::new(&[
-            rule(false, 'a', None, None, "rwm"),
-            rule(true, 'c', Some(1), Some(3), "rwm"),
-            rule(true, 'c', Some(1), Some(5), "r"),
-            rule(false, 'c', Some(1), Some(3), "w"),
-        ])
-        .unwrap();
-        assert!(e.allows('c', 1, 3, ACC_READ));
-        assert!(!e.allows('c', 1, 3, ACC_WRITE));
-        assert!(e.allows('c', 1, 5, ACC_READ));
-        assert!(!e.allows('c', 1, 5, ACC_READ | ACC_WRITE));
-        assert!(!e.allows('b', 1, 3, ACC_READ));
-        // An `a` rule starts over.
-        let e = Emulator::new(&[
-            rule(true, 'c', Some(1), Some(3), "rwm"),
-            rule(true, 'a', None, None, "rwm"),
-            rule(false, 'c', Some(10), None, "rwm"),
-        ])
-        .unwrap();
-        assert!(e.allows('b', 8, 0, ACC_ALL));
-        assert!(!e.allows('c', 10, 200, ACC_READ));
-        assert!(e.allows('c', 1, 3, ACC_ALL));
-    }
-
-    #[test]
-    fn holes_in_wildcards_are_refused() {
-        let err = Emulator::new(&[
-            rule(false, 'a', None, None, "rwm"),
-            rule(true, 'c', Some(136), None, "rwm"),
-            rule(false, 'c', Some(136), Some(2), "rw"),
-        ])
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("cannot punch a hole"), "{err}");
     }
 
     #[test]

@@ -180,7 +180,8 @@ impl Manager {
         resources::apply(&self.paths, r)
     }
 
-    /// The device rules (see [`devices::apply`]).
+    /// The device rules (see [`devices::apply`]): false when this host
+    /// has no cgroup to filter devices in.
     pub fn apply_device_rules(&self, rules: &[DeviceRule]) -> Result<bool> {
         devices::apply(&self.paths, rules)
     }

@@ -8,8 +8,9 @@
 //! - `resources`: `linux.resources` field by field to its controller, with
 //!   the writers in `v1`, `v2` and `common` (files named alike in both),
 //!   and the value conversions in [`convert`];
-//! - `devices`: device rules (runc's defaults), on v1 or as the eBPF
-//!   program of `devicefilter` on cgroup v2;
+//! - `devices`: device rules (runc's defaults), on v1 as a transition or as
+//!   the eBPF program of `devicefilter` on cgroup v2; `emulator` says what
+//!   a list of rules means;
 //! - [`systemd`]: the systemd driver (scope units over D-Bus);
 //! - `freezer`, [`stats`], `oom`, `sub` (`exec --cgroup`): pause/resume,
 //!   statistics, OOM events, sub-cgroups;
@@ -24,6 +25,7 @@ mod common;
 pub mod convert;
 mod devicefilter;
 mod devices;
+mod emulator;
 mod freezer;
 mod fs;
 pub mod manager;
