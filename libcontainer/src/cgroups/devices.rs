@@ -14,12 +14,18 @@ const FIELD: &str = "linux.resources.devices";
 
 /// A default rule: the node's path (if it has one), type, major, minor,
 /// access.
-type Default = (Option<&'static str>, char, Option<i64>, Option<i64>, &'static str);
+type DefaultRule = (
+    Option<&'static str>,
+    char,
+    Option<i64>,
+    Option<i64>,
+    &'static str,
+);
 
 /// What runc always allows after the config's rules (specconv's
 /// AllowedDevices): mknod of any node, the standard nodes (with the path a
 /// `linux.devices` entry may take over), ptys and /dev/net/tun.
-const DEFAULTS: [Default; 11] = [
+const DEFAULTS: [DefaultRule; 11] = [
     (None, 'c', None, None, "m"),
     (None, 'b', None, None, "m"),
     (Some("/dev/null"), 'c', Some(1), Some(3), "rwm"),
