@@ -382,3 +382,148 @@ fn notify_same_as_runc() {
         assert_eq!(s["state"]["pid"], pid, "{s}");
     }
 }
+
+/// Syscalls keel makes while it sets a process up (identity, cwd and its
+/// CVE-2024-21626 check, lookup of the program, limits), none of which
+/// busybox's `echo` needs: a profile that denies them must still start the
+/// program. Without no_new_privs keel loads the filter after all of them,
+/// with CAP_SYS_ADMIN kept for the load, and only capset (and the sync
+/// message, exec.fifo, execve) run under it. (Debian's runc 1.1.5 fails
+/// here: its `getcwd` check runs under the filter.)
+fn denies_setup_syscalls() -> Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{
+            "names": ["getcwd", "chdir", "fchdir", "setgroups", "setresuid", "setresgid",
+                      "umask", "personality", "access", "faccessat", "faccessat2",
+                      "capget", "keyctl", "close_range", "sethostname"],
+            "action": "SCMP_ACT_ERRNO"
+        }]
+    })
+}
+
+fn setup_user(b: &mut Bundle) {
+    b.set(
+        "/process/user",
+        json!({"uid": 1000, "gid": 1000, "additionalGids": [10]}),
+    );
+    b.set("/process/cwd", json!("/tmp"));
+    b.set("/process/noNewPrivileges", json!(false));
+}
+
+#[test]
+fn init_starts_under_a_profile_denying_setup_syscalls() {
+    let env = TestEnv::keel();
+    let mut b: Bundle = env.bundle("scsetup");
+    b.set("/process/args", json!(["echo", "started"]));
+    setup_user(&mut b);
+    b.set("/linux/seccomp", denies_setup_syscalls());
+    let o = env.run(&b);
+    o.expect_ok("run under a profile denying keel's setup syscalls");
+    assert_eq!(o.stdout, "started\n", "{o}");
+    assert_no_leaks(&env, "scsetup");
+}
+
+#[test]
+fn exec_starts_under_a_profile_denying_setup_syscalls() {
+    let env = TestEnv::keel();
+    let mut b: Bundle = env.bundle("scsetupx");
+    b.set("/process/args", json!(["sleep", "1000"]));
+    setup_user(&mut b);
+    b.set("/linux/seccomp", denies_setup_syscalls());
+    env.run_with(&b, &["-d"]).expect_ok("run -d");
+    let o = env.cmd(&["exec", "scsetupx", "echo", "started"]);
+    env.cmd(&["delete", "--force", "scsetupx"])
+        .expect_ok("delete --force");
+    o.expect_ok("exec under a profile denying keel's setup syscalls");
+    assert_eq!(o.stdout, "started\n", "{o}");
+    assert_no_leaks(&env, "scsetupx");
+}
+
+/// The flags keel hands seccomp(2) for `profile`, seen by strace; None
+/// (with a printed SKIPPED) without strace.
+fn traced_flags(env: &TestEnv, id: &str, profile: Value) -> Option<String> {
+    if !keel_conformance::engines::have("strace") {
+        eprintln!("SKIPPED: strace is not installed");
+        return None;
+    }
+    let mut b: Bundle = env.bundle(id);
+    b.set("/process/args", json!(["true"]));
+    b.set("/linux/seccomp", profile);
+    b.save().expect("save");
+    let trace = env.dir.join(format!("{id}.trace"));
+    let bundle = b.dir.to_string_lossy().into_owned();
+    let o = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "strace", "-f", "-qq"])
+        .args(["-e", "trace=seccomp", "-o"])
+        .arg(&trace)
+        .arg(&env.rt.bin)
+        .arg("--root")
+        .arg(&env.root)
+        .args(["run", "--bundle", &bundle, id])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("strace keel run");
+    assert!(o.status.success(), "{o:?}");
+    assert_no_leaks(env, id);
+    let text = std::fs::read_to_string(&trace).expect("trace");
+    // The load itself: the probes pass a NULL program.
+    let load = text
+        .lines()
+        .find(|l| l.contains("seccomp(SECCOMP_SET_MODE_FILTER") && !l.contains("NULL"))
+        .unwrap_or_else(|| panic!("no filter load in the trace:\n{text}"));
+    Some(load.split(", ").nth(1).unwrap_or_default().to_string())
+}
+
+/// runc's default (libcontainer/specconv/spec_linux.go, SetupSeccomp): a
+/// profile without `flags` is loaded with SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+/// one with `"flags": []` with none. (Debian's runc 1.1.5 loads through
+/// prctl without flags.)
+#[test]
+fn no_flags_means_spec_allow() {
+    let env = TestEnv::keel();
+    let deny = json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]});
+    let Some(flags) = traced_flags(&env, "scflags", deny.clone()) else {
+        return;
+    };
+    assert_eq!(flags, "SECCOMP_FILTER_FLAG_SPEC_ALLOW");
+    let mut none = deny;
+    none["flags"] = json!([]);
+    assert_eq!(traced_flags(&env, "scflags0", none).as_deref(), Some("0"));
+}
+
+/// A NOTIFY rule whose agent is not listening: create fails in runc's
+/// words (process_linux.go, sendContainerProcessState) and leaves nothing.
+#[test]
+fn missing_notify_agent_in_runcs_words() {
+    let mut results = Vec::new();
+    let mut envs = vec![TestEnv::keel()];
+    if let Some(runc) = require_runc!() {
+        envs.push(TestEnv::new(runc));
+    }
+    for env in &envs {
+        let sock = env.dir.join("no-agent.sock");
+        let mut b: Bundle = env.bundle("scnoagent");
+        b.set("/process/args", json!(["true"]));
+        b.set(
+            "/linux/seccomp",
+            json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "listenerPath": sock,
+                "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+            }),
+        );
+        let o = env.create(&b);
+        o.expect_fail(&format!("{} create without the agent", env.rt.name));
+        let words = format!(
+            "failed to connect with seccomp agent specified in the seccomp profile: \
+             dial unix {}: connect: no such file or directory",
+            sock.display()
+        );
+        assert!(o.stderr.contains(&words), "{}: {o}", env.rt.name);
+        assert_no_leaks(env, "scnoagent");
+        results.push(env.rt.name);
+    }
+    eprintln!("same words from {results:?}");
+}

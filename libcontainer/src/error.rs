@@ -81,6 +81,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// The seccomp agent at `linux.seccomp.listenerPath` could not be
+    /// reached, in runc's words.
+    #[error(
+        "failed to connect with seccomp agent specified in the seccomp profile: \
+         dial unix {}: connect: {reason}",
+        path.display()
+    )]
+    SeccompAgent { path: PathBuf, reason: String },
+
     /// state.json is unreadable or corrupt.
     #[error("{path}: corrupt state: {reason}")]
     State { path: PathBuf, reason: String },
@@ -125,6 +134,22 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+/// An io error's text as Go prints it (which engines and scripts match):
+/// the errno's description, lower-case first, no " (os error N)".
+pub(crate) fn go_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => go_errno_text(nix::errno::Errno::from_raw(n)),
+        None => lower_first(&e.to_string()),
+    }
+}
+
+pub(crate) fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_lowercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 /// Adds context to a nix result, naming what was being done.

@@ -168,7 +168,11 @@ fn run_one(hook: &Hook, input: &[u8], setting: Setting) -> std::result::Result<(
         .stderr(Stdio::from(err_w));
     let mut child = cmd.spawn().map_err(|e| {
         // Go's words for a failed start, which runc prints.
-        format!("fork/exec {}: {}", path.display(), errno_text(&e))
+        format!(
+            "fork/exec {}: {}",
+            path.display(),
+            crate::error::go_text(&e)
+        )
     })?;
     // The hook's ends went with it; ours must go, or no EOF ever comes.
     drop(cmd);
@@ -237,25 +241,13 @@ fn exit_text(status: ExitStatus) -> String {
             } else {
                 ""
             };
-            format!("signal: {}{core}", lower_first(&name.to_string_lossy()))
+            format!(
+                "signal: {}{core}",
+                crate::error::lower_first(&name.to_string_lossy())
+            )
         }
         (None, None) => status.to_string(),
     }
-}
-
-/// An io error as Go words it: the errno's text, lower-case first.
-fn errno_text(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => lower_first(nix::errno::Errno::from_raw(n).desc()),
-        None => e.to_string(),
-    }
-}
-
-fn lower_first(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_lowercase().chain(c).collect())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

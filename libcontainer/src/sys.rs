@@ -322,3 +322,62 @@ pub fn process_start_time(pid: i32) -> Option<(u64, bool)> {
     let start = fields.nth(18)?.parse().ok()?;
     Some((start, state == "Z" || state == "X"))
 }
+
+/// The calling thread's capability sets as bit masks (capget/capset v3:
+/// two 32-bit words per set), without the read-modify-write the `caps`
+/// crate does: one capset writes all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapSets {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_V3: u32 = 0x2008_0522;
+
+pub fn capget() -> nix::Result<CapSets> {
+    let mut header = CapHeader {
+        version: CAP_V3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and two data words, as capget(2) v3 expects.
+    let r = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    Errno::result(r)?;
+    let join = |f: fn(&CapData) -> u32| u64::from(f(&data[0])) | u64::from(f(&data[1])) << 32;
+    Ok(CapSets {
+        effective: join(|d| d.effective),
+        permitted: join(|d| d.permitted),
+        inheritable: join(|d| d.inheritable),
+    })
+}
+
+pub fn capset(sets: CapSets) -> nix::Result<()> {
+    let mut header = CapHeader {
+        version: CAP_V3,
+        pid: 0,
+    };
+    let word = |v: u64, i: u32| (v >> (32 * i)) as u32;
+    let data = [0, 1].map(|i| CapData {
+        effective: word(sets.effective, i),
+        permitted: word(sets.permitted, i),
+        inheritable: word(sets.inheritable, i),
+    });
+    // SAFETY: header and two data words, as capset(2) v3 expects.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    Errno::result(r).map(drop)
+}

@@ -131,11 +131,12 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
         crate::console::setup(&t.socket, t.size, true)?;
     }
     rootfs::finalize(&plan.rootfs, prepared)?;
-    let exe = program::prepare(&plan.process, plan.rootfs.in_userns, chan)?;
-
     // The runtime exits as soon as it reads Ready, and we must outlive it:
     // drop the death signal first, or that exit can race it and kill us.
+    // (Before the filter goes in. Should the runtime die from here on, the
+    // sync channel fails instead.)
     nix::sys::prctl::set_pdeathsig(None).ctx(|| "prctl(PR_SET_PDEATHSIG, 0)".into())?;
+    let exe = program::prepare(&plan.process, plan.rootfs.in_userns, chan)?;
     // The filter must allow what follows: the sync write, opening and
     // writing exec.fifo, startContainer hooks, execve (Docker's does).
     program::seal(&plan.process, chan)?;

@@ -39,17 +39,15 @@ pub fn prepare(plan: &ProcessPlan, in_userns: bool, chan: &Channel) -> Result<Pr
     }
     // Taken on at execve; written before a filter can forbid the writes.
     crate::security::lsm::apply_exec(&plan.labels)?;
-    // Seccomp, in runc's places. Without no_new_privs, loading a filter
-    // needs CAP_SYS_ADMIN, so it goes in before the identity and capability
-    // changes; with it, last (see `seal`), so that as few of keel's own
-    // syscalls as possible run under it. Either way the filter must allow
-    // the steps that follow it.
-    if !plan.no_new_privs {
-        install_seccomp(plan, chan)?;
-    }
     // Read as root, before the switch to the user, as runc does.
     let env = with_home(&plan.env, plan.uid);
-    set_user(plan, in_userns)?;
+    // The seccomp filter goes in after every step of ours that a profile
+    // could deny (getcwd, setgroups, chdir, ...): with no_new_privs in
+    // `seal`; without it loading needs CAP_SYS_ADMIN, which is kept
+    // through the identity change for it.
+    let privileged_filter = !plan.no_new_privs && plan.seccomp.is_some();
+    let keep = privileged_filter.then_some(caps::Capability::CAP_SYS_ADMIN);
+    set_user(plan, in_userns, keep)?;
     if let Some(mask) = plan.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
@@ -59,10 +57,34 @@ pub fn prepare(plan: &ProcessPlan, in_userns: bool, chan: &Channel) -> Result<Pr
     if let Some(p) = plan.personality {
         tuning::set_personality(p)?;
     }
-    Ok(Program {
-        path: find_executable(plan)?,
-        env,
-    })
+    let path = find_executable(plan)?;
+    if privileged_filter {
+        install_privileged(plan, chan)?;
+    }
+    Ok(Program { path, env })
+}
+
+/// A filter loaded without no_new_privs: CAP_SYS_ADMIN is raised in the
+/// effective set for the load, then one capset leaves the process with
+/// the config's sets (or, without any in the config, the ones it had):
+/// the only syscall of this step under the filter.
+fn install_privileged(plan: &ProcessPlan, chan: &Channel) -> Result<()> {
+    let had = crate::sys::capget().ctx(|| "capget".into())?;
+    let admin = 1u64 << caps::Capability::CAP_SYS_ADMIN.index();
+    let raised = crate::sys::CapSets {
+        effective: had.effective | admin,
+        ..had
+    };
+    if raised != had {
+        crate::sys::capset(raised)
+            .ctx(|| "linux.seccomp: raise CAP_SYS_ADMIN to load the filter".into())?;
+    }
+    install_seccomp(plan, chan)?;
+    let last = plan.caps.as_ref().map_or(had, |c| c.sets());
+    if last == raised {
+        return Ok(());
+    }
+    crate::sys::capset(last).ctx(|| "process.capabilities: capset".into())
 }
 
 /// runc's rule: a process without HOME, or with an empty one, gets the
@@ -180,8 +202,9 @@ pub fn reset_signals() {
     let _ = SigSet::empty().thread_set_mask();
 }
 
-/// runc's order: bounding set, keep-caps, ids, cwd, then the other sets.
-fn set_user(plan: &ProcessPlan, in_userns: bool) -> Result<()> {
+/// runc's order: bounding set, keep-caps, ids, cwd, then the other sets
+/// (with `keep` still permitted, see `install_privileged`).
+fn set_user(plan: &ProcessPlan, in_userns: bool, keep: Option<caps::Capability>) -> Result<()> {
     if let Some(c) = &plan.caps {
         c.apply_bounding()?;
     }
@@ -230,7 +253,7 @@ fn set_user(plan: &ProcessPlan, in_userns: bool) -> Result<()> {
     // After the id change: with fs.suid_dumpable=1 it sets dumpable again.
     nix::sys::prctl::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE, 0)".into())?;
     if let Some(c) = &plan.caps {
-        c.apply_rest()?;
+        c.apply_rest(keep)?;
     }
     Ok(())
 }

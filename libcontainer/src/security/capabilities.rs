@@ -2,7 +2,7 @@
 //! bounding set first, then keep-caps across setuid, then the rest.
 
 use crate::error::{Error, Result};
-use caps::{CapSet, CapsHashSet};
+use caps::{CapSet, Capability, CapsHashSet};
 use oci_spec::runtime::{Capabilities as OciCaps, LinuxCapabilities};
 
 /// The sets to apply.
@@ -87,16 +87,25 @@ impl Capabilities {
     }
 
     /// Sets permitted, inheritable, effective and ambient, after setuid.
-    pub fn apply_rest(&self) -> Result<()> {
+    /// With `keep`, that capability stays permitted (and effective) on top
+    /// of the config's, until a capset of [`Capabilities::sets`] drops it.
+    pub fn apply_rest(&self, keep: Option<Capability>) -> Result<()> {
         let err = |set: &str, e: caps::errors::CapsError| {
             Error::invalid(format!("process.capabilities.{set}"), e.to_string())
+        };
+        let with_kept = |set: &CapsHashSet| {
+            let mut set = set.clone();
+            set.extend(keep);
+            set
         };
         // Inheritable while CAP_SETPCAP is still effective; effective before
         // permitted, since effective must stay a subset of permitted.
         caps::set(None, CapSet::Inheritable, &self.inheritable)
             .map_err(|e| err("inheritable", e))?;
-        caps::set(None, CapSet::Effective, &self.effective).map_err(|e| err("effective", e))?;
-        caps::set(None, CapSet::Permitted, &self.permitted).map_err(|e| err("permitted", e))?;
+        caps::set(None, CapSet::Effective, &with_kept(&self.effective))
+            .map_err(|e| err("effective", e))?;
+        caps::set(None, CapSet::Permitted, &with_kept(&self.permitted))
+            .map_err(|e| err("permitted", e))?;
         // Ambient needs each cap in permitted and inheritable; runc skips
         // the ones that are not (see `ambient_warnings`), and so do we.
         caps::clear(None, CapSet::Ambient).map_err(|e| err("ambient", e))?;
@@ -106,6 +115,19 @@ impl Capabilities {
             }
         }
         Ok(())
+    }
+}
+
+impl Capabilities {
+    /// The config's effective, permitted and inheritable sets as masks,
+    /// for the one capset that ends an `apply_rest` with a kept capability.
+    pub fn sets(&self) -> crate::sys::CapSets {
+        let mask = |set: &CapsHashSet| set.iter().fold(0u64, |m, c| m | 1 << c.index());
+        crate::sys::CapSets {
+            effective: mask(&self.effective),
+            permitted: mask(&self.permitted),
+            inheritable: mask(&self.inheritable),
+        }
     }
 }
 

@@ -42,8 +42,12 @@ impl Agent {
             state,
         })
         .map_err(|e| Error::invalid(field, e.to_string()))?;
-        let conn = std::os::unix::net::UnixStream::connect(&self.path)
-            .ctx(|| format!("{field}: connect {}", self.path.display()))?;
+        let conn = std::os::unix::net::UnixStream::connect(&self.path).map_err(|e| {
+            Error::SeccompAgent {
+                path: self.path.clone(),
+                reason: crate::error::go_text(&e),
+            }
+        })?;
         let fds = [listener.as_raw_fd()];
         let iov = [std::io::IoSlice::new(&msg)];
         sendmsg::<()>(

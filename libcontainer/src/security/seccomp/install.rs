@@ -6,7 +6,12 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 /// seccomp(SECCOMP_SET_MODE_FILTER, flags, prog); with no flags and no
 /// seccomp(2) (kernels before 3.17), prctl(PR_SET_SECCOMP) does the same.
-pub fn install(program: &[libc::sock_filter], flags: libc::c_ulong) -> Result<Option<OwnedFd>> {
+/// The `optional` flags are dropped where the kernel does not know them.
+pub fn install(
+    program: &[libc::sock_filter],
+    flags: libc::c_ulong,
+    optional: libc::c_ulong,
+) -> Result<Option<OwnedFd>> {
     let len = u16::try_from(program.len())
         .map_err(|_| Error::invalid("linux.seccomp", "filter too long"))?;
     let prog = libc::sock_fprog {
@@ -14,16 +19,23 @@ pub fn install(program: &[libc::sock_filter], flags: libc::c_ulong) -> Result<Op
         // The kernel only reads through this pointer.
         filter: program.as_ptr().cast_mut(),
     };
-    // SAFETY: prog points to `len` valid instructions that outlive the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            flags,
-            &prog as *const libc::sock_fprog,
-        )
+    let load = |flags: libc::c_ulong| {
+        // SAFETY: prog points to `len` valid instructions that outlive the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                flags,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        Errno::result(r)
     };
-    match Errno::result(r) {
+    let mut result = load(flags);
+    if matches!(result, Err(Errno::EINVAL)) && flags & optional != 0 {
+        result = load(flags & !optional);
+    }
+    match result {
         Ok(fd) if flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 => {
             let fd = i32::try_from(fd).map_err(|_| {
                 Error::sys("linux.seccomp: seccomp(2) returned a bad fd", Errno::EBADF)
@@ -32,7 +44,7 @@ pub fn install(program: &[libc::sock_filter], flags: libc::c_ulong) -> Result<Op
             Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
         }
         Ok(_) => Ok(None),
-        Err(Errno::ENOSYS) if flags == 0 => {
+        Err(Errno::ENOSYS) if flags & !optional == 0 => {
             // SAFETY: as above.
             let r = unsafe {
                 libc::prctl(

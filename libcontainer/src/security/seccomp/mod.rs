@@ -149,6 +149,9 @@ pub(crate) struct Profile {
 pub struct Filter {
     program: Vec<libc::sock_filter>,
     flags: libc::c_ulong,
+    /// Flags of `flags` that are runc's default rather than the config's:
+    /// dropped where the kernel lacks them.
+    defaulted: libc::c_ulong,
     skipped: Vec<String>,
     agent: Option<Agent>,
 }
@@ -179,6 +182,9 @@ impl Filter {
     pub fn compile_for(s: &LinuxSeccomp, native: Abi) -> Result<Filter> {
         let (profile, flags) = check(s, native)?;
         let mut f = Filter::from_profile(&profile, flags)?;
+        if s.flags().is_none() {
+            f.defaulted = DEFAULT_FLAGS;
+        }
         if flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 {
             f.agent = agent::of(s);
         }
@@ -201,6 +207,7 @@ impl Filter {
         Ok(Filter {
             program,
             flags,
+            defaulted: 0,
             skipped,
             agent: None,
         })
@@ -233,7 +240,7 @@ impl Filter {
     /// no_new_privs or CAP_SYS_ADMIN. Returns the notification listener
     /// when the filter has SCMP_ACT_NOTIFY rules.
     pub fn install(&self) -> Result<Option<OwnedFd>> {
-        install::install(&self.program, self.flags)
+        install::install(&self.program, self.flags, self.defaulted)
     }
 }
 
@@ -353,6 +360,10 @@ fn op_of(op: Op) -> CmpOp {
 }
 
 /// Validates the profile (errors name the field) and turns it into a
+/// The flags of a profile that names none: the program keeps the
+/// speculative-execution mitigations the process had, as under runc.
+const DEFAULT_FLAGS: libc::c_ulong = libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+
 /// [`Profile`] plus seccomp(2) flags.
 pub(crate) fn check(s: &LinuxSeccomp, native: Abi) -> Result<(Profile, libc::c_ulong)> {
     const F: &str = "linux.seccomp";
@@ -379,7 +390,13 @@ pub(crate) fn check(s: &LinuxSeccomp, native: Abi) -> Result<(Profile, libc::c_u
         }
     }
 
-    let mut flags: libc::c_ulong = 0;
+    // runc's default (specconv's SetupSeccomp): with no `flags` at all,
+    // not even an empty list, SPEC_ALLOW (where the kernel has it).
+    let mut flags = if s.flags().is_none() {
+        DEFAULT_FLAGS
+    } else {
+        0
+    };
     for f in s.flags().iter().flatten() {
         flags |= match f {
             Flag::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,

@@ -479,3 +479,23 @@ fn names_checked_before_parsing() {
     assert!(check_names(&cfg(serde_json::to_value(docker()).unwrap())).is_ok());
     assert!(check_names(&json!({})).is_ok());
 }
+
+/// runc (specconv's SetupSeccomp): a profile without `flags` gets
+/// SPEC_ALLOW, an explicit empty list gets none.
+#[test]
+fn spec_allow_unless_flags_are_given() {
+    let with = |flags: Option<serde_json::Value>| {
+        let mut p = json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]});
+        if let Some(f) = flags {
+            p["flags"] = f;
+        }
+        check(&profile(p), Abi::X86_64).unwrap().1
+    };
+    assert_eq!(with(None), libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW);
+    assert_eq!(with(Some(json!([]))), 0);
+    assert_eq!(
+        with(Some(json!(["SECCOMP_FILTER_FLAG_LOG"]))),
+        libc::SECCOMP_FILTER_FLAG_LOG
+    );
+}
