@@ -270,6 +270,10 @@ pub struct TestEnv {
     pub cgroup_parent: String,
     /// Unique text carried by every container process (see MARKER_VAR).
     pub marker: String,
+    /// The `--propagation` of the mount namespace each command runs in:
+    /// "private" (the default), or "unchanged" for a scenario that needs
+    /// the runtime's mounts to reach the test's shared mounts.
+    pub propagation: &'static str,
     seq: AtomicUsize,
 }
 
@@ -299,6 +303,7 @@ impl TestEnv {
             marker: name,
             dir,
             rt,
+            propagation: "private",
             seq: AtomicUsize::new(0),
         }
     }
@@ -334,7 +339,7 @@ impl TestEnv {
         // A private mount namespace per invocation: whatever the runtime
         // leaves mounted by mistake dies with it instead of piling up on the
         // host. (unshare execs the runtime, so pids and exit codes are its.)
-        cmd.args(["-m", "--propagation", "private"])
+        cmd.args(["-m", "--propagation", self.propagation])
             .arg(&self.rt.bin)
             .arg("--root")
             .arg(&self.root)

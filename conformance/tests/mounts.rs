@@ -389,3 +389,111 @@ fn mount_label_without_selinux_is_ignored_with_a_warning() {
         "{o}"
     );
 }
+
+/// A tmpfs of the test's own mount namespace, made shared (the host side of
+/// a propagation scenario), unmounted with what was mounted under it.
+struct SharedDir(std::path::PathBuf);
+
+impl SharedDir {
+    fn new(env: &TestEnv) -> SharedDir {
+        let dir = env.dir.join("shared");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        nix::mount::mount(
+            Some("tmpfs"),
+            &dir,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .expect("mount the shared tmpfs");
+        let d = SharedDir(dir);
+        nix::mount::mount(
+            None::<&str>,
+            &d.0,
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .expect("make it shared");
+        std::fs::create_dir(d.0.join("sub")).expect("mkdir sub");
+        d
+    }
+}
+
+impl Drop for SharedDir {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0.join("sub"), nix::mount::MntFlags::MNT_DETACH);
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// `rootfsPropagation: rshared` with an `rshared` bind (what Kubernetes'
+/// Bidirectional mount propagation asks for): a mount made in the container
+/// under the bind appears on the host side.
+#[test]
+fn rshared_bind_propagates_back_to_the_host() {
+    let Some(runc) = require_runc!() else { return };
+    for mut env in [TestEnv::keel(), TestEnv::new(runc)] {
+        env.propagation = "unchanged";
+        let shared = SharedDir::new(&env);
+        let mut b = env.bundle("bidir");
+        b.set("/linux/rootfsPropagation", json!("rshared"));
+        for set in ["bounding", "effective", "permitted"] {
+            b.push(
+                &format!("/process/capabilities/{set}"),
+                json!("CAP_SYS_ADMIN"),
+            );
+        }
+        let src = shared.0.to_string_lossy().into_owned();
+        b.push(
+            "/mounts",
+            mount("/data", "bind", &src, &["rbind", "rshared"]),
+        );
+        b.sh("mount -t tmpfs -o size=1m tmpfs /data/sub && echo mounted");
+        let o = env.run(&b);
+        eprintln!("--- {} ---\n{o}", env.rt.name);
+        let sub = format!(" {src}/sub ");
+        let seen = std::fs::read_to_string("/proc/self/mountinfo")
+            .expect("read mountinfo")
+            .lines()
+            .any(|l| l.contains(&sub));
+        drop(shared);
+        assert_no_leaks(&env, "bidir");
+        assert_eq!(
+            (o.code, o.stdout.as_str()),
+            (0, "mounted\n"),
+            "{}: {o}",
+            env.rt.name
+        );
+        assert!(
+            seen,
+            "{}: the container's mount did not reach the host",
+            env.rt.name
+        );
+    }
+}
+
+/// Every `linux.rootfsPropagation` value of the runtime-spec works, and
+/// the new root has it: an unbindable `/` is given to the rootfs only after
+/// the pivot (runc 1.1.5 fails with EINVAL binding the rootfs).
+#[test]
+fn every_rootfs_propagation_value_works() {
+    let env = TestEnv::keel();
+    for (p, seen) in [
+        ("shared", "shared:"),
+        ("rshared", "shared:"),
+        ("slave", ""),
+        ("rslave", ""),
+        ("private", ""),
+        ("rprivate", ""),
+        ("unbindable", "unbindable"),
+        ("runbindable", "unbindable"),
+    ] {
+        let mut b = env.bundle("rootprop");
+        b.set("/linux/rootfsPropagation", json!(p));
+        b.sh("awk '$5 == \"/\" {print $7}' /proc/self/mountinfo");
+        let o = env.run(&b);
+        assert!(o.ok() && o.stdout.contains(seen), "{p}: {o}");
+        assert_no_leaks(&env, "rootprop");
+    }
+}

@@ -358,7 +358,14 @@ impl InitPlan {
 
         let root_propagation = match linux.rootfs_propagation().as_deref() {
             None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            Some(p) => propagation("linux.rootfsPropagation", p)?,
+            // An unbindable `/` could not give the rootfs bind (EINVAL, runc
+            // 1.1 too): private until the new root has it, after the pivot.
+            Some(p) => match propagation("linux.rootfsPropagation", p)? {
+                f if f.contains(MsFlags::MS_UNBINDABLE) => {
+                    (f - MsFlags::MS_UNBINDABLE) | MsFlags::MS_PRIVATE
+                }
+                f => f,
+            },
         };
         let final_propagation = match linux.rootfs_propagation().as_deref() {
             None | Some("") => None,

@@ -21,7 +21,19 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
         // pivot_root(".", ".") stacks the old root on top of the new one;
         // unmounting "." then leaves just the new root, without needing a
         // directory inside the rootfs to park the old one in.
+        let old_root = nix::fcntl::open(
+            "/",
+            OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(|| "open the old root".into())?;
         nix::unistd::pivot_root(".", ".").ctx(|| format!("pivot_root {}", rootfs.display()))?;
+        // "." must name the old root, stacked on top: the cwd still names
+        // the new root below it (mount(2) does not cross a mount stacked on
+        // its starting point), which must keep its propagation (an rshared
+        // bind stays a peer of the host's mount).
+        nix::unistd::fchdir(&old_root).ctx(|| "fchdir to the old root".into())?;
+        drop(old_root);
         // Keep the unmount from propagating to the host's mounts.
         nix::mount::mount(
             None::<&str>,
