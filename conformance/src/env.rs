@@ -284,10 +284,10 @@ impl TestEnv {
     }
 
     pub fn new(rt: Runtime) -> TestEnv {
-        // SAFETY: geteuid cannot fail.
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
         assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
+            euid, 0,
             "the conformance tests create containers: run them as root"
         );
         let n = SEQ.fetch_add(1, Ordering::SeqCst);

@@ -262,8 +262,10 @@ fn agent(path: &std::path::Path, errno: i32) -> std::thread::JoinHandle<Vec<Valu
             states.push(serde_json::from_slice(&buf[..len]).expect("state JSON"));
             let listener = listener.expect("a listener fd");
             std::thread::spawn(move || loop {
-                // SAFETY: zeroed plain-data structs, ioctls on the listener.
+                // SAFETY: a plain-data struct, valid all zeroes.
                 let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+                // SAFETY: the listener is open; `req` is the struct this
+                // ioctl fills and outlives the call.
                 let r = unsafe {
                     libc::ioctl(
                         listener.as_raw_fd(),
@@ -274,9 +276,12 @@ fn agent(path: &std::path::Path, errno: i32) -> std::thread::JoinHandle<Vec<Valu
                 if r != 0 {
                     break; // the filtered processes are gone
                 }
+                // SAFETY: a plain-data struct, valid all zeroes.
                 let mut resp: libc::seccomp_notif_resp = unsafe { std::mem::zeroed() };
                 resp.id = req.id;
                 resp.error = -errno;
+                // SAFETY: the listener is open; `resp` is the struct this
+                // ioctl reads and outlives the call.
                 unsafe {
                     libc::ioctl(
                         listener.as_raw_fd(),

@@ -492,8 +492,9 @@ fn lsm_profiles_without_the_lsm_are_refused() {
 /// exe, through the kernel's link).
 fn exe_on_read_only_mount(pid: i32) -> bool {
     let path = std::ffi::CString::new(format!("/proc/{pid}/exe")).expect("path");
-    // SAFETY: statvfs into a zeroed struct, with a valid C string.
+    // SAFETY: a plain-data struct, valid all zeroes.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string, and `st` outlives the call.
     let r = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
     r == 0 && st.f_flag & libc::ST_RDONLY != 0
 }

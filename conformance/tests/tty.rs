@@ -404,11 +404,8 @@ fn set_size(fd: RawFd, rows: u16, cols: u16) {
         ws_ypixel: 0,
     };
     // SAFETY: TIOCSWINSZ with a valid winsize on a terminal fd.
-    assert_eq!(
-        unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) },
-        0,
-        "TIOCSWINSZ"
-    );
+    let r = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+    assert_eq!(r, 0, "TIOCSWINSZ");
 }
 
 /// A pty pair, both ends close-on-exec (keel must not inherit the master).

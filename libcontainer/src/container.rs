@@ -14,10 +14,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// The default state root, as `/run/runc` is runc's.
 pub const DEFAULT_ROOT: &str = "/run/keel";
+
+/// runc's complaint about most operations on a stopped container.
+const NOT_RUNNING: &str = "container not running";
 
 /// The state of a container in the runtime-spec shape that runc prints for
 /// `state` and `list --format json` (same fields, same order).
@@ -257,33 +259,31 @@ impl ContainerBuilder {
             self.limit(bundle, cgroups, warnings)?;
         }
         crate::failpoint::failpoint("cgroups")?;
-        let pid = spawn::spawn(plan, cgroups, &fifo)?;
+        // Until recorded, the init (waiting on the fifo) dies with an error.
+        let init = spawn::spawn(plan, cgroups, &fifo)?;
         // The init waits on exec.fifo: in its group before the program runs.
-        let (groups, rdt) = match plan.intel_rdt.as_ref().map(|p| p.apply(pid.as_raw())) {
-            Some(Ok(g)) => (Some(g), Ok(())),
-            Some(Err(e)) => (None, Err(e)),
-            None => (None, Ok(())),
-        };
-        let limited = rdt
-            .and_then(|()| {
-                if cgroups.exists_before_init() {
-                    Ok(())
-                } else {
-                    self.limit(bundle, cgroups, warnings)
+        let pid = init.pid().as_raw();
+        let groups = plan.intel_rdt.as_ref().map(|p| p.apply(pid)).transpose()?;
+        let recorded = (|| {
+            if !cgroups.exists_before_init() {
+                self.limit(bundle, cgroups, warnings)?;
+            }
+            self.limit_devices(bundle, cgroups)?;
+            self.record(dir, bundle, cgroups, pid, groups.clone())
+        })();
+        match recorded {
+            Ok(state) => {
+                init.release();
+                Ok(state)
+            }
+            Err(e) => {
+                drop(init);
+                if let Some(g) = &groups {
+                    let _ = g.remove();
                 }
-            })
-            .and_then(|()| self.limit_devices(bundle, cgroups));
-        let recorded =
-            limited.and_then(|()| self.record(dir, bundle, cgroups, pid.as_raw(), groups.clone()));
-        if recorded.is_err() {
-            // The init waits on the fifo and would outlive the failed create.
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
-            if let Some(g) = &groups {
-                let _ = g.remove();
+                Err(e)
             }
         }
-        recorded
     }
 
     /// `linux.resources`, but the device rules, into the container's cgroups.
@@ -502,6 +502,35 @@ impl Container {
         }
     }
 
+    /// The status, when `allowed` accepts it; else runc's complaint `reason`.
+    fn status_in(
+        &self,
+        allowed: impl FnOnce(Status) -> bool,
+        reason: &'static str,
+    ) -> Result<Status> {
+        let status = self.status();
+        if allowed(status) {
+            Ok(status)
+        } else {
+            Err(self.wrong_status(status, reason))
+        }
+    }
+
+    /// [`Container::pidfd`], or runc's complaint `reason` about a stopped
+    /// container.
+    fn live_pidfd(&self, reason: &'static str) -> Result<OwnedFd> {
+        self.pidfd()
+            .ok_or_else(|| self.wrong_status(Status::Stopped, reason))
+    }
+
+    fn wrong_status(&self, status: Status, reason: &'static str) -> Error {
+        Error::WrongStatus {
+            id: self.state.id.clone(),
+            status,
+            reason,
+        }
+    }
+
     /// The runtime-spec state, as `keel state` prints it.
     pub fn state(&self) -> ContainerState {
         let status = self.status();
@@ -539,21 +568,9 @@ impl Container {
     /// returned.
     pub fn start(&self) -> Result<()> {
         let _lock = StateDir::open_loaded(&self.root, &self.state)?;
-        let status = self.status();
-        if status != Status::Created {
-            return Err(Error::WrongStatus {
-                id: self.state.id.clone(),
-                status,
-                reason: "cannot start a container that is not created",
-            });
-        }
-        let Some(pidfd) = self.pidfd() else {
-            return Err(Error::WrongStatus {
-                id: self.state.id.clone(),
-                status: Status::Stopped,
-                reason: "cannot start a container that is not created",
-            });
-        };
+        const NOT_CREATED: &str = "cannot start a container that is not created";
+        self.status_in(|s| s == Status::Created, NOT_CREATED)?;
+        let pidfd = self.live_pidfd(NOT_CREATED)?;
         let fifo_path = self.dir().join(state::EXEC_FIFO);
         // Non-blocking: if the init died we must not wait on the fifo forever.
         let fifo = nix::fcntl::open(
@@ -611,13 +628,7 @@ impl Container {
         if !dir.join(crate::notify::DIR).is_dir() {
             return Ok(None);
         }
-        let Some(pidfd) = self.pidfd() else {
-            return Err(Error::WrongStatus {
-                id: self.state.id.clone(),
-                status: Status::Stopped,
-                reason: "cannot relay sd_notify for a stopped container",
-            });
-        };
+        let pidfd = self.live_pidfd("cannot relay sd_notify for a stopped container")?;
         crate::notify::NotifyProxy::bind(&dir, pidfd).map(Some)
     }
 
@@ -660,24 +671,17 @@ impl Container {
         process: &oci_spec::runtime::Process,
         opts: ExecOptions,
     ) -> Result<ExecProcess> {
-        let status = self.status();
-        match status {
-            Status::Running | Status::Created => {}
-            Status::Paused if opts.ignore_paused => {}
-            _ => {
-                return Err(Error::WrongStatus {
-                    id: self.state.id.clone(),
-                    status,
-                    reason: "cannot exec in a container that is not running",
-                })
-            }
-        }
+        const CANNOT_EXEC: &str = "cannot exec in a container that is not running";
+        self.status_in(
+            |s| match s {
+                Status::Running | Status::Created => true,
+                Status::Paused => opts.ignore_paused,
+                _ => false,
+            },
+            CANNOT_EXEC,
+        )?;
         crate::spec::validate_process(process)?;
-        let pidfd = self.pidfd().ok_or_else(|| Error::WrongStatus {
-            id: self.state.id.clone(),
-            status: Status::Stopped,
-            reason: "cannot exec in a container that is not running",
-        })?;
+        let pidfd = self.live_pidfd(CANNOT_EXEC)?;
         let mut plan = crate::process::plan::ProcessPlan::new(
             process,
             opts.console_socket,
@@ -718,14 +722,7 @@ impl Container {
     /// the cgroup, as runc 1.2+ does (its `Signal`): only a pid 1 takes the
     /// others with it.
     pub fn kill(&self, signal: i32, all: bool) -> Result<()> {
-        let status = self.status();
-        if status == Status::Stopped && !all {
-            return Err(Error::WrongStatus {
-                id: self.state.id.clone(),
-                status,
-                reason: "container not running",
-            });
-        }
+        self.status_in(|s| s != Status::Stopped || all, NOT_RUNNING)?;
         let pidfd = self.pidfd();
         let alone = pidfd.is_some() && signal == libc::SIGKILL && !pid_one(self.state.pid);
         if all || alone {
@@ -735,11 +732,7 @@ impl Container {
             }
             return Ok(());
         }
-        let pidfd = pidfd.ok_or_else(|| Error::WrongStatus {
-            id: self.state.id.clone(),
-            status: Status::Stopped,
-            reason: "container not running",
-        })?;
+        let pidfd = pidfd.ok_or_else(|| self.wrong_status(Status::Stopped, NOT_RUNNING))?;
         sys::pidfd_send_signal(pidfd.as_fd(), signal)
             .ctx(|| format!("signal {signal} to init {}", self.state.pid))
     }
@@ -749,18 +742,10 @@ impl Container {
     /// poststop hooks, whose failures come back as warnings.
     pub fn delete(self, force: bool) -> Result<Vec<String>> {
         let dir = StateDir::open_loaded(&self.root, &self.state)?;
-        let status = self.status();
-        match status {
-            Status::Stopped | Status::Created => {}
-            _ if force => {}
-            _ => {
-                return Err(Error::WrongStatus {
-                    id: self.state.id.clone(),
-                    status,
-                    reason: "cannot delete a container that is not stopped (use --force)",
-                })
-            }
-        }
+        let status = self.status_in(
+            |s| force || matches!(s, Status::Stopped | Status::Created),
+            "cannot delete a container that is not stopped (use --force)",
+        )?;
         if status == Status::Paused {
             let _ = self.state.cgroup.paths.thaw();
         }
@@ -770,7 +755,7 @@ impl Container {
                 wait_gone(&pidfd);
             }
         }
-        self.kill_leftovers()?;
+        self.state.cgroup.paths.kill_all()?;
         crate::failpoint::failpoint("delete")?;
         self.state.cgroup.remove()?;
         if let Some(g) = &self.state.intel_rdt {
@@ -793,41 +778,23 @@ impl Container {
     /// their values. Device rules are not changed (as `runc update`).
     /// Returns warnings (settings this host ignores).
     pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<Vec<String>> {
-        let status = self.status();
-        if status == Status::Stopped {
-            return Err(Error::WrongStatus {
-                id: self.state.id.clone(),
-                status,
-                reason: "container not running",
-            });
-        }
+        self.status_in(|s| s != Status::Stopped, NOT_RUNNING)?;
         self.state.cgroup.apply(resources)
     }
 
     /// Freezes every process of a running (or created) container, as
     /// `runc pause`.
     pub fn pause(&self) -> Result<()> {
-        let status = self.status();
-        if !matches!(status, Status::Running | Status::Created) {
-            return Err(Error::WrongStatus {
-                id: self.state.id.clone(),
-                status,
-                reason: "container not running",
-            });
-        }
+        self.status_in(
+            |s| matches!(s, Status::Running | Status::Created),
+            NOT_RUNNING,
+        )?;
         self.state.cgroup.paths.freeze()
     }
 
     /// Thaws a paused container, as `runc resume`.
     pub fn resume(&self) -> Result<()> {
-        let status = self.status();
-        if status != Status::Paused {
-            return Err(Error::WrongStatus {
-                id: self.state.id.clone(),
-                status,
-                reason: "container not paused",
-            });
-        }
+        self.status_in(|s| s == Status::Paused, "container not paused")?;
         self.state.cgroup.paths.thaw()
     }
 
@@ -839,14 +806,7 @@ impl Container {
     /// Resource usage from the container's cgroups, in the shape of runc's
     /// `events --stats` data.
     pub fn stats(&self) -> Result<crate::cgroups::Stats> {
-        let status = self.status();
-        if status == Status::Stopped {
-            return Err(Error::WrongStatus {
-                id: self.state.id.clone(),
-                status,
-                reason: "container not running",
-            });
-        }
+        self.status_in(|s| s != Status::Stopped, NOT_RUNNING)?;
         Ok(self.state.cgroup.paths.stats())
     }
 
@@ -854,22 +814,6 @@ impl Container {
     /// None when the host has no memory controller for it.
     pub fn oom_watch(&self) -> Result<Option<crate::cgroups::OomWatch>> {
         self.state.cgroup.paths.oom_watch()
-    }
-
-    /// Whatever still runs in the cgroup (a container sharing the host pid
-    /// namespace, or a forked daemon) dies with the container.
-    fn kill_leftovers(&self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let pids = self.state.cgroup.paths.pids()?;
-            if pids.is_empty() || Instant::now() > deadline {
-                return Ok(());
-            }
-            for pid in pids {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
     }
 }
 

@@ -253,7 +253,7 @@ pub fn remove_aborted(root: &Path, id: &str) -> Result<bool> {
         let alive = crate::sys::process_start_time(c.pid)
             .is_some_and(|(start, zombie)| start == c.pid_start && !zombie);
         if !alive {
-            kill_all(&c.cgroup);
+            let _ = c.cgroup.paths.kill_all();
         }
     }
     let dir = match StateDir::open(root, id) {
@@ -265,28 +265,11 @@ pub fn remove_aborted(root: &Path, id: &str) -> Result<bool> {
         return Ok(false);
     }
     if let Some(c) = &creating {
-        kill_all(&c.cgroup);
+        let _ = c.cgroup.paths.kill_all();
         c.cgroup.remove()?;
     }
     dir.remove()?;
     Ok(true)
-}
-
-/// SIGKILLs whatever is in `cgroup` until it is empty (5 s at most).
-fn kill_all(cgroup: &Manager) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while let Ok(pids) = cgroup.paths.pids() {
-        if pids.is_empty() || std::time::Instant::now() > deadline {
-            return;
-        }
-        for pid in pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
 }
 
 /// Reads `<dir>/state.json`.

@@ -92,7 +92,10 @@ pub unsafe fn fork_with(
 pub fn pidfd_open(pid: i32) -> nix::Result<OwnedFd> {
     // SAFETY: plain syscall; the returned fd is owned by us on success.
     let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    Errno::result(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    Errno::result(ret).map(|fd| {
+        // SAFETY: a new fd from the kernel, owned by nobody else.
+        unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
+    })
 }
 
 /// pidfd_send_signal(2): signals exactly the process the pidfd refers to, so a
@@ -148,7 +151,12 @@ pub fn openat2(
         match Errno::result(ret) {
             // The kernel asks for a retry when a rename raced the lookup.
             Err(Errno::EAGAIN) => continue,
-            r => return r.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
+            r => {
+                return r.map(|fd| {
+                    // SAFETY: a new fd from the kernel, owned by nobody else.
+                    unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
+                });
+            }
         }
     }
 }
@@ -223,7 +231,10 @@ pub fn open_tree_clone(path: &CStr, recursive: bool) -> nix::Result<OwnedFd> {
         )
     };
     // SAFETY: the kernel just gave us this fd; nobody else owns it.
-    Errno::result(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    Errno::result(ret).map(|fd| {
+        // SAFETY: a new fd from the kernel, owned by nobody else.
+        unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
+    })
 }
 
 /// Sends `fd` over a unix socket (SCM_RIGHTS) in one message whose bytes

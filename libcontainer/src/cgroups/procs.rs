@@ -1,6 +1,7 @@
 //! Processes in a container's cgroups: placing a new process (an fd for
 //! clone3's CLONE_INTO_CGROUP, the caller's visit to the v1 cgroups, or
-//! writing its pid to `cgroup.procs`) and listing the pids inside.
+//! writing its pid to `cgroup.procs`), listing the pids inside, and killing
+//! them.
 
 use super::fs::{collect_pids, read};
 use super::path::CgroupPaths;
@@ -132,5 +133,25 @@ impl CgroupPaths {
             collect_pids(dir, &mut out)?;
         }
         Ok(out)
+    }
+
+    /// SIGKILLs whatever is in the cgroup until it is empty, for 5 s at
+    /// most: what still runs there (a container sharing the host's pid
+    /// namespace, a forked daemon, a create killed midway) dies with the
+    /// container.
+    pub fn kill_all(&self) -> Result<()> {
+        use nix::sys::signal::{kill, Signal};
+        use std::time::{Duration, Instant};
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pids = self.pids()?;
+            if pids.is_empty() || Instant::now() > deadline {
+                return Ok(());
+            }
+            for pid in pids {
+                let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 }

@@ -8,8 +8,10 @@
 //! only from inside its user namespace, which it could not leave again: then
 //! the child joins them all and forks once more, as runc's nsexec does.
 
+use super::driver::{self, End, Handler};
 use super::plan::ProcessPlan;
 use super::program;
+use super::reap::HalfMade;
 use super::sync::{Channel, Msg};
 use crate::cgroups::CgroupPaths;
 use crate::error::{Error, Result, SysContext};
@@ -154,6 +156,33 @@ fn own_namespaces() -> Result<Vec<(OwnedFd, CloneFlags)>> {
     .collect()
 }
 
+/// An exec'd process's handlers: what the parent does for it between fork
+/// and its execve.
+struct Exec<'a> {
+    plan: &'a ProcessPlan,
+    cgroups: &'a CgroupPaths,
+    /// clone3 placed the process in its cgroup v2 directory.
+    placed: bool,
+    state: &'a HookState<'a>,
+}
+
+impl Handler for Exec<'_> {
+    const END: End = End::Exec;
+
+    fn place(&mut self, pid: Pid) -> Result<()> {
+        crate::failpoint::failpoint("after-clone")?;
+        self.cgroups.join(pid.as_raw(), self.placed, false)?;
+        crate::failpoint::failpoint("cgroup-join")
+    }
+
+    fn seccomp_listener(&mut self, pid: Pid, listener: OwnedFd) -> Result<()> {
+        match self.plan.seccomp.as_ref().and_then(|f| f.agent()) {
+            Some(agent) => agent.send(&listener, pid.as_raw(), self.state),
+            None => Ok(()),
+        }
+    }
+}
+
 /// `fork_again`: the child enters pid/time namespaces itself and forks the
 /// process that runs the program (reported with `InitPid`).
 fn fork_into(
@@ -178,56 +207,16 @@ fn fork_into(
         }
         Forked::Parent(pid) => pid,
     };
+    let mut child = HalfMade::new(child);
     drop(theirs);
-    let mut process = child;
-    // Opened while the child is ours and unreaped, so it is this process
-    // whatever happens to the pid later.
-    let mut process_fd = sys::pidfd_open(child.as_raw()).ok();
-    let outcome = (|| {
-        crate::failpoint::failpoint("after-clone")?;
-        cgroups.join(child.as_raw(), placed, false)?;
-        crate::failpoint::failpoint("cgroup-join")?;
-        ours.send(&Msg::Continue)
-            .ctx(|| "sync: send continue".into())?;
-        loop {
-            // EOF: the channel closed on exec, the program runs.
-            match ours.recv().ctx(|| "sync: receive".into())? {
-                None => return Ok(()),
-                Some(Msg::SeccompListener) => {
-                    let listener = ours
-                        .recv_fd()
-                        .ctx(|| "sync: receive the seccomp listener".into())?;
-                    if let Some(agent) = plan.seccomp.as_ref().and_then(|f| f.agent()) {
-                        agent.send(&listener, process.as_raw(), state)?;
-                    }
-                    ours.send(&Msg::Continue)
-                        .ctx(|| "sync: send continue".into())?;
-                }
-                Some(Msg::InitPid(pid)) if fork_again && process == child => {
-                    process = Pid::from_raw(pid);
-                    // On its report, before the middle process (its parent)
-                    // is reaped here.
-                    process_fd = sys::pidfd_open(pid).ok();
-                    // The middle process is done; the caller reaps only
-                    // the program's process.
-                    let _ = nix::sys::wait::waitpid(child, None);
-                }
-                Some(Msg::Failed { errno, context }) => {
-                    return Err(super::sync::init_error(errno, context))
-                }
-                Some(other) => {
-                    return Err(Error::InitDied(format!(
-                        "protocol error: unexpected {other:?}"
-                    )))
-                }
-            }
-        }
-    })();
-    if outcome.is_err() {
-        let _ = nix::sys::signal::kill(process, nix::sys::signal::Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(process, None);
-    }
-    outcome.map(|()| (process, process_fd))
+    let mut exec = Exec {
+        plan,
+        cgroups,
+        placed,
+        state,
+    };
+    driver::drive(&ours, &mut child, &mut exec)?;
+    Ok(child.release())
 }
 
 fn run_child(
@@ -263,10 +252,7 @@ fn enter_and_exec(
     if let Some(set) = affinity.and_then(|a| a.initial.as_ref()) {
         super::tuning::set_affinity(set, "process.execCPUAffinity.initial")?;
     }
-    match chan.recv() {
-        Ok(Some(Msg::Continue)) => {}
-        _ => return Err(Error::sys("sync: runtime went away", Errno::EPIPE)),
-    }
+    chan.wait_continue()?;
     if let Some(set) = affinity.and_then(|a| a.last.as_ref()) {
         super::tuning::set_affinity(set, "process.execCPUAffinity.final")?;
     }

@@ -27,21 +27,13 @@ pub fn run(plan: &InitPlan, chan: Channel, fifo: &OwnedFd) -> ! {
     unsafe { libc::_exit(1) }
 }
 
-fn expect_continue(chan: &Channel) -> Result<()> {
-    match chan.recv() {
-        Ok(Some(Msg::Continue)) => Ok(()),
-        Ok(_) => Err(Error::sys("sync: runtime went away", Errno::EPIPE)),
-        Err(e) => Err(Error::sys("sync: receive", e)),
-    }
-}
-
 fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> {
     program::reset_signals();
     program::install_stdio(&plan.process)?;
     // If the runtime dies mid-setup, so do we: no half-made container.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
-    expect_continue(chan)?;
+    chan.wait_continue()?;
     let ns = &plan.ns;
     let new_user = ns.has_new(LinuxNamespaceType::User);
     if ns.clone_flags().is_empty() {
@@ -98,9 +90,7 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
     };
     let prepared = rootfs::prepare(&plan.rootfs, || {
         if !hooks.runtime.is_empty() {
-            chan.send(&Msg::RunHooks)
-                .ctx(|| "sync: ask for the runtime hooks".into())?;
-            expect_continue(chan)?;
+            chan.ask(&Msg::RunHooks, None)?;
         }
         // From the rootfs, as runc runs them.
         let setting = crate::hooks::Setting {
@@ -175,9 +165,7 @@ fn enter_namespaces_slowly(plan: &InitPlan, chan: &Channel) -> Result<()> {
     ns.join_all()?;
     if ns.has_new(LinuxNamespaceType::User) {
         nix::sched::unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "unshare user namespace".into())?;
-        chan.send(&Msg::MapIds)
-            .ctx(|| "sync: ask for id maps".into())?;
-        expect_continue(chan)?;
+        chan.ask(&Msg::MapIds, None)?;
     }
     let rest = ns.new
         - (CloneFlags::CLONE_NEWUSER

@@ -140,14 +140,7 @@ fn install_seccomp(plan: &ProcessPlan, chan: &Channel) -> Result<()> {
     else {
         return Ok(());
     };
-    chan.send(&Msg::SeccompListener)
-        .and_then(|()| chan.send_fd(&listener))
-        .ctx(|| "sync: send the seccomp listener".into())?;
-    match chan.recv() {
-        Ok(Some(Msg::Continue)) => Ok(()),
-        Ok(_) => Err(Error::sys("sync: runtime went away", Errno::EPIPE)),
-        Err(e) => Err(Error::sys("sync: receive", e)),
-    }
+    chan.ask(&Msg::SeccompListener, Some(&listener))
 }
 
 /// execve, or a message on stderr and exit 255: by now nobody listens on

@@ -1,40 +1,18 @@
-//! Parent side of the dance: fork the init, place it, map its ids, and wait
-//! until it reports Ready (or an error, which is returned with its context).
+//! `create`'s parent side: fork the init into its cgroup and namespaces,
+//! then let the driver take it to Ready with the init's handlers (place it,
+//! write id maps, run the runtime hooks, pass on a seccomp listener).
 
+use super::driver::{self, End, Handler};
 use super::init;
 use super::plan::InitPlan;
-use super::sync::{Channel, Msg};
+use super::reap::HalfMade;
+use super::sync::Channel;
 use crate::cgroups::{Manager, V1Visit};
 use crate::error::{Error, Result, SysContext};
 use crate::sys::{self, Forked};
 use nix::sched::CloneFlags;
-use nix::sys::signal::Signal;
-use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use std::os::fd::{AsFd, OwnedFd};
-
-/// Kills and reaps the init if setup does not complete, so a failed create
-/// leaves no process behind.
-struct Reaper {
-    child: Pid,
-    init: Pid,
-    armed: bool,
-}
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = nix::sys::signal::kill(self.init, Signal::SIGKILL);
-            let _ = nix::sys::signal::kill(self.child, Signal::SIGKILL);
-            let _ = waitpid(self.child, None);
-            if self.init != self.child {
-                // Reparented to us only if we are a subreaper; otherwise
-                // whoever is reaps it.
-                let _ = waitpid(self.init, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
-            }
-        }
-    }
-}
 
 fn write_maps(pid: Pid, plan: &InitPlan) -> Result<()> {
     // gid_map before uid_map, as the kernel checks gid writes against the
@@ -103,20 +81,92 @@ fn write_map(pid: Pid, file: &str, map: &str, field: &str) -> Result<()> {
     }
 }
 
-fn describe_exit(pid: Pid) -> String {
-    match waitpid(pid, None) {
-        Ok(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
-        Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
-        Ok(other) => format!("{other:?}"),
-        Err(e) => format!("wait: {e}"),
+/// The init's handlers: what the parent does for it between fork and Ready.
+struct Create<'a> {
+    plan: &'a InitPlan,
+    cgroups: &'a Manager,
+    /// clone3 placed the init in its cgroup v2 directory.
+    placed: bool,
+    /// The init was born in the container's v1 cgroups.
+    in_v1: bool,
+    /// `linux.netDevices` are in the init's network namespace.
+    devices_moved: bool,
+}
+
+impl Create<'_> {
+    /// The init's namespaces are all there once it is setting up its
+    /// rootfs: the devices go in before the runtime hooks (which may
+    /// configure them) and before the program can look for them.
+    fn move_net_devices(&mut self, pid: Pid) -> Result<()> {
+        if !self.devices_moved {
+            let netns = format!("/proc/{pid}/ns/net");
+            crate::netdev::move_all(&self.plan.net_devices, std::path::Path::new(&netns))?;
+            self.devices_moved = true;
+        }
+        Ok(())
     }
 }
 
-/// Forks the init and drives it to Ready. Returns its host pid.
+impl Handler for Create<'_> {
+    const END: End = End::Ready;
+
+    fn place(&mut self, pid: Pid) -> Result<()> {
+        crate::failpoint::failpoint("after-clone")?;
+        self.cgroups
+            .join_init(pid.as_raw(), self.placed, self.in_v1)?;
+        crate::failpoint::failpoint("cgroup-join")?;
+        if self
+            .plan
+            .ns
+            .clone_flags()
+            .contains(CloneFlags::CLONE_NEWUSER)
+        {
+            write_maps(pid, self.plan)?;
+        }
+        if let Some(adj) = self.plan.oom_score_adj {
+            let path = format!("/proc/{pid}/oom_score_adj");
+            std::fs::write(&path, adj.to_string())
+                .ctx(|| format!("process.oomScoreAdj: write {path}"))?;
+        }
+        Ok(())
+    }
+
+    fn map_ids(&mut self, pid: Pid) -> Result<()> {
+        write_maps(pid, self.plan)
+    }
+
+    fn run_hooks(&mut self, pid: Pid) -> Result<()> {
+        self.move_net_devices(pid)?;
+        let state = self.plan.hooks.state(crate::Status::Creating, pid.as_raw());
+        for (kind, hooks) in &self.plan.hooks.runtime {
+            crate::hooks::run(kind, hooks, &state, Default::default())?;
+        }
+        Ok(())
+    }
+
+    fn ready(&mut self, pid: Pid) -> Result<()> {
+        self.move_net_devices(pid)
+    }
+
+    fn seccomp_listener(&mut self, pid: Pid, listener: OwnedFd) -> Result<()> {
+        let agent = self.plan.process.seccomp.as_ref().and_then(|f| f.agent());
+        match agent {
+            Some(agent) => agent.send(
+                &listener,
+                pid.as_raw(),
+                &self.plan.hooks.state(crate::Status::Creating, pid.as_raw()),
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Forks the init and drives it to Ready. Returns it guarded: the caller
+/// releases it once the container is recorded.
 ///
 /// The calling process must be single-threaded (the child runs ordinary
 /// Rust code before exec); the shim forks from a single-threaded helper.
-pub fn spawn(plan: &InitPlan, cgroups: &Manager, fifo: &OwnedFd) -> Result<Pid> {
+pub fn spawn(plan: &InitPlan, cgroups: &Manager, fifo: &OwnedFd) -> Result<HalfMade> {
     let (ours, theirs) = Channel::pair().ctx(|| "socketpair for the sync channel".into())?;
     let cg = cgroups.open_unified()?;
     let flags = plan.ns.clone_flags();
@@ -137,87 +187,19 @@ pub fn spawn(plan: &InitPlan, cgroups: &Manager, fifo: &OwnedFd) -> Result<Pid> 
         }
         (Forked::Parent(pid), placed) => (pid, placed),
     };
+    let mut child = HalfMade::new(child);
     let in_v1 = visit.is_some();
     let back = visit.map_or(Ok(()), V1Visit::leave);
     drop(theirs);
     drop(cg);
-    let mut reaper = Reaper {
-        child,
-        init: child,
-        armed: true,
-    };
     back?;
-    crate::failpoint::failpoint("after-clone")?;
-    cgroups.join_init(child.as_raw(), placed, in_v1)?;
-    crate::failpoint::failpoint("cgroup-join")?;
-    if flags.contains(CloneFlags::CLONE_NEWUSER) {
-        write_maps(child, plan)?;
-    }
-    if let Some(adj) = plan.oom_score_adj {
-        let path = format!("/proc/{child}/oom_score_adj");
-        std::fs::write(&path, adj.to_string())
-            .ctx(|| format!("process.oomScoreAdj: write {path}"))?;
-    }
-    ours.send(&Msg::Continue)
-        .ctx(|| "sync: send continue".into())?;
-    let mut devices_moved = false;
-    loop {
-        let msg = ours.recv().ctx(|| "sync: receive".into())?;
-        // The init's namespaces are all there once it is setting up its
-        // rootfs: the devices go in before the runtime hooks (which may
-        // configure them) and before the program can look for them.
-        if matches!(msg, Some(Msg::RunHooks | Msg::Ready)) && !devices_moved {
-            let netns = format!("/proc/{}/ns/net", reaper.init);
-            crate::netdev::move_all(&plan.net_devices, std::path::Path::new(&netns))?;
-            devices_moved = true;
-        }
-        match msg {
-            Some(Msg::MapIds) => {
-                write_maps(reaper.init, plan)?;
-                ours.send(&Msg::Continue)
-                    .ctx(|| "sync: send continue".into())?;
-            }
-            Some(Msg::InitPid(pid)) => {
-                reaper.init = Pid::from_raw(pid);
-                // The intermediate exits once it has reported.
-                let _ = waitpid(child, None);
-                reaper.child = reaper.init;
-            }
-            Some(Msg::RunHooks) => {
-                let state = plan
-                    .hooks
-                    .state(crate::Status::Creating, reaper.init.as_raw());
-                for (kind, hooks) in &plan.hooks.runtime {
-                    crate::hooks::run(kind, hooks, &state, Default::default())?;
-                }
-                ours.send(&Msg::Continue)
-                    .ctx(|| "sync: send continue".into())?;
-            }
-            Some(Msg::SeccompListener) => {
-                let listener = ours
-                    .recv_fd()
-                    .ctx(|| "sync: receive the seccomp listener".into())?;
-                if let Some(agent) = plan.process.seccomp.as_ref().and_then(|f| f.agent()) {
-                    let pid = reaper.init.as_raw();
-                    agent.send(
-                        &listener,
-                        pid,
-                        &plan.hooks.state(crate::Status::Creating, pid),
-                    )?;
-                }
-                ours.send(&Msg::Continue)
-                    .ctx(|| "sync: send continue".into())?;
-            }
-            Some(Msg::Ready) => break,
-            Some(Msg::Failed { errno, context }) => {
-                return Err(super::sync::init_error(errno, context))
-            }
-            Some(Msg::Continue) => {
-                return Err(Error::InitDied("protocol error: unexpected message".into()))
-            }
-            None => return Err(Error::InitDied(describe_exit(reaper.child))),
-        }
-    }
-    reaper.armed = false;
-    Ok(reaper.init)
+    let mut create = Create {
+        plan,
+        cgroups,
+        placed,
+        in_v1,
+        devices_moved: false,
+    };
+    driver::drive(&ours, &mut child, &mut create)?;
+    Ok(child)
 }

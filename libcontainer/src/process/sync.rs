@@ -1,38 +1,61 @@
-//! The one sync channel between the runtime and the init: a SOCK_SEQPACKET
+//! The one sync channel between the runtime (the parent) and the child it
+//! forks (a container's init, or an `exec`'d process): a SOCK_SEQPACKET
 //! socketpair carrying one JSON message per packet, so message boundaries
 //! come from the kernel and a dead peer reads as EOF.
+//!
+//! # The protocol
+//!
+//! The parent's side is one loop, [`super::driver::drive`]; the child's is
+//! [`Channel::wait_continue`] and [`Channel::ask`]. Every exchange the child
+//! starts is answered by `Continue` (or by the parent's giving up, which the
+//! child reads as EOF); nothing else is ever sent by the parent.
+//!
+//! | message | from → to | when | the parent's answer |
+//! |---|---|---|---|
+//! | `Continue` | parent → child | once the child is placed (cgroups joined; for the init, id maps and `oom_score_adj` written), and in answer to `MapIds`, `RunHooks`, `SeccompListener` | — |
+//! | `MapIds` | init → parent | the init joined namespaces by path and then unshared its user namespace | writes `gid_map`, `uid_map`; `Continue` |
+//! | `InitPid(pid)` | middle child → parent | the child forked again to be in a pid namespace it could not be cloned into (init: a pid namespace joined or made after joining others; exec: a rootless runtime); the middle child exits next | reaps the middle child, guards `pid` instead; no reply |
+//! | `RunHooks` | init → parent | mounts done, pivot_root next, the config has prestart/createRuntime hooks | moves `linux.netDevices` into the init's network namespace (if not yet), runs the hooks; `Continue` |
+//! | `SeccompListener` + an fd | init or exec → parent | a filter with a notification listener is loaded; the fd follows in a packet of its own ([`Channel::send_fd`]) | hands it to the seccomp agent; `Continue` |
+//! | `Ready` | init → parent | set up; about to block on exec.fifo | moves `linux.netDevices` (if not yet); `create` ends: the parent returns the init's pid |
+//! | `Failed { errno, context }` | child → parent | any failure; the child then exits | returns the error; the child is killed and reaped |
+//! | EOF | child → parent | exec: execve closed the channel (close-on-exec): the program runs. init: it died | exec ends; create fails with how the child ended |
+//!
+//! Anything else (a message the other kind of child sends, `Continue` from
+//! a child, a second `InitPid`) is a protocol error, the same for both.
 
+use crate::error::{Error, Result};
 use nix::errno::Errno;
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, OwnedFd};
 
-/// Messages on the sync channel.
+/// Messages on the sync channel; who sends each, and when, is the table in
+/// the module's documentation.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Msg {
-    /// parent → init: ids mapped, cgroup joined: go on.
+    /// parent → child: go on.
     Continue,
     /// init → parent: my user namespace exists; write its id maps.
     MapIds,
-    /// init → parent: the container's init is this grandchild (host pid).
+    /// child → parent: the process to run the program is this grandchild
+    /// (host pid); I exit now.
     InitPid(i32),
     /// init → parent: mounts are done, pivot_root is next: run the
-    /// prestart and createRuntime hooks, then send Continue.
+    /// prestart and createRuntime hooks.
     RunHooks,
     /// child → parent: the seccomp filter's notification listener comes
-    /// in the next packet (see `send_fd`); hand it to the agent, then send
-    /// Continue.
+    /// in the next packet (see `send_fd`); hand it to the agent.
     SeccompListener,
     /// init → parent: set up; now waiting on exec.fifo.
     Ready,
-    /// init → parent: setup failed.
+    /// child → parent: setup failed.
     Failed { errno: i32, context: String },
 }
 
 impl Msg {
     /// A child's failure, as it travels to the parent.
-    pub fn failed(err: crate::Error) -> Msg {
-        use crate::Error;
+    pub fn failed(err: Error) -> Msg {
         let (errno, context) = match err {
             Error::Sys { context, errno } => (errno as i32, context),
             Error::Io { context, error } => (error.raw_os_error().unwrap_or(0), context),
@@ -78,8 +101,8 @@ fn fit(mut context: String) -> String {
 }
 
 /// A child's failure, as the parent reports it.
-pub fn init_error(errno: i32, context: String) -> crate::Error {
-    crate::Error::Init {
+pub fn init_error(errno: i32, context: String) -> Error {
+    Error::Init {
         context,
         errno: (errno != 0).then(|| Errno::from_raw(errno)),
     }
@@ -131,6 +154,24 @@ impl Channel {
     pub fn recv_fd(&self) -> nix::Result<OwnedFd> {
         use std::os::fd::AsFd;
         crate::sys::recv_one_fd(self.0.as_fd(), &mut [0u8; 8])
+    }
+
+    /// Child side: blocks until the parent says `Continue`.
+    pub fn wait_continue(&self) -> Result<()> {
+        match self.recv() {
+            Ok(Some(Msg::Continue)) => Ok(()),
+            Ok(_) => Err(Error::sys("sync: runtime went away", Errno::EPIPE)),
+            Err(e) => Err(Error::sys("sync: receive", e)),
+        }
+    }
+
+    /// Child side: sends `msg` (and `fd` after it, for `SeccompListener`),
+    /// then waits until the parent has done its part.
+    pub fn ask(&self, msg: &Msg, fd: Option<&OwnedFd>) -> Result<()> {
+        self.send(msg)
+            .and_then(|()| fd.map_or(Ok(()), |fd| self.send_fd(fd)))
+            .map_err(|e| Error::sys(format!("sync: send {msg:?}"), e))?;
+        self.wait_continue()
     }
 
     /// The next message; `None` when the peer closed its end.

@@ -1,0 +1,254 @@
+//! The parent's side of the sync protocol (the table in [`super::sync`]):
+//! one loop, one handler per message, for both the init (`create`) and an
+//! `exec`'d process, as runc's `parseSync` serves both of its.
+
+use super::reap::HalfMade;
+use super::sync::{init_error, Channel, Msg};
+use crate::error::{Error, Result, SysContext};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use std::os::fd::OwnedFd;
+
+/// How a child's setup ends well.
+#[derive(PartialEq, Eq)]
+pub(crate) enum End {
+    /// The init sends `Ready` and waits on exec.fifo.
+    Ready,
+    /// The process execs its program, which closes the channel.
+    Exec,
+}
+
+/// What differs between the children the parent drives: a handler for each
+/// message one of them sends. A message whose handler is not overridden is
+/// a protocol error.
+pub(crate) trait Handler {
+    /// How this child's setup ends.
+    const END: End;
+
+    /// Puts the new child `pid` in place (cgroups, id maps) before it is
+    /// first told to go on.
+    fn place(&mut self, pid: Pid) -> Result<()>;
+
+    /// `MapIds`: writes the id maps of `pid`'s new user namespace.
+    fn map_ids(&mut self, _pid: Pid) -> Result<()> {
+        Err(unexpected(&Msg::MapIds))
+    }
+
+    /// `RunHooks`: runs the hooks due before pivot_root.
+    fn run_hooks(&mut self, _pid: Pid) -> Result<()> {
+        Err(unexpected(&Msg::RunHooks))
+    }
+
+    /// `Ready` (for `END == Ready`): the last step before the parent returns.
+    fn ready(&mut self, _pid: Pid) -> Result<()> {
+        Ok(())
+    }
+
+    /// `SeccompListener`: hands `pid`'s notification `listener` over.
+    fn seccomp_listener(&mut self, _pid: Pid, _listener: OwnedFd) -> Result<()> {
+        Err(unexpected(&Msg::SeccompListener))
+    }
+}
+
+/// A message the child had no business sending at that point.
+fn unexpected(msg: &Msg) -> Error {
+    Error::InitDied(format!("protocol error: unexpected {msg:?}"))
+}
+
+/// Drives the just-forked `child` through its setup over `chan` until it
+/// ends as `H::END` says. On an error the caller drops `child`, which kills
+/// and reaps it; on success it releases it.
+pub(crate) fn drive<H: Handler>(chan: &Channel, child: &mut HalfMade, h: &mut H) -> Result<()> {
+    h.place(child.pid())?;
+    let go_on = || {
+        chan.send(&Msg::Continue)
+            .ctx(|| "sync: send continue".into())
+    };
+    go_on()?;
+    let mut forked_again = false;
+    loop {
+        let msg = chan.recv().ctx(|| "sync: receive".into())?;
+        match msg {
+            Some(Msg::MapIds) => {
+                h.map_ids(child.pid())?;
+                go_on()?;
+            }
+            Some(Msg::RunHooks) => {
+                h.run_hooks(child.pid())?;
+                go_on()?;
+            }
+            Some(Msg::SeccompListener) => {
+                let listener = chan
+                    .recv_fd()
+                    .ctx(|| "sync: receive the seccomp listener".into())?;
+                h.seccomp_listener(child.pid(), listener)?;
+                go_on()?;
+            }
+            Some(Msg::InitPid(pid)) if !forked_again => {
+                forked_again = true;
+                child.handed_over(Pid::from_raw(pid));
+            }
+            Some(Msg::Ready) if H::END == End::Ready => return h.ready(child.pid()),
+            None if H::END == End::Exec => return Ok(()),
+            None => return Err(Error::InitDied(describe_exit(child.pid()))),
+            Some(Msg::Failed { errno, context }) => return Err(init_error(errno, context)),
+            Some(other @ (Msg::Continue | Msg::InitPid(_) | Msg::Ready)) => {
+                return Err(unexpected(&other))
+            }
+        }
+    }
+}
+
+/// How `pid` ended, for an error (it is reaped here).
+fn describe_exit(pid: Pid) -> String {
+    match waitpid(pid, None) {
+        Ok(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
+        Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
+        Ok(other) => format!("{other:?}"),
+        Err(e) => format!("wait: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records the handlers called; ends with `Ready` or at EOF.
+    struct Probe<const READY: bool>(Vec<&'static str>);
+
+    impl<const READY: bool> Handler for Probe<READY> {
+        const END: End = if READY { End::Ready } else { End::Exec };
+
+        fn place(&mut self, _pid: Pid) -> Result<()> {
+            self.0.push("place");
+            Ok(())
+        }
+
+        fn run_hooks(&mut self, _pid: Pid) -> Result<()> {
+            self.0.push("hooks");
+            Ok(())
+        }
+    }
+
+    /// A child of ours for a `HalfMade` to guard (which reaps it).
+    #[allow(clippy::zombie_processes)]
+    fn process(program: &str, arg: &str) -> Pid {
+        let child = std::process::Command::new(program)
+            .arg(arg)
+            .spawn()
+            .expect("spawn a stand-in child");
+        Pid::from_raw(child.id() as i32)
+    }
+
+    struct Run {
+        result: Result<()>,
+        called: Vec<&'static str>,
+        /// What the parent sent.
+        got: Vec<Msg>,
+        child: HalfMade,
+    }
+
+    /// Drives a stand-in for a forked child: a process to guard, and a
+    /// thread that plays the child's side of the channel with `script`.
+    fn run<const READY: bool>(child: Pid, script: Vec<Msg>) -> Run {
+        let (ours, theirs) = Channel::pair().expect("socketpair");
+        let mut child = HalfMade::new(child);
+        let player = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            got.extend(theirs.recv().ok().flatten());
+            for msg in script {
+                let answered = matches!(msg, Msg::MapIds | Msg::RunHooks);
+                if theirs.send(&msg).is_err() {
+                    break;
+                }
+                if answered {
+                    got.extend(theirs.recv().ok().flatten());
+                }
+            }
+            got
+        });
+        let mut probe = Probe::<READY>(Vec::new());
+        let result = drive(&ours, &mut child, &mut probe);
+        drop(ours);
+        let got = player.join().expect("the child's thread");
+        Run {
+            result,
+            called: probe.0,
+            got,
+            child,
+        }
+    }
+
+    fn sleeper() -> Pid {
+        process("sleep", "60")
+    }
+
+    #[test]
+    fn each_message_goes_to_its_handler_and_is_answered() {
+        let r = run::<true>(sleeper(), vec![Msg::RunHooks, Msg::Ready]);
+        assert!(r.result.is_ok(), "{:?}", r.result);
+        assert_eq!(r.called, ["place", "hooks"]);
+        assert_eq!(r.got, [Msg::Continue, Msg::Continue]);
+        let pid = r.child.pid();
+        drop(r.child);
+        // Dropped unreleased: killed and reaped.
+        assert_eq!(
+            nix::sys::signal::kill(pid, None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+    }
+
+    #[test]
+    fn exec_ends_when_the_channel_closes() {
+        let r = run::<false>(sleeper(), vec![Msg::RunHooks]);
+        assert!(r.result.is_ok(), "{:?}", r.result);
+        assert_eq!(r.called, ["place", "hooks"]);
+        drop(r.child);
+    }
+
+    #[test]
+    fn an_unexpected_message_is_the_same_error_for_both() {
+        let words = "container init exited unexpectedly during setup \
+                     (protocol error: unexpected MapIds)";
+        for r in [
+            run::<true>(sleeper(), vec![Msg::MapIds]),
+            run::<false>(sleeper(), vec![Msg::MapIds]),
+        ] {
+            assert_eq!(r.result.map_err(|e| e.to_string()), Err(words.into()));
+        }
+        let r = run::<false>(sleeper(), vec![Msg::Ready]);
+        assert!(matches!(r.result, Err(Error::InitDied(m)) if m.contains("unexpected Ready")));
+    }
+
+    #[test]
+    fn the_grandchild_is_guarded_after_init_pid() {
+        // The middle child exits on its own; the grandchild is guarded.
+        let grandchild = sleeper();
+        let again = Msg::InitPid(grandchild.as_raw());
+        let r = run::<true>(
+            process("true", ""),
+            vec![Msg::InitPid(grandchild.as_raw()), again],
+        );
+        assert!(matches!(r.result, Err(Error::InitDied(m)) if m.contains("unexpected InitPid")));
+        assert_eq!(r.child.pid(), grandchild);
+        drop(r.child);
+        assert_eq!(
+            nix::sys::signal::kill(grandchild, None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+    }
+
+    #[test]
+    fn a_failure_is_the_childs_error() {
+        let failed = Msg::Failed {
+            errno: libc::ENOENT,
+            context: "mount /proc".into(),
+        };
+        let r = run::<true>(sleeper(), vec![failed]);
+        assert!(matches!(
+            r.result,
+            Err(Error::Init { context, errno: Some(nix::errno::Errno::ENOENT) })
+                if context == "mount /proc"
+        ));
+    }
+}
