@@ -174,3 +174,154 @@ fn mappings_without_a_user_namespace_are_refused() {
         assert_no_leaks(&env, "mapsnons");
     }
 }
+
+const ONE_RANGE: fn() -> Value = || json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+
+/// Starts `holder`, a container with a user namespace of ONE_RANGE, and
+/// returns the path of that namespace, for another container to join.
+fn userns_holder(env: &TestEnv, holder: &str) -> String {
+    let mut a = userns_bundle(env, holder, ONE_RANGE());
+    a.set("/process/args", json!(["sleep", "1000"]));
+    env.run_with(&a, &["-d"])
+        .expect_ok("run -d the namespace holder");
+    let pid = env.state(holder).expect("state")["pid"]
+        .as_i64()
+        .expect("pid");
+    format!("/proc/{pid}/ns/user")
+}
+
+/// A container joining `userns` with a mount, pid, ... namespace of its own;
+/// `maps`: the config's mappings (None: none given).
+fn joiner(env: &TestEnv, id: &str, userns: &str, maps: Option<Value>) -> Bundle {
+    let mut b = userns_bundle(env, id, ONE_RANGE());
+    b.set("/linux/namespaces", {
+        let mut list = b.config["linux"]["namespaces"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        list.retain(|n| n["type"] != "user");
+        list.push(json!({"type": "user", "path": userns}));
+        Value::Array(list)
+    });
+    match maps {
+        Some(m) => {
+            b.set("/linux/uidMappings", m.clone());
+            b.set("/linux/gidMappings", m);
+        }
+        None => {
+            b.remove("/linux/uidMappings");
+            b.remove("/linux/gidMappings");
+        }
+    }
+    // Files made at setup (devpts, /dev nodes) need a mapped owner.
+    b.sh("id -u; cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'; ls /dev/pts");
+    b
+}
+
+/// Another container's user namespace joined by path, with its mappings in
+/// the config as containerd and CRI-O pass them (keel failed with EOVERFLOW
+/// on /dev/pts: it stayed host root, unmapped there).
+#[test]
+fn joining_another_containers_user_namespace() {
+    let mut results = Vec::new();
+    for env in envs() {
+        let userns = userns_holder(&env, "uholder");
+        let b = joiner(&env, "ujoin", &userns, Some(ONE_RANGE()));
+        let o = env.run(&b);
+        eprintln!("{}: {o}", env.rt.name);
+        for id in ["ujoin", "uholder"] {
+            let _ = env.cmd(&["delete", "-f", id]);
+            assert_no_leaks(&env, id);
+        }
+        results.push((o.code, o.stdout));
+    }
+    assert_eq!(results[0], (0, "0\n0 100000 65536\nptmx\n".to_string()));
+    if let [k, r] = results.as_slice() {
+        assert_eq!(k, r, "keel (left) and runc (right) differ");
+    }
+}
+
+/// Without mappings in the config, those of the joined namespace are used
+/// (runc 1.2+, libcontainer/specconv setupUserNamespace: "cache the current
+/// userns mappings"); runc 1.1.5 refuses the config, so keel-only. An
+/// idmapped mount without mappings of its own takes them too.
+#[test]
+fn joining_a_user_namespace_without_mappings_takes_its_maps() {
+    let env = TestEnv::keel();
+    let userns = userns_holder(&env, "uholder2");
+    let mut b = joiner(&env, "ujoin2", &userns, None);
+    let src = b.dir.join("shared");
+    std::fs::create_dir(&src).expect("mkdir");
+    // Through the namespace's maps (0 -> 100000), on-disk 7 is the
+    // container's 7 (host 100007).
+    std::os::unix::fs::chown(&src, Some(7), Some(7)).expect("chown");
+    // Container root cannot write the root-owned rootfs: the mount point is there.
+    std::fs::create_dir(b.rootfs().join("shared")).expect("mkdir the mount point");
+    b.push(
+        "/mounts",
+        json!({"destination": "/shared", "type": "bind", "source": src, "options": ["bind", "idmap"]}),
+    );
+    b.sh("id -u; cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'; stat -c %u /shared");
+    let o = env.run(&b);
+    for id in ["ujoin2", "uholder2"] {
+        let _ = env.cmd(&["delete", "-f", id]);
+        assert_no_leaks(&env, id);
+    }
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "0\n0 100000 65536\n7\n"),
+        "{o}"
+    );
+}
+
+/// A namespace the joined user namespace does not own (here the test's own
+/// network namespace) is joined before the user namespace, as runc 1.2+'s
+/// nsexec orders them; joined after it, setns gives EPERM (runc 1.1.5
+/// does, so keel-only).
+#[test]
+fn a_namespace_not_owned_by_the_joined_user_namespace() {
+    let env = TestEnv::keel();
+    let userns = userns_holder(&env, "uholder3");
+    let mut b = joiner(&env, "ujoin3", &userns, None);
+    let ours = format!("/proc/{}/ns/net", std::process::id());
+    let mut list = b.config["linux"]["namespaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    list.retain(|n| n["type"] != "network");
+    list.push(json!({"type": "network", "path": ours}));
+    b.set("/linux/namespaces", Value::Array(list));
+    // sysfs belongs to a network namespace's owner: not mountable here.
+    b.remove_mount("/sys");
+    b.sh("id -u; readlink /proc/self/ns/net");
+    let o = env.run(&b);
+    for id in ["ujoin3", "uholder3"] {
+        let _ = env.cmd(&["delete", "-f", id]);
+        assert_no_leaks(&env, id);
+    }
+    let host_net = std::fs::read_link(&ours).expect("our netns");
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, format!("0\n{}\n", host_net.display()).as_str()),
+        "{o}"
+    );
+}
+
+/// `"path": ""` asks for a new namespace (runc: an empty path is no path).
+#[test]
+fn an_empty_namespace_path_means_new() {
+    let (code, out) = same_everywhere("emptyns", |env| {
+        let mut b = env.bundle("emptyns");
+        let mut list = b.config["linux"]["namespaces"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        list.retain(|n| n["type"] != "uts");
+        list.push(json!({"type": "uts", "path": ""}));
+        b.set("/linux/namespaces", Value::Array(list));
+        b.set("/hostname", json!("fresh"));
+        b.sh("hostname");
+        b
+    });
+    assert_eq!((code, out.as_str()), (0, "fresh\n"));
+}

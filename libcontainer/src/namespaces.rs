@@ -40,7 +40,8 @@ impl Namespaces {
         let list = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
         for (i, ns) in list.into_iter().flatten().enumerate() {
             let field = || format!("linux.namespaces[{i}]");
-            match ns.path() {
+            // An empty path asks for a new namespace, as runc reads it.
+            match ns.path().as_ref().filter(|p| !p.as_os_str().is_empty()) {
                 None => out.new |= flag(ns.typ()),
                 Some(path) => {
                     let fd = nix::fcntl::open(
@@ -78,15 +79,18 @@ impl Namespaces {
                 "a mount namespace is required to set up the rootfs",
             ));
         }
-        // Joining the user namespace first gives us capabilities over the
-        // namespaces it owns before we join them.
-        out.joined
-            .sort_by_key(|j| j.typ != LinuxNamespaceType::User);
         Ok(out)
     }
 
     pub fn has_new(&self, t: LinuxNamespaceType) -> bool {
         self.new.contains(flag(t))
+    }
+
+    /// The user namespace to join, if one is.
+    pub fn joined_user(&self) -> Option<&Joined> {
+        self.joined
+            .iter()
+            .find(|j| j.typ == LinuxNamespaceType::User)
     }
 
     /// The fast path: with nothing to join, one clone creates every namespace
@@ -102,13 +106,98 @@ impl Namespaces {
         }
     }
 
-    /// In the child on the slow path: setns into every joined namespace.
+    /// In the child on the slow path: setns into every joined namespace,
+    /// in runc's order (nsexec's join_namespaces): first those the runtime
+    /// may join from where it is (a namespace the joined user namespace does
+    /// not own, such as the host's network, can only be joined from
+    /// outside it), then the user namespace, which gives the capabilities
+    /// over the namespaces it owns, then those.
     pub fn join_all(&self) -> Result<()> {
-        for j in &self.joined {
-            nix::sched::setns(j.fd.as_fd(), flag(j.typ)).map_err(|e| {
-                Error::sys(format!("setns {} namespace {}", j.typ, j.path.display()), e)
-            })?;
+        let join = |j: &Joined| nix::sched::setns(j.fd.as_fd(), flag(j.typ));
+        let fail = |j: &Joined, e| {
+            Error::sys(format!("setns {} namespace {}", j.typ, j.path.display()), e)
+        };
+        let mut later = Vec::new();
+        for j in self
+            .joined
+            .iter()
+            .filter(|j| j.typ != LinuxNamespaceType::User)
+        {
+            match join(j) {
+                Ok(()) => {}
+                Err(nix::errno::Errno::EPERM) => later.push(j),
+                Err(e) => return Err(fail(j, e)),
+            }
+        }
+        if let Some(u) = self.joined_user() {
+            join(u).map_err(|e| fail(u, e))?;
+        }
+        for j in later {
+            join(j).map_err(|e| fail(j, e))?;
         }
         Ok(())
+    }
+
+    /// The uid_map and gid_map of the joined user namespace, read by a
+    /// child that enters it (a namespace file names no process to read
+    /// them from), as runc's userns.GetUserNamespaceMappings.
+    pub fn joined_user_maps(&self) -> Result<Option<(String, String)>> {
+        let Some(u) = self.joined_user() else {
+            return Ok(None);
+        };
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| Error::sys("pipe for the user namespace reader", e))?;
+        // SAFETY: the caller is single-threaded (create's contract); the
+        // child reads two files, writes them to the pipe and _exits.
+        match unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("fork", e))? {
+            nix::unistd::ForkResult::Child => {
+                drop(r);
+                let ok = nix::sched::setns(u.fd.as_fd(), CloneFlags::CLONE_NEWUSER).is_ok();
+                let maps = ok
+                    .then(|| {
+                        let read = |f| std::fs::read_to_string(format!("/proc/self/{f}")).ok();
+                        Some(format!("{}\0{}", read("uid_map")?, read("gid_map")?))
+                    })
+                    .flatten();
+                if let Some(m) = maps {
+                    let _ = nix::unistd::write(&w, m.as_bytes());
+                }
+                // SAFETY: leave without running the parent's destructors.
+                unsafe { libc::_exit(0) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                drop(w);
+                let mut text = String::new();
+                let read = std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut text);
+                let _ = nix::sys::wait::waitpid(child, None);
+                let maps = read.ok().and_then(|_| {
+                    let (u, g) = text.split_once('\0')?;
+                    Some((u.to_string(), g.to_string()))
+                });
+                maps.map(Some).ok_or_else(|| {
+                    Error::invalid(
+                        "linux.namespaces",
+                        format!("failed to cache mappings for userns: {}", u.path.display()),
+                    )
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_path_is_a_new_namespace() {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.2.0",
+            "linux": {"namespaces": [{"type": "mount"}, {"type": "uts", "path": ""}]}
+        }))
+        .expect("spec");
+        let ns = Namespaces::from_spec(&spec).expect("namespaces");
+        assert!(ns.has_new(LinuxNamespaceType::Uts));
+        assert!(ns.joined.is_empty() && ns.joined_user().is_none());
     }
 }

@@ -269,7 +269,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
                 format!("duplicate namespace type {}", ns.typ()),
             ));
         }
-        if let Some(p) = ns.path() {
+        // An empty path is a new namespace (runc).
+        if let Some(p) = ns.path().as_ref().filter(|p| !p.as_os_str().is_empty()) {
             if !p.is_absolute() {
                 return Err(Error::invalid(
                     format!("linux.namespaces[{i}].path"),
@@ -291,11 +292,10 @@ pub fn validate(spec: &Spec) -> Result<()> {
             "unable to set domainname without a private UTS namespace",
         ));
     }
-    let new_userns = linux
-        .namespaces()
-        .iter()
-        .flatten()
-        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    let new_userns = linux.namespaces().iter().flatten().any(|n| {
+        n.typ() == LinuxNamespaceType::User
+            && n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
+    });
     let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
         || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
     if has_maps && !has(LinuxNamespaceType::User) {

@@ -45,8 +45,9 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
     if ns.has_new(LinuxNamespaceType::Time) {
         enter_time_namespace(&plan.time_offsets)?;
     }
-    if new_user {
-        // Become root of the new namespace; host root maps to nobody there.
+    if new_user || ns.joined_user().is_some() {
+        // Become root of the user namespace; host root maps to nobody there
+        // (files made under an unmapped uid fail with EOVERFLOW).
         nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
             .ctx(|| "setresgid(0) in the user namespace".into())?;
         nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))

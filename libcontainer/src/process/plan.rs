@@ -176,7 +176,7 @@ fn idmap_of(
     m: &oci_spec::runtime::Mount,
     options: &rootfs::options::MountOptions,
     is_bind: bool,
-    linux: &oci_spec::runtime::Linux,
+    container: &dyn Fn() -> Result<(String, String)>,
 ) -> Result<Option<rootfs::idmap::IdMaps>> {
     let (uids, gids) = (m.uid_mappings(), m.gid_mappings());
     let own = uids.as_ref().is_some_and(|v| !v.is_empty())
@@ -193,7 +193,7 @@ fn idmap_of(
     let (uid_map, gid_map) = if own {
         (id_map(uids), id_map(gids))
     } else {
-        (id_map(linux.uid_mappings()), id_map(linux.gid_mappings()))
+        container()?
     };
     if uid_map.is_empty() || gid_map.is_empty() {
         return Err(Error::invalid(
@@ -277,8 +277,17 @@ impl InitPlan {
         let ns = Namespaces::from_spec(spec)?;
         // Also when keel itself runs in a user namespace (rootless podman
         // runs it as root of one): mknod is denied there too.
-        let in_userns =
-            ns.has_new(LinuxNamespaceType::User) || crate::rootless::in_user_namespace();
+        let in_userns = ns.has_new(LinuxNamespaceType::User)
+            || ns.joined_user().is_some()
+            || crate::rootless::in_user_namespace();
+        // The maps of the container's user namespace, for idmapped mounts
+        // without their own: the config's, or those of the namespace it
+        // joins (runc 1.2+ takes them from there).
+        let container_maps = || -> Result<(String, String)> {
+            Ok(ns
+                .joined_user_maps()?
+                .unwrap_or_else(|| (id_map(linux.uid_mappings()), id_map(linux.gid_mappings()))))
+        };
 
         let mut mounts = Vec::new();
         let mut binds_dev = false;
@@ -304,7 +313,7 @@ impl InitPlan {
             if is_bind && destination == Path::new("/dev") {
                 binds_dev = true;
             }
-            let idmapped = match idmap_of(i, m, &options, is_bind, linux)? {
+            let idmapped = match idmap_of(i, m, &options, is_bind, &container_maps)? {
                 Some(maps) => {
                     let src = source.as_deref().unwrap_or(Path::new(""));
                     let rbind = options.flags.contains(MsFlags::MS_REC);
