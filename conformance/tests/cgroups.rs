@@ -981,3 +981,154 @@ fn differential_update_leaves_device_rules_alone() {
     assert!(lists[1].contains(&"c 1:11 w".to_string()), "{:?}", lists[1]);
     assert_eq!(lists[0], lists[1], "devices.list after update: keel, runc");
 }
+
+/// issue 20 item 25: `update --cpu-burst` sets the CFS burst. keel-only:
+/// runc 1.1.5 has no such flag; runc 1.2+ has (update.go, "cpu-burst").
+#[test]
+fn update_cpu_burst() {
+    let env = TestEnv::keel();
+    let mut b = env.bundle("burst");
+    b.sh("sleep 60");
+    run_detached(&env, &b);
+    let Some(file) = ["cpu.cfs_burst_us", "cpu.max.burst"]
+        .iter()
+        .find_map(|f| cg_file(&env, "burst", f))
+    else {
+        eprintln!("skipped: this kernel has no CFS burst");
+        env.cmd(&["delete", "--force", "burst"]).expect_ok("delete");
+        return;
+    };
+    env.cmd(&[
+        "update",
+        "--cpu-quota",
+        "50000",
+        "--cpu-burst",
+        "20000",
+        "burst",
+    ])
+    .expect_ok("update --cpu-burst");
+    let got = std::fs::read_to_string(&file).expect("read burst");
+    env.cmd(&["delete", "--force", "burst"]).expect_ok("delete");
+    assert_eq!(got.trim(), "20000");
+    assert_no_leaks(&env, "burst");
+}
+
+/// issue 20 item 25: shrinking the realtime period with the runtime, whose
+/// old value no longer fits the new period, writes them in the order the
+/// kernel accepts (the runtime first when the period is refused). keel-only:
+/// runc 1.1.5 fails here with EINVAL on cpu.rt_period_us; newer runc retries
+/// the period after the runtime (libcontainer/cgroups/fs/cpu.go: SetRtSched).
+#[test]
+fn update_shrinks_realtime_period_and_runtime() {
+    let Some(cpu) = TestEnv::cgroup_mounts()
+        .into_iter()
+        .find(|m| m.join("cpu.rt_runtime_us").exists())
+    else {
+        eprintln!("skipped: no realtime group scheduling (cpu.rt_runtime_us) here");
+        return;
+    };
+    let env = TestEnv::keel();
+    // The parent gets a tenth of the CPU for realtime: the container may
+    // have as much.
+    let parent = cpu.join(&env.cgroup_parent);
+    std::fs::create_dir_all(&parent).expect("mkdir parent");
+    std::fs::write(parent.join("cpu.rt_runtime_us"), "100000").expect("parent rt runtime");
+    let mut b = env.bundle("rt");
+    b.sh("sleep 60");
+    b.set(
+        "/linux/resources/cpu",
+        json!({"realtimePeriod": 100000, "realtimeRuntime": 10000}),
+    );
+    run_detached(&env, &b);
+    // Period first would make 10000 of 50000: a fifth, over the parent's
+    // tenth.
+    let o = env.cmd(&[
+        "update",
+        "--cpu-rt-period",
+        "50000",
+        "--cpu-rt-runtime",
+        "5000",
+        "rt",
+    ]);
+    let files = (
+        read_cg(&env, "rt", "cpu.rt_period_us"),
+        read_cg(&env, "rt", "cpu.rt_runtime_us"),
+    );
+    env.cmd(&["delete", "--force", "rt"]).expect_ok("delete");
+    o.expect_ok("update of the realtime pair");
+    assert_eq!(files, ("50000".into(), "5000".into()));
+    assert_no_leaks(&env, "rt");
+}
+
+/// issue 20 item 25: `exec` into a paused container is refused in runc's
+/// words (exit 255); with `--ignore-paused` it goes ahead and the process
+/// runs once the container is resumed. Differential against runc 1.1.5.
+#[test]
+fn differential_exec_into_a_paused_container() {
+    let Some(runc) = require_runc!() else { return };
+    let mut seen = Vec::new();
+    for env in [TestEnv::keel(), TestEnv::new(runc)] {
+        let mut b = env.bundle("pausedexec");
+        b.sh("sleep 60");
+        run_detached(&env, &b);
+        env.cmd(&["pause", "pausedexec"]).expect_ok("pause");
+        let refused = env.cmd(&["exec", "pausedexec", "echo", "hi"]);
+        let procs = wait_for_procs(&env, "pausedexec", 1).len();
+        let ignoring = env
+            .spawn(&["exec", "--ignore-paused", "pausedexec", "echo", "hi"])
+            .expect("spawn exec --ignore-paused");
+        // Resumed once the exec's process is in the (frozen) cgroup.
+        wait_for_procs(&env, "pausedexec", procs + 1);
+        env.cmd(&["resume", "pausedexec"]).expect_ok("resume");
+        let ran = ignoring.wait(SEC5 * 6).expect("exec --ignore-paused");
+        env.cmd(&["delete", "--force", "pausedexec"])
+            .expect_ok("delete");
+        assert!(
+            refused.stderr.contains(
+                "exec failed: cannot exec in a paused container (use --ignore-paused to override)"
+            ),
+            "{}: {refused}",
+            env.rt.name
+        );
+        seen.push((refused.code, ran.code, ran.stdout));
+        assert_no_leaks(&env, "pausedexec");
+    }
+    assert_eq!(seen[0], (255, 0, "hi\n".to_string()));
+    assert_eq!(seen[0], seen[1], "keel, runc");
+}
+
+/// issue 20 item 25: `linux.resources.unified` off a pure cgroup v2 host is
+/// refused in runc's words, even where a hybrid host's unified hierarchy
+/// has the file (runc's configs/validate: cgroupsCheck). Differential
+/// against runc 1.1.5.
+#[test]
+fn differential_unified_is_refused_off_cgroup_v2() {
+    let Some(runc) = require_runc!() else { return };
+    let mounts = TestEnv::cgroup_mounts();
+    if !mounts
+        .iter()
+        .any(|m| !m.join("cgroup.controllers").exists())
+    {
+        eprintln!("skipped: a pure cgroup v2 host takes unified");
+        return;
+    }
+    let mut codes = Vec::new();
+    for env in [TestEnv::keel(), TestEnv::new(runc)] {
+        let mut b = env.bundle("unifiedv1");
+        b.set(
+            "/linux/resources/unified",
+            json!({ "hugetlb.2MB.max": "0" }),
+        );
+        let o = env.create(&b);
+        o.expect_fail(&format!("{} create with unified on v1", env.rt.name));
+        assert!(
+            o.stderr
+                .contains("invalid configuration: cannot use unified on cgroup v1"),
+            "{}: {o}",
+            env.rt.name
+        );
+        codes.push(o.code);
+        assert_no_leaks(&env, "unifiedv1");
+    }
+    assert_eq!(codes[0], codes[1], "exit codes keel, runc");
+}

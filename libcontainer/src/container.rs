@@ -672,14 +672,13 @@ impl Container {
         opts: ExecOptions,
     ) -> Result<ExecProcess> {
         const CANNOT_EXEC: &str = "cannot exec in a container that is not running";
-        self.status_in(
-            |s| match s {
-                Status::Running | Status::Created => true,
-                Status::Paused => opts.ignore_paused,
-                _ => false,
-            },
+        let status = self.status_in(
+            |s| matches!(s, Status::Running | Status::Created | Status::Paused),
             CANNOT_EXEC,
         )?;
+        if status == Status::Paused && !opts.ignore_paused {
+            return Err(Error::ExecPaused);
+        }
         crate::spec::validate_process(process)?;
         let pidfd = self.live_pidfd(CANNOT_EXEC)?;
         let mut plan = crate::process::plan::ProcessPlan::new(

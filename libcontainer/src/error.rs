@@ -41,6 +41,10 @@ pub enum Error {
     #[error("container's cgroup {0}")]
     CgroupInUse(String),
 
+    /// `exec` into a paused container without `ignore_paused` (runc's words).
+    #[error("cannot exec in a paused container (use --ignore-paused to override)")]
+    ExecPaused,
+
     /// A system call failed; `context` names the call and the path or field.
     #[error("{context}: {errno}")]
     Sys {

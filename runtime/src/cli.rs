@@ -259,6 +259,9 @@ pub struct UpdateArgs {
     /// CPU CFS hardcap limit (in usecs). Allowed cpu time in a given period
     #[arg(long = "cpu-quota", allow_negative_numbers = true)]
     pub cpu_quota: Option<String>,
+    /// CPU CFS hardcap burst limit (in usecs). Allowed accumulated cpu time additionally for burst a given period
+    #[arg(long = "cpu-burst")]
+    pub cpu_burst: Option<String>,
     /// CPU shares (relative weight vs. other containers)
     #[arg(long = "cpu-share", visible_alias = "cpu-shares")]
     pub cpu_share: Option<String>,

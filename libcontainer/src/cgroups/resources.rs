@@ -163,7 +163,8 @@ pub(crate) fn apply(paths: &CgroupPaths, r: &LinuxResources) -> Result<Warnings>
         };
         (c.write)(target, r, &mut w)?;
     }
-    if let Some(u) = r.unified().as_ref().filter(|u| !u.is_empty()) {
+    // (An empty map too is refused off cgroup v2, as runc refuses it.)
+    if let Some(u) = r.unified().as_ref() {
         v2::unified(paths, u)?;
     }
     Ok(w)
@@ -286,6 +287,19 @@ mod tests {
             let e = apply(&paths, &resources(json)).unwrap_err().to_string();
             assert!(e.starts_with(want), "{e}");
         }
+    }
+
+    #[test]
+    fn unified_is_refused_on_a_hybrid_host() {
+        let cg = FakeCgroup::new("unified-hybrid", &[]);
+        let paths = hybrid(&cg);
+        let e = apply(&paths, &resources(r#"{"unified":{}}"#))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "linux.resources.unified: invalid configuration: cannot use unified on cgroup v1"
+        );
     }
 
     #[test]

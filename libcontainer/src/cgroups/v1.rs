@@ -146,41 +146,17 @@ pub(crate) fn cpu(dir: &Path, c: &LinuxCpu) -> Result<()> {
             }
         }
     }
-    let quota = c.quota().unwrap_or(0);
-    let period = c.period().unwrap_or(0);
-    let mut period_later = false;
-    if period != 0 {
-        match try_write(dir, "cpu.cfs_period_us", &period.to_string()) {
-            Ok(()) => {}
-            // A smaller period can exceed the parent's quota with the old
-            // quota; retry after the quota is written.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && quota != 0 => period_later = true,
-            Err(e) => {
-                return Err(write_error(
-                    &format!("{F}.cpu.period"),
-                    &dir.join("cpu.cfs_period_us"),
-                    &period.to_string(),
-                    &e,
-                ))
-            }
-        }
-    }
-    if quota != 0 {
-        write_file(
-            &format!("{F}.cpu.quota"),
-            dir,
-            "cpu.cfs_quota_us",
-            &quota.to_string(),
-        )?;
-        if period_later {
-            write_file(
-                &format!("{F}.cpu.period"),
-                dir,
-                "cpu.cfs_period_us",
-                &period.to_string(),
-            )?;
-        }
-    }
+    // (0 is "unset" for runc.)
+    let set = |v: i64| (v != 0).then(|| v.to_string());
+    in_order(
+        dir,
+        (
+            "period",
+            "cpu.cfs_period_us",
+            set(c.period().unwrap_or(0) as i64),
+        ),
+        ("quota", "cpu.cfs_quota_us", set(c.quota().unwrap_or(0))),
+    )?;
     if let Some(b) = c.burst() {
         write_file(
             &format!("{F}.cpu.burst"),
@@ -192,21 +168,48 @@ pub(crate) fn cpu(dir: &Path, c: &LinuxCpu) -> Result<()> {
     if let Some(i) = c.idle() {
         write_file(&format!("{F}.cpu.idle"), dir, "cpu.idle", &i.to_string())?;
     }
-    if let Some(p) = c.realtime_period().filter(|&p| p != 0) {
-        write_file(
-            &format!("{F}.cpu.realtimePeriod"),
-            dir,
+    in_order(
+        dir,
+        (
+            "realtimePeriod",
             "cpu.rt_period_us",
-            &p.to_string(),
-        )?;
-    }
-    if let Some(r) = c.realtime_runtime().filter(|&r| r != 0) {
-        write_file(
-            &format!("{F}.cpu.realtimeRuntime"),
-            dir,
+            set(c.realtime_period().unwrap_or(0) as i64),
+        ),
+        (
+            "realtimeRuntime",
             "cpu.rt_runtime_us",
-            &r.to_string(),
-        )?;
+            set(c.realtime_runtime().unwrap_or(0)),
+        ),
+    )?;
+    Ok(())
+}
+
+/// A period and the time allowed in it (CFS or realtime): the kernel
+/// refuses, with EINVAL, a step that breaks the pair's constraints (a
+/// runtime above its period, more than the parent allows), so a period
+/// refused before the other value is written again after it, as runc's
+/// fs driver does (cpu.go: SetRtSched, and the CFS pair likewise).
+fn in_order(
+    dir: &Path,
+    period: (&str, &str, Option<String>),
+    allowed: (&str, &str, Option<String>),
+) -> Result<()> {
+    let field = |name: &str| format!("{F}.cpu.{name}");
+    let mut period_later = false;
+    if let (name, file, Some(v)) = &period {
+        match try_write(dir, file, v) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && allowed.2.is_some() => {
+                period_later = true
+            }
+            Err(e) => return Err(write_error(&field(name), &dir.join(file), v, &e)),
+        }
+    }
+    if let (name, file, Some(v)) = &allowed {
+        write_file(&field(name), dir, file, v)?;
+    }
+    if let (true, (name, file, Some(v))) = (period_later, &period) {
+        write_file(&field(name), dir, file, v)?;
     }
     Ok(())
 }

@@ -190,10 +190,12 @@ pub(crate) fn hugetlb(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<()> {
 }
 
 /// `linux.resources.unified`: file name to value, written line by line into
-/// the cgroup2 directory. Refused where there is no cgroup2 hierarchy (as
+/// the cgroup2 directory. Refused where the host is not pure cgroup v2 (as
 /// runc), and for controllers the unified hierarchy does not offer.
 pub(crate) fn unified(paths: &CgroupPaths, u: &HashMap<String, String>) -> Result<()> {
-    let Some(dir) = paths.unified.as_deref() else {
+    // As runc (configs/validate, cgroupsCheck): only on a pure cgroup v2
+    // host, not in a hybrid host's unified hierarchy either.
+    let Some(dir) = paths.unified.as_deref().filter(|_| paths.is_pure_v2()) else {
         return Err(Error::invalid(
             format!("{F}.unified"),
             "invalid configuration: cannot use unified on cgroup v1",

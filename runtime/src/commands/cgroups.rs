@@ -322,6 +322,10 @@ fn resources_from_flags(a: &UpdateArgs) -> Result<LinuxResources> {
         cpu.set_quota(Some(parse("cpu-quota", v)?));
         cpu_set = true;
     }
+    if let Some(v) = &a.cpu_burst {
+        cpu.set_burst(Some(parse("cpu-burst", v)?));
+        cpu_set = true;
+    }
     if let Some(v) = &a.cpu_rt_period {
         cpu.set_realtime_period(Some(parse("cpu-rt-period", v)?));
         cpu_set = true;
