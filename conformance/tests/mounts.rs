@@ -497,3 +497,32 @@ fn every_rootfs_propagation_value_works() {
         assert_no_leaks(&env, "rootprop");
     }
 }
+
+/// In a user namespace, a bind source only host root can reach (below a
+/// 0700 directory) still works: the runtime opens it on the host side and
+/// hands it in, as runc's mount source fds do.
+#[test]
+fn bind_source_only_host_root_can_reach_works_in_userns() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(runc) = require_runc!() else { return };
+    let mut outs = Vec::new();
+    for env in [TestEnv::keel(), TestEnv::new(runc)] {
+        let private = env.dir.join("private");
+        std::fs::create_dir_all(private.join("inner")).expect("mkdir");
+        std::fs::write(private.join("inner/file"), "reached\n").expect("write");
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let mut b = env.bundle("rootonly");
+        userns(&mut b);
+        std::fs::create_dir(b.rootfs().join("data")).expect("mkdir");
+        let src = private.join("inner").to_string_lossy().into_owned();
+        b.push("/mounts", mount("/data", "bind", &src, &["rbind", "ro"]));
+        b.sh(&format!("{}cat /data/file", opts_of("/data")));
+        let o = env.run(&b);
+        eprintln!("--- {} ---\n{o}", env.rt.name);
+        assert_no_leaks(&env, "rootonly");
+        outs.push((o.code, o.stdout.replace(&src, "SRC")));
+    }
+    assert_eq!(outs[0].0, 0);
+    assert!(outs[0].1.ends_with("reached\n"), "{}", outs[0].1);
+    assert_eq!(outs[0], outs[1], "keel (left) and runc (right) differ");
+}

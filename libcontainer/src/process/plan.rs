@@ -313,23 +313,36 @@ impl InitPlan {
             if is_bind && destination == Path::new("/dev") {
                 binds_dev = true;
             }
-            let idmapped = match idmap_of(i, m, &options, is_bind, &container_maps)? {
+            let rbind = options.flags.contains(MsFlags::MS_REC);
+            let tree = match idmap_of(i, m, &options, is_bind, &container_maps)? {
                 Some(maps) => {
                     let src = source.as_deref().unwrap_or(Path::new(""));
-                    let rbind = options.flags.contains(MsFlags::MS_REC);
                     let tree = rootfs::idmap::prepare(src, rbind, &maps).map_err(|e| {
                         e.within(rootfs::mount_failed(source.as_deref(), &destination))
                     })?;
-                    Some(std::sync::Arc::new(tree))
+                    Some((tree, true))
                 }
+                // As runc (mount source fds): in a new user namespace the
+                // init may not reach a source only host root can, so the
+                // runtime clones it here, for the init to use if it must.
+                // One that is not there yet (an earlier mount of the config
+                // makes it) is left to the init's lookup.
+                None if is_bind && ns.has_new(LinuxNamespaceType::User) => source
+                    .as_deref()
+                    .and_then(|src| rootfs::idmap::clone_tree(src, rbind).ok())
+                    .map(|tree| (tree, false)),
                 None => None,
-            };
+            }
+            .map(|(fd, idmapped)| rootfs::Tree {
+                fd: std::sync::Arc::new(fd),
+                idmapped,
+            });
             mounts.push(Mount {
                 destination,
                 typ,
                 source,
                 options,
-                idmapped,
+                tree,
             });
         }
 

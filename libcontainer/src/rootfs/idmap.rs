@@ -8,7 +8,7 @@
 //! tree before forking the init, and the init only attaches it with
 //! move_mount(2) in its own mount namespace.
 
-use crate::error::{Error, Result, SysContext};
+use crate::error::{Result, SysContext};
 use crate::sys::{self, Forked};
 use nix::errno::Errno;
 use std::ffi::CString;
@@ -32,9 +32,7 @@ const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 pub fn prepare(source: &Path, rbind: bool, maps: &IdMaps) -> Result<OwnedFd> {
     let what = || format!("idmapped mount of {}", source.display());
     let userns = userns_with(maps).map_err(|e| e.in_field("idmap"))?;
-    let path = CString::new(source.as_os_str().as_bytes())
-        .map_err(|_| Error::invalid("source", "contains a NUL byte"))?;
-    let tree = sys::open_tree_clone(&path, rbind).ctx(what)?;
+    let tree = clone_tree(source, rbind).ctx(what)?;
     sys::mount_setattr_userns(
         tree.as_fd(),
         maps.recursive,
@@ -43,6 +41,13 @@ pub fn prepare(source: &Path, rbind: bool, maps: &IdMaps) -> Result<OwnedFd> {
     )
     .ctx(|| format!("{}: mount_setattr(MOUNT_ATTR_IDMAP)", what()))?;
     Ok(tree)
+}
+
+/// A detached clone of the mount at `source` (with its submounts when
+/// `rbind`), opened with the runtime's privileges, for [`attach`].
+pub fn clone_tree(source: &Path, rbind: bool) -> nix::Result<OwnedFd> {
+    let path = CString::new(source.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    sys::open_tree_clone(&path, rbind)
 }
 
 /// Puts the prepared tree on `target` (an O_PATH fd inside the rootfs).

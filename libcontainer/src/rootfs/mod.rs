@@ -12,7 +12,7 @@ mod pivot;
 mod remount;
 
 pub use devices::{defaults as devices_defaults, Device};
-pub use mounts::Mount;
+pub use mounts::{Mount, Tree};
 
 use crate::cgroups::CgroupPaths;
 use crate::error::{Result, SysContext};

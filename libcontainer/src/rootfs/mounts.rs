@@ -10,7 +10,7 @@ use crate::error::{Error, Result, SysContext};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
-use nix::sys::stat::Mode;
+use nix::sys::stat::{Mode, SFlag};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -25,12 +25,31 @@ pub struct Mount {
     pub source: Option<PathBuf>,
     /// Parsed options.
     pub options: MountOptions,
-    /// An idmapped bind: the detached tree the runtime made of the source
-    /// (see [`super::idmap`]).
-    pub idmapped: Option<std::sync::Arc<OwnedFd>>,
+    /// A bind whose source the runtime cloned as a detached tree, for the
+    /// init to attach (see [`super::idmap`]).
+    pub tree: Option<Tree>,
+}
+
+/// A detached mount tree the runtime made of a bind's source.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    pub fd: std::sync::Arc<OwnedFd>,
+    /// An idmapped bind: always attached. Otherwise (a bind in a new user
+    /// namespace) attached only when the init cannot reach the source
+    /// itself, one only host root can (runc's mount source fds): a bind
+    /// made by the init keeps the propagation ties of its source.
+    pub idmapped: bool,
 }
 
 impl Mount {
+    /// The runtime's tree, when the init is to use it: `reach` is the
+    /// init's own attempt at the source.
+    fn tree_for<T>(&self, reach: &nix::Result<T>) -> Option<&Tree> {
+        self.tree
+            .as_ref()
+            .filter(|t| t.idmapped || matches!(reach, Err(Errno::EACCES | Errno::EPERM)))
+    }
+
     fn is_bind(&self) -> bool {
         self.options.flags.contains(MsFlags::MS_BIND) || self.typ == "bind"
     }
@@ -50,8 +69,13 @@ pub fn mount(
     }
     let kind = if m.is_bind() {
         let src = m.source.as_deref().unwrap_or(Path::new(""));
-        let meta = std::fs::metadata(src).ctx(|| format!("stat {}", src.display()))?;
-        if meta.is_dir() {
+        let st = nix::sys::stat::stat(src);
+        let st = match m.tree_for(&st) {
+            Some(tree) => nix::sys::stat::fstat(tree.fd.as_fd()),
+            None => st,
+        }
+        .ctx(|| format!("stat {}", src.display()))?;
+        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
             Kind::Dir
         } else {
             Kind::File
@@ -107,13 +131,16 @@ pub fn mount(
     };
     let o = &m.options;
     if m.is_bind() {
-        if let Some(tree) = &m.idmapped {
-            super::idmap::attach(tree.as_fd(), target.as_fd()).ctx(what)?;
-        } else {
-            let bind = MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC);
-            nix::mount::mount(m.source.as_deref(), &at, None::<&str>, bind, None::<&str>)
-                .ctx(what)?;
+        let bind = MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC);
+        let r = match m.tree.as_ref().filter(|t| t.idmapped) {
+            Some(_) => Err(Errno::EPERM),
+            None => nix::mount::mount(m.source.as_deref(), &at, None::<&str>, bind, None::<&str>),
+        };
+        match m.tree_for(&r) {
+            Some(tree) => super::idmap::attach(tree.fd.as_fd(), target.as_fd()),
+            None => r,
         }
+        .ctx(what)?;
         // A bind takes its source's flags; the options, set or cleared,
         // only take effect through a remount (as runc 1.2+: an option that
         // only clears, `dev` or `rw`, must clear what the source has).
