@@ -429,11 +429,10 @@ impl Drop for SharedDir {
 
 /// `rootfsPropagation: rshared` with an `rshared` bind (what Kubernetes'
 /// Bidirectional mount propagation asks for): a mount made in the container
-/// under the bind appears on the host side.
-#[test]
-fn rshared_bind_propagates_back_to_the_host() {
-    let Some(runc) = require_runc!() else { return };
-    for mut env in [TestEnv::keel(), TestEnv::new(runc)] {
+/// under the bind appears on the host side. `options` and `extra` (fields
+/// of the mount) make the bind.
+fn bidirectional(runtimes: Vec<TestEnv>, options: &[&str], extra: &[(&str, Value)]) {
+    for mut env in runtimes {
         env.propagation = "unchanged";
         let shared = SharedDir::new(&env);
         let mut b = env.bundle("bidir");
@@ -445,10 +444,11 @@ fn rshared_bind_propagates_back_to_the_host() {
             );
         }
         let src = shared.0.to_string_lossy().into_owned();
-        b.push(
-            "/mounts",
-            mount("/data", "bind", &src, &["rbind", "rshared"]),
-        );
+        let mut bind = mount("/data", "bind", &src, options);
+        for (k, v) in extra {
+            bind[k] = v.clone();
+        }
+        b.push("/mounts", bind);
         b.sh("mount -t tmpfs -o size=1m tmpfs /data/sub && echo mounted");
         let o = env.run(&b);
         eprintln!("--- {} ---\n{o}", env.rt.name);
@@ -471,6 +471,28 @@ fn rshared_bind_propagates_back_to_the_host() {
             env.rt.name
         );
     }
+}
+
+#[test]
+fn rshared_bind_propagates_back_to_the_host() {
+    let Some(runc) = require_runc!() else { return };
+    bidirectional(
+        vec![TestEnv::keel(), TestEnv::new(runc)],
+        &["rbind", "rshared"],
+        &[],
+    );
+}
+
+/// The same through an idmapped bind (runc 1.2+ has idmapped mounts; the
+/// detached tree of a shared source joins its peer group).
+#[test]
+fn rshared_idmapped_bind_propagates_back_to_the_host() {
+    let maps = json!([{"containerID": 0, "hostID": 1000, "size": 10}]);
+    bidirectional(
+        vec![TestEnv::keel()],
+        &["rbind", "rshared"],
+        &[("uidMappings", maps.clone()), ("gidMappings", maps)],
+    );
 }
 
 /// Every `linux.rootfsPropagation` value of the runtime-spec works, and
