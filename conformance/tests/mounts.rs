@@ -548,3 +548,27 @@ fn bind_source_only_host_root_can_reach_works_in_userns() {
     assert!(outs[0].1.ends_with("reached\n"), "{}", outs[0].1);
     assert_eq!(outs[0], outs[1], "keel (left) and runc (right) differ");
 }
+
+/// A bind whose source an earlier mount of the config makes (a directory
+/// inside a tmpfs mounted just before) binds that, in a user namespace too:
+/// the runtime's clone of the source must not stand in for it. (runc 1.1.5
+/// opens userns bind sources before any mount and fails here; runc 1.2+
+/// asks for them at mount time.)
+#[test]
+fn bind_source_made_by_an_earlier_mount() {
+    let o = keel(
+        "earlier",
+        |b| {
+            userns(b);
+            for d in ["t", "u"] {
+                std::fs::create_dir(b.rootfs().join(d)).expect("mkdir");
+            }
+            let made = b.rootfs().join("t/made").to_string_lossy().into_owned();
+            b.push("/mounts", mount("/t", "tmpfs", "tmpfs", &["size=1m"]));
+            b.push("/mounts", mount("/t/made", "tmpfs", "tmpfs", &["size=1m"]));
+            b.push("/mounts", mount("/u", "bind", &made, &["bind"]));
+        },
+        "touch /u/x && ls /t/made",
+    );
+    assert_eq!((o.code, o.stdout.as_str()), (0, "x\n"), "{o}");
+}
