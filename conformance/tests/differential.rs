@@ -495,3 +495,74 @@ fn env_last_value_wins_and_empty_home_is_filled() {
     }
     assert_eq!(outs[0], outs[1], "keel (left) and runc (right) differ");
 }
+
+/// Mount points under `dir` in this (the test's) mount namespace, deepest
+/// last.
+fn mounts_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(std::path::PathBuf::from))
+        .filter(|p| p.starts_with(dir))
+        .collect()
+}
+
+/// A config without a mount namespace runs, as under runc (crun and youki
+/// too): the rootfs is prepared in the caller's mount namespace, whose
+/// mounts it leaves there, and entered with chroot. Both runtimes show the
+/// same view and leave the same mounts (taken down here).
+#[test]
+fn no_mount_namespace_runs_as_under_runc() {
+    let Some(envs) = pair() else { return };
+    let mut seen = Vec::new();
+    for env in &envs {
+        let mut b = env.bundle("nomntns");
+        b.namespaces(&["pid", "ipc", "uts", "network"]);
+        b.remove("/linux/maskedPaths");
+        b.remove("/linux/readonlyPaths");
+        let keep = ["/proc", "/dev", "/dev/pts"];
+        let mounts: Vec<Value> = b.config["mounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| keep.iter().any(|k| m["destination"] == *k))
+            .cloned()
+            .collect();
+        b.set("/mounts", Value::Array(mounts));
+        b.sh("ls /; hostname; ls /dev/pts");
+        let o = env.run(&b);
+        let left = mounts_under(&b.dir);
+        for m in left.iter().rev() {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = env.cmd(&["delete", "-f", "nomntns"]);
+        keel_conformance::assert_no_leaks(env, "nomntns");
+        eprintln!("{}: {o}", env.rt.name);
+        let left: Vec<_> = left
+            .iter()
+            .map(|p| p.strip_prefix(&b.dir).unwrap_or(p).to_path_buf())
+            .collect();
+        seen.push((o.code, o.stdout.clone(), left));
+    }
+    assert_eq!(seen[0].0, 0, "keel: {:?}", seen[0]);
+    assert_eq!(seen[0], seen[1], "keel (left) and runc (right) differ");
+}
+
+/// runc's validator: masked or read-only paths need a mount namespace.
+#[test]
+fn restricted_paths_without_a_mount_namespace_are_refused() {
+    let Some(envs) = pair() else { return };
+    for env in &envs {
+        let mut b = env.bundle("nomntmask");
+        b.namespaces(&["pid", "uts"]);
+        let o = env.run(&b);
+        o.expect_fail("masked paths without a mount namespace");
+        assert!(
+            o.stderr
+                .contains("unable to restrict sys entries without a private MNT namespace"),
+            "{}: {o}",
+            env.rt.name
+        );
+        keel_conformance::assert_no_leaks(env, "nomntmask");
+    }
+}

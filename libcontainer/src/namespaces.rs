@@ -68,22 +68,20 @@ impl Namespaces {
                 }
             }
         }
-        if !out.new.contains(CloneFlags::CLONE_NEWNS)
-            && !out
-                .joined
-                .iter()
-                .any(|j| j.typ == LinuxNamespaceType::Mount)
-        {
-            return Err(Error::invalid(
-                "linux.namespaces",
-                "a mount namespace is required to set up the rootfs",
-            ));
-        }
         Ok(out)
     }
 
     pub fn has_new(&self, t: LinuxNamespaceType) -> bool {
         self.new.contains(flag(t))
+    }
+
+    /// Whether the container has a mount namespace (new or joined).
+    pub fn has_mount_ns(&self) -> bool {
+        self.new.contains(CloneFlags::CLONE_NEWNS)
+            || self
+                .joined
+                .iter()
+                .any(|j| j.typ == LinuxNamespaceType::Mount)
     }
 
     /// The user namespace to join, if one is.

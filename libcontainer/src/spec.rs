@@ -280,6 +280,17 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
     }
     let has = |t| seen.contains(&t);
+    let restricts = linux.masked_paths().as_ref().is_some_and(|p| !p.is_empty())
+        || linux
+            .readonly_paths()
+            .as_ref()
+            .is_some_and(|p| !p.is_empty());
+    if restricts && !has(LinuxNamespaceType::Mount) {
+        return Err(Error::invalid(
+            "linux.maskedPaths",
+            "unable to restrict sys entries without a private MNT namespace",
+        ));
+    }
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
         return Err(Error::invalid(
             "hostname",

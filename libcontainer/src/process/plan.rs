@@ -418,6 +418,7 @@ impl InitPlan {
                 .and_then(|r| r.readonly())
                 .unwrap_or(false),
             no_pivot: opts.no_pivot,
+            own_mount_ns: ns.has_mount_ns(),
             in_userns,
             cgroups: cgroups.clone(),
             cgroupns: ns.has_new(LinuxNamespaceType::Cgroup),

@@ -44,6 +44,11 @@ pub struct RootfsPlan {
     pub readonly_root: bool,
     /// `--no-pivot`: MS_MOVE + chroot instead of pivot_root.
     pub no_pivot: bool,
+    /// The container has a mount namespace. Without one (runc, crun and
+    /// youki run such configs) the rootfs is prepared in the caller's
+    /// mount namespace and entered with chroot; the caller's `/` keeps its
+    /// propagation.
+    pub own_mount_ns: bool,
     /// In a new user namespace: devices are bind-mounted, not created.
     pub in_userns: bool,
     /// The container's cgroups, for `cgroup` mounts.
@@ -57,18 +62,20 @@ pub struct RootfsPlan {
 /// Performs the plan up to and including the pivot into the new root;
 /// `before_pivot` runs when everything is mounted (the hooks' moment).
 pub fn prepare(plan: &RootfsPlan, before_pivot: impl FnOnce() -> Result<()>) -> Result<Prepared> {
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        plan.root_propagation,
-        None::<&str>,
-    )
-    .ctx(|| "make / private to the container (rootfsPropagation)".into())?;
-    // Only a shared `/` leaves the rootfs's parent mount shared: spare the
-    // mountinfo read otherwise.
-    if plan.root_propagation.contains(MsFlags::MS_SHARED) {
-        parent_mount_private(&plan.rootfs)?;
+    if plan.own_mount_ns {
+        nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            plan.root_propagation,
+            None::<&str>,
+        )
+        .ctx(|| "make / private to the container (rootfsPropagation)".into())?;
+        // Only a shared `/` leaves the rootfs's parent mount shared: spare
+        // the mountinfo read otherwise.
+        if plan.root_propagation.contains(MsFlags::MS_SHARED) {
+            parent_mount_private(&plan.rootfs)?;
+        }
     }
     // The new root must be a mount point for pivot_root.
     nix::mount::mount(
@@ -99,7 +106,7 @@ pub fn prepare(plan: &RootfsPlan, before_pivot: impl FnOnce() -> Result<()>) -> 
     }
     nix::sys::stat::umask(old_umask);
     before_pivot()?;
-    pivot::enter(&plan.rootfs, plan.no_pivot)?;
+    pivot::enter(&plan.rootfs, plan.no_pivot, plan.own_mount_ns)?;
     crate::failpoint::failpoint("pivot")?;
     Ok(Prepared { read_only_later })
 }
@@ -165,7 +172,7 @@ pub fn finalize(plan: &RootfsPlan, prepared: Prepared) -> Result<()> {
     if plan.readonly_root {
         pivot::remount_root_readonly()?;
     }
-    if let Some(flags) = plan.final_propagation {
+    if let Some(flags) = plan.final_propagation.filter(|_| plan.own_mount_ns) {
         nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
             .ctx(|| "set linux.rootfsPropagation on /".into())?;
     }

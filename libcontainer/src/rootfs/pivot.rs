@@ -10,10 +10,14 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 /// pivot_root into `rootfs` and detach the old root; or, with `no_pivot`,
-/// move the rootfs over `/` and chroot (for ramfs roots, where pivot fails).
-pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
+/// move the rootfs over `/` and chroot (for ramfs roots, where pivot fails);
+/// without a mount namespace of its own, where the caller's root must stay
+/// as it is, chroot only (runc's rootfs_linux.go: chroot()).
+pub fn enter(rootfs: &Path, no_pivot: bool, own_mount_ns: bool) -> Result<()> {
     nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
-    if no_pivot {
+    if !own_mount_ns {
+        nix::unistd::chroot(".").ctx(|| "chroot".into())?;
+    } else if no_pivot {
         nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .ctx(|| format!("move {} to /", rootfs.display()))?;
         nix::unistd::chroot(".").ctx(|| "chroot".into())?;
