@@ -50,16 +50,16 @@ pub struct ContainerState {
 /// ```
 #[derive(Debug)]
 pub struct ContainerBuilder {
-    id: String,
-    bundle: PathBuf,
-    root: PathBuf,
+    pub(crate) id: String,
+    pub(crate) bundle: PathBuf,
+    pub(crate) root: PathBuf,
     options: Options,
     pid_file: Option<PathBuf>,
-    console_socket: Option<OwnedFd>,
+    pub(crate) console_socket: Option<OwnedFd>,
     notify_socket: bool,
     rootless_cgroups: bool,
     systemd_cgroup: bool,
-    stdio: Option<[OwnedFd; 3]>,
+    pub(crate) stdio: Option<[OwnedFd; 3]>,
 }
 
 impl ContainerBuilder {
@@ -159,11 +159,7 @@ impl ContainerBuilder {
         }
         let linux = bundle.spec.linux().as_ref();
         let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
-        let mut cgroups = if self.systemd_cgroup {
-            Manager::systemd(cgroups_path, &self.id)?
-        } else {
-            Manager::cgroupfs(cgroups_path, &self.id)?
-        };
+        let mut cgroups = self.resolve_cgroups(&bundle)?;
         // As runc: only a cgroup the config did not name may be done without.
         let tolerant = self.rootless_cgroups
             && !self.systemd_cgroup
@@ -286,8 +282,32 @@ impl ContainerBuilder {
         }
     }
 
+    /// The container's cgroups as the config's cgroupsPath names them.
+    pub(crate) fn resolve_cgroups(&self, bundle: &Bundle) -> Result<Manager> {
+        let linux = bundle.spec.linux().as_ref();
+        let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
+        if self.systemd_cgroup {
+            Manager::systemd(cgroups_path, &self.id)
+        } else {
+            Manager::cgroupfs(cgroups_path, &self.id)
+        }
+    }
+
+    /// Restores the container from a CRIU checkpoint instead of creating
+    /// it: on return it runs, with the same config and cgroups as the one
+    /// checkpointed; see [`crate::checkpoint`]. On error nothing is left
+    /// behind.
+    pub fn restore(self, opts: &crate::checkpoint::RestoreOptions) -> Result<Container> {
+        crate::checkpoint::restore(self, opts)
+    }
+
     /// `linux.resources`, but the device rules, into the container's cgroups.
-    fn limit(&self, bundle: &Bundle, cgroups: &Manager, warnings: &mut Vec<String>) -> Result<()> {
+    pub(crate) fn limit(
+        &self,
+        bundle: &Bundle,
+        cgroups: &Manager,
+        warnings: &mut Vec<String>,
+    ) -> Result<()> {
         if let Some(r) = bundle
             .spec
             .linux()
@@ -300,7 +320,7 @@ impl ContainerBuilder {
     }
 
     /// The device rules (see [`DeviceRule::from_spec`]).
-    fn limit_devices(&self, bundle: &Bundle, cgroups: &Manager) -> Result<()> {
+    pub(crate) fn limit_devices(&self, bundle: &Bundle, cgroups: &Manager) -> Result<()> {
         // A rootless container cannot make device nodes, and writing device
         // rules needs privilege it lacks: runc skips them too.
         if self.rootless_cgroups {
@@ -326,7 +346,7 @@ impl ContainerBuilder {
         Ok(())
     }
 
-    fn record(
+    pub(crate) fn record(
         &self,
         dir: &StateDir,
         bundle: &Bundle,
@@ -420,9 +440,9 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 /// A container found by id under a state root.
 #[derive(Debug)]
 pub struct Container {
-    root: PathBuf,
-    state: State,
-    warnings: Vec<String>,
+    pub(crate) root: PathBuf,
+    pub(crate) state: State,
+    pub(crate) warnings: Vec<String>,
 }
 
 impl Container {

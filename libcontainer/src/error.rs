@@ -94,6 +94,19 @@ pub enum Error {
     )]
     SeccompAgent { path: PathBuf, reason: String },
 
+    /// CRIU failed a checkpoint or restore (runc's words); `quote` holds
+    /// the error lines of CRIU's log, as runc quotes them.
+    #[error("criu failed: type {op} errno {errno}{quote}")]
+    Criu {
+        op: String,
+        errno: i32,
+        quote: String,
+    },
+
+    /// CRIU went away or answered something keel cannot read.
+    #[error("{0}")]
+    CriuProtocol(String),
+
     /// state.json is unreadable or corrupt.
     #[error("{path}: corrupt state: {reason}")]
     State { path: PathBuf, reason: String },

@@ -21,6 +21,7 @@
 //! single-threaded helper of a multi-threaded one).
 
 pub mod cgroups;
+pub mod checkpoint;
 pub mod console;
 mod container;
 pub mod error;

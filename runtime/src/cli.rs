@@ -213,10 +213,10 @@ pub enum Command {
     Update(Box<UpdateArgs>),
     /// Display container events such as OOM notifications, cpu, memory, and IO usage statistics
     Events(EventsArgs),
-    /// Checkpoint a running container (not yet implemented)
-    Checkpoint(Pending),
-    /// Restore a container from a previous checkpoint (not yet implemented)
-    Restore(Pending),
+    /// Checkpoint a running container
+    Checkpoint(Box<CheckpointArgs>),
+    /// Restore a container from a previous checkpoint
+    Restore(Box<RestoreArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -308,12 +308,94 @@ pub struct UpdateArgs {
     pub id: String,
 }
 
-/// Arguments of a command that is not implemented yet: accepted whole, so
-/// the error names the command rather than a flag.
+/// The CRIU options `checkpoint` and `restore` share (runc's names).
+#[derive(Args, Debug, Default)]
+pub struct CriuArgs {
+    /// Path for saving (checkpoint) or reading (restore) criu image files
+    #[arg(long = "image-path")]
+    pub image_path: Option<PathBuf>,
+    /// Path for saving work files and logs
+    #[arg(long = "work-path")]
+    pub work_path: Option<PathBuf>,
+    /// Allow open tcp connections
+    #[arg(long = "tcp-established")]
+    pub tcp_established: bool,
+    /// Allow external unix sockets
+    #[arg(long = "ext-unix-sk")]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs
+    #[arg(long = "shell-job")]
+    pub shell_job: bool,
+    /// Handle file locks, for safety
+    #[arg(long = "file-locks")]
+    pub file_locks: bool,
+    /// Cgroups mode: soft|full|strict|ignore (default: soft)
+    #[arg(long = "manage-cgroups-mode", default_value = "")]
+    pub manage_cgroups_mode: String,
+    /// Create a namespace, but don't restore its properties (not supported yet)
+    #[arg(long = "empty-ns")]
+    pub empty_ns: Vec<String>,
+    /// Enable auto deduplication of memory images (not supported yet)
+    #[arg(long = "auto-dedup")]
+    pub auto_dedup: bool,
+    /// Use userfaultfd to lazily restore memory pages (not supported yet)
+    #[arg(long = "lazy-pages")]
+    pub lazy_pages: bool,
+}
+
 #[derive(Args, Debug)]
-pub struct Pending {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Path for previous criu image files in pre-dump (not supported yet)
+    #[arg(long = "parent-path")]
+    pub parent_path: Option<PathBuf>,
+    /// Leave the process running after checkpointing
+    #[arg(long = "leave-running")]
+    pub leave_running: bool,
+    /// Criu writes \0 to this FD once lazy-pages is ready (not supported yet)
+    #[arg(long = "status-fd", allow_negative_numbers = true)]
+    pub status_fd: Option<i32>,
+    /// ADDRESS:PORT of the page server (not supported yet)
+    #[arg(long = "page-server")]
+    pub page_server: Option<String>,
+    /// Dump container's memory information only, leave the container running after this (not supported yet)
+    #[arg(long = "pre-dump")]
+    pub pre_dump: bool,
+    /// Container id
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Path to the root of the bundle directory
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Path to an AF_UNIX socket which will receive the pty master
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Detach from the container's process
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Specify the file to write the process id to
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Disable the use of the subreaper used to reap reparented processes
+    #[arg(long = "no-subreaper")]
+    pub no_subreaper: bool,
+    /// Do not use pivot root to jail process inside rootfs (CRIU restores the root itself)
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Specify an LSM profile to be used during restore (not supported yet)
+    #[arg(long = "lsm-profile")]
+    pub lsm_profile: Option<String>,
+    /// Specify an LSM mount context to be used during restore (not supported yet)
+    #[arg(long = "lsm-mount-context")]
+    pub lsm_mount_context: Option<String>,
+    /// Container id
+    pub id: String,
 }
 
 /// runc's flag parser (Go's) takes `-root x` as well as `--root x`; clap

@@ -8,7 +8,7 @@ mod tty;
 
 use clap::Parser;
 use cli::{Cli, Command};
-use commands::{cgroups, exec, info, lifecycle, spec};
+use commands::{cgroups, checkpoint, exec, info, lifecycle, spec};
 use logging::{Level, Logger};
 
 /// What `keel -v` prints after "keel " (see build.rs).
@@ -127,11 +127,9 @@ fn dispatch(cli: &Cli, log: &Logger, protected: libkeel::Result<bool>) -> anyhow
         Command::Resume { id } => cgroups::resume(root, id),
         Command::Update(a) => cgroups::update(root, a, log),
         Command::Events(a) => cgroups::events(root, a, log),
-        Command::Checkpoint(_) | Command::Restore(_) => {
-            let name = std::env::args()
-                .find(|a| ["checkpoint", "restore"].contains(&a.as_str()))
-                .unwrap_or_default();
-            anyhow::bail!("keel {name}: not implemented in this version of keel yet")
+        Command::Checkpoint(a) => checkpoint::checkpoint(root, a, cli.criu.as_deref(), log),
+        Command::Restore(a) => {
+            checkpoint::restore(root, a, cli.criu.as_deref(), log, cli.systemd_cgroup)
         }
     }
 }

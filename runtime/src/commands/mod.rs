@@ -1,6 +1,7 @@
 //! One module per group of commands; each returns the process exit code.
 
 pub mod cgroups;
+pub mod checkpoint;
 pub mod exec;
 pub mod info;
 pub mod lifecycle;

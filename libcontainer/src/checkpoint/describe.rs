@@ -1,0 +1,214 @@
+//! What CRIU must be told about a container that it cannot see for itself,
+//! described as runc does (`libcontainer/criu_linux.go`): the mounts whose
+//! source lies outside the container (binds, the cgroup directories bound
+//! at /sys/fs/cgroup, the null device over masked files, device binds) are
+//! "external" and named by their destination; namespaces the config joins
+//! by path are external too, or joined again at restore.
+
+use crate::cgroups::CgroupPaths;
+use crate::error::{Error, Result, SysContext};
+use crate::spec::Bundle;
+use oci_spec::runtime::{LinuxNamespaceType, Mount};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+/// An external mount: where it is in the container, and its host source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ExternalMount {
+    pub destination: String,
+    pub source: PathBuf,
+}
+
+fn is_bind(m: &Mount) -> bool {
+    m.typ().as_deref() == Some("bind")
+        || m.options()
+            .iter()
+            .flatten()
+            .any(|o| o == "bind" || o == "rbind")
+}
+
+/// The config's mounts that CRIU must treat as external, with the sources
+/// they have now (`cgroups`: the container's cgroups, bound at the cgroup
+/// mount when there is no cgroup namespace, as keel's rootfs setup does).
+pub(crate) fn external_mounts(bundle: &Bundle, cgroups: &CgroupPaths) -> Vec<ExternalMount> {
+    let spec = &bundle.spec;
+    let cgroupns = namespaces(bundle)
+        .iter()
+        .any(|(t, _)| *t == LinuxNamespaceType::Cgroup);
+    let mut out = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        let destination = m.destination().to_string_lossy().into_owned();
+        if is_bind(m) {
+            let source = m.source().clone().unwrap_or_default();
+            out.push(ExternalMount {
+                destination,
+                source: bundle.path.join(source),
+            });
+        } else if m.typ().as_deref() == Some("cgroup") && !cgroupns && !cgroups.v1.is_empty() {
+            // v1 or hybrid: one bind per hierarchy under a tmpfs.
+            for (key, dir) in &cgroups.v1 {
+                let name = key.strip_prefix("name=").unwrap_or(key);
+                out.push(ExternalMount {
+                    destination: format!("{destination}/{name}"),
+                    source: dir.clone(),
+                });
+            }
+            if let Some(dir) = &cgroups.unified {
+                out.push(ExternalMount {
+                    destination: format!("{destination}/unified"),
+                    source: dir.clone(),
+                });
+            }
+        } else if m.typ().as_deref() == Some("cgroup") && !cgroupns {
+            if let Some(dir) = &cgroups.unified {
+                out.push(ExternalMount {
+                    destination,
+                    source: dir.clone(),
+                });
+            }
+        }
+    }
+    let linux = spec.linux().as_ref();
+    for d in linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        out.push(ExternalMount {
+            destination: d.path().to_string_lossy().into_owned(),
+            source: d.path().clone(),
+        });
+    }
+    out
+}
+
+/// The masked paths that are files in the running container (`root`: its
+/// root as seen from the host, /proc/<pid>/root): each has the null
+/// device bound over it, an external mount. Masked directories get a
+/// tmpfs, which CRIU restores itself.
+pub(crate) fn masked_files(bundle: &Bundle, root: &Path) -> Vec<String> {
+    let linux = bundle.spec.linux().as_ref();
+    linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            let inside = root.join(p.trim_start_matches('/'));
+            std::fs::metadata(inside).is_ok_and(|m| !m.is_dir())
+        })
+        .cloned()
+        .collect()
+}
+
+/// Whether the config masks any path (then /dev/null is an external mount
+/// at restore).
+pub(crate) fn masks_paths(bundle: &Bundle) -> bool {
+    let linux = bundle.spec.linux().as_ref();
+    linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .is_some_and(|p| !p.is_empty())
+}
+
+/// The config's namespaces: type and the path it joins, if any.
+fn namespaces(bundle: &Bundle) -> Vec<(LinuxNamespaceType, Option<PathBuf>)> {
+    let linux = bundle.spec.linux().as_ref();
+    linux
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .map(|n| (n.typ(), n.path().clone()))
+        .collect()
+}
+
+/// CRIU's (and runc's) name of a namespace type.
+fn ns_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// The key an external namespace is dumped under and found again by at
+/// restore (runc's `extRoot<Type>NS`, so images move between runc and keel).
+fn ns_key(t: LinuxNamespaceType) -> String {
+    let name = ns_name(t);
+    let mut c = name.chars();
+    let first = c.next().map(|f| f.to_ascii_uppercase()).unwrap_or_default();
+    format!("extRoot{first}{}NS", c.as_str())
+}
+
+/// `--external` entries for the network and pid namespaces the config
+/// joins: CRIU leaves them out of the images and expects them at restore.
+pub(crate) fn external_namespaces(bundle: &Bundle) -> Result<Vec<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for (t, path) in namespaces(bundle) {
+        let (LinuxNamespaceType::Network | LinuxNamespaceType::Pid, Some(path)) = (t, path) else {
+            continue;
+        };
+        let ino = std::fs::metadata(&path)
+            .ctx(|| format!("linux.namespaces: stat {}", path.display()))?
+            .ino();
+        out.push(format!("{}[{ino}]:{}", ns_name(t), ns_key(t)));
+    }
+    Ok(out)
+}
+
+/// How a restore gets the namespaces the config joins: the network and pid
+/// ones as fds CRIU inherits (key, open fd), the others joined by path.
+#[derive(Debug, Default)]
+pub(crate) struct RestoreNamespaces {
+    pub inherit: Vec<(String, OwnedFd)>,
+    pub join: Vec<(String, String)>,
+}
+
+pub(crate) fn restore_namespaces(bundle: &Bundle) -> Result<RestoreNamespaces> {
+    let mut out = RestoreNamespaces::default();
+    for (t, path) in namespaces(bundle) {
+        let Some(path) = path else { continue };
+        match t {
+            LinuxNamespaceType::Network | LinuxNamespaceType::Pid => {
+                let fd = std::fs::File::open(&path).map_err(|e| {
+                    Error::io(
+                        format!(
+                            "linux.namespaces: the {} namespace to restore into, {}",
+                            ns_name(t),
+                            path.display()
+                        ),
+                        e,
+                    )
+                })?;
+                out.inherit.push((ns_key(t), fd.into()));
+            }
+            // As runc: CRIU cannot put a restored tree into an existing
+            // cgroup namespace.
+            LinuxNamespaceType::Cgroup => {
+                return Err(Error::invalid(
+                    "linux.namespaces",
+                    "cannot restore into an existing cgroup namespace (CRIU cannot join one)",
+                ))
+            }
+            _ => out
+                .join
+                .push((ns_name(t).into(), path.to_string_lossy().into_owned())),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_keys_are_runcs() {
+        assert_eq!(ns_key(LinuxNamespaceType::Network), "extRootNetNS");
+        assert_eq!(ns_key(LinuxNamespaceType::Pid), "extRootPidNS");
+    }
+}

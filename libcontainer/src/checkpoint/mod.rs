@@ -1,0 +1,435 @@
+//! Checkpoint and restore with CRIU (`keel checkpoint` / `keel restore`).
+//!
+//! keel drives `criu swrk` over its RPC socket ([`swrk`], messages in
+//! [`rpc`]) and describes the container to it as runc does ([`describe`]),
+//! so images are laid out as runc's: the image directory holds CRIU's
+//! images, its log (`dump.log`, `restore.log`, unless a work directory is
+//! given) and runc's `descriptors.json` (what the init's stdio was, so a
+//! restore can rewire inherited pipes to the restorer's stdio).
+//!
+//! A restore is a create whose init comes from the images: the container
+//! gets a state directory and its cgroups from the bundle's config as at
+//! create, CRIU is put in those cgroups and restores the process tree as
+//! keel's child (`rst_sibling`), into the container's own root.
+
+mod describe;
+mod rpc;
+mod swrk;
+
+pub use rpc::CgroupMode;
+
+use crate::cgroups::Manager;
+use crate::container::{Container, ContainerBuilder};
+use crate::error::{Error, Result, SysContext};
+use crate::spec::Bundle;
+use crate::state::{StateDir, Status};
+use rpc::{Opts, ReqType, Request};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use swrk::{Criu, Notice, FIRST_EXTRA_FD};
+
+/// runc's file in the image directory naming the init's fds 0-2.
+const DESCRIPTORS: &str = "descriptors.json";
+/// CRIU reads this configuration file unless the config's annotation
+/// `org.criu.config` names another (or "" for none): runc's, so that a
+/// host's CRIU settings for runc apply to keel too.
+const CRIU_CONFIG: &str = "/etc/criu/runc.conf";
+const CRIU_CONFIG_ANNOTATION: &str = "org.criu.config";
+/// runc never lets CRIU restore network settings: the engine sets them up.
+const EMPTY_NS: u32 = libc::CLONE_NEWNET as u32;
+
+/// Options of [`Container::checkpoint`] (runc's `checkpoint` flags).
+#[derive(Debug, Clone)]
+pub struct CheckpointOptions {
+    /// The criu binary (runc's `--criu`; default `criu` from PATH).
+    pub criu: PathBuf,
+    /// Where the images go; made if missing.
+    pub image_path: PathBuf,
+    /// Where CRIU's log and work files go (default: the image directory).
+    pub work_path: Option<PathBuf>,
+    /// Leave the container running after the dump.
+    pub leave_running: bool,
+    pub tcp_established: bool,
+    pub ext_unix_sk: bool,
+    pub shell_job: bool,
+    pub file_locks: bool,
+    pub manage_cgroups_mode: CgroupMode,
+}
+
+impl CheckpointOptions {
+    pub fn new(image_path: impl Into<PathBuf>) -> Self {
+        CheckpointOptions {
+            criu: PathBuf::from("criu"),
+            image_path: image_path.into(),
+            work_path: None,
+            leave_running: false,
+            tcp_established: false,
+            ext_unix_sk: false,
+            shell_job: false,
+            file_locks: false,
+            manage_cgroups_mode: CgroupMode::Default,
+        }
+    }
+}
+
+/// Options of [`ContainerBuilder::restore`] (runc's `restore` flags).
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub criu: PathBuf,
+    /// The images of a checkpoint; must exist.
+    pub image_path: PathBuf,
+    pub work_path: Option<PathBuf>,
+    pub tcp_established: bool,
+    pub ext_unix_sk: bool,
+    pub shell_job: bool,
+    pub file_locks: bool,
+    pub manage_cgroups_mode: CgroupMode,
+}
+
+impl RestoreOptions {
+    pub fn new(image_path: impl Into<PathBuf>) -> Self {
+        RestoreOptions {
+            criu: PathBuf::from("criu"),
+            image_path: image_path.into(),
+            work_path: None,
+            tcp_established: false,
+            ext_unix_sk: false,
+            shell_job: false,
+            file_locks: false,
+            manage_cgroups_mode: CgroupMode::Default,
+        }
+    }
+}
+
+/// Opens a directory for CRIU (it reads it through /proc/<keel>/fd/N).
+fn open_dir(path: &Path, what: &str) -> Result<OwnedFd> {
+    std::fs::File::open(path)
+        .and_then(|f| {
+            if f.metadata()?.is_dir() {
+                Ok(OwnedFd::from(f))
+            } else {
+                Err(std::io::Error::from_raw_os_error(libc::ENOTDIR))
+            }
+        })
+        .ctx(|| format!("{what} {}", path.display()))
+}
+
+/// Makes (mode 0700, as runc) and opens a directory keel writes to.
+fn make_dir(path: &Path, what: &str) -> Result<OwnedFd> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .ctx(|| format!("{what} {}: mkdir", path.display()))?;
+    open_dir(path, what)
+}
+
+/// The CRIU configuration file for a container with these annotations.
+fn config_file(bundle: &Bundle) -> Option<String> {
+    let annotations = bundle.spec.annotations().as_ref();
+    match annotations.and_then(|a| a.get(CRIU_CONFIG_ANNOTATION)) {
+        Some(f) if f.is_empty() => None,
+        Some(f) => Some(f.clone()),
+        None => Some(CRIU_CONFIG.into()),
+    }
+}
+
+fn base_opts(images: &OwnedFd, work: Option<&OwnedFd>, log_file: &str, bundle: &Bundle) -> Opts {
+    Opts {
+        images_dir_fd: images.as_raw_fd(),
+        work_dir_fd: work.map(|w| w.as_raw_fd()),
+        log_level: 4,
+        log_file: log_file.into(),
+        notify_scripts: true,
+        manage_cgroups: true,
+        orphan_pts_master: true,
+        empty_ns: EMPTY_NS,
+        config_file: config_file(bundle),
+        ..Opts::default()
+    }
+}
+
+impl Container {
+    /// Checkpoints the running (or paused) container into
+    /// `opts.image_path`. Unless `leave_running`, CRIU kills the
+    /// container's processes after the dump; the caller then deletes the
+    /// container (as runc does).
+    pub fn checkpoint(&self, opts: &CheckpointOptions) -> Result<()> {
+        let _lock = StateDir::open_loaded(&self.root, &self.state)?;
+        let status = self.status();
+        if !matches!(status, Status::Running | Status::Paused) {
+            return Err(Error::WrongStatus {
+                id: self.state.id.clone(),
+                status,
+                reason: "only a running or paused container can be checkpointed",
+            });
+        }
+        let bundle = Bundle::load(&self.state.bundle)?;
+        let images = make_dir(&opts.image_path, "image path")?;
+        let work = match &opts.work_path {
+            Some(w) => Some(make_dir(w, "work path")?),
+            None => None,
+        };
+        let log = opts
+            .work_path
+            .as_ref()
+            .unwrap_or(&opts.image_path)
+            .join("dump.log");
+        let pid = self.state.pid;
+        let mut o = base_opts(&images, work.as_ref(), "dump.log", &bundle);
+        o.pid = Some(pid);
+        o.root = Some(self.state.rootfs.to_string_lossy().into_owned());
+        o.leave_running = opts.leave_running;
+        o.tcp_established = opts.tcp_established;
+        o.ext_unix_sk = opts.ext_unix_sk;
+        o.shell_job = opts.shell_job;
+        o.file_locks = opts.file_locks;
+        o.manage_cgroups_mode = Some(opts.manage_cgroups_mode);
+        o.external = describe::external_namespaces(&bundle)?;
+        let cg = &self.state.cgroup.paths;
+        o.freeze_cgroup = cg
+            .v1_dir("freezer")
+            .map(Path::to_path_buf)
+            .or_else(|| cg.unified.clone().filter(|_| cg.is_pure_v2()))
+            .map(|p| p.to_string_lossy().into_owned());
+        // Dumped under their destination; the restore maps that key to
+        // whatever the source is then.
+        for m in describe::external_mounts(&bundle, cg) {
+            o.ext_mnt.push((m.destination.clone(), m.destination));
+        }
+        let root = PathBuf::from(format!("/proc/{pid}/root"));
+        for f in describe::masked_files(&bundle, &root) {
+            o.ext_mnt.push((f, "/dev/null".into()));
+        }
+        write_descriptors(pid, &opts.image_path.join(DESCRIPTORS))?;
+        let mut criu = Criu::spawn(&opts.criu, None, &[])?;
+        let req = Request {
+            typ: ReqType::Dump,
+            opts: Some(o),
+            notify_success: false,
+        };
+        criu.call(&req, &log, |_| Ok(()))?;
+        criu.finish()
+    }
+}
+
+/// Records what the init's stdio are (runc's descriptors.json: the targets
+/// of /proc/<pid>/fd/0..2, `pipe:[N]` for a pipe).
+fn write_descriptors(pid: i32, path: &Path) -> Result<()> {
+    let fds: Vec<String> = (0..3)
+        .map(|fd| {
+            std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "/dev/null".into())
+        })
+        .collect();
+    let json = serde_json::to_vec(&fds).map_err(|e| Error::CriuProtocol(e.to_string()))?;
+    std::fs::write(path, json).ctx(|| format!("write {}", path.display()))
+}
+
+/// Reads descriptors.json: the restore hands CRIU its own stdio in place
+/// of each pipe the init had (`inherit_fd`).
+fn read_descriptors(path: &Path) -> Result<Vec<String>> {
+    let data = std::fs::read(path).ctx(|| format!("open {}", path.display()))?;
+    serde_json::from_slice(&data).map_err(|e| Error::State {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// The rootfs bound at `<state dir>/criu-root` for the restore: CRIU wants
+/// its root to be a mount point whose parent is not over-mounted. Unmounted
+/// and removed on drop.
+struct RestoreRoot(PathBuf);
+
+impl RestoreRoot {
+    fn bind(rootfs: &Path, at: PathBuf) -> Result<RestoreRoot> {
+        std::fs::create_dir(&at).ctx(|| format!("mkdir {}", at.display()))?;
+        let root = RestoreRoot(at);
+        nix::mount::mount(
+            Some(rootfs),
+            &root.0,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .ctx(|| format!("bind {} on {}", rootfs.display(), root.0.display()))?;
+        Ok(root)
+    }
+}
+
+impl Drop for RestoreRoot {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// `cg_root` for CRIU: the cgroups it was put in, per hierarchy, so the
+/// restored tree lands in the container's new cgroups (`/proc/<pid>/cgroup`
+/// lines `N:controllers:path`; cgroup2's has no controllers and stands for
+/// every hierarchy not named).
+fn cgroup_roots(pid: i32) -> Result<Vec<(Option<String>, String)>> {
+    let path = format!("/proc/{pid}/cgroup");
+    let text = std::fs::read_to_string(&path).ctx(|| format!("read {path}"))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrl, p) = (f.next()?, f.next()?, f.next()?);
+            Some(((!ctrl.is_empty()).then(|| ctrl.to_string()), p.to_string()))
+        })
+        .collect())
+}
+
+/// [`ContainerBuilder::restore`].
+pub(crate) fn restore(mut b: ContainerBuilder, opts: &RestoreOptions) -> Result<Container> {
+    crate::state::validate_id(&b.id)?;
+    let bundle = Bundle::load(&b.bundle)?;
+    let images = open_dir(&opts.image_path, "image path")?;
+    let descriptors = read_descriptors(&opts.image_path.join(DESCRIPTORS))?;
+    let namespaces = describe::restore_namespaces(&bundle)?;
+    let cgroups = b.resolve_cgroups(&bundle)?;
+    let dir = StateDir::create(&b.root, &b.id)?;
+    let mut made_cgroups = false;
+    let mut restored = None;
+    let mut warnings = Vec::new();
+    let result = restore_in(
+        &mut b,
+        opts,
+        Prepared {
+            dir: &dir,
+            bundle: &bundle,
+            cgroups: &cgroups,
+            images,
+            descriptors,
+            namespaces,
+        },
+        &mut made_cgroups,
+        &mut restored,
+        &mut warnings,
+    );
+    match result {
+        Ok(state) => Ok(Container {
+            root: b.root,
+            state,
+            warnings: bundle.warnings.into_iter().chain(warnings).collect(),
+        }),
+        Err(e) => {
+            if let Some(pid) = restored {
+                let pid = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+            }
+            if made_cgroups {
+                let _ = cgroups.remove();
+            }
+            let _ = dir.remove();
+            Err(e)
+        }
+    }
+}
+
+/// What [`restore`] found and opened before the state directory existed.
+struct Prepared<'a> {
+    dir: &'a StateDir,
+    bundle: &'a Bundle,
+    cgroups: &'a Manager,
+    images: OwnedFd,
+    descriptors: Vec<String>,
+    namespaces: describe::RestoreNamespaces,
+}
+
+fn restore_in(
+    b: &mut ContainerBuilder,
+    opts: &RestoreOptions,
+    p: Prepared<'_>,
+    made_cgroups: &mut bool,
+    restored: &mut Option<i32>,
+    warnings: &mut Vec<String>,
+) -> Result<crate::state::State> {
+    let Prepared {
+        dir,
+        bundle,
+        cgroups,
+        images,
+        descriptors,
+        namespaces,
+    } = p;
+    dir.save_creating(cgroups)?;
+    let work = match &opts.work_path {
+        Some(w) => Some(make_dir(w, "work path")?),
+        None => None,
+    };
+    let log = opts
+        .work_path
+        .as_ref()
+        .unwrap_or(&opts.image_path)
+        .join("restore.log");
+    *made_cgroups = cgroups.create()?;
+    let root = RestoreRoot::bind(&bundle.rootfs, dir.path.join("criu-root"))?;
+    let mut o = base_opts(&images, work.as_ref(), "restore.log", bundle);
+    o.root = Some(root.0.to_string_lossy().into_owned());
+    o.evasive_devices = true;
+    o.rst_sibling = true;
+    o.tcp_established = opts.tcp_established;
+    o.ext_unix_sk = opts.ext_unix_sk;
+    o.shell_job = opts.shell_job;
+    o.file_locks = opts.file_locks;
+    o.manage_cgroups_mode = Some(opts.manage_cgroups_mode);
+    for m in describe::external_mounts(bundle, &cgroups.paths) {
+        o.ext_mnt
+            .push((m.destination, m.source.to_string_lossy().into_owned()));
+    }
+    if describe::masks_paths(bundle) {
+        o.ext_mnt.push(("/dev/null".into(), "/dev/null".into()));
+    }
+    o.join_ns = namespaces.join;
+    let mut extra = Vec::new();
+    for (key, fd) in namespaces.inherit {
+        o.inherit_fd
+            .push((key, FIRST_EXTRA_FD + extra.len() as i32));
+        extra.push(fd);
+    }
+    for (i, d) in descriptors.iter().enumerate() {
+        if d.contains("pipe:") {
+            o.inherit_fd.push((d.clone(), i as i32));
+        }
+    }
+    let mut criu = Criu::spawn(&opts.criu, b.stdio.as_ref(), &extra)?;
+    // As runc: CRIU (and so the tree it restores) in the cgroups, then the
+    // limits (a systemd unit exists from here on), before the restore.
+    cgroups.join_init(criu.pid(), false, false)?;
+    b.limit(bundle, cgroups, warnings)?;
+    b.limit_devices(bundle, cgroups)?;
+    o.cg_root = cgroup_roots(criu.pid())?;
+    let req = Request {
+        typ: ReqType::Restore,
+        opts: Some(o),
+        notify_success: false,
+    };
+    let console = b.console_socket.take();
+    let resp = criu.call(&req, &log, |n: Notice<'_>| {
+        match n.script {
+            "post-restore" => *restored = Some(n.pid),
+            "orphan-pts-master" => {
+                if let (Some(socket), Some(master)) = (&console, n.fd) {
+                    crate::sys::send_fd(socket.as_fd(), b"/dev/ptmx", master.as_fd())
+                        .ctx(|| "--console-socket: send the pty master".into())?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if let Some(pid) = resp.restore_pid {
+        *restored = Some(pid);
+    }
+    criu.finish()?;
+    drop(root);
+    let pid = restored.ok_or_else(|| {
+        Error::CriuProtocol("criu restored nothing: no pid in its response".into())
+    })?;
+    b.record(dir, bundle, cgroups, pid)
+}

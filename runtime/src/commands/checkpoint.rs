@@ -1,0 +1,149 @@
+//! checkpoint, restore (with CRIU, through the library).
+
+use crate::cli::{CheckpointArgs, CriuArgs, RestoreArgs};
+use crate::foreground::Foreground;
+use crate::logging::{Level, Logger};
+use anyhow::{bail, Context, Result};
+use libkeel::checkpoint::{CgroupMode, CheckpointOptions, RestoreOptions};
+use libkeel::{Container, ContainerBuilder};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+/// runc's default: `checkpoint` in the current directory.
+fn image_path(a: &CriuArgs) -> Result<PathBuf> {
+    match &a.image_path {
+        Some(p) => Ok(p.clone()),
+        None => Ok(std::env::current_dir()
+            .context("current directory")?
+            .join("checkpoint")),
+    }
+}
+
+fn cgroup_mode(a: &CriuArgs) -> Result<CgroupMode> {
+    a.manage_cgroups_mode
+        .parse()
+        .map_err(|()| anyhow::anyhow!("Invalid manage-cgroups-mode value"))
+}
+
+/// Flags runc has that keel does not implement yet: refused, never ignored.
+fn refuse(unsupported: &[(&str, bool)]) -> Result<()> {
+    if let Some((flag, _)) = unsupported.iter().find(|(_, given)| *given) {
+        bail!("{flag} is not supported by this version of keel yet");
+    }
+    Ok(())
+}
+
+fn refuse_common(a: &CriuArgs) -> Result<()> {
+    refuse(&[
+        ("--empty-ns", !a.empty_ns.is_empty()),
+        ("--auto-dedup", a.auto_dedup),
+        ("--lazy-pages", a.lazy_pages),
+    ])
+}
+
+fn warn_all(log: &Logger, warnings: &[String]) {
+    for w in warnings {
+        log.log(Level::Warning, w);
+    }
+}
+
+/// `checkpoint`: dumps the container; unless `--leave-running`, the
+/// container is then gone (CRIU killed it; keel deletes what is left).
+pub fn checkpoint(
+    root: &Path,
+    a: &CheckpointArgs,
+    criu: Option<&Path>,
+    log: &Logger,
+) -> Result<i32> {
+    refuse_common(&a.criu)?;
+    refuse(&[
+        ("--parent-path", a.parent_path.is_some()),
+        ("--pre-dump", a.pre_dump),
+        ("--page-server", a.page_server.is_some()),
+        ("--status-fd", a.status_fd.is_some()),
+    ])?;
+    let mut opts = CheckpointOptions::new(image_path(&a.criu)?);
+    if let Some(c) = criu {
+        opts.criu = c.to_path_buf();
+    }
+    opts.work_path = a.criu.work_path.clone();
+    opts.leave_running = a.leave_running;
+    opts.tcp_established = a.criu.tcp_established;
+    opts.ext_unix_sk = a.criu.ext_unix_sk;
+    opts.shell_job = a.criu.shell_job;
+    opts.file_locks = a.criu.file_locks;
+    opts.manage_cgroups_mode = cgroup_mode(&a.criu)?;
+    let c = Container::load(root, &a.id)?;
+    c.checkpoint(&opts)?;
+    if !a.leave_running {
+        warn_all(log, &c.delete(true)?);
+    }
+    Ok(0)
+}
+
+/// `restore`: the container runs again under `id`; in the foreground keel
+/// waits for it, forwarding signals (and its terminal), exits with its
+/// status and deletes it, as `run` does.
+pub fn restore(
+    root: &Path,
+    a: &RestoreArgs,
+    criu: Option<&Path>,
+    log: &Logger,
+    systemd: bool,
+) -> Result<i32> {
+    refuse_common(&a.criu)?;
+    refuse(&[
+        ("--lsm-profile", a.lsm_profile.is_some()),
+        ("--lsm-mount-context", a.lsm_mount_context.is_some()),
+    ])?;
+    let mut opts = RestoreOptions::new(image_path(&a.criu)?);
+    if let Some(c) = criu {
+        opts.criu = c.to_path_buf();
+    }
+    opts.work_path = a.criu.work_path.clone();
+    opts.tcp_established = a.criu.tcp_established;
+    opts.ext_unix_sk = a.criu.ext_unix_sk;
+    opts.shell_job = a.criu.shell_job;
+    opts.file_locks = a.criu.file_locks;
+    opts.manage_cgroups_mode = cgroup_mode(&a.criu)?;
+    if a.console_socket.is_some() {
+        let terminal = libkeel::spec::Bundle::load(&a.bundle)?
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
+        super::check_console_socket(true, a.detach, terminal)?;
+    }
+    // --no-pivot is accepted as runc accepts it: CRIU sets up the root.
+    let mut b = ContainerBuilder::new(&a.id, &a.bundle)
+        .root(root)
+        .systemd_cgroup(systemd);
+    if let Some(p) = &a.pid_file {
+        b = b.pid_file(p);
+    }
+    if a.detach {
+        if let Some(path) = &a.console_socket {
+            let s = UnixStream::connect(path)
+                .with_context(|| format!("--console-socket: connect {}", path.display()))?;
+            b = b.console_socket(OwnedFd::from(s));
+        }
+        let c = b.restore(&opts)?;
+        warn_all(log, c.warnings());
+        return Ok(0);
+    }
+    let (fg, console) = Foreground::prepare(!a.no_subreaper)?;
+    let c = b.console_socket(console).restore(&opts)?;
+    warn_all(log, c.warnings());
+    let init = nix::unistd::Pid::from_raw(c.pid());
+    let code = match fg.wait(init, || Ok(())) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = c.delete(true);
+            return Err(e);
+        }
+    };
+    warn_all(log, &Container::load(root, &a.id)?.delete(true)?);
+    Ok(code)
+}
