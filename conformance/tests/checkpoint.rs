@@ -1,0 +1,426 @@
+//! checkpoint and restore with CRIU, differential against runc 1.1.5 (which
+//! works with the CRIU 4.2.1 that `scripts/criu.sh` provides).
+//!
+//! The CRIU is `$KEEL_CRIU` (scripts/test.sh sets it from scripts/criu.sh),
+//! else whatever scripts/criu.sh prints (it builds one if it must); a test
+//! is skipped, saying why, only when neither gives one. Both runtimes get
+//! it with `--criu` and first on PATH.
+//!
+//! A container to checkpoint must not have stdio that is a host file: CRIU
+//! cannot dump a file on a mount outside the container (runc's own tests
+//! use pipes too). The runtime commands here get pipes, and report errors
+//! through `--log`.
+
+use keel_conformance::{assert_no_leaks, wait_until, Bundle, Runtime, TestEnv};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const SEC10: Duration = Duration::from_secs(10);
+
+/// The CRIU to use, or None (after printing why) to skip.
+fn criu() -> Option<PathBuf> {
+    static CRIU: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let found = CRIU.get_or_init(|| {
+        if let Some(p) = std::env::var_os("KEEL_CRIU").filter(|p| !p.is_empty()) {
+            return Ok(PathBuf::from(p));
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/criu.sh");
+        let out = Command::new(&script)
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("run {}: {e}", script.display()))?;
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !out.status.success() || path.is_empty() {
+            return Err(format!("{} could not provide CRIU", script.display()));
+        }
+        Ok(PathBuf::from(path))
+    });
+    match found {
+        Ok(p) => Some(p.clone()),
+        Err(why) => {
+            eprintln!("SKIPPED: no CRIU >= 4.1: {why}");
+            None
+        }
+    }
+}
+
+/// The runtimes to compare: keel, and runc when it is installed.
+fn runtimes() -> Vec<Runtime> {
+    let mut rts = vec![Runtime::keel()];
+    match Runtime::runc() {
+        Ok(r) => rts.push(r),
+        Err(why) => eprintln!("runc not compared: {why}"),
+    }
+    rts
+}
+
+/// One runtime command's outcome; `stdio` holds our ends of the pipes a
+/// detached container inherited (kept open while the test runs).
+struct Ran {
+    code: i32,
+    log: String,
+    _stdio: (Option<ChildStdin>, Option<ChildStdout>, Option<ChildStderr>),
+}
+
+impl Ran {
+    #[track_caller]
+    fn ok(self, what: &str) -> Ran {
+        assert_eq!(self.code, 0, "{what} failed: {}", self.log);
+        self
+    }
+}
+
+/// `<runtime> --root R --log L --criu C args...` in a private mount
+/// namespace, stdio on pipes, CRIU's directory first on PATH.
+fn rt(env: &TestEnv, criu: &Path, args: &[&str]) -> Ran {
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let log = env.dir.join(format!("criu-cmd-{n}.log"));
+    let dir = criu.parent().unwrap_or(Path::new("/"));
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child = Command::new("unshare")
+        .args(["-m", "--propagation", "private"])
+        .arg(&env.rt.bin)
+        .arg("--root")
+        .arg(&env.root)
+        .arg("--log")
+        .arg(&log)
+        .arg("--criu")
+        .arg(criu)
+        .args(args)
+        .env("PATH", path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {} {args:?}: {e}", env.rt.name));
+    let stdio = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    let code = keel_conformance::wait_timeout(&mut child, Duration::from_secs(60));
+    Ran {
+        code,
+        log: std::fs::read_to_string(&log).unwrap_or_default(),
+        _stdio: stdio,
+    }
+}
+
+/// A bundle whose program counts in /data/count (a bind mount of the
+/// bundle's `data` directory), 10 times a second; with `limit`, it stops
+/// at that count and exits 7.
+fn counter(env: &TestEnv, id: &str, limit: Option<u32>) -> (Bundle, PathBuf) {
+    let mut b = env.bundle(id);
+    let data = b.dir.join("data");
+    std::fs::create_dir_all(&data).expect("mkdir data");
+    std::fs::create_dir_all(b.rootfs().join("data")).expect("mkdir rootfs/data");
+    let cond = limit.map_or("true".to_string(), |l| format!("[ $i -lt {l} ]"));
+    b.sh(&format!(
+        "i=0; while {cond}; do i=$((i+1)); echo $i > /data/count; sleep 0.1; done; exit 7"
+    ));
+    b.push(
+        "/mounts",
+        json!({"destination": "/data", "type": "bind",
+               "source": data.to_string_lossy(), "options": ["rbind", "rw"]}),
+    );
+    b.save().expect("save config");
+    (b, data.join("count"))
+}
+
+/// The count in `file`; 0 if there is none. (The shell truncates the
+/// file before each write: an empty read is retried.)
+fn count(file: &Path) -> u32 {
+    let mut n = 0;
+    wait_until(Duration::from_secs(1), || {
+        match std::fs::read_to_string(file).map(|s| s.trim().parse()) {
+            Ok(Ok(v)) => {
+                n = v;
+                true
+            }
+            Ok(Err(_)) => false,
+            Err(_) => true,
+        }
+    });
+    n
+}
+
+/// Starts the counter detached and waits until it has counted to 3.
+fn start_counter(env: &TestEnv, criu: &Path, b: &Bundle, file: &Path) -> Ran {
+    let bundle = b.dir.to_string_lossy();
+    let ran = rt(env, criu, &["run", "-d", "--bundle", &bundle, &b.id]).ok("run -d");
+    assert!(
+        wait_until(SEC10, || count(file) >= 3),
+        "{}: the counter never counted",
+        env.rt.name
+    );
+    ran
+}
+
+fn pid_of(env: &TestEnv, id: &str) -> i64 {
+    let s = env.state(id).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(s["status"], "running", "{}: {s}", env.rt.name);
+    s["pid"].as_i64().expect("pid")
+}
+
+/// Checkpoint (the container is gone after), then restore under `new_id`
+/// with `flags`; the count goes on from where it was.
+fn checkpoint_and_restore(env: &TestEnv, criu: &Path, new_id: &str, flags: &[&str]) {
+    let name = env.rt.name;
+    let (b, file) = counter(env, "ctr", None);
+    let _run = start_counter(env, criu, &b, &file);
+    let images = env.dir.join("images");
+    let images_arg = images.to_string_lossy();
+    rt(
+        env,
+        criu,
+        &["checkpoint", "--image-path", &images_arg, "ctr"],
+    )
+    .ok("checkpoint");
+    assert!(
+        env.state("ctr").is_err(),
+        "{name}: the container outlived its checkpoint"
+    );
+    assert_no_leaks(env, "ctr");
+    let dumped = count(&file);
+    assert!(dumped >= 3, "{name}: count {dumped} at the checkpoint");
+    assert!(images.join("inventory.img").is_file(), "{name}: no images");
+
+    let bundle = b.dir.to_string_lossy();
+    let mut args = vec!["restore", "--image-path", &images_arg, "--bundle", &bundle];
+    args.extend_from_slice(flags);
+    args.push(new_id);
+    let _restored = rt(env, criu, &args).ok("restore");
+    let pid = pid_of(env, new_id);
+    // It goes on counting from where it was: a fresh start would count 1, 2...
+    let first = count(&file);
+    assert!(
+        first >= dumped,
+        "{name}: count {first} after restore, {dumped} before"
+    );
+    assert!(
+        wait_until(SEC10, || count(&file) > dumped + 2),
+        "{name}: the restored counter does not count (at {})",
+        count(&file)
+    );
+    // Its cgroups are the container's again: the config's cgroupsPath.
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    assert!(
+        cgroup.contains(&format!("/{}/ctr", env.cgroup_parent)),
+        "{name}: restored init in {cgroup}"
+    );
+    if let Some(pid_file) = flags.iter().position(|f| *f == "--pid-file") {
+        let recorded = std::fs::read_to_string(flags[pid_file + 1]).expect("pid file");
+        assert_eq!(
+            recorded.trim(),
+            pid.to_string(),
+            "{name}: pid file vs state"
+        );
+    }
+    rt(env, criu, &["delete", "--force", new_id]).ok("delete");
+    assert_no_leaks(env, new_id);
+}
+
+#[test]
+fn counter_continues_after_restore() {
+    let Some(criu) = criu() else { return };
+    for runtime in runtimes() {
+        let env = TestEnv::new(runtime);
+        checkpoint_and_restore(&env, &criu, "ctr", &["--detach"]);
+    }
+}
+
+#[test]
+fn restore_under_a_new_id_with_pid_file() {
+    let Some(criu) = criu() else { return };
+    for runtime in runtimes() {
+        let env = TestEnv::new(runtime);
+        let pid_file = env.dir.join("new.pid").to_string_lossy().into_owned();
+        checkpoint_and_restore(
+            &env,
+            &criu,
+            "ctr-new",
+            &["--detach", "--pid-file", &pid_file],
+        );
+        assert!(
+            env.state("ctr").is_err(),
+            "{}: the old id is back",
+            env.rt.name
+        );
+    }
+}
+
+#[test]
+fn leave_running_keeps_the_container() {
+    let Some(criu) = criu() else { return };
+    for runtime in runtimes() {
+        let env = TestEnv::new(runtime);
+        let name = env.rt.name;
+        let (b, file) = counter(&env, "ctr", None);
+        let _run = start_counter(&env, &criu, &b, &file);
+        let pid = pid_of(&env, "ctr");
+        let images = env.dir.join("images");
+        let images_arg = images.to_string_lossy();
+        rt(
+            &env,
+            &criu,
+            &[
+                "checkpoint",
+                "--leave-running",
+                "--image-path",
+                &images_arg,
+                "ctr",
+            ],
+        )
+        .ok("checkpoint --leave-running");
+        assert_eq!(pid_of(&env, "ctr"), pid, "{name}: another init");
+        let now = count(&file);
+        assert!(
+            wait_until(SEC10, || count(&file) > now + 2),
+            "{name}: stopped counting after the checkpoint"
+        );
+        assert!(images.join("inventory.img").is_file(), "{name}: no images");
+        rt(&env, &criu, &["delete", "--force", "ctr"]).ok("delete");
+        assert_no_leaks(&env, "ctr");
+    }
+}
+
+/// A foreground restore waits for the program and exits with its status,
+/// then the container is gone (as after a foreground `run`).
+#[test]
+fn foreground_restore_exits_with_the_programs_status() {
+    let Some(criu) = criu() else { return };
+    for runtime in runtimes() {
+        let env = TestEnv::new(runtime);
+        let name = env.rt.name;
+        let (b, file) = counter(&env, "ctr", Some(40));
+        let _run = start_counter(&env, &criu, &b, &file);
+        let images = env.dir.join("images");
+        let images_arg = images.to_string_lossy();
+        rt(
+            &env,
+            &criu,
+            &["checkpoint", "--image-path", &images_arg, "ctr"],
+        )
+        .ok("checkpoint");
+        let bundle = b.dir.to_string_lossy();
+        let ran = rt(
+            &env,
+            &criu,
+            &[
+                "restore",
+                "--image-path",
+                &images_arg,
+                "--bundle",
+                &bundle,
+                "ctr",
+            ],
+        );
+        assert_eq!(
+            ran.code, 7,
+            "{name}: restore in the foreground: {}",
+            ran.log
+        );
+        assert_eq!(count(&file), 40, "{name}: the program did not finish");
+        assert!(env.state("ctr").is_err(), "{name}: the container is left");
+        assert_no_leaks(&env, "ctr");
+    }
+}
+
+/// runc 1.1.5 makes a missing image directory (MkdirAll) and then fails
+/// on the descriptors.json it does not hold; keel does not create it and
+/// names it. Either way: an error, and nothing left.
+#[test]
+fn restore_from_a_missing_image_dir_fails_cleanly() {
+    let Some(criu) = criu() else { return };
+    for runtime in runtimes() {
+        let env = TestEnv::new(runtime);
+        let name = env.rt.name;
+        let (b, _) = counter(&env, "ctr", None);
+        let images = env.dir.join("no-such-images");
+        let images_arg = images.to_string_lossy();
+        let bundle = b.dir.to_string_lossy();
+        let ran = rt(
+            &env,
+            &criu,
+            &[
+                "restore",
+                "-d",
+                "--image-path",
+                &images_arg,
+                "--bundle",
+                &bundle,
+                "ctr",
+            ],
+        );
+        assert_ne!(ran.code, 0, "{name}: restore from nothing succeeded");
+        if name == "keel" {
+            assert!(
+                ran.log.contains(&*images_arg) && ran.log.contains("No such file or directory"),
+                "keel: the error does not name the missing directory: {}",
+                ran.log
+            );
+            assert!(!images.exists(), "keel made the missing image directory");
+        }
+        assert_no_leaks(&env, "ctr");
+    }
+}
+
+/// Restoring under the id of a container that exists fails, and the
+/// running container is untouched.
+#[test]
+fn restore_onto_an_existing_id_fails_cleanly() {
+    let Some(criu) = criu() else { return };
+    for runtime in runtimes() {
+        let env = TestEnv::new(runtime);
+        let name = env.rt.name;
+        let (b, file) = counter(&env, "ctr", None);
+        let _run = start_counter(&env, &criu, &b, &file);
+        let images = env.dir.join("images");
+        let images_arg = images.to_string_lossy();
+        rt(
+            &env,
+            &criu,
+            &[
+                "checkpoint",
+                "--leave-running",
+                "--image-path",
+                &images_arg,
+                "ctr",
+            ],
+        )
+        .ok("checkpoint --leave-running");
+        let pid = pid_of(&env, "ctr");
+        let bundle = b.dir.to_string_lossy();
+        let ran = rt(
+            &env,
+            &criu,
+            &[
+                "restore",
+                "-d",
+                "--image-path",
+                &images_arg,
+                "--bundle",
+                &bundle,
+                "ctr",
+            ],
+        );
+        assert_ne!(ran.code, 0, "{name}: restore onto a taken id succeeded");
+        assert!(ran.log.contains("exists"), "{name}: {}", ran.log);
+        assert_eq!(
+            pid_of(&env, "ctr"),
+            pid,
+            "{name}: the running container changed"
+        );
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        assert!(
+            !mounts.contains("criu-root"),
+            "{name}: a restore root is left mounted"
+        );
+        rt(&env, &criu, &["delete", "--force", "ctr"]).ok("delete");
+        assert_no_leaks(&env, "ctr");
+    }
+}
