@@ -47,14 +47,18 @@ fn criu() -> Option<PathBuf> {
     }
 }
 
-/// The runtimes to compare: keel, and runc when it is installed.
-fn runtimes() -> Vec<Runtime> {
+/// Runs `scenario` under keel, then under runc when it is installed, each
+/// in its own environment, with the CRIU (or skips, saying why).
+fn each_runtime(scenario: impl Fn(&TestEnv, &Path)) {
+    let Some(criu) = criu() else { return };
     let mut rts = vec![Runtime::keel()];
     match Runtime::runc() {
         Ok(r) => rts.push(r),
         Err(why) => eprintln!("runc not compared: {why}"),
     }
-    rts
+    for runtime in rts {
+        scenario(&TestEnv::new(runtime), &criu);
+    }
 }
 
 /// One runtime command's outcome; `stdio` holds our ends of the pipes a
@@ -166,20 +170,40 @@ fn pid_of(env: &TestEnv, id: &str) -> i64 {
     s["pid"].as_i64().expect("pid")
 }
 
+/// `checkpoint [flags] --image-path <dir>/images ctr`, which must work and
+/// leave images; their directory.
+fn dump(env: &TestEnv, criu: &Path, flags: &[&str]) -> PathBuf {
+    let images = env.dir.join("images");
+    let images_arg = images.to_string_lossy();
+    let mut args = vec!["checkpoint"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--image-path", &images_arg, "ctr"]);
+    rt(env, criu, &args).ok(&args.join(" "));
+    assert!(
+        images.join("inventory.img").is_file(),
+        "{}: no images",
+        env.rt.name
+    );
+    images
+}
+
+/// `restore --image-path <images> --bundle <b> [flags] <id>`.
+fn restore(env: &TestEnv, criu: &Path, b: &Bundle, images: &Path, flags: &[&str], id: &str) -> Ran {
+    let images_arg = images.to_string_lossy();
+    let bundle = b.dir.to_string_lossy();
+    let mut args = vec!["restore", "--image-path", &images_arg, "--bundle", &bundle];
+    args.extend_from_slice(flags);
+    args.push(id);
+    rt(env, criu, &args)
+}
+
 /// Checkpoint (the container is gone after), then restore under `new_id`
 /// with `flags`; the count goes on from where it was.
 fn checkpoint_and_restore(env: &TestEnv, criu: &Path, new_id: &str, flags: &[&str]) {
     let name = env.rt.name;
     let (b, file) = counter(env, "ctr", None);
     let _run = start_counter(env, criu, &b, &file);
-    let images = env.dir.join("images");
-    let images_arg = images.to_string_lossy();
-    rt(
-        env,
-        criu,
-        &["checkpoint", "--image-path", &images_arg, "ctr"],
-    )
-    .ok("checkpoint");
+    let images = dump(env, criu, &[]);
     assert!(
         env.state("ctr").is_err(),
         "{name}: the container outlived its checkpoint"
@@ -187,13 +211,8 @@ fn checkpoint_and_restore(env: &TestEnv, criu: &Path, new_id: &str, flags: &[&st
     assert_no_leaks(env, "ctr");
     let dumped = count(&file);
     assert!(dumped >= 3, "{name}: count {dumped} at the checkpoint");
-    assert!(images.join("inventory.img").is_file(), "{name}: no images");
 
-    let bundle = b.dir.to_string_lossy();
-    let mut args = vec!["restore", "--image-path", &images_arg, "--bundle", &bundle];
-    args.extend_from_slice(flags);
-    args.push(new_id);
-    let _restored = rt(env, criu, &args).ok("restore");
+    let _restored = restore(env, criu, &b, &images, flags, new_id).ok("restore");
     let pid = pid_of(env, new_id);
     // It goes on counting from where it was: a fresh start would count 1, 2...
     let first = count(&file);
@@ -226,99 +245,53 @@ fn checkpoint_and_restore(env: &TestEnv, criu: &Path, new_id: &str, flags: &[&st
 
 #[test]
 fn counter_continues_after_restore() {
-    let Some(criu) = criu() else { return };
-    for runtime in runtimes() {
-        let env = TestEnv::new(runtime);
-        checkpoint_and_restore(&env, &criu, "ctr", &["--detach"]);
-    }
+    each_runtime(|env, criu| {
+        checkpoint_and_restore(env, criu, "ctr", &["--detach"]);
+    });
 }
 
 #[test]
 fn restore_under_a_new_id_with_pid_file() {
-    let Some(criu) = criu() else { return };
-    for runtime in runtimes() {
-        let env = TestEnv::new(runtime);
+    each_runtime(|env, criu| {
         let pid_file = env.dir.join("new.pid").to_string_lossy().into_owned();
-        checkpoint_and_restore(
-            &env,
-            &criu,
-            "ctr-new",
-            &["--detach", "--pid-file", &pid_file],
-        );
+        checkpoint_and_restore(env, criu, "ctr-new", &["--detach", "--pid-file", &pid_file]);
         assert!(
             env.state("ctr").is_err(),
             "{}: the old id is back",
             env.rt.name
         );
-    }
+    });
 }
 
 #[test]
 fn leave_running_keeps_the_container() {
-    let Some(criu) = criu() else { return };
-    for runtime in runtimes() {
-        let env = TestEnv::new(runtime);
+    each_runtime(|env, criu| {
         let name = env.rt.name;
-        let (b, file) = counter(&env, "ctr", None);
-        let _run = start_counter(&env, &criu, &b, &file);
-        let pid = pid_of(&env, "ctr");
-        let images = env.dir.join("images");
-        let images_arg = images.to_string_lossy();
-        rt(
-            &env,
-            &criu,
-            &[
-                "checkpoint",
-                "--leave-running",
-                "--image-path",
-                &images_arg,
-                "ctr",
-            ],
-        )
-        .ok("checkpoint --leave-running");
-        assert_eq!(pid_of(&env, "ctr"), pid, "{name}: another init");
+        let (b, file) = counter(env, "ctr", None);
+        let _run = start_counter(env, criu, &b, &file);
+        let pid = pid_of(env, "ctr");
+        dump(env, criu, &["--leave-running"]);
+        assert_eq!(pid_of(env, "ctr"), pid, "{name}: another init");
         let now = count(&file);
         assert!(
             wait_until(SEC10, || count(&file) > now + 2),
             "{name}: stopped counting after the checkpoint"
         );
-        assert!(images.join("inventory.img").is_file(), "{name}: no images");
-        rt(&env, &criu, &["delete", "--force", "ctr"]).ok("delete");
-        assert_no_leaks(&env, "ctr");
-    }
+        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
+        assert_no_leaks(env, "ctr");
+    });
 }
 
 /// A foreground restore waits for the program and exits with its status,
 /// then the container is gone (as after a foreground `run`).
 #[test]
 fn foreground_restore_exits_with_the_programs_status() {
-    let Some(criu) = criu() else { return };
-    for runtime in runtimes() {
-        let env = TestEnv::new(runtime);
+    each_runtime(|env, criu| {
         let name = env.rt.name;
-        let (b, file) = counter(&env, "ctr", Some(40));
-        let _run = start_counter(&env, &criu, &b, &file);
-        let images = env.dir.join("images");
-        let images_arg = images.to_string_lossy();
-        rt(
-            &env,
-            &criu,
-            &["checkpoint", "--image-path", &images_arg, "ctr"],
-        )
-        .ok("checkpoint");
-        let bundle = b.dir.to_string_lossy();
-        let ran = rt(
-            &env,
-            &criu,
-            &[
-                "restore",
-                "--image-path",
-                &images_arg,
-                "--bundle",
-                &bundle,
-                "ctr",
-            ],
-        );
+        let (b, file) = counter(env, "ctr", Some(40));
+        let _run = start_counter(env, criu, &b, &file);
+        let images = dump(env, criu, &[]);
+        let ran = restore(env, criu, &b, &images, &[], "ctr");
         assert_eq!(
             ran.code, 7,
             "{name}: restore in the foreground: {}",
@@ -326,8 +299,8 @@ fn foreground_restore_exits_with_the_programs_status() {
         );
         assert_eq!(count(&file), 40, "{name}: the program did not finish");
         assert!(env.state("ctr").is_err(), "{name}: the container is left");
-        assert_no_leaks(&env, "ctr");
-    }
+        assert_no_leaks(env, "ctr");
+    });
 }
 
 /// runc 1.1.5 makes a missing image directory (MkdirAll) and then fails
@@ -335,83 +308,40 @@ fn foreground_restore_exits_with_the_programs_status() {
 /// names it. Either way: an error, and nothing left.
 #[test]
 fn restore_from_a_missing_image_dir_fails_cleanly() {
-    let Some(criu) = criu() else { return };
-    for runtime in runtimes() {
-        let env = TestEnv::new(runtime);
+    each_runtime(|env, criu| {
         let name = env.rt.name;
-        let (b, _) = counter(&env, "ctr", None);
+        let (b, _) = counter(env, "ctr", None);
         let images = env.dir.join("no-such-images");
-        let images_arg = images.to_string_lossy();
-        let bundle = b.dir.to_string_lossy();
-        let ran = rt(
-            &env,
-            &criu,
-            &[
-                "restore",
-                "-d",
-                "--image-path",
-                &images_arg,
-                "--bundle",
-                &bundle,
-                "ctr",
-            ],
-        );
+        let ran = restore(env, criu, &b, &images, &["-d"], "ctr");
         assert_ne!(ran.code, 0, "{name}: restore from nothing succeeded");
         if name == "keel" {
+            let missing = images.to_string_lossy();
             assert!(
-                ran.log.contains(&*images_arg) && ran.log.contains("No such file or directory"),
+                ran.log.contains(&*missing) && ran.log.contains("No such file or directory"),
                 "keel: the error does not name the missing directory: {}",
                 ran.log
             );
             assert!(!images.exists(), "keel made the missing image directory");
         }
-        assert_no_leaks(&env, "ctr");
-    }
+        assert_no_leaks(env, "ctr");
+    });
 }
 
 /// Restoring under the id of a container that exists fails, and the
 /// running container is untouched.
 #[test]
 fn restore_onto_an_existing_id_fails_cleanly() {
-    let Some(criu) = criu() else { return };
-    for runtime in runtimes() {
-        let env = TestEnv::new(runtime);
+    each_runtime(|env, criu| {
         let name = env.rt.name;
-        let (b, file) = counter(&env, "ctr", None);
-        let _run = start_counter(&env, &criu, &b, &file);
-        let images = env.dir.join("images");
-        let images_arg = images.to_string_lossy();
-        rt(
-            &env,
-            &criu,
-            &[
-                "checkpoint",
-                "--leave-running",
-                "--image-path",
-                &images_arg,
-                "ctr",
-            ],
-        )
-        .ok("checkpoint --leave-running");
-        let pid = pid_of(&env, "ctr");
-        let bundle = b.dir.to_string_lossy();
-        let ran = rt(
-            &env,
-            &criu,
-            &[
-                "restore",
-                "-d",
-                "--image-path",
-                &images_arg,
-                "--bundle",
-                &bundle,
-                "ctr",
-            ],
-        );
+        let (b, file) = counter(env, "ctr", None);
+        let _run = start_counter(env, criu, &b, &file);
+        let images = dump(env, criu, &["--leave-running"]);
+        let pid = pid_of(env, "ctr");
+        let ran = restore(env, criu, &b, &images, &["-d"], "ctr");
         assert_ne!(ran.code, 0, "{name}: restore onto a taken id succeeded");
         assert!(ran.log.contains("exists"), "{name}: {}", ran.log);
         assert_eq!(
-            pid_of(&env, "ctr"),
+            pid_of(env, "ctr"),
             pid,
             "{name}: the running container changed"
         );
@@ -420,7 +350,7 @@ fn restore_onto_an_existing_id_fails_cleanly() {
             !mounts.contains("criu-root"),
             "{name}: a restore root is left mounted"
         );
-        rt(&env, &criu, &["delete", "--force", "ctr"]).ok("delete");
-        assert_no_leaks(&env, "ctr");
-    }
+        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
+        assert_no_leaks(env, "ctr");
+    });
 }

@@ -38,67 +38,87 @@ const CRIU_CONFIG_ANNOTATION: &str = "org.criu.config";
 /// runc never lets CRIU restore network settings: the engine sets them up.
 const EMPTY_NS: u32 = libc::CLONE_NEWNET as u32;
 
-/// Options of [`Container::checkpoint`] (runc's `checkpoint` flags).
+/// What checkpoint and restore share (runc's flags of both).
 #[derive(Debug, Clone)]
-pub struct CheckpointOptions {
+pub struct CriuOptions {
     /// The criu binary (runc's `--criu`; default `criu` from PATH).
     pub criu: PathBuf,
-    /// Where the images go; made if missing.
+    /// The images: made if missing at checkpoint, must exist at restore.
     pub image_path: PathBuf,
     /// Where CRIU's log and work files go (default: the image directory).
     pub work_path: Option<PathBuf>,
+    pub tcp_established: bool,
+    pub ext_unix_sk: bool,
+    pub shell_job: bool,
+    pub file_locks: bool,
+    pub manage_cgroups_mode: CgroupMode,
+}
+
+impl CriuOptions {
+    pub fn new(image_path: impl Into<PathBuf>) -> Self {
+        CriuOptions {
+            criu: PathBuf::from("criu"),
+            image_path: image_path.into(),
+            work_path: None,
+            tcp_established: false,
+            ext_unix_sk: false,
+            shell_job: false,
+            file_locks: false,
+            manage_cgroups_mode: CgroupMode::Default,
+        }
+    }
+
+    /// The work directory opened for CRIU (made if missing), and where
+    /// CRIU's log `log_file` will be.
+    fn work_dir(&self, log_file: &str) -> Result<(Option<OwnedFd>, PathBuf)> {
+        let fd = match &self.work_path {
+            Some(w) => Some(make_dir(w, "work path")?),
+            None => None,
+        };
+        let dir = self.work_path.as_ref().unwrap_or(&self.image_path);
+        Ok((fd, dir.join(log_file)))
+    }
+
+    /// The options of rpc.proto every request of keel's carries.
+    fn rpc(
+        &self,
+        images: &OwnedFd,
+        work: Option<&OwnedFd>,
+        log_file: &str,
+        bundle: &Bundle,
+    ) -> Opts {
+        Opts {
+            images_dir_fd: images.as_raw_fd(),
+            work_dir_fd: work.map(|w| w.as_raw_fd()),
+            log_level: 4,
+            log_file: log_file.into(),
+            notify_scripts: true,
+            manage_cgroups: true,
+            manage_cgroups_mode: Some(self.manage_cgroups_mode),
+            orphan_pts_master: true,
+            empty_ns: EMPTY_NS,
+            config_file: config_file(bundle),
+            tcp_established: self.tcp_established,
+            ext_unix_sk: self.ext_unix_sk,
+            shell_job: self.shell_job,
+            file_locks: self.file_locks,
+            ..Opts::default()
+        }
+    }
+}
+
+/// Options of [`Container::checkpoint`].
+#[derive(Debug, Clone)]
+pub struct CheckpointOptions {
+    pub common: CriuOptions,
     /// Leave the container running after the dump.
     pub leave_running: bool,
-    pub tcp_established: bool,
-    pub ext_unix_sk: bool,
-    pub shell_job: bool,
-    pub file_locks: bool,
-    pub manage_cgroups_mode: CgroupMode,
 }
 
-impl CheckpointOptions {
-    pub fn new(image_path: impl Into<PathBuf>) -> Self {
-        CheckpointOptions {
-            criu: PathBuf::from("criu"),
-            image_path: image_path.into(),
-            work_path: None,
-            leave_running: false,
-            tcp_established: false,
-            ext_unix_sk: false,
-            shell_job: false,
-            file_locks: false,
-            manage_cgroups_mode: CgroupMode::Default,
-        }
-    }
-}
-
-/// Options of [`ContainerBuilder::restore`] (runc's `restore` flags).
+/// Options of [`ContainerBuilder::restore`].
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
-    pub criu: PathBuf,
-    /// The images of a checkpoint; must exist.
-    pub image_path: PathBuf,
-    pub work_path: Option<PathBuf>,
-    pub tcp_established: bool,
-    pub ext_unix_sk: bool,
-    pub shell_job: bool,
-    pub file_locks: bool,
-    pub manage_cgroups_mode: CgroupMode,
-}
-
-impl RestoreOptions {
-    pub fn new(image_path: impl Into<PathBuf>) -> Self {
-        RestoreOptions {
-            criu: PathBuf::from("criu"),
-            image_path: image_path.into(),
-            work_path: None,
-            tcp_established: false,
-            ext_unix_sk: false,
-            shell_job: false,
-            file_locks: false,
-            manage_cgroups_mode: CgroupMode::Default,
-        }
-    }
+    pub common: CriuOptions,
 }
 
 /// Opens a directory for CRIU (it reads it through /proc/<keel>/fd/N).
@@ -135,21 +155,6 @@ fn config_file(bundle: &Bundle) -> Option<String> {
     }
 }
 
-fn base_opts(images: &OwnedFd, work: Option<&OwnedFd>, log_file: &str, bundle: &Bundle) -> Opts {
-    Opts {
-        images_dir_fd: images.as_raw_fd(),
-        work_dir_fd: work.map(|w| w.as_raw_fd()),
-        log_level: 4,
-        log_file: log_file.into(),
-        notify_scripts: true,
-        manage_cgroups: true,
-        orphan_pts_master: true,
-        empty_ns: EMPTY_NS,
-        config_file: config_file(bundle),
-        ..Opts::default()
-    }
-}
-
 impl Container {
     /// Checkpoints the running (or paused) container into
     /// `opts.image_path`. Unless `leave_running`, CRIU kills the
@@ -166,26 +171,14 @@ impl Container {
             });
         }
         let bundle = Bundle::load(&self.state.bundle)?;
-        let images = make_dir(&opts.image_path, "image path")?;
-        let work = match &opts.work_path {
-            Some(w) => Some(make_dir(w, "work path")?),
-            None => None,
-        };
-        let log = opts
-            .work_path
-            .as_ref()
-            .unwrap_or(&opts.image_path)
-            .join("dump.log");
+        let c = &opts.common;
+        let images = make_dir(&c.image_path, "image path")?;
+        let (work, log) = c.work_dir("dump.log")?;
         let pid = self.state.pid;
-        let mut o = base_opts(&images, work.as_ref(), "dump.log", &bundle);
+        let mut o = c.rpc(&images, work.as_ref(), "dump.log", &bundle);
         o.pid = Some(pid);
         o.root = Some(self.state.rootfs.to_string_lossy().into_owned());
         o.leave_running = opts.leave_running;
-        o.tcp_established = opts.tcp_established;
-        o.ext_unix_sk = opts.ext_unix_sk;
-        o.shell_job = opts.shell_job;
-        o.file_locks = opts.file_locks;
-        o.manage_cgroups_mode = Some(opts.manage_cgroups_mode);
         o.external = describe::external_namespaces(&bundle)?;
         let cg = &self.state.cgroup.paths;
         o.freeze_cgroup = cg
@@ -202,8 +195,8 @@ impl Container {
         for f in describe::masked_files(&bundle, &root) {
             o.ext_mnt.push((f, "/dev/null".into()));
         }
-        write_descriptors(pid, &opts.image_path.join(DESCRIPTORS))?;
-        let mut criu = Criu::spawn(&opts.criu, None, &[])?;
+        write_descriptors(pid, &c.image_path.join(DESCRIPTORS))?;
+        let mut criu = Criu::spawn(&c.criu, None, &[])?;
         let req = Request {
             typ: ReqType::Dump,
             opts: Some(o),
@@ -287,8 +280,8 @@ fn cgroup_roots(pid: i32) -> Result<Vec<(Option<String>, String)>> {
 pub(crate) fn restore(mut b: ContainerBuilder, opts: &RestoreOptions) -> Result<Container> {
     crate::state::validate_id(&b.id)?;
     let bundle = Bundle::load(&b.bundle)?;
-    let images = open_dir(&opts.image_path, "image path")?;
-    let descriptors = read_descriptors(&opts.image_path.join(DESCRIPTORS))?;
+    let images = open_dir(&opts.common.image_path, "image path")?;
+    let descriptors = read_descriptors(&opts.common.image_path.join(DESCRIPTORS))?;
     let namespaces = describe::restore_namespaces(&bundle)?;
     let cgroups = b.resolve_cgroups(&bundle)?;
     let dir = StateDir::create(&b.root, &b.id)?;
@@ -358,26 +351,14 @@ fn restore_in(
         namespaces,
     } = p;
     dir.save_creating(cgroups)?;
-    let work = match &opts.work_path {
-        Some(w) => Some(make_dir(w, "work path")?),
-        None => None,
-    };
-    let log = opts
-        .work_path
-        .as_ref()
-        .unwrap_or(&opts.image_path)
-        .join("restore.log");
+    let c = &opts.common;
+    let (work, log) = c.work_dir("restore.log")?;
     *made_cgroups = cgroups.create()?;
     let root = RestoreRoot::bind(&bundle.rootfs, dir.path.join("criu-root"))?;
-    let mut o = base_opts(&images, work.as_ref(), "restore.log", bundle);
+    let mut o = c.rpc(&images, work.as_ref(), "restore.log", bundle);
     o.root = Some(root.0.to_string_lossy().into_owned());
     o.evasive_devices = true;
     o.rst_sibling = true;
-    o.tcp_established = opts.tcp_established;
-    o.ext_unix_sk = opts.ext_unix_sk;
-    o.shell_job = opts.shell_job;
-    o.file_locks = opts.file_locks;
-    o.manage_cgroups_mode = Some(opts.manage_cgroups_mode);
     for m in describe::external_mounts(bundle, &cgroups.paths) {
         o.ext_mnt
             .push((m.destination, m.source.to_string_lossy().into_owned()));
@@ -397,7 +378,7 @@ fn restore_in(
             o.inherit_fd.push((d.clone(), i as i32));
         }
     }
-    let mut criu = Criu::spawn(&opts.criu, b.stdio.as_ref(), &extra)?;
+    let mut criu = Criu::spawn(&c.criu, b.stdio.as_ref(), &extra)?;
     // As runc: CRIU (and so the tree it restores) in the cgroups, then the
     // limits (a systemd unit exists from here on), before the restore.
     cgroups.join_init(criu.pid(), false, false)?;

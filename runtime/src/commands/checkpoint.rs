@@ -4,26 +4,35 @@ use crate::cli::{CheckpointArgs, CriuArgs, RestoreArgs};
 use crate::foreground::Foreground;
 use crate::logging::{Level, Logger};
 use anyhow::{bail, Context, Result};
-use libkeel::checkpoint::{CgroupMode, CheckpointOptions, RestoreOptions};
+use libkeel::checkpoint::{CheckpointOptions, CriuOptions, RestoreOptions};
 use libkeel::{Container, ContainerBuilder};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// runc's default: `checkpoint` in the current directory.
-fn image_path(a: &CriuArgs) -> Result<PathBuf> {
-    match &a.image_path {
-        Some(p) => Ok(p.clone()),
-        None => Ok(std::env::current_dir()
+/// The options both commands share; the image path defaults to runc's,
+/// `checkpoint` in the current directory.
+fn criu_options(a: &CriuArgs, criu: Option<&Path>) -> Result<CriuOptions> {
+    let images = match &a.image_path {
+        Some(p) => p.clone(),
+        None => std::env::current_dir()
             .context("current directory")?
-            .join("checkpoint")),
+            .join("checkpoint"),
+    };
+    let mut o = CriuOptions::new(images);
+    if let Some(c) = criu {
+        o.criu = c.to_path_buf();
     }
-}
-
-fn cgroup_mode(a: &CriuArgs) -> Result<CgroupMode> {
-    a.manage_cgroups_mode
+    o.work_path = a.work_path.clone();
+    o.tcp_established = a.tcp_established;
+    o.ext_unix_sk = a.ext_unix_sk;
+    o.shell_job = a.shell_job;
+    o.file_locks = a.file_locks;
+    o.manage_cgroups_mode = a
+        .manage_cgroups_mode
         .parse()
-        .map_err(|()| anyhow::anyhow!("Invalid manage-cgroups-mode value"))
+        .map_err(|()| anyhow::anyhow!("Invalid manage-cgroups-mode value"))?;
+    Ok(o)
 }
 
 /// Flags runc has that keel does not implement yet: refused, never ignored.
@@ -63,17 +72,10 @@ pub fn checkpoint(
         ("--page-server", a.page_server.is_some()),
         ("--status-fd", a.status_fd.is_some()),
     ])?;
-    let mut opts = CheckpointOptions::new(image_path(&a.criu)?);
-    if let Some(c) = criu {
-        opts.criu = c.to_path_buf();
-    }
-    opts.work_path = a.criu.work_path.clone();
-    opts.leave_running = a.leave_running;
-    opts.tcp_established = a.criu.tcp_established;
-    opts.ext_unix_sk = a.criu.ext_unix_sk;
-    opts.shell_job = a.criu.shell_job;
-    opts.file_locks = a.criu.file_locks;
-    opts.manage_cgroups_mode = cgroup_mode(&a.criu)?;
+    let opts = CheckpointOptions {
+        common: criu_options(&a.criu, criu)?,
+        leave_running: a.leave_running,
+    };
     let c = Container::load(root, &a.id)?;
     c.checkpoint(&opts)?;
     if !a.leave_running {
@@ -97,16 +99,9 @@ pub fn restore(
         ("--lsm-profile", a.lsm_profile.is_some()),
         ("--lsm-mount-context", a.lsm_mount_context.is_some()),
     ])?;
-    let mut opts = RestoreOptions::new(image_path(&a.criu)?);
-    if let Some(c) = criu {
-        opts.criu = c.to_path_buf();
-    }
-    opts.work_path = a.criu.work_path.clone();
-    opts.tcp_established = a.criu.tcp_established;
-    opts.ext_unix_sk = a.criu.ext_unix_sk;
-    opts.shell_job = a.criu.shell_job;
-    opts.file_locks = a.criu.file_locks;
-    opts.manage_cgroups_mode = cgroup_mode(&a.criu)?;
+    let opts = RestoreOptions {
+        common: criu_options(&a.criu, criu)?,
+    };
     if a.console_socket.is_some() {
         let terminal = libkeel::spec::Bundle::load(&a.bundle)?
             .spec
