@@ -280,6 +280,18 @@ fn cgroup_roots(pid: i32) -> Result<Vec<(Option<String>, String)>> {
 pub(crate) fn restore(mut b: ContainerBuilder, opts: &RestoreOptions) -> Result<Container> {
     crate::state::validate_id(&b.id)?;
     let bundle = Bundle::load(&b.bundle)?;
+    if bundle
+        .spec
+        .linux()
+        .as_ref()
+        .is_some_and(|l| l.intel_rdt().is_some())
+    {
+        // The restored tasks would miss their resctrl group.
+        return Err(Error::invalid(
+            "linux.intelRdt",
+            "not supported by keel restore yet",
+        ));
+    }
     let images = open_dir(&opts.common.image_path, "image path")?;
     let descriptors = read_descriptors(&opts.common.image_path.join(DESCRIPTORS))?;
     let namespaces = describe::restore_namespaces(&bundle)?;
@@ -412,5 +424,5 @@ fn restore_in(
     let pid = restored.ok_or_else(|| {
         Error::CriuProtocol("criu restored nothing: no pid in its response".into())
     })?;
-    b.record(dir, bundle, cgroups, pid)
+    b.record(dir, bundle, cgroups, pid, None)
 }
