@@ -325,3 +325,27 @@ fn an_empty_namespace_path_means_new() {
     });
     assert_eq!((code, out.as_str()), (0, "fresh\n"));
 }
+
+/// Mappings in the config that are not the joined namespace's are refused
+/// in runc 1.2+'s words (libcontainer/specconv setupUserNamespace); runc
+/// 1.1.5 ignores them, so keel-only.
+#[test]
+fn joining_with_other_mappings_is_refused() {
+    let env = TestEnv::keel();
+    let userns = userns_holder(&env, "uholder4");
+    let other = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    let b = joiner(&env, "ujoin4", &userns, Some(other));
+    let o = env.run(&b);
+    for id in ["ujoin4", "uholder4"] {
+        let _ = env.cmd(&["delete", "-f", id]);
+        assert_no_leaks(&env, id);
+    }
+    o.expect_fail("other mappings");
+    assert!(
+        o.stderr.contains(
+            "user namespaces enabled, but both namespace path and non-matching mapping \
+             specified -- you may only provide one"
+        ),
+        "{o}"
+    );
+}

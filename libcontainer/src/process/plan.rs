@@ -209,6 +209,21 @@ fn idmap_of(
     }))
 }
 
+/// Two uid_map/gid_map texts name the same ranges (the kernel pads its
+/// columns; the order of ranges does not matter).
+fn same_maps(a: &str, b: &str) -> bool {
+    fn ranges(t: &str) -> Vec<Vec<&str>> {
+        let mut v: Vec<Vec<&str>> = t
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| !f.is_empty())
+            .collect();
+        v.sort();
+        v
+    }
+    ranges(a) == ranges(b)
+}
+
 fn id_map(maps: &Option<Vec<LinuxIdMapping>>) -> String {
     maps.iter()
         .flatten()
@@ -288,6 +303,20 @@ impl InitPlan {
                 .joined_user_maps()?
                 .unwrap_or_else(|| (id_map(linux.uid_mappings()), id_map(linux.gid_mappings()))))
         };
+        let config_maps = (id_map(linux.uid_mappings()), id_map(linux.gid_mappings()));
+        if ns.joined_user().is_some() && !(config_maps.0.is_empty() && config_maps.1.is_empty()) {
+            // containerd and CRI-O pass both; runc (specconv
+            // setupUserNamespace) accepts them only if they are the
+            // namespace's own.
+            let joined = container_maps()?;
+            if !same_maps(&joined.0, &config_maps.0) || !same_maps(&joined.1, &config_maps.1) {
+                return Err(Error::invalid(
+                    "linux.uidMappings",
+                    "user namespaces enabled, but both namespace path and non-matching \
+                     mapping specified -- you may only provide one",
+                ));
+            }
+        }
 
         let mut mounts = Vec::new();
         let mut binds_dev = false;
@@ -579,5 +608,13 @@ mod tests {
             last_of_each(&env),
             ["PATH=/bin", "HOME=", "B=2", "A=3", "ODD"]
         );
+    }
+
+    #[test]
+    fn maps_compare_as_ranges() {
+        let kernel = "         0     100000      65536\n      70000     300000         10\n";
+        assert!(same_maps(kernel, "70000 300000 10\n0 100000 65536\n"));
+        assert!(!same_maps(kernel, "0 100000 65536\n"));
+        assert!(!same_maps(kernel, "0 100001 65536\n70000 300000 10\n"));
     }
 }
