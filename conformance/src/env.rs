@@ -318,8 +318,16 @@ impl TestEnv {
 
     /// [`TestEnv::spawn`] with extra environment variables for the runtime.
     pub fn spawn_env(&self, args: &[&str], env: &[(&str, &str)]) -> Result<Running> {
+        self.spawn_with(args, |cmd| {
+            cmd.envs(env.iter().copied());
+        })
+    }
+
+    /// [`TestEnv::spawn`] with the command adjusted by `tweak` first (fds
+    /// or a CPU mask the runtime inherits, set up in a `pre_exec`).
+    pub fn spawn_with(&self, args: &[&str], tweak: impl FnOnce(&mut Command)) -> Result<Running> {
         let (mut cmd, out, err) = self.command(args)?;
-        cmd.envs(env.iter().copied());
+        tweak(&mut cmd);
         let child = cmd
             .spawn()
             .with_context(|| format!("spawn unshare {} {args:?}", self.rt.bin.display()))?;

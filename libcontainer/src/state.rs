@@ -248,8 +248,9 @@ pub fn remove_aborted(root: &Path, id: &str) -> Result<bool> {
         .ok()
         .and_then(|d| serde_json::from_slice(&d).ok());
     if let Some(c) = &creating {
-        // The init inherited the creator's locked fd (fork copies it), so
-        // the lock outlives a killed creator until its processes are gone.
+        // The init holds a copy of the creator's locked fd (fork copies it)
+        // until its last setup steps, so the lock can outlive a killed
+        // creator until its processes are gone.
         let alive = crate::sys::process_start_time(c.pid)
             .is_some_and(|(start, zombie)| start == c.pid_start && !zombie);
         if !alive {

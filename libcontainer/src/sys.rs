@@ -296,28 +296,73 @@ pub fn recv_one_fd(socket: BorrowedFd, buf: &mut [u8]) -> nix::Result<OwnedFd> {
     }
 }
 
-/// Marks every fd from `first` up as close-on-exec, so nothing of the host
-/// survives into the container's program (CVE-2024-21626 class).
-pub fn cloexec_from(first: u32) -> nix::Result<()> {
-    const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
-    // SAFETY: plain syscall, no pointers.
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
-    match Errno::result(ret) {
-        Ok(_) => Ok(()),
-        // Kernels before 5.11: walk /proc/self/fd instead.
-        Err(Errno::EINVAL) | Err(Errno::ENOSYS) => {
-            let dir = std::fs::read_dir("/proc/self/fd").map_err(|_| Errno::EBADF)?;
-            let fds: Vec<RawFd> = dir
-                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .filter(|&fd: &RawFd| fd >= first as RawFd)
-                .collect();
-            for fd in fds {
-                // SAFETY: setting a flag on an fd number; a stale one gives EBADF.
-                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-            }
-            Ok(())
+/// Closes every fd from `first` up but those in `keep`, so nothing of the
+/// caller's or the runtime's stays open in a container's process
+/// (CVE-2024-21626 class).
+pub fn close_from(first: u32, keep: &[RawFd]) -> nix::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .filter(|&fd| fd >= first)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut ranges = Vec::with_capacity(keep.len() + 1);
+    let mut low = first;
+    for fd in keep {
+        if fd > low {
+            ranges.push((low, fd - 1));
         }
-        Err(e) => Err(e),
+        low = fd + 1;
+    }
+    ranges.push((low, u32::MAX));
+    for (low, high) in ranges {
+        // SAFETY: plain syscall, no pointers; the fds closed are no longer
+        // used by anything in this process (the caller's contract).
+        let ret = unsafe { libc::syscall(libc::SYS_close_range, low, high, 0u32) };
+        match Errno::result(ret) {
+            Ok(_) => {}
+            // Kernels before 5.9: walk /proc/self/fd instead.
+            Err(Errno::ENOSYS) => {
+                let dir = std::fs::read_dir("/proc/self/fd").map_err(|_| Errno::EBADF)?;
+                let fds: Vec<RawFd> = dir
+                    .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .filter(|&fd: &RawFd| (low as i64..=high as i64).contains(&(fd as i64)))
+                    .collect();
+                for fd in fds {
+                    // SAFETY: closing an fd number in the range, as above; the
+                    // directory's own fd is gone already (a stale one: EBADF).
+                    unsafe { libc::close(fd) };
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Whether this process may execute `path` with its effective ids and
+/// capabilities, as execve judges it: faccessat2(AT_EACCESS). access(2)
+/// uses the real ids and drops every capability of a non-root uid, so a
+/// CAP_DAC_OVERRIDE process would be refused a program it may run. (The C
+/// library's faccessat is no help: musl asks the kernel without
+/// AT_EACCESS when real and effective ids agree.) Kernels before 5.8 lack
+/// faccessat2: access(2) there.
+pub fn may_execute(path: &CStr) -> bool {
+    // SAFETY: a valid C string that outlives the call; no other pointers.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_faccessat2,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    match Errno::result(ret) {
+        Ok(_) => true,
+        Err(Errno::ENOSYS) => nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok(),
+        Err(_) => false,
     }
 }
 

@@ -172,6 +172,11 @@ impl Handler for Exec<'_> {
     fn place(&mut self, pid: Pid) -> Result<()> {
         crate::failpoint::failpoint("after-clone")?;
         self.cgroups.join(pid.as_raw(), self.placed, false)?;
+        // execCPUAffinity.final, when given, is set by the process itself
+        // once told to go on.
+        if self.plan.affinity.as_ref().is_none_or(|a| a.last.is_none()) {
+            super::tuning::reset_affinity(pid);
+        }
         crate::failpoint::failpoint("cgroup-join")
     }
 
@@ -275,7 +280,7 @@ fn enter_and_exec(
     if let Some(t) = &plan.terminal {
         crate::console::setup(&t.socket, t.size, false)?;
     }
-    let exe = program::prepare(plan, join.contains(CloneFlags::CLONE_NEWUSER), chan)?;
+    let exe = program::prepare(plan, join.contains(CloneFlags::CLONE_NEWUSER), chan, None)?;
     program::seal(plan, chan)?;
     let Err(err) = nix::unistd::execve(&exe.path, &plan.args, &exe.env);
     Err(Error::sys(

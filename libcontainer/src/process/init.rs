@@ -3,7 +3,7 @@
 //! goes back to the parent over the sync channel; nothing here panics.
 
 use super::plan::InitPlan;
-use super::program;
+use super::program::{self, Program};
 use super::sync::{Channel, Msg};
 use crate::error::{Error, Result, SysContext};
 use crate::rootfs;
@@ -11,23 +11,30 @@ use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::unistd::{ForkResult, Gid, Uid};
 use oci_spec::runtime::LinuxNamespaceType;
-use std::convert::Infallible;
 use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 /// Runs in the forked child; never returns.
 pub fn run(plan: &InitPlan, chan: Channel, fifo: &OwnedFd) -> ! {
-    let err = match setup(plan, &chan, fifo) {
-        Ok(never) => match never {},
-        Err(e) => e,
+    let (exe, host_pid) = match setup(plan, &chan, fifo) {
+        Ok(ready) => ready,
+        Err(e) => {
+            let _ = chan.send(&Msg::failed(e));
+            // SAFETY: leave without running the parent's atexit handlers or destructors.
+            unsafe { libc::_exit(1) }
+        }
     };
-    let _ = chan.send(&Msg::failed(err));
-    // SAFETY: leave without running the parent's atexit handlers or destructors.
-    unsafe { libc::_exit(1) }
+    // The runtime has returned on Ready: nobody reads the channel any
+    // more, so it goes before the wait (as runc's init pipe), and
+    // failures from here on are reported on stderr.
+    drop(chan);
+    start(plan, fifo, &exe, host_pid)
 }
 
-fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> {
+/// Everything up to Ready; returns the program to start and the init's
+/// host pid (for the startContainer hooks).
+fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<(Program, i32)> {
     program::reset_signals();
     program::install_stdio(&plan.process)?;
     // If the runtime dies mid-setup, so do we: no half-made container.
@@ -127,12 +134,23 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
     // (Before the filter goes in. Should the runtime die from here on, the
     // sync channel fails instead.)
     nix::sys::prctl::set_pdeathsig(None).ctx(|| "prctl(PR_SET_PDEATHSIG, 0)".into())?;
-    let exe = program::prepare(&plan.process, plan.rootfs.in_userns, chan)?;
+    // The fifo stays open for `start`; nothing else of the runtime's does.
+    let exe = program::prepare(
+        &plan.process,
+        plan.rootfs.in_userns,
+        chan,
+        Some(fifo.as_fd()),
+    )?;
     // The filter must allow what follows: the sync write, opening and
     // writing exec.fifo, startContainer hooks, execve (Docker's does).
     program::seal(&plan.process, chan)?;
     chan.send(&Msg::Ready).ctx(|| "sync: send ready".into())?;
-    // Nobody reads the sync channel any more: report on stderr.
+    Ok((exe, host_pid))
+}
+
+/// Waits for `start`, runs the startContainer hooks and execs the program.
+fn start(plan: &InitPlan, fifo: &OwnedFd, exe: &Program, host_pid: i32) -> ! {
+    let hooks = &plan.hooks;
     let started = wait_for_start(fifo, || {
         // A hook without env of its own gets the program's (runc's).
         let setting = crate::hooks::Setting {
@@ -149,7 +167,7 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<Infallible> 
     match started {
         // Held open until execve closes it: `start` reads EOF once the
         // program runs, and only then runs the poststart hooks.
-        Ok(_writer) => program::execute(&exe, &plan.process),
+        Ok(_writer) => program::execute(exe, &plan.process),
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "keel: container init: {e}");
             // SAFETY: as in `run`.

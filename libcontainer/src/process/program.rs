@@ -10,6 +10,7 @@ use nix::errno::Errno;
 use nix::unistd::{Gid, Uid};
 use std::ffi::CString;
 use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -20,15 +21,30 @@ pub struct Program {
 }
 
 /// Everything up to the executable's lookup, in runc's order.
-pub fn prepare(plan: &ProcessPlan, in_userns: bool, chan: &Channel) -> Result<Program> {
+/// `keep`: an fd of the runtime's that the child still needs after this
+/// (besides the sync channel): the init's exec.fifo.
+pub fn prepare(
+    plan: &ProcessPlan,
+    in_userns: bool,
+    chan: &Channel,
+    keep: Option<BorrowedFd>,
+) -> Result<Program> {
     // Inherited by the program and whatever it forks.
     if let Some(p) = &plan.memory_policy {
         super::mempolicy::apply(p)?;
     }
     crate::security::rlimits::apply(&plan.rlimits)?;
-    // Nothing of the runtime's may reach the program: every fd past stdio
-    // and --preserve-fds closes on exec (CVE-2024-21626).
-    crate::sys::cloexec_from(3 + plan.preserve_fds).ctx(|| "close_range".into())?;
+    // Nothing of the caller's or the runtime's may reach the program
+    // (CVE-2024-21626), nor stay open in a created container's init: every
+    // fd past stdio and --preserve-fds is closed but the sync channel and
+    // `keep` (close-on-exec both), as runc's init, a new exec of runc, holds
+    // only those. Nothing opened before this is used after it.
+    let keep = [Some(chan.as_fd().as_raw_fd()), keep.map(|k| k.as_raw_fd())];
+    crate::sys::close_from(
+        3 + plan.preserve_fds,
+        &keep.into_iter().flatten().collect::<Vec<_>>(),
+    )
+    .ctx(|| "close_range".into())?;
     // With all capabilities still (a real-time class needs CAP_SYS_NICE
     // or CAP_SYS_ADMIN), as runc does before its finalizeNamespace.
     if let Some(v) = plan.io_priority {
@@ -198,6 +214,15 @@ pub fn reset_signals() {
 /// runc's order: bounding set, keep-caps, ids, cwd, then the other sets
 /// (with `keep` still permitted, see `install_privileged`).
 fn set_user(plan: &ProcessPlan, in_userns: bool, keep: Option<caps::Capability>) -> Result<()> {
+    // As runc (`finalizeNamespace`): the cwd is entered with the runtime's
+    // privileges first, so a directory only root may enter works for any
+    // user; only a permission error is tried again as the user (a
+    // directory only the user may enter, as on a root-squashed volume).
+    let entered = match nix::unistd::chdir(&plan.cwd) {
+        Ok(()) => true,
+        Err(Errno::EACCES | Errno::EPERM) => false,
+        Err(e) => return Err(cwd_error(plan, e)),
+    };
     if let Some(c) = &plan.caps {
         c.apply_bounding()?;
     }
@@ -226,8 +251,9 @@ fn set_user(plan: &ProcessPlan, in_userns: bool, keep: Option<caps::Capability>)
     let uid = Uid::from_raw(plan.uid);
     nix::unistd::setresuid(uid, uid, uid)
         .ctx(|| format!("process.user.uid: setresuid {}", plan.uid))?;
-    // As the user, so a cwd the user cannot reach fails here, as in runc.
-    nix::unistd::chdir(&plan.cwd).ctx(|| format!("process.cwd: chdir {}", plan.cwd.display()))?;
+    if !entered {
+        nix::unistd::chdir(&plan.cwd).map_err(|e| cwd_error(plan, e))?;
+    }
     // The cwd must be inside the container (CVE-2024-21626: a leaked fd as cwd).
     match nix::unistd::getcwd() {
         Ok(p) if p.is_absolute() => {}
@@ -281,6 +307,10 @@ fn give_terminal_to(uid: u32) -> Result<()> {
     Ok(())
 }
 
+fn cwd_error(plan: &ProcessPlan, errno: Errno) -> Error {
+    Error::sys(format!("process.cwd: chdir {}", plan.cwd.display()), errno)
+}
+
 /// args[0] looked up in the container's $PATH, as runc does before waiting
 /// for start, so `create` already fails on a missing program.
 fn find_executable(plan: &ProcessPlan) -> Result<CString> {
@@ -293,8 +323,10 @@ fn find_executable(plan: &ProcessPlan) -> Result<CString> {
         context: format!("exec: {name:?}: {what}"),
         errno: None,
     };
+    // With the process's effective ids and capabilities, as execve will
+    // judge it (a CAP_DAC_OVERRIDE process may run a mode 0700 program).
     let runnable = |p: &Path| {
-        nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+        CString::new(p.as_os_str().as_bytes()).is_ok_and(|c| crate::sys::may_execute(&c))
             && std::fs::metadata(p).is_ok_and(|m| m.is_file())
     };
     // In runc's words (Go's exec.LookPath; the errno follows in Go's words,

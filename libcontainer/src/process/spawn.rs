@@ -114,6 +114,8 @@ impl Handler for Create<'_> {
         crate::failpoint::failpoint("after-clone")?;
         self.cgroups
             .join_init(pid.as_raw(), self.placed, self.in_v1)?;
+        // execCPUAffinity does not apply to the init (runtime-spec).
+        super::tuning::reset_affinity(pid);
         crate::failpoint::failpoint("cgroup-join")?;
         if self
             .plan

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use nix::errno::Errno;
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 /// Messages on the sync channel; who sends each, and when, is the table in
 /// the module's documentation.
@@ -110,6 +110,12 @@ pub fn init_error(errno: i32, context: String) -> Error {
 
 pub struct Channel(OwnedFd);
 
+impl AsFd for Channel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
 impl Channel {
     pub fn pair() -> nix::Result<(Channel, Channel)> {
         let (a, b) = socket::socketpair(
@@ -152,7 +158,6 @@ impl Channel {
 
     /// Receives the fd a peer sent with `send_fd`.
     pub fn recv_fd(&self) -> nix::Result<OwnedFd> {
-        use std::os::fd::AsFd;
         crate::sys::recv_one_fd(self.0.as_fd(), &mut [0u8; 8])
     }
 

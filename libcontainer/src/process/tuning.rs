@@ -214,6 +214,28 @@ pub(crate) fn id_list(
     Ok(ids)
 }
 
+/// Lets `pid` run on every CPU its cpuset allows, whatever mask it
+/// inherited from the caller (`taskset`, systemd's CPUAffinity=): since
+/// Linux 6.2 a mask set with sched_setaffinity survives the move into the
+/// container's cpuset. An all-set mask is cut to the cpuset by the kernel;
+/// runc 1.2+ does the same (`tryResetCPUAffinity` in
+/// libcontainer/process_linux.go). Best effort, as runc's.
+pub fn reset_affinity(pid: nix::unistd::Pid) {
+    // 8192 CPUs (the kernel's largest NR_CPUS); a longer mask than the
+    // kernel's is fine, a shorter one (glibc's cpu_set_t: 1024) would
+    // leave CPUs out.
+    let all = [u64::MAX; 128];
+    // SAFETY: `all` outlives the call and its size is passed with it.
+    let _ = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setaffinity,
+            pid.as_raw(),
+            std::mem::size_of_val(&all),
+            all.as_ptr(),
+        )
+    };
+}
+
 pub fn set_affinity(set: &nix::sched::CpuSet, field: &str) -> Result<()> {
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set)
         .ctx(|| format!("{field}: sched_setaffinity"))
