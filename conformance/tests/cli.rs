@@ -428,3 +428,61 @@ fn pidfd_socket_that_cannot_be_reached() {
     assert!(env.state("pfn").is_err(), "nothing is left: {o}");
     assert_no_leaks(&env, "pfn");
 }
+
+/// The debug lines of stderr (runc's logrus text format).
+fn debug_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(" level=debug "))
+        .collect()
+}
+
+/// `--debug exec`: debug lines as runc writes them, among them runc's
+/// `process exited` event with its pid and status fields (signals.go);
+/// none without `--debug`.
+#[test]
+fn debug_logs_an_exec() {
+    let mut results = Vec::new();
+    for env in envs() {
+        let rt = env.rt.name;
+        sleeper(&env, "dbg", |_| {});
+        let o = env.cmd(&["--debug", "exec", "dbg", "sh", "-c", "exit 3"]);
+        assert_eq!(o.code, 3, "{rt}: {o}");
+        let lines = debug_lines(&o.stderr);
+        let exited = lines
+            .iter()
+            .find(|l| l.contains(r#"msg="process exited""#))
+            .unwrap_or_else(|| panic!("{rt}: no process exited line: {o}"));
+        assert!(exited.ends_with(" status=3"), "{rt}: {exited}");
+        assert!(exited.contains(" pid="), "{rt}: {exited}");
+        let quiet = env.cmd(&["exec", "dbg", "true"]);
+        assert!(debug_lines(&quiet.stderr).is_empty(), "{rt}: {quiet}");
+        finish(&env, "dbg");
+        results.push((rt, lines.len() > 1));
+    }
+    assert_same("several debug lines", &results);
+}
+
+/// `--debug run`: the container's setup is logged too (runc: its nsexec
+/// stages and "child process in init()"; keel: the init set up and started).
+#[test]
+fn debug_logs_a_run() {
+    let mut results = Vec::new();
+    for env in envs() {
+        let rt = env.rt.name;
+        let mut b = env.bundle("dbgr");
+        b.sh("true");
+        b.save().expect("save");
+        let bundle = b.dir.to_string_lossy().into_owned();
+        let o = env.cmd(&["--debug", "run", "--bundle", &bundle, "dbgr"]);
+        o.expect_ok(&format!("{rt} --debug run"));
+        let lines = debug_lines(&o.stderr);
+        assert!(
+            lines.iter().any(|l| l.contains(r#"msg="process exited""#)),
+            "{rt}: {o}"
+        );
+        assert_no_leaks(&env, "dbgr");
+        results.push((rt, lines.len() > 2));
+    }
+    assert_same("setup is logged", &results);
+}

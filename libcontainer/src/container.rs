@@ -255,8 +255,18 @@ impl ContainerBuilder {
             self.limit(bundle, cgroups, warnings)?;
         }
         crate::failpoint::failpoint("cgroups")?;
+        log::debug!(
+            "create {}: starting the init (new namespaces {:?})",
+            self.id,
+            plan.ns.clone_flags()
+        );
         // Until recorded, the init (waiting on the fifo) dies with an error.
         let init = spawn::spawn(plan, cgroups, &fifo)?;
+        log::debug!(
+            "create {}: init {} is set up, waiting on exec.fifo",
+            self.id,
+            init.pid()
+        );
         // The init waits on exec.fifo: in its group before the program runs.
         let pid = init.pid().as_raw();
         let groups = plan.intel_rdt.as_ref().map(|p| p.apply(pid)).transpose()?;
@@ -618,6 +628,11 @@ impl Container {
                 let mut b = [0u8; 1];
                 if matches!(nix::unistd::read(&fifo, &mut b), Ok(1)) {
                     crate::failpoint::failpoint("start")?;
+                    log::debug!(
+                        "start {}: exec.fifo opened, init {} execs the program",
+                        self.state.id,
+                        self.state.pid
+                    );
                     break;
                 }
             }
@@ -724,6 +739,7 @@ impl Container {
         let state = self.hook_state(Status::Running);
         let (pid, pidfd) =
             crate::process::exec::exec(&plan, self.state.pid, &pidfd, cgroups, &state)?;
+        log::debug!("exec {}: process {pid} runs the program", self.state.id);
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, pid.as_raw())?;
         }
@@ -776,6 +792,10 @@ impl Container {
         }
         self.state.cgroup.paths.kill_all()?;
         crate::failpoint::failpoint("delete")?;
+        log::debug!(
+            "delete {}: removing its cgroups and state directory",
+            self.state.id
+        );
         self.state.cgroup.remove()?;
         if let Some(g) = &self.state.intel_rdt {
             g.remove()?;

@@ -2,6 +2,7 @@
 //! keel relays its terminal, forwards every signal to it and exits with its
 //! status.
 
+use crate::logging::{Level, Logger};
 use crate::tty;
 use anyhow::{Context, Result};
 use libkeel::Signal;
@@ -42,7 +43,9 @@ impl Foreground {
     /// Relays the terminal (if the process got one), calls `start`, then
     /// forwards signals until `pid` exits; returns its exit code (128+N when
     /// killed by signal N, as a shell reports it).
-    pub fn wait(self, pid: Pid, start: impl FnOnce() -> Result<()>) -> Result<i32> {
+    /// Every child reaped, and every signal forwarded, is a debug line of
+    /// `log` (runc's signals.go events).
+    pub fn wait(self, pid: Pid, log: &Logger, start: impl FnOnce() -> Result<()>) -> Result<i32> {
         let master = tty::take_master(&self.console)?;
         let raw = master.as_ref().map(|_| tty::RawMode::enter());
         let output = match &master {
@@ -57,12 +60,16 @@ impl Foreground {
             let sig = self.forwarded.wait().context("sigwait")?;
             match (sig, &master) {
                 (Signal::SIGCHLD, _) => {
-                    if let Some(code) = reap(pid) {
+                    if let Some(code) = reap(pid, log) {
                         break code;
                     }
                 }
                 (Signal::SIGWINCH, Some(m)) => tty::resize_from_stdin(m),
                 _ => {
+                    log.log(
+                        Level::Debug,
+                        &format!("forwarding signal {} ({sig}) to {pid}", sig as i32),
+                    );
                     let _ = nix::sys::signal::kill(pid, sig);
                 }
             }
@@ -77,14 +84,22 @@ impl Foreground {
 }
 
 /// Reaps every exited child; the exit code of `pid` once it is gone.
-fn reap(pid: Pid) -> Option<i32> {
+fn reap(pid: Pid, log: &Logger) -> Option<i32> {
     let mut result = None;
     loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(p, code)) if p == pid => result = Some(code),
-            Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => result = Some(128 + sig as i32),
+        let (p, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) => (p, code),
+            Ok(WaitStatus::Signaled(p, sig, _)) => (p, 128 + sig as i32),
             Ok(WaitStatus::StillAlive) | Err(_) => return result,
-            Ok(_) => {}
+            Ok(_) => continue,
+        };
+        log.log_fields(
+            Level::Debug,
+            "process exited",
+            &[("pid", p.as_raw().into()), ("status", status.into())],
+        );
+        if p == pid {
+            result = Some(status);
         }
     }
 }

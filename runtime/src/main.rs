@@ -19,6 +19,7 @@ fn main() {
     let args = cli::normalize_args(std::env::args().collect());
     let cli = Cli::parse_from(args);
     let log = Logger::new(cli.log_format, cli.log.as_deref(), cli.debug);
+    log.install();
     let code = match dispatch(&cli, &log, protected) {
         Ok(code) => code,
         Err(e) => {

@@ -95,6 +95,7 @@ pub fn exec(
     state: &HookState,
 ) -> Result<(Pid, Option<OwnedFd>)> {
     let join = namespaces_of(init)?;
+    log::debug!("exec: setns {join:?} into the namespaces of init {init} (/proc/{init}/ns)");
     // pid and time namespaces take effect for children only: enter them
     // here, for the clone below, and leave again after it.
     let for_children =

@@ -61,7 +61,7 @@ pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<i32> {
     }
     match foreground {
         None => Ok(0),
-        Some(fg) => fg.wait(Pid::from_raw(started.pid), || Ok(())),
+        Some(fg) => fg.wait(Pid::from_raw(started.pid), log, || Ok(())),
     }
 }
 

@@ -159,7 +159,7 @@ pub fn run(root: &Path, a: &RunArgs, log: &Logger, rootless: bool, systemd: bool
         }
         Ok(())
     };
-    let code = match fg.wait(init, start) {
+    let code = match fg.wait(init, log, start) {
         Ok(code) => code,
         Err(e) => {
             // Whatever failed after create, the container must not outlive us.
