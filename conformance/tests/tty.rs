@@ -436,6 +436,31 @@ const FG_SCRIPT: &str = "stty size; echo ready; read x; echo got:$x; first=$(stt
      while true; do s=$(stty size); \
      if [ \"$s\" != \"$first\" ]; then echo resized:$s; exit 4; fi; sleep 0.05; done";
 
+/// `unshare ... <runtime> --root <root> args` with stdin on `slave`, which
+/// becomes its controlling terminal (a new session); the caller chooses
+/// stdout and stderr.
+fn on_terminal(env: &TestEnv, args: &[&str], slave: &OwnedFd) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private"])
+        .arg(&env.rt.bin)
+        .arg("--root")
+        .arg(&env.root)
+        .args(args)
+        .stdin(Stdio::from(File::from(
+            slave.try_clone().expect("dup slave"),
+        )));
+    // SAFETY: setsid and ioctl are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 /// Runs `<runtime> args` in the foreground on a pty of the test's own (33x111),
 /// types a line, resizes the terminal (SIGWINCH) and waits for the exit.
 /// Returns what the terminal showed, after checking the exit code (4) and
@@ -447,24 +472,8 @@ fn drive_foreground_tty(env: &TestEnv, args: &[&str]) -> String {
     let before = termios_of(slave.as_raw_fd());
     let pty = PtyReader::new(&master);
     let stdio = |fd: &OwnedFd| Stdio::from(File::from(fd.try_clone().expect("dup slave")));
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "--propagation", "private"])
-        .arg(&env.rt.bin)
-        .arg("--root")
-        .arg(&env.root)
-        .args(args)
-        .stdin(stdio(&slave))
-        .stdout(stdio(&slave))
-        .stderr(stdio(&slave));
-    // SAFETY: setsid and ioctl are async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    let mut cmd = on_terminal(env, args, &slave);
+    cmd.stdout(stdio(&slave)).stderr(stdio(&slave));
     let mut child = cmd.spawn().expect("spawn");
     let pid = child.id() as i32;
     pty.wait_for("ready\n", rt);
@@ -566,26 +575,9 @@ fn foreground_stdout_piped(env: &TestEnv, args: &[&str]) -> Vec<u8> {
     set_size(slave.as_raw_fd(), 24, 80);
     let _pty = PtyReader::new(&master);
     let err = env.dir.join("fg-piped.err");
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "--propagation", "private"])
-        .arg(&env.rt.bin)
-        .arg("--root")
-        .arg(&env.root)
-        .args(args)
-        .stdin(Stdio::from(File::from(
-            slave.try_clone().expect("dup slave"),
-        )))
-        .stdout(Stdio::piped())
+    let mut cmd = on_terminal(env, args, &slave);
+    cmd.stdout(Stdio::piped())
         .stderr(File::create(&err).expect("stderr file"));
-    // SAFETY: setsid and ioctl are async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     let mut child = cmd.spawn().expect("spawn");
     let mut stdout = child.stdout.take().expect("stdout pipe");
     let reader = std::thread::spawn(move || {
@@ -664,24 +656,8 @@ fn foreground_exec_tty_on_a_terminal_keeps_crlf() {
         let pty = PtyReader::new(&master);
         let script = format!("{AFTER_ONLCR}echo a; echo done");
         let stdio = |fd: &OwnedFd| Stdio::from(File::from(fd.try_clone().expect("dup slave")));
-        let mut cmd = Command::new("unshare");
-        cmd.args(["-m", "--propagation", "private"])
-            .arg(&env.rt.bin)
-            .arg("--root")
-            .arg(&env.root)
-            .args(["exec", "-t", "nlt", "sh", "-c", &script])
-            .stdin(stdio(&slave))
-            .stdout(stdio(&slave))
-            .stderr(Stdio::null());
-        // SAFETY: setsid and ioctl are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        let mut cmd = on_terminal(&env, &["exec", "-t", "nlt", "sh", "-c", &script], &slave);
+        cmd.stdout(stdio(&slave)).stderr(Stdio::null());
         let mut child = cmd.spawn().expect("spawn");
         assert_eq!(wait_timeout(&mut child, SEC10), 0, "{rt}: {:?}", pty.text());
         let raw = || pty.buf.lock().unwrap().clone();

@@ -139,21 +139,8 @@ impl Channel {
 
     /// Sends `fd` (SCM_RIGHTS) in a packet of its own.
     pub fn send_fd(&self, fd: &OwnedFd) -> nix::Result<()> {
-        let fds = [fd.as_raw_fd()];
-        let iov = [std::io::IoSlice::new(b"fd")];
-        let cmsg = [socket::ControlMessage::ScmRights(&fds)];
-        loop {
-            match socket::sendmsg::<()>(
-                self.0.as_raw_fd(),
-                &iov,
-                &cmsg,
-                MsgFlags::MSG_NOSIGNAL,
-                None,
-            ) {
-                Err(Errno::EINTR) => continue,
-                r => return r.map(drop),
-            }
-        }
+        use std::os::fd::AsFd;
+        crate::sys::send_fd(self.0.as_fd(), b"fd", fd.as_fd())
     }
 
     /// Receives the fd a peer sent with `send_fd`.
