@@ -129,3 +129,34 @@ fn v2_set(dir: &Path, frozen: bool) -> Result<()> {
         backoff(&mut delay);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroups::fs::tests::FakeCgroup;
+
+    #[test]
+    fn frozen_by_the_v1_freezer_or_cgroup2() {
+        let cg = FakeCgroup::new(
+            "frozen",
+            &[
+                ("freezer/freezer.state", "THAWED\n"),
+                ("u/cgroup.freeze", "0\n"),
+            ],
+        );
+        let mut paths = CgroupPaths {
+            unified: Some(cg.dir().join("u")),
+            ..Default::default()
+        };
+        paths.v1.insert("freezer".into(), cg.dir().join("freezer"));
+        assert!(!paths.is_frozen());
+        cg.put("u/cgroup.freeze", "1\n");
+        assert!(paths.is_frozen());
+        cg.put("u/cgroup.freeze", "0\n");
+        cg.put("freezer/freezer.state", "FROZEN\n");
+        assert!(paths.is_frozen());
+        // No cgroup of its own: nothing to freeze, said plainly.
+        let e = CgroupPaths::default().freeze().unwrap_err().to_string();
+        assert!(e.contains("no cgroup of its own"), "{e}");
+    }
+}

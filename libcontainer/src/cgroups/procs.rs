@@ -155,3 +155,48 @@ impl CgroupPaths {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroups::fs::tests::FakeCgroup;
+
+    #[test]
+    fn pids_come_from_the_hierarchy_that_lists_every_process() {
+        let cg = FakeCgroup::new(
+            "procs",
+            &[
+                ("memory/cgroup.procs", "7\n"),
+                ("pids/cgroup.procs", "1\n2\n"),
+                ("pids/sub/cgroup.procs", "3\n"),
+            ],
+        );
+        let mut paths = CgroupPaths::default();
+        paths.v1.insert("memory".into(), cg.dir().join("memory"));
+        paths.v1.insert("pids".into(), cg.dir().join("pids"));
+        // pids before memory; sub-cgroups included.
+        let mut pids = paths.pids().unwrap();
+        pids.sort_unstable();
+        assert_eq!(pids, [1, 2, 3]);
+        // cgroup2 lists them all when there is one.
+        cg.put("unified/cgroup.procs", "9\n");
+        paths.unified = Some(cg.dir().join("unified"));
+        assert_eq!(paths.pids().unwrap(), [9]);
+    }
+
+    #[test]
+    fn join_writes_the_pid_where_it_was_not_born() {
+        let cg = FakeCgroup::new(
+            "join",
+            &[("u/cgroup.procs", ""), ("memory/cgroup.procs", "")],
+        );
+        let mut paths = CgroupPaths {
+            unified: Some(cg.dir().join("u")),
+            ..Default::default()
+        };
+        paths.v1.insert("memory".into(), cg.dir().join("memory"));
+        paths.join(42, true, false).unwrap();
+        assert_eq!(cg.get("u/cgroup.procs"), "");
+        assert_eq!(cg.get("memory/cgroup.procs"), "42");
+    }
+}
