@@ -132,7 +132,7 @@ pub fn restore(
     let c = b.console_socket(console).restore(&opts)?;
     warn_all(log, c.warnings());
     let init = nix::unistd::Pid::from_raw(c.pid());
-    let code = match fg.wait(init, || Ok(())) {
+    let code = match fg.wait(init, log, || Ok(())) {
         Ok(code) => code,
         Err(e) => {
             let _ = c.delete(true);
