@@ -300,23 +300,7 @@ pub fn recv_one_fd(socket: BorrowedFd, buf: &mut [u8]) -> nix::Result<OwnedFd> {
 /// caller's or the runtime's stays open in a container's process
 /// (CVE-2024-21626 class).
 pub fn close_from(first: u32, keep: &[RawFd]) -> nix::Result<()> {
-    let mut keep: Vec<u32> = keep
-        .iter()
-        .filter_map(|&fd| u32::try_from(fd).ok())
-        .filter(|&fd| fd >= first)
-        .collect();
-    keep.sort_unstable();
-    keep.dedup();
-    let mut ranges = Vec::with_capacity(keep.len() + 1);
-    let mut low = first;
-    for fd in keep {
-        if fd > low {
-            ranges.push((low, fd - 1));
-        }
-        low = fd + 1;
-    }
-    ranges.push((low, u32::MAX));
-    for (low, high) in ranges {
+    for (low, high) in ranges_but(first, keep) {
         // SAFETY: plain syscall, no pointers; the fds closed are no longer
         // used by anything in this process (the caller's contract).
         let ret = unsafe { libc::syscall(libc::SYS_close_range, low, high, 0u32) };
@@ -339,6 +323,28 @@ pub fn close_from(first: u32, keep: &[RawFd]) -> nix::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The fd ranges from `first` up that leave out every fd in `keep`.
+fn ranges_but(first: u32, keep: &[RawFd]) -> Vec<(u32, u32)> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .filter(|&fd| fd >= first)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut ranges = Vec::with_capacity(keep.len() + 1);
+    let mut low = first;
+    for fd in keep {
+        if fd > low {
+            ranges.push((low, fd - 1));
+        }
+        // An fd is an i32: no overflow.
+        low = fd + 1;
+    }
+    ranges.push((low, u32::MAX));
+    ranges
 }
 
 /// Whether this process may execute `path` with its effective ids and
@@ -436,4 +442,33 @@ pub fn capset(sets: CapSets) -> nix::Result<()> {
     // SAFETY: header and two data words, as capset(2) v3 expects.
     let r = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
     Errno::result(r).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_ranges_leave_out_what_is_kept() {
+        let max = u32::MAX;
+        assert_eq!(ranges_but(3, &[]), [(3, max)]);
+        assert_eq!(ranges_but(3, &[1, 2]), [(3, max)]);
+        assert_eq!(ranges_but(3, &[7, 4, 7]), [(3, 3), (5, 6), (8, max)]);
+        assert_eq!(ranges_but(4, &[4, 5]), [(6, max)]);
+        assert_eq!(ranges_but(3, &[-1]), [(3, max)]);
+    }
+
+    #[test]
+    fn may_execute_asks_for_execute_permission() {
+        use std::os::unix::fs::PermissionsExt;
+        let file = std::env::temp_dir().join(format!("keel-noexec-{}", std::process::id()));
+        std::fs::write(&file, "").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let path = std::ffi::CString::new(file.to_string_lossy().into_owned()).expect("path");
+        // Not even root (or CAP_DAC_OVERRIDE) may run a file without an x bit.
+        assert!(!may_execute(&path));
+        let _ = std::fs::remove_file(&file);
+        assert!(may_execute(c"/bin/sh"));
+        assert!(!may_execute(c"/nonexistent/keel"));
+    }
 }
