@@ -355,3 +355,47 @@ fn restore_onto_an_existing_id_fails_cleanly() {
         assert_no_leaks(env, "ctr");
     });
 }
+
+/// A CRIU that is not there: checkpoint fails naming it and the container
+/// runs on; restore fails naming it and leaves nothing (state, cgroups, the
+/// restore root's mount). keel only: runc 1.1.5 first runs `criu` from PATH
+/// to ask its version (`checkCriuVersion`), so a missing binary fails it
+/// there, in other words.
+#[test]
+fn a_missing_criu_is_named_and_nothing_is_left() {
+    let Some(criu) = criu() else { return };
+    let env = TestEnv::keel();
+    let (b, file) = counter(&env, "ctr", None);
+    let _run = start_counter(&env, &criu, &b, &file);
+    let pid = pid_of(&env, "ctr");
+    let images = dump(&env, &criu, &["--leave-running"]);
+    let missing = env.dir.join("no-criu/criu");
+    let ran = rt(
+        &env,
+        &missing,
+        &[
+            "checkpoint",
+            "--image-path",
+            &images.to_string_lossy(),
+            "ctr",
+        ],
+    );
+    assert_ne!(ran.code, 0, "checkpoint without CRIU succeeded");
+    assert!(
+        ran.log.contains(&*missing.to_string_lossy()) && ran.log.contains("No such file"),
+        "the error does not name the missing CRIU: {}",
+        ran.log
+    );
+    assert_eq!(pid_of(&env, "ctr"), pid, "the container changed");
+    rt(&env, &criu, &["delete", "--force", "ctr"]).ok("delete");
+    assert_no_leaks(&env, "ctr");
+
+    let ran = restore(&env, &missing, &b, &images, &["-d"], "ctr");
+    assert_ne!(ran.code, 0, "restore without CRIU succeeded");
+    assert!(
+        ran.log.contains(&*missing.to_string_lossy()),
+        "the error does not name the missing CRIU: {}",
+        ran.log
+    );
+    assert_no_leaks(&env, "ctr");
+}
