@@ -197,16 +197,22 @@ fn restore(env: &TestEnv, criu: &Path, b: &Bundle, images: &Path, flags: &[&str]
     rt(env, criu, &args)
 }
 
-/// Checkpoint (the container is gone after), then restore under `new_id`
-/// with `flags`; the count goes on from where it was.
-fn checkpoint_and_restore(env: &TestEnv, criu: &Path, new_id: &str, flags: &[&str]) {
+/// Checkpoint with `dump_flags` (the container is gone after), then
+/// restore under `new_id` with `flags`; the count goes on from where it was.
+fn checkpoint_and_restore(
+    env: &TestEnv,
+    criu: &Path,
+    new_id: &str,
+    dump_flags: &[&str],
+    flags: &[&str],
+) {
     let name = env.rt.name;
     let (b, file) = counter(env, "ctr", None);
     let _run = start_counter(env, criu, &b, &file);
     // Read before: the dump may catch the shell between truncating the
     // file and writing it, leaving it empty until the restore.
     let dumped = count(&file);
-    let images = dump(env, criu, &[]);
+    let images = dump(env, criu, dump_flags);
     assert!(
         env.state("ctr").is_err(),
         "{name}: the container outlived its checkpoint"
@@ -247,7 +253,7 @@ fn checkpoint_and_restore(env: &TestEnv, criu: &Path, new_id: &str, flags: &[&st
 #[test]
 fn counter_continues_after_restore() {
     each_runtime(|env, criu| {
-        checkpoint_and_restore(env, criu, "ctr", &["--detach"]);
+        checkpoint_and_restore(env, criu, "ctr", &[], &["--detach"]);
     });
 }
 
@@ -255,12 +261,67 @@ fn counter_continues_after_restore() {
 fn restore_under_a_new_id_with_pid_file() {
     each_runtime(|env, criu| {
         let pid_file = env.dir.join("new.pid").to_string_lossy().into_owned();
-        checkpoint_and_restore(env, criu, "ctr-new", &["--detach", "--pid-file", &pid_file]);
+        checkpoint_and_restore(
+            env,
+            criu,
+            "ctr-new",
+            &[],
+            &["--detach", "--pid-file", &pid_file],
+        );
         assert!(
             env.state("ctr").is_err(),
             "{}: the old id is back",
             env.rt.name
         );
+    });
+}
+
+/// `--manage-cgroups-mode` at checkpoint and restore: with soft, full and
+/// ignore the restored tree is in the container's cgroups (with ignore it
+/// stays where CRIU was put: the container's cgroups). strict makes CRIU
+/// refuse cgroups that exist, and the runtime has made them (runc too,
+/// `criuApplyCgroups`): the restore fails, leaving nothing. That part is
+/// keel's only: runc 1.1.5 drops restore's --manage-cgroups-mode (its
+/// restore.log shows CRIU in soft mode); runc 1.2+ passes it (`Restore` in
+/// libcontainer/criu_linux.go: `ManageCgroupsMode: &cgMode`) as keel does.
+#[test]
+fn manage_cgroups_modes() {
+    each_runtime(|env, criu| {
+        // ignore is runc 1.2+'s (checkpoint.go, criuOptions): runc 1.1.5
+        // refuses it ("Invalid manage cgroups mode").
+        let modes: &[&str] = match env.rt.name {
+            "keel" => &["soft", "full", "ignore"],
+            _ => &["soft", "full"],
+        };
+        for &mode in modes {
+            let flags = ["--manage-cgroups-mode", mode];
+            let id = format!("ctr-{mode}");
+            let restore_flags = [&flags[..], &["--detach"]].concat();
+            checkpoint_and_restore(env, criu, &id, &flags, &restore_flags);
+            std::fs::remove_dir_all(env.dir.join("images")).expect("remove images");
+        }
+        let name = env.rt.name;
+        if name != "keel" {
+            return;
+        }
+        let (b, file) = counter(env, "ctr", None);
+        let _run = start_counter(env, criu, &b, &file);
+        let strict = ["--manage-cgroups-mode", "strict"];
+        let images = dump(env, criu, &strict);
+        let ran = restore(
+            env,
+            criu,
+            &b,
+            &images,
+            &[&strict[..], &["-d"]].concat(),
+            "ctr",
+        );
+        assert_ne!(
+            ran.code, 0,
+            "{name}: a strict restore into made cgroups worked"
+        );
+        assert!(ran.log.contains("criu failed"), "{name}: {}", ran.log);
+        assert_no_leaks(env, "ctr");
     });
 }
 
