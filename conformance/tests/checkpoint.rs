@@ -139,7 +139,7 @@ fn counter(env: &TestEnv, id: &str, limit: Option<u32>) -> (Bundle, PathBuf) {
 /// file before each write: an empty read is retried.)
 fn count(file: &Path) -> u32 {
     let mut n = 0;
-    wait_until(Duration::from_secs(1), || {
+    wait_until(SEC10, || {
         match std::fs::read_to_string(file).map(|s| s.trim().parse()) {
             Ok(Ok(v)) => {
                 n = v;
