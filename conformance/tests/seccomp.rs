@@ -390,18 +390,20 @@ fn notify_same_as_runc() {
 
 /// Syscalls keel makes while it sets a process up (identity, cwd and its
 /// CVE-2024-21626 check, lookup of the program, limits), none of which
-/// busybox's `echo` needs: a profile that denies them must still start the
-/// program. Without no_new_privs keel loads the filter after all of them,
-/// with CAP_SYS_ADMIN kept for the load, and only capset (and the sync
-/// message, exec.fifo, execve) run under it. (Debian's runc 1.1.5 fails
-/// here: its `getcwd` check runs under the filter.)
+/// busybox's `echo` needs, and its sync messages: a profile that denies
+/// them must still start the program. keel loads the filter after all of
+/// them (without no_new_privs with CAP_SYS_ADMIN kept for the load); under
+/// it run only capset, the close of the sync channel, exec.fifo's open and
+/// write, and execve. (Debian's runc 1.1.5 fails here: its `getcwd` check
+/// runs under the filter.)
 fn denies_setup_syscalls() -> Value {
     json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "syscalls": [{
             "names": ["getcwd", "chdir", "fchdir", "setgroups", "setresuid", "setresgid",
                       "umask", "personality", "access", "faccessat", "faccessat2",
-                      "capget", "keyctl", "close_range", "sethostname"],
+                      "capget", "keyctl", "close_range", "sethostname",
+                      "sendto", "sendmsg", "recvfrom", "recvmsg"],
             "action": "SCMP_ACT_ERRNO"
         }]
     })

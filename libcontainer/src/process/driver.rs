@@ -12,7 +12,8 @@ use std::os::fd::OwnedFd;
 /// How a child's setup ends well.
 #[derive(PartialEq, Eq)]
 pub(crate) enum End {
-    /// The init sends `Ready` and waits on exec.fifo.
+    /// The init sends `Ready`, loads its seccomp filter, closes the
+    /// channel and waits on exec.fifo.
     Ready,
     /// The process execs its program, which closes the channel.
     Exec,
@@ -39,7 +40,8 @@ pub(crate) trait Handler {
         Err(unexpected(&Msg::RunHooks))
     }
 
-    /// `Ready` (for `END == Ready`): the last step before the parent returns.
+    /// `Ready` (for `END == Ready`): the parent's last step; it returns at
+    /// the EOF that follows.
     fn ready(&mut self, _pid: Pid) -> Result<()> {
         Ok(())
     }
@@ -66,6 +68,7 @@ pub(crate) fn drive<H: Handler>(chan: &Channel, child: &mut HalfMade, h: &mut H)
     };
     go_on()?;
     let mut forked_again = false;
+    let mut ready = false;
     loop {
         let msg = chan.recv().ctx(|| "sync: receive".into())?;
         match msg {
@@ -88,8 +91,11 @@ pub(crate) fn drive<H: Handler>(chan: &Channel, child: &mut HalfMade, h: &mut H)
                 forked_again = true;
                 child.handed_over(Pid::from_raw(pid));
             }
-            Some(Msg::Ready) if H::END == End::Ready => return h.ready(child.pid()),
-            None if H::END == End::Exec => return Ok(()),
+            Some(Msg::Ready) if H::END == End::Ready && !ready => {
+                ready = true;
+                h.ready(child.pid())?;
+            }
+            None if H::END == End::Exec || ready => return Ok(()),
             None => return Err(Error::InitDied(describe_exit(child.pid()))),
             Some(Msg::Failed { errno, context }) => return Err(init_error(errno, context)),
             Some(other @ (Msg::Continue | Msg::InitPid(_) | Msg::Ready)) => {
@@ -183,6 +189,23 @@ mod tests {
         assert!(r.result.is_ok(), "{:?}", r.result);
         assert_eq!(r.called, ["place", "hooks"]);
         assert_eq!(r.got, [Msg::Continue, Msg::Continue]);
+    }
+
+    /// The init loads its filter after Ready: create ends at the EOF of
+    /// its close, and a failure to load is still reported.
+    #[test]
+    fn init_ends_at_the_eof_after_ready() {
+        let r = run::<true>(nobody(0), vec![Msg::Ready]);
+        assert!(r.result.is_ok(), "{:?}", r.result);
+        let failed = Msg::Failed {
+            errno: libc::EINVAL,
+            context: "linux.seccomp: seccomp(SECCOMP_SET_MODE_FILTER, 0x4)".into(),
+        };
+        let r = run::<true>(nobody(0), vec![Msg::Ready, failed]);
+        let err = r.result.map_err(|e| e.to_string()).unwrap_err();
+        assert!(err.contains("SECCOMP_SET_MODE_FILTER"), "{err}");
+        let r = run::<true>(nobody(0), vec![Msg::Ready, Msg::Ready]);
+        assert!(matches!(r.result, Err(Error::InitDied(m)) if m.contains("unexpected Ready")));
     }
 
     #[test]

@@ -25,10 +25,12 @@ pub fn run(plan: &InitPlan, chan: Channel, fifo: &OwnedFd) -> ! {
             unsafe { libc::_exit(1) }
         }
     };
-    // The runtime has returned on Ready: nobody reads the channel any
-    // more, so it goes before the wait (as runc's init pipe), and
-    // failures from here on are reported on stderr.
-    drop(chan);
+    // The runtime returns at the EOF of this close (after Ready, the
+    // filter is in): nobody reads the channel any more, so it goes before
+    // the wait (as runc's init pipe), and failures from here on are
+    // reported on stderr. close(2) is the only syscall of this step under
+    // the filter.
+    chan.close();
     start(plan, fifo, &exe, host_pid)
 }
 
@@ -129,7 +131,7 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<(Program, i3
         crate::console::setup(&t.socket, t.size, true)?;
     }
     rootfs::finalize(&plan.rootfs, prepared)?;
-    // The runtime exits as soon as it reads Ready, and we must outlive it:
+    // The runtime exits once our channel closes, and we must outlive it:
     // drop the death signal first, or that exit can race it and kill us.
     // (Before the filter goes in. Should the runtime die from here on, the
     // sync channel fails instead.)
@@ -141,10 +143,12 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<(Program, i3
         chan,
         Some(fifo.as_fd()),
     )?;
-    // The filter must allow what follows: the sync write, opening and
-    // writing exec.fifo, startContainer hooks, execve (Docker's does).
-    program::seal(&plan.process, chan)?;
+    // Ready before the filter, so that no message of ours runs under it;
+    // the runtime waits for the channel to close (or for Failed).
     chan.send(&Msg::Ready).ctx(|| "sync: send ready".into())?;
+    // The filter must allow what follows: closing the sync channel,
+    // opening and writing exec.fifo, startContainer hooks, execve.
+    program::seal(&plan.process, chan)?;
     Ok((exe, host_pid))
 }
 

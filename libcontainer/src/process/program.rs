@@ -58,11 +58,10 @@ pub fn prepare(
     // Read as root, before the switch to the user, as runc does.
     let env = with_home(&plan.env, plan.uid);
     // The seccomp filter goes in after every step of ours that a profile
-    // could deny (getcwd, setgroups, chdir, ...): with no_new_privs in
-    // `seal`; without it loading needs CAP_SYS_ADMIN, which is kept
-    // through the identity change for it.
-    let privileged_filter = !plan.no_new_privs && plan.seccomp.is_some();
-    let keep = privileged_filter.then_some(caps::Capability::CAP_SYS_ADMIN);
+    // could deny (getcwd, setgroups, chdir, ...), in `seal`. Without
+    // no_new_privs loading needs CAP_SYS_ADMIN, which is kept through the
+    // identity change for it.
+    let keep = privileged_filter(plan).then_some(caps::Capability::CAP_SYS_ADMIN);
     set_user(plan, in_userns, keep)?;
     if let Some(mask) = plan.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
@@ -73,11 +72,10 @@ pub fn prepare(
     if let Some(p) = plan.personality {
         tuning::set_personality(p)?;
     }
-    let path = find_executable(plan)?;
-    if privileged_filter {
-        install_privileged(plan, chan)?;
-    }
-    Ok(Program { path, env })
+    Ok(Program {
+        path: find_executable(plan)?,
+        env,
+    })
 }
 
 /// A filter loaded without no_new_privs: CAP_SYS_ADMIN is raised in the
@@ -133,14 +131,19 @@ fn passwd_home(path: &Path, uid: u32) -> Option<Vec<u8>> {
     })
 }
 
-/// The very last step before the program is started: the seccomp filter
-/// of a no_new_privs process.
+/// Loading a filter without no_new_privs takes CAP_SYS_ADMIN.
+fn privileged_filter(plan: &ProcessPlan) -> bool {
+    !plan.no_new_privs && plan.seccomp.is_some()
+}
+
+/// The very last step before the program is started: the seccomp filter.
 pub fn seal(plan: &ProcessPlan, chan: &Channel) -> Result<()> {
     crate::failpoint::failpoint("before-exec")?;
-    if plan.no_new_privs {
-        install_seccomp(plan, chan)?;
+    if privileged_filter(plan) {
+        install_privileged(plan, chan)
+    } else {
+        install_seccomp(plan, chan)
     }
-    Ok(())
 }
 
 /// Installs the filter; a notification listener goes to the runtime, which

@@ -17,9 +17,9 @@
 //! | `InitPid(pid)` | middle child → parent | the child forked again to be in a pid namespace it could not be cloned into (init: a pid namespace joined or made after joining others; exec: a rootless runtime); the middle child exits next | reaps the middle child, guards `pid` instead; no reply |
 //! | `RunHooks` | init → parent | mounts done, pivot_root next, the config has prestart/createRuntime hooks | moves `linux.netDevices` into the init's network namespace (if not yet), runs the hooks; `Continue` |
 //! | `SeccompListener` + an fd | init or exec → parent | a filter with a notification listener is loaded; the fd follows in a packet of its own ([`Channel::send_fd`]) | hands it to the seccomp agent; `Continue` |
-//! | `Ready` | init → parent | set up; about to block on exec.fifo | moves `linux.netDevices` (if not yet); `create` ends: the parent returns the init's pid |
+//! | `Ready` | init → parent | set up but for its seccomp filter, which it loads next (so that no message runs under it) | moves `linux.netDevices` (if not yet); waits for the EOF |
 //! | `Failed { errno, context }` | child → parent | any failure; the child then exits | returns the error; the child is killed and reaped |
-//! | EOF | child → parent | exec: execve closed the channel (close-on-exec): the program runs. init: it died | exec ends; create fails with how the child ended |
+//! | EOF | child → parent | exec: execve closed the channel (close-on-exec): the program runs. init after `Ready`: the filter is in and it waits on exec.fifo; before: it died | exec ends; create ends, the parent returns the init's pid; before `Ready`, create fails with how the child ended |
 //!
 //! Anything else (a message the other kind of child sends, `Continue` from
 //! a child, a second `InitPid`) is a protocol error, the same for both.
@@ -47,7 +47,8 @@ pub enum Msg {
     /// child → parent: the seccomp filter's notification listener comes
     /// in the next packet (see `send_fd`); hand it to the agent.
     SeccompListener,
-    /// init → parent: set up; now waiting on exec.fifo.
+    /// init → parent: set up but for the seccomp filter; the channel's
+    /// EOF follows once the filter is in.
     Ready,
     /// child → parent: setup failed.
     Failed { errno: i32, context: String },
@@ -125,6 +126,16 @@ impl Channel {
             SockFlag::SOCK_CLOEXEC,
         )?;
         Ok((Channel(a), Channel(b)))
+    }
+
+    /// Closes our end (the peer reads EOF) with close(2) alone: a debug
+    /// build's drop of an OwnedFd checks the fd with fcntl first, which a
+    /// seccomp profile may deny.
+    pub fn close(self) {
+        use std::os::fd::IntoRawFd;
+        let fd = self.0.into_raw_fd();
+        // SAFETY: we owned fd, and nothing else refers to it.
+        unsafe { libc::close(fd) };
     }
 
     pub fn send(&self, msg: &Msg) -> nix::Result<()> {
