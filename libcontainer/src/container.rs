@@ -649,8 +649,7 @@ impl Container {
         wait_exec(&fifo);
         let state = self.hook_state(Status::Running);
         crate::hooks::run("poststart", poststart, &state, Default::default()).inspect_err(|_| {
-            let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL as i32);
-            wait_gone(&pidfd);
+            kill_and_wait(&pidfd);
         })
     }
 
@@ -786,8 +785,7 @@ impl Container {
         }
         if status != Status::Stopped {
             if let Some(pidfd) = self.pidfd() {
-                let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL as i32);
-                wait_gone(&pidfd);
+                kill_and_wait(&pidfd);
             }
         }
         self.state.cgroup.paths.kill_all()?;
@@ -880,9 +878,11 @@ fn owner_name(path: &Path) -> String {
     }
 }
 
-/// Waits (up to 5 s) until the process behind `pidfd` has exited.
-fn wait_gone(pidfd: &OwnedFd) {
+/// SIGKILLs the process behind `pidfd` and waits (up to 5 s) until it has
+/// exited.
+fn kill_and_wait(pidfd: &OwnedFd) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL as i32);
     let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
     let _ = poll(&mut fds, PollTimeout::from(5000u16));
 }
