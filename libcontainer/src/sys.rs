@@ -34,7 +34,8 @@ pub enum Forked {
 
 /// Forks with `flags` (namespace flags), placing the child in the cgroup v2
 /// directory `cgroup` atomically when given. Falls back to `clone(2)` on
-/// kernels without clone3 or CLONE_INTO_CGROUP; `Ok((_, false))` then tells the
+/// kernels without clone3 or CLONE_INTO_CGROUP, and when the cgroup is at its
+/// pids limit; `Ok((_, false))` then tells the
 /// caller the child was not placed and must be moved by writing cgroup.procs.
 ///
 /// # Safety
@@ -69,6 +70,12 @@ pub unsafe fn fork_with(
         // Old kernel (no clone3, or no CLONE_INTO_CGROUP) or a cgroup that
         // cannot take the task directly: fall back to plain clone.
         Err(Errno::ENOSYS) | Err(Errno::E2BIG) | Err(Errno::EINVAL) | Err(Errno::EOPNOTSUPP) => {}
+        // A fork into the cgroup counts against its pids.max (EAGAIN at the
+        // limit) where moving a process in does not: an exec into a
+        // container at its pids limit still gets in, as runc's retry
+        // without CLONE_INTO_CGROUP lets it (process_linux.go,
+        // startWithCgroupFD).
+        Err(Errno::EAGAIN) if cgroup.is_some() => {}
         Err(e) => return Err(e),
     }
     let ret = libc::syscall(
