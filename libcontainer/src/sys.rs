@@ -35,8 +35,8 @@ pub enum Forked {
 /// Forks with `flags` (namespace flags), placing the child in the cgroup v2
 /// directory `cgroup` atomically when given. Falls back to `clone(2)` on
 /// kernels without clone3 or CLONE_INTO_CGROUP, and when the cgroup is at its
-/// pids limit; `Ok((_, false))` then tells the
-/// caller the child was not placed and must be moved by writing cgroup.procs.
+/// pids limit; `Ok((_, false))` then tells the caller the child was not
+/// placed and must be moved by writing cgroup.procs.
 ///
 /// # Safety
 /// Same as fork(2): in the child only async-signal-safe work is sound unless
