@@ -238,16 +238,7 @@ pub(crate) fn apply(cgroup: BorrowedFd<'_>, rules: &[DeviceRule]) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rule(allow: bool, typ: char, major: Option<i64>, minor: Option<i64>, a: &str) -> DeviceRule {
-        DeviceRule {
-            allow,
-            typ,
-            major,
-            minor,
-            access: a.into(),
-        }
-    }
+    use crate::cgroups::emulator::tests::rule;
 
     #[test]
     fn program_shape() {

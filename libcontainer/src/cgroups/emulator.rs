@@ -249,10 +249,17 @@ fn access_string(bits: u8) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn rule(allow: bool, typ: char, major: Option<i64>, minor: Option<i64>, a: &str) -> DeviceRule {
+    /// A rule in one line (the eBPF program's tests use it too).
+    pub(crate) fn rule(
+        allow: bool,
+        typ: char,
+        major: Option<i64>,
+        minor: Option<i64>,
+        a: &str,
+    ) -> DeviceRule {
         DeviceRule {
             allow,
             typ,
