@@ -59,3 +59,43 @@ fn refused_without_resctrl() {
         assert_no_leaks(&env, "rdt-none");
     }
 }
+
+/// `update --l3-cache-schema` / `--mem-bw-schema` on a machine without the
+/// feature: runc's words (update.go) and exit, checked before anything
+/// changes; the container keeps running.
+#[test]
+fn update_schemata_without_the_feature_as_runc() {
+    if resctrl_mounted() {
+        eprintln!("SKIPPED update_schemata_without_the_feature_as_runc: this host has resctrl");
+        return;
+    }
+    let Some(runc) = require_runc!() else {
+        return;
+    };
+    for env in [TestEnv::keel(), TestEnv::new(runc)] {
+        let rt = env.rt.name;
+        let mut b = env.bundle("rdt-up");
+        b.set("/process/args", json!(["sleep", "1000"]));
+        env.run_with(&b, &["--detach"]).expect_ok("run -d");
+        for (flag, value, words) in [
+            (
+                "--l3-cache-schema",
+                "L3:0=f",
+                "Intel RDT/CAT: l3 cache schema is not enabled",
+            ),
+            (
+                "--mem-bw-schema",
+                "MB:0=50",
+                "Intel RDT/MBA: memory bandwidth schema is not enabled",
+            ),
+        ] {
+            let o = env.cmd(&["update", flag, value, "rdt-up"]);
+            assert_eq!(o.code, 1, "{rt} {flag}: {o}");
+            assert!(o.stderr.contains(words), "{rt} {flag}: {o}");
+        }
+        assert_eq!(env.status("rdt-up"), "running", "{rt}");
+        env.cmd(&["delete", "--force", "rdt-up"])
+            .expect_ok("delete --force");
+        assert_no_leaks(&env, "rdt-up");
+    }
+}

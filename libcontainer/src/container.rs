@@ -819,6 +819,36 @@ impl Container {
         self.state.cgroup.apply(resources)
     }
 
+    /// `update --l3-cache-schema` / `--mem-bw-schema`: the container's
+    /// resctrl group gets these schemata lines. A container started without
+    /// `linux.intelRdt` is put in a group of its own first (recorded for
+    /// `delete`), as runc's update does.
+    pub fn update_intel_rdt(&mut self, l3: Option<&str>, mem_bw: Option<&str>) -> Result<()> {
+        let resctrl = crate::intelrdt::Resctrl::find();
+        crate::intelrdt::check_update(resctrl.as_ref(), l3.is_some(), mem_bw.is_some())?;
+        let lines: Vec<&str> = [l3, mem_bw].into_iter().flatten().collect();
+        let Some(resctrl) = resctrl.filter(|_| !lines.is_empty()) else {
+            return Ok(());
+        };
+        self.status_in(|s| s != Status::Stopped, NOT_RUNNING)?;
+        if self.state.intel_rdt.is_none() {
+            let dir = StateDir::open_loaded(&self.root, &self.state)?;
+            let plan = crate::intelrdt::plan(&Default::default(), &self.state.id, Some(resctrl))?;
+            let groups = plan.apply(self.state.pid)?;
+            self.state.intel_rdt = Some(groups);
+            if let Err(e) = dir.save(&self.state) {
+                if let Some(g) = self.state.intel_rdt.take() {
+                    let _ = g.remove();
+                }
+                return Err(e);
+            }
+        }
+        match &self.state.intel_rdt {
+            Some(g) => g.set_schemata(&lines),
+            None => Ok(()),
+        }
+    }
+
     /// Freezes every process of a running (or created) container, as
     /// `runc pause`.
     pub fn pause(&self) -> Result<()> {

@@ -103,6 +103,11 @@ pub enum Error {
         quote: String,
     },
 
+    /// `update` asks for an Intel RDT feature this machine lacks, in runc's
+    /// words ("Intel RDT/CAT: l3 cache schema is not enabled").
+    #[error("Intel RDT/{0} is not enabled")]
+    RdtFeature(&'static str),
+
     /// CRIU went away or answered something keel cannot read.
     #[error("{0}")]
     CriuProtocol(String),

@@ -121,6 +121,19 @@ pub fn plan(rdt: &LinuxIntelRdt, id: &str, resctrl: Option<Resctrl>) -> Result<P
     })
 }
 
+/// `update --l3-cache-schema` / `--mem-bw-schema` need their feature on
+/// this machine, checked as runc's update does (update.go), before anything
+/// changes.
+pub fn check_update(resctrl: Option<&Resctrl>, l3: bool, mem_bw: bool) -> Result<()> {
+    if l3 && !resctrl.is_some_and(Resctrl::cat) {
+        return Err(Error::RdtFeature("CAT: l3 cache schema"));
+    }
+    if mem_bw && !resctrl.is_some_and(|r| r.has("MB")) {
+        return Err(Error::RdtFeature("MBA: memory bandwidth schema"));
+    }
+    Ok(())
+}
+
 /// The groups a container is in, kept in its state for `delete`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Groups {
@@ -223,6 +236,12 @@ fn remove_group(dir: &Path) -> Result<()> {
 }
 
 impl Groups {
+    /// New schemata lines for the group (`update`); the kernel keeps the
+    /// lines of resources not named.
+    pub fn set_schemata(&self, lines: &[&str]) -> Result<()> {
+        write(&self.clos, "schemata", &(lines.join("\n") + "\n"))
+    }
+
     fn remove_monitor(&self) -> Result<()> {
         self.monitor.as_deref().map_or(Ok(()), remove_group)
     }
@@ -366,6 +385,38 @@ mod tests {
         let p = plan(&rdt(json!({"enableMonitoring": true})), "c2", Some(r)).expect("valid");
         assert!(p.apply(9).is_err());
         assert!(!root.join("c2").exists());
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    /// update's checks, in runc's words: each schema needs its feature.
+    #[test]
+    fn update_needs_the_feature() {
+        let cat = "Intel RDT/CAT: l3 cache schema is not enabled";
+        let mba = "Intel RDT/MBA: memory bandwidth schema is not enabled";
+        let e = |r: Option<&Resctrl>, l3, mb| check_update(r, l3, mb).unwrap_err().to_string();
+        assert_eq!(e(None, true, false), cat);
+        assert_eq!(e(None, false, true), mba);
+        let (root, l3_only) = fake(&["L3"]);
+        assert!(check_update(Some(&l3_only), true, false).is_ok());
+        assert_eq!(e(Some(&l3_only), true, true), mba);
+        assert!(check_update(None, false, false).is_ok());
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn update_writes_the_lines_to_the_group() {
+        let (root, r) = fake(&["L3", "MB"]);
+        let g = plan(&rdt(json!({})), "c3", Some(r))
+            .expect("valid")
+            .apply(10)
+            .expect("made");
+        g.set_schemata(&["L3:0=3", "MB:0=50"]).expect("update");
+        assert_eq!(
+            std::fs::read_to_string(root.join("c3/schemata")).expect("schemata"),
+            "L3:0=3\nMB:0=50\n"
+        );
+        g.remove().expect("delete");
+        assert!(!root.join("c3").exists());
         let _ = std::fs::remove_dir_all(root);
     }
 }

@@ -196,10 +196,8 @@ pub fn go_duration(s: &str) -> std::result::Result<Duration, String> {
 /// containerd's shim passes them) or from the flags, applied to the
 /// container's cgroups. Only what is given changes.
 pub fn update(root: &Path, a: &UpdateArgs, log: &Logger) -> Result<i32> {
-    let c = Container::load(root, &a.id)?;
-    if a.l3_cache_schema.is_some() || a.mem_bw_schema.is_some() {
-        bail!("intel RDT is not supported by this version of keel yet");
-    }
+    let mut c = Container::load(root, &a.id)?;
+    c.update_intel_rdt(a.l3_cache_schema.as_deref(), a.mem_bw_schema.as_deref())?;
     let r = match &a.resources {
         Some(src) => read_resources(src)?,
         None => resources_from_flags(a)?,
