@@ -572,3 +572,34 @@ fn bind_source_made_by_an_earlier_mount() {
     );
     assert_eq!((o.code, o.stdout.as_str()), (0, "x\n"), "{o}");
 }
+
+/// The same for an idmapped bind: its source (a directory of a host bind
+/// mounted just before) is there only in the container's mount namespace,
+/// so the runtime makes its idmapped tree when the init asks, resolving the
+/// source there. (runc 1.1.5 has no idmapped mounts; runc 1.2+ has the init
+/// ask for every idmapped source at mount time: rootfs_linux.go
+/// mountToRootfs sends procMountPlease, which process_linux.go's mount
+/// request handler serves in the container's mount namespace.)
+#[test]
+fn idmapped_bind_source_made_by_an_earlier_mount() {
+    let o = keel(
+        "earlieridmap",
+        |b| {
+            userns(b);
+            for d in ["t", "u"] {
+                std::fs::create_dir(b.rootfs().join(d)).expect("mkdir");
+            }
+            let host = b.rootfs().parent().expect("bundle dir").join("host");
+            std::fs::create_dir_all(host.join("sub")).expect("mkdir");
+            std::fs::write(host.join("sub/f"), "").expect("write");
+            let host = host.to_string_lossy().into_owned();
+            let made = b.rootfs().join("t/sub").to_string_lossy().into_owned();
+            b.push("/mounts", mount("/t", "bind", &host, &["bind"]));
+            b.push("/mounts", mount("/u", "bind", &made, &["bind", "idmap"]));
+        },
+        // Root's file: root through the idmapped bind, nobody through the
+        // plain one.
+        "stat -c %u /u/f /t/sub/f",
+    );
+    assert_eq!((o.code, o.stdout.as_str()), (0, "0\n65534\n"), "{o}");
+}

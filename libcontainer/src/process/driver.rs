@@ -35,6 +35,12 @@ pub(crate) trait Handler {
         Err(unexpected(&Msg::MapIds))
     }
 
+    /// `IdmappedSource(i)`: the idmapped tree of mount `i`'s source, as
+    /// `pid` sees it.
+    fn idmapped_source(&mut self, _pid: Pid, i: usize) -> Result<OwnedFd> {
+        Err(unexpected(&Msg::IdmappedSource(i)))
+    }
+
     /// `RunHooks`: runs the hooks due before pivot_root.
     fn run_hooks(&mut self, _pid: Pid) -> Result<()> {
         Err(unexpected(&Msg::RunHooks))
@@ -75,6 +81,12 @@ pub(crate) fn drive<H: Handler>(chan: &Channel, child: &mut HalfMade, h: &mut H)
             Some(Msg::MapIds) => {
                 h.map_ids(child.pid())?;
                 go_on()?;
+            }
+            Some(Msg::IdmappedSource(i)) => {
+                let tree = h.idmapped_source(child.pid(), i)?;
+                go_on()?;
+                chan.send_fd(&tree)
+                    .ctx(|| "sync: send the idmapped source".into())?;
             }
             Some(Msg::RunHooks) => {
                 h.run_hooks(child.pid())?;

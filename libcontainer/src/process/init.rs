@@ -98,7 +98,8 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<(Program, i3
     } else {
         host_pid()?
     };
-    let prepared = rootfs::prepare(&plan.rootfs, || {
+    let idmapped_source = |i| chan.ask_fd(&Msg::IdmappedSource(i));
+    let prepared = rootfs::prepare(&plan.rootfs, idmapped_source, || {
         if !hooks.runtime.is_empty() {
             chan.ask(&Msg::RunHooks, None)?;
         }

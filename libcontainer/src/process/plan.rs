@@ -343,7 +343,16 @@ impl InitPlan {
                 binds_dev = true;
             }
             let rbind = options.flags.contains(MsFlags::MS_REC);
+            let mut idmap_later = None;
             let tree = match idmap_of(i, m, &options, is_bind, &container_maps)? {
+                // Not there yet: an earlier mount of the config makes it, and
+                // the init asks for the tree when it gets there (runc 1.2+
+                // asks for every idmapped source then; made here, the ones
+                // that exist cost no round trip).
+                Some(maps) if !source.as_deref().is_some_and(|s| s.exists()) => {
+                    idmap_later = Some(maps);
+                    None
+                }
                 Some(maps) => {
                     let src = source.as_deref().unwrap_or(Path::new(""));
                     let tree = rootfs::idmap::prepare(src, rbind, &maps).map_err(|e| {
@@ -372,6 +381,7 @@ impl InitPlan {
                 source,
                 options,
                 tree,
+                idmap_later,
             });
         }
 

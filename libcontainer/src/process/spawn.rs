@@ -137,6 +137,23 @@ impl Handler for Create<'_> {
         write_maps(pid, self.plan)
     }
 
+    fn idmapped_source(&mut self, pid: Pid, i: usize) -> Result<OwnedFd> {
+        let m = self.plan.rootfs.mounts.get(i);
+        let Some((m, maps)) = m.and_then(|m| Some((m, m.idmap_later.as_ref()?))) else {
+            return Err(Error::InitDied(format!(
+                "protocol error: no idmapped source for mount {i}"
+            )));
+        };
+        let src = m.source.as_deref().unwrap_or(std::path::Path::new(""));
+        let rbind = m.options.flags.contains(nix::mount::MsFlags::MS_REC);
+        crate::rootfs::idmap::prepare_in(pid.as_raw(), src, rbind, maps).map_err(|e| {
+            e.within(crate::rootfs::mount_failed(
+                m.source.as_deref(),
+                &m.destination,
+            ))
+        })
+    }
+
     fn run_hooks(&mut self, pid: Pid) -> Result<()> {
         self.move_net_devices(pid)?;
         let state = self.plan.hooks.state(crate::Status::Creating, pid.as_raw());

@@ -14,6 +14,7 @@
 //! |---|---|---|---|
 //! | `Continue` | parent → child | once the child is placed (cgroups joined; for the init, id maps and `oom_score_adj` written), and in answer to `MapIds`, `RunHooks`, `SeccompListener` | — |
 //! | `MapIds` | init → parent | the init joined namespaces by path and then unshared its user namespace | writes `gid_map`, `uid_map`; `Continue` |
+//! | `IdmappedSource(i)` | init → parent | it reached mount `i`, an idmapped bind whose source did not exist before the init's mounts (`Mount::idmap_later`) | makes the idmapped tree of the source, resolved in the init's mount namespace; `Continue`, then the tree's fd in a packet of its own |
 //! | `InitPid(pid)` | middle child → parent | the child forked again to be in a pid namespace it could not be cloned into (init: a pid namespace joined or made after joining others; exec: a rootless runtime); the middle child exits next | reaps the middle child, guards `pid` instead; no reply |
 //! | `RunHooks` | init → parent | mounts done, pivot_root next, the config has prestart/createRuntime hooks | moves `linux.netDevices` into the init's network namespace (if not yet), runs the hooks; `Continue` |
 //! | `SeccompListener` + an fd | init or exec → parent | a filter with a notification listener is loaded; the fd follows in a packet of its own ([`Channel::send_fd`]) | hands it to the seccomp agent; `Continue` |
@@ -38,6 +39,9 @@ pub enum Msg {
     Continue,
     /// init → parent: my user namespace exists; write its id maps.
     MapIds,
+    /// init → parent: make the idmapped tree of mount `i`'s source (now
+    /// there in my mount namespace) and send it (see `send_fd`).
+    IdmappedSource(usize),
     /// child → parent: the process to run the program is this grandchild
     /// (host pid); I exit now.
     InitPid(i32),
@@ -175,6 +179,14 @@ impl Channel {
             .and_then(|()| fd.map_or(Ok(()), |fd| self.send_fd(fd)))
             .map_err(|e| Error::sys(format!("sync: send {msg:?}"), e))?;
         self.wait_continue()
+    }
+
+    /// Child side: sends `msg` and receives the fd the parent answers with
+    /// after its `Continue`.
+    pub fn ask_fd(&self, msg: &Msg) -> Result<OwnedFd> {
+        self.ask(msg, None)?;
+        self.recv_fd()
+            .map_err(|e| Error::sys(format!("sync: receive the fd for {msg:?}"), e))
     }
 
     /// The next message; `None` when the peer closed its end.

@@ -6,7 +6,10 @@
 //! source filesystem was mounted in, which the init (inside the container's
 //! user namespace) lacks. So the runtime makes the detached, idmapped mount
 //! tree before forking the init, and the init only attaches it with
-//! move_mount(2) in its own mount namespace.
+//! move_mount(2) in its own mount namespace. A source that is not there yet
+//! (an earlier mount of the config makes it) is made when the init gets to
+//! it, as runc 1.2+ does (the init's `procMountPlease`): the runtime clones
+//! it in the init's mount namespace ([`clone_tree_in`]), then idmaps it.
 
 use crate::error::{Result, SysContext};
 use crate::sys::{self, Forked};
@@ -33,6 +36,20 @@ pub fn prepare(source: &Path, rbind: bool, maps: &IdMaps) -> Result<OwnedFd> {
     let what = || format!("idmapped mount of {}", source.display());
     let userns = userns_with(maps).map_err(|e| e.in_field("idmap"))?;
     let tree = clone_tree(source, rbind).ctx(what)?;
+    idmap_tree(tree, source, maps, userns)
+}
+
+/// [`prepare`] for a source that exists only in the mount namespace of
+/// `pid` (the init, part-way through its mounts).
+pub fn prepare_in(pid: i32, source: &Path, rbind: bool, maps: &IdMaps) -> Result<OwnedFd> {
+    let userns = userns_with(maps).map_err(|e| e.in_field("idmap"))?;
+    let tree = clone_tree_in(pid, source, rbind)
+        .ctx(|| format!("idmapped mount of {}", source.display()))?;
+    idmap_tree(tree, source, maps, userns)
+}
+
+fn idmap_tree(tree: OwnedFd, source: &Path, maps: &IdMaps, userns: OwnedFd) -> Result<OwnedFd> {
+    let what = || format!("idmapped mount of {}", source.display());
     sys::mount_setattr_userns(
         tree.as_fd(),
         maps.recursive,
@@ -48,6 +65,59 @@ pub fn prepare(source: &Path, rbind: bool, maps: &IdMaps) -> Result<OwnedFd> {
 pub fn clone_tree(source: &Path, rbind: bool) -> nix::Result<OwnedFd> {
     let path = CString::new(source.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     sys::open_tree_clone(&path, rbind)
+}
+
+/// [`clone_tree`] resolved in the mount namespace of `pid`: a child joins
+/// it (the runtime's own namespace, root and cwd stay as they are) and
+/// passes the tree back.
+fn clone_tree_in(pid: i32, source: &Path, rbind: bool) -> nix::Result<OwnedFd> {
+    let path = CString::new(source.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let ns = nix::fcntl::open(
+        format!("/proc/{pid}/ns/mnt").as_str(),
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let (ours, theirs) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::SeqPacket,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )?;
+    // SAFETY: the runtime is single-threaded while it creates (see
+    // `process::spawn`); the child makes syscalls and _exits.
+    let (forked, _) = unsafe { sys::fork_with(0, None) }?;
+    let child = match forked {
+        Forked::Child => {
+            drop(ours);
+            let r = nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNS)
+                .and_then(|()| sys::open_tree_clone(&path, rbind));
+            let code = match r {
+                Ok(tree) => sys::send_fd(theirs.as_fd(), b"fd", tree.as_fd()).map_or(1, |()| 0),
+                Err(e) => {
+                    let _ = nix::sys::socket::send(
+                        theirs.as_raw_fd(),
+                        &(e as i32).to_ne_bytes(),
+                        nix::sys::socket::MsgFlags::empty(),
+                    );
+                    1
+                }
+            };
+            // SAFETY: leave without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop(theirs);
+    let mut buf = [0u8; 8];
+    let r = sys::recv_one_fd(ours.as_fd(), &mut buf).map_err(|e| {
+        // No fd: the packet carries the child's errno.
+        match i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) {
+            0 => e,
+            errno => Errno::from_raw(errno),
+        }
+    });
+    let _ = nix::sys::wait::waitpid(child, None);
+    r
 }
 
 /// Puts the prepared tree on `target` (an O_PATH fd inside the rootfs).

@@ -18,7 +18,7 @@ use crate::cgroups::CgroupPaths;
 use crate::error::{Result, SysContext};
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Everything the init needs to build the filesystem, computed in the parent.
@@ -60,8 +60,14 @@ pub struct RootfsPlan {
 }
 
 /// Performs the plan up to and including the pivot into the new root;
-/// `before_pivot` runs when everything is mounted (the hooks' moment).
-pub fn prepare(plan: &RootfsPlan, before_pivot: impl FnOnce() -> Result<()>) -> Result<Prepared> {
+/// `idmapped_source(i)` gets the runtime's tree for mount `i`'s
+/// [`Mount::idmap_later`]; `before_pivot` runs when everything is mounted
+/// (the hooks' moment).
+pub fn prepare(
+    plan: &RootfsPlan,
+    idmapped_source: impl Fn(usize) -> Result<OwnedFd>,
+    before_pivot: impl FnOnce() -> Result<()>,
+) -> Result<Prepared> {
     if plan.own_mount_ns {
         nix::mount::mount(
             None::<&str>,
@@ -95,8 +101,15 @@ pub fn prepare(plan: &RootfsPlan, before_pivot: impl FnOnce() -> Result<()>) -> 
     // Nodes are created with exactly the modes asked for.
     let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     let mut read_only_later = Vec::new();
-    for m in &plan.mounts {
-        mounts::mount(&root, m, plan, &mut read_only_later)
+    for (i, m) in plan.mounts.iter().enumerate() {
+        let late = match m.idmap_later {
+            Some(_) => Some(Tree {
+                fd: std::sync::Arc::new(idmapped_source(i)?),
+                idmapped: true,
+            }),
+            None => None,
+        };
+        mounts::mount(&root, m, late.as_ref(), plan, &mut read_only_later)
             .map_err(|e| e.within(mount_failed(m.source.as_deref(), &m.destination)))?;
         crate::failpoint::failpoint("mount")?;
     }

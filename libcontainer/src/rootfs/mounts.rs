@@ -28,6 +28,10 @@ pub struct Mount {
     /// A bind whose source the runtime cloned as a detached tree, for the
     /// init to attach (see [`super::idmap`]).
     pub tree: Option<Tree>,
+    /// An idmapped bind whose source did not exist when the runtime made
+    /// the trees (an earlier mount of the config makes it): its maps, for
+    /// the tree the init asks the runtime for when it gets to it.
+    pub idmap_later: Option<super::idmap::IdMaps>,
 }
 
 /// A detached mount tree the runtime made of a bind's source.
@@ -41,36 +45,37 @@ pub struct Tree {
     pub idmapped: bool,
 }
 
-impl Mount {
-    /// The runtime's tree, when the init is to use it: `reach` is the
-    /// init's own attempt at the source.
-    fn tree_for<T>(&self, reach: &nix::Result<T>) -> Option<&Tree> {
-        self.tree
-            .as_ref()
-            .filter(|t| t.idmapped || matches!(reach, Err(Errno::EACCES | Errno::EPERM)))
-    }
+/// The runtime's tree, when the init is to use it: `reach` is the init's
+/// own attempt at the source.
+fn tree_for<'a, T>(tree: Option<&'a Tree>, reach: &nix::Result<T>) -> Option<&'a Tree> {
+    tree.filter(|t| t.idmapped || matches!(reach, Err(Errno::EACCES | Errno::EPERM)))
+}
 
+impl Mount {
     fn is_bind(&self) -> bool {
         self.options.flags.contains(MsFlags::MS_BIND) || self.typ == "bind"
     }
 }
 
-/// Performs `m`; a mount to be made read-only once the rootfs is complete
-/// is added to `read_only_later`.
+/// Performs `m` (with `late`, the tree the runtime made of its source just
+/// now, for [`Mount::idmap_later`]); a mount to be made read-only once the
+/// rootfs is complete is added to `read_only_later`.
 pub fn mount(
     root: &OwnedFd,
     m: &Mount,
+    late: Option<&Tree>,
     plan: &RootfsPlan,
     read_only_later: &mut Vec<(OwnedFd, PathBuf)>,
 ) -> Result<()> {
     let dest = &m.destination;
+    let tree = late.or(m.tree.as_ref());
     if m.typ == "cgroup" || m.typ == "cgroup2" {
         return mount_cgroup(root, m, plan);
     }
     let kind = if m.is_bind() {
         let src = m.source.as_deref().unwrap_or(Path::new(""));
         let st = nix::sys::stat::stat(src);
-        let st = match m.tree_for(&st) {
+        let st = match tree_for(tree, &st) {
             Some(tree) => nix::sys::stat::fstat(tree.fd.as_fd()),
             None => st,
         }
@@ -132,11 +137,11 @@ pub fn mount(
     let o = &m.options;
     if m.is_bind() {
         let bind = MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC);
-        let r = match m.tree.as_ref().filter(|t| t.idmapped) {
+        let r = match tree.filter(|t| t.idmapped) {
             Some(_) => Err(Errno::EPERM),
             None => nix::mount::mount(m.source.as_deref(), &at, None::<&str>, bind, None::<&str>),
         };
-        match m.tree_for(&r) {
+        match tree_for(tree, &r) {
             Some(tree) => super::idmap::attach(tree.fd.as_fd(), target.as_fd()),
             None => r,
         }
