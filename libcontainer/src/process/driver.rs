@@ -146,6 +146,12 @@ mod tests {
             self.0.push("hooks");
             Ok(())
         }
+
+        fn idmapped_source(&mut self, _pid: Pid, _i: usize) -> Result<OwnedFd> {
+            self.0.push("idmapped source");
+            let (r, _w) = nix::unistd::pipe().expect("pipe");
+            Ok(r)
+        }
     }
 
     /// A pid no process can have (above the kernel's PID_MAX_LIMIT, 2^22):
@@ -173,12 +179,17 @@ mod tests {
             let mut got = Vec::new();
             got.extend(theirs.recv().ok().flatten());
             for msg in script {
-                let answered = matches!(msg, Msg::MapIds | Msg::RunHooks);
+                let answered = matches!(msg, Msg::MapIds | Msg::RunHooks | Msg::IdmappedSource(_));
+                let fd_follows = matches!(msg, Msg::IdmappedSource(_));
                 if theirs.send(&msg).is_err() {
                     break;
                 }
                 if answered {
                     got.extend(theirs.recv().ok().flatten());
+                }
+                // The fd that follows is recorded as the request it answers.
+                if fd_follows && theirs.recv_fd().is_ok() {
+                    got.push(msg);
                 }
             }
             got
@@ -201,6 +212,18 @@ mod tests {
         assert!(r.result.is_ok(), "{:?}", r.result);
         assert_eq!(r.called, ["place", "hooks"]);
         assert_eq!(r.got, [Msg::Continue, Msg::Continue]);
+    }
+
+    /// The tree of an idmapped source comes after the `Continue`.
+    #[test]
+    fn an_idmapped_source_is_sent_after_continue() {
+        let r = run::<true>(nobody(0), vec![Msg::IdmappedSource(2), Msg::Ready]);
+        assert!(r.result.is_ok(), "{:?}", r.result);
+        assert_eq!(r.called, ["place", "idmapped source"]);
+        assert_eq!(
+            r.got,
+            [Msg::Continue, Msg::Continue, Msg::IdmappedSource(2)]
+        );
     }
 
     /// The init loads its filter after Ready: create ends at the EOF of
