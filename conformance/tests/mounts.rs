@@ -582,12 +582,28 @@ fn bind_source_made_by_an_earlier_mount() {
 /// request handler serves in the container's mount namespace.)
 #[test]
 fn idmapped_bind_source_made_by_an_earlier_mount() {
+    idmapped_source_through_an_earlier_bind("earlieridmap", false);
+}
+
+/// The same when the image has the source too, covered by the earlier
+/// mount: the container's view of it is bound, as in runc 1.2+.
+#[test]
+fn idmapped_bind_source_covered_by_an_earlier_mount() {
+    idmapped_source_through_an_earlier_bind("coveredidmap", true);
+}
+
+/// A host directory bound on /t, then `<rootfs>/t/sub` idmapped on /u
+/// (`in_image`: the image has its own, empty, t/sub).
+fn idmapped_source_through_an_earlier_bind(name: &str, in_image: bool) {
     let o = keel(
-        "earlieridmap",
+        name,
         |b| {
             userns(b);
             for d in ["t", "u"] {
                 std::fs::create_dir(b.rootfs().join(d)).expect("mkdir");
+            }
+            if in_image {
+                std::fs::create_dir(b.rootfs().join("t/sub")).expect("mkdir");
             }
             let host = b.rootfs().parent().expect("bundle dir").join("host");
             std::fs::create_dir_all(host.join("sub")).expect("mkdir");

@@ -345,11 +345,16 @@ impl InitPlan {
             let rbind = options.flags.contains(MsFlags::MS_REC);
             let mut idmap_later = None;
             let tree = match idmap_of(i, m, &options, is_bind, &container_maps)? {
-                // Not there yet: an earlier mount of the config makes it, and
-                // the init asks for the tree when it gets there (runc 1.2+
-                // asks for every idmapped source then; made here, the ones
-                // that exist cost no round trip).
-                Some(maps) if !source.as_deref().is_some_and(|s| s.exists()) => {
+                // Not there yet, or in the rootfs, where an earlier mount
+                // of the config may make or cover it: the init asks for the
+                // tree when it gets there, resolved in its mount namespace
+                // (runc 1.2+ asks for every idmapped source then; made here,
+                // the others cost no round trip).
+                Some(maps)
+                    if !source
+                        .as_deref()
+                        .is_some_and(|s| s.exists() && !s.starts_with(&bundle.rootfs)) =>
+                {
                     idmap_later = Some(maps);
                     None
                 }
