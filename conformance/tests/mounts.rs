@@ -11,13 +11,23 @@ use serde_json::{json, Value};
 /// Runs `script` in a bundle made by `setup`, under keel and runc; returns
 /// both outputs (keel first) after checking nothing was left behind.
 fn both(name: &str, setup: impl Fn(&mut Bundle), script: &str) -> Option<[Output; 2]> {
+    both_with(name, &[], setup, script)
+}
+
+/// [`both`] with `run` flags.
+fn both_with(
+    name: &str,
+    flags: &[&str],
+    setup: impl Fn(&mut Bundle),
+    script: &str,
+) -> Option<[Output; 2]> {
     let runc = require_runc!()?;
     let mut outs = Vec::new();
     for env in [TestEnv::keel(), TestEnv::new(runc)] {
         let mut b = env.bundle(name);
         b.sh(script);
         setup(&mut b);
-        let o = env.run(&b);
+        let o = env.run_with(&b, flags);
         eprintln!("--- {} ---\n{o}", env.rt.name);
         assert_no_leaks(&env, name);
         outs.push(o);
@@ -618,4 +628,72 @@ fn idmapped_source_through_an_earlier_bind(name: &str, in_image: bool) {
         "stat -c %u /u/f /t/sub/f",
     );
     assert_eq!((o.code, o.stdout.as_str()), (0, "0\n65534\n"), "{o}");
+}
+
+/// `--no-pivot` leaves the caller's mounts in the container's mount
+/// namespace, beneath the chroot; a full proc or sysfs among them would let
+/// a process that makes its own user namespace mount a fresh, unmasked one
+/// (the kernel's mount_too_revealing only asks for one fully visible
+/// mount of the type in the namespace). runc's msMoveRoot detaches them
+/// before it moves the rootfs onto `/`, so the only ones left are the
+/// container's, whose masks lock them. The container runs as uid 1000
+/// (mapping host root into a new user namespace would need CAP_SETFCAP),
+/// with its own pid namespace for proc.
+#[test]
+fn no_pivot_hides_the_hosts_proc_from_a_nested_user_namespace() {
+    no_pivot_nested_mount(
+        "nopivotproc",
+        "unshare -U -r -m -p -f mount -t proc proc /tmp",
+    );
+}
+
+/// The same for sysfs (which asks for a network namespace of the user
+/// namespace's).
+#[test]
+fn no_pivot_hides_the_hosts_sysfs_from_a_nested_user_namespace() {
+    no_pivot_nested_mount(
+        "nopivotsysfs",
+        "unshare -U -r -m -n mount -o ro -t sysfs sysfs /tmp",
+    );
+}
+
+/// In a container with its own user namespace, the caller's proc mounts
+/// are locked and cannot be detached: they are covered with a tmpfs, as
+/// runc does, which a nested user namespace sees locked.
+#[test]
+fn no_pivot_in_a_user_namespace_covers_the_hosts_proc() {
+    no_pivot_nested_mount_with(
+        "nopivotuserns",
+        userns,
+        "unshare -U -r -m -p -f mount -t proc proc /tmp",
+    );
+}
+
+fn no_pivot_nested_mount(name: &str, script: &str) {
+    no_pivot_nested_mount_with(name, |_| {}, script);
+}
+
+fn no_pivot_nested_mount_with(name: &str, setup: impl Fn(&mut Bundle), script: &str) {
+    let Some([k, r]) = both_with(
+        name,
+        &["--no-pivot"],
+        |b| {
+            setup(b);
+            b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+        },
+        &format!("{script} && echo mounted"),
+    ) else {
+        return;
+    };
+    let denied = "mount: permission denied (are you root?)\n";
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (1, "", denied),
+        "runc: {r}"
+    );
+    assert_eq!(
+        (k.code, k.stdout.as_str(), k.stderr.as_str()),
+        (1, "", denied),
+        "keel: {k}"
+    );
 }

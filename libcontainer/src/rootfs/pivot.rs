@@ -18,6 +18,7 @@ pub fn enter(rootfs: &Path, no_pivot: bool, own_mount_ns: bool) -> Result<()> {
     if !own_mount_ns {
         nix::unistd::chroot(".").ctx(|| "chroot".into())?;
     } else if no_pivot {
+        hide_outer_proc_and_sysfs(rootfs)?;
         nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .ctx(|| format!("move {} to /", rootfs.display()))?;
         nix::unistd::chroot(".").ctx(|| "chroot".into())?;
@@ -50,6 +51,47 @@ pub fn enter(rootfs: &Path, no_pivot: bool, own_mount_ns: bool) -> Result<()> {
         nix::mount::umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach old root".into())?;
     }
     nix::unistd::chdir("/").ctx(|| "chdir /".into())
+}
+
+/// Without pivot_root the namespace keeps the caller's mounts beneath the
+/// chroot, and the kernel lets a process in a nested user namespace mount
+/// proc or sysfs if any full one of them is there uncovered
+/// (mount_too_revealing): a host /proc would defeat the container's masked
+/// paths. As runc's msMoveRoot, every full proc and sysfs mount outside the
+/// rootfs is detached (made a slave first, so that the host keeps it), or
+/// covered with a tmpfs where it cannot be.
+fn hide_outer_proc_and_sysfs(rootfs: &Path) -> Result<()> {
+    let outer = crate::mountinfo::read_self()?.into_iter().filter(|m| {
+        m.root == Path::new("/")
+            && (m.fstype == "proc" || m.fstype == "sysfs")
+            && !m.mount_point.starts_with(rootfs)
+    });
+    for m in outer {
+        let at = &m.mount_point;
+        match nix::mount::mount(
+            None::<&str>,
+            at,
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
+            // A mount beneath one detached already.
+            Err(Errno::ENOENT) => continue,
+            r => r.ctx(|| format!("--no-pivot: make {} rslave", at.display()))?,
+        }
+        match nix::mount::umount2(at, MntFlags::MNT_DETACH) {
+            Err(Errno::EINVAL | Errno::EPERM) => nix::mount::mount(
+                Some("tmpfs"),
+                at,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .ctx(|| format!("--no-pivot: cover {} with a tmpfs", at.display()))?,
+            r => r.ctx(|| format!("--no-pivot: detach {}", at.display()))?,
+        }
+    }
+    Ok(())
 }
 
 pub fn readonly_path(p: &Path) -> Result<()> {
