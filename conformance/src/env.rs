@@ -519,3 +519,18 @@ impl Drop for TestEnv {
         }
     }
 }
+
+/// The `msg` of runc-style log lines on stderr (`time=... level=error
+/// msg="..."`), unquoted; the whole stderr when it has none.
+pub fn log_msgs(stderr: &str) -> String {
+    let msgs: Vec<String> = stderr
+        .lines()
+        .filter_map(|l| l.split_once(" msg=").map(|(_, m)| m))
+        .map(|m| serde_json::from_str::<String>(m).unwrap_or_else(|_| m.to_string()))
+        .collect();
+    if msgs.is_empty() {
+        stderr.trim().to_string()
+    } else {
+        msgs.join("\n")
+    }
+}

@@ -25,7 +25,7 @@ pub mod rootless;
 mod snapshot;
 
 pub use bundle::Bundle;
-pub use env::{Output, Runtime, TestEnv, COMMAND_TIMEOUT};
+pub use env::{log_msgs, Output, Runtime, TestEnv, COMMAND_TIMEOUT};
 pub use leaks::{assert_no_leaks, find_leaks, marked_processes};
 pub use snapshot::Snapshot;
 

@@ -3,7 +3,7 @@
 //! Differential against runc where Debian's runc 1.1.5 has the behaviour;
 //! keel-only (citing runc's code) where only newer runc has it.
 
-use keel_conformance::{assert_no_leaks, require_runc, wait_until, Bundle, TestEnv};
+use keel_conformance::{assert_no_leaks, log_msgs, require_runc, wait_until, Bundle, TestEnv};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::{json, Value};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -109,21 +109,6 @@ fn exec_process_file_without_user() {
     }
     assert_eq!(results[0].1, "uid=0 gid=0\n/tmp\n");
     assert_same("process without user", &results);
-}
-
-/// The `msg` of runc-style log lines on stderr (`time=... level=error
-/// msg="..."`), unquoted; the whole stderr when it has none.
-fn log_msgs(stderr: &str) -> String {
-    let msgs: Vec<String> = stderr
-        .lines()
-        .filter_map(|l| l.split_once(" msg=").map(|(_, m)| m))
-        .map(|m| serde_json::from_str::<String>(m).unwrap_or_else(|_| m.to_string()))
-        .collect();
-    if msgs.is_empty() {
-        stderr.trim().to_string()
-    } else {
-        msgs.join("\n")
-    }
 }
 
 /// `exec` of a program that cannot be found or run: exit 255 (runc's

@@ -7,7 +7,9 @@
 //! - a foreground `runc run` sizes the container's pty after starting the
 //!   process, so the first `stty size` may fail; keel sizes it before.
 
-use keel_conformance::{assert_no_leaks, require_runc, wait_timeout, wait_until, Bundle, TestEnv};
+use keel_conformance::{
+    assert_no_leaks, log_msgs, require_runc, wait_timeout, wait_until, Bundle, TestEnv,
+};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::json;
 use std::fs::File;
@@ -714,4 +716,78 @@ fn assert_same_bytes(what: &str, results: &[(&str, Vec<u8>)]) {
             "{what}: keel (left) and runc (right) differ"
         );
     }
+}
+
+/// `<runtime> args` with no terminal anywhere: stdio redirected and a new
+/// session, so no controlling terminal either.
+fn without_any_terminal(env: &TestEnv, args: &[&str]) -> keel_conformance::Output {
+    env.spawn_with(args, |cmd| {
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    })
+    .and_then(|r| r.wait(SEC10))
+    .unwrap_or_else(|e| panic!("{} {args:?}: {e:#}", env.rt.name))
+}
+
+/// A foreground process with a terminal needs the caller's (runc's
+/// initHostConsole: stderr, stdout, stdin, else /dev/tty): without any,
+/// `exec -t` fails before anything starts, exit 255, in runc's words.
+#[test]
+fn foreground_exec_tty_without_a_terminal_fails() {
+    let mut results = Vec::new();
+    for env in envs() {
+        let rt = env.rt.name;
+        let mut b = tty_bundle(&env, "nottyx");
+        b.set("/process/args", json!(["sleep", "1000"]));
+        env.run_with(&b, &["-d"]).expect_ok(&format!("{rt} run -d"));
+        let o = without_any_terminal(&env, &["exec", "-t", "nottyx", "sh", "-c", "echo ran"]);
+        let ps = env.cmd(&["ps", "nottyx"]);
+        env.cmd(&["delete", "-f", "nottyx"]).expect_ok("delete");
+        assert_no_leaks(&env, "nottyx");
+        assert!(!ps.stdout.contains("echo ran"), "{rt}: {ps}");
+        results.push((rt, format!("{} {}", o.code, log_msgs(&o.stderr))));
+    }
+    assert!(
+        results[0]
+            .1
+            .starts_with("255 exec failed: open /dev/tty: no such device or address"),
+        "keel: {}",
+        results[0].1
+    );
+    assert_same("exec -t without a terminal", &results);
+}
+
+/// The same for a foreground `run` of a config with a terminal: it fails
+/// (exit 1) and leaves no container.
+#[test]
+fn foreground_run_tty_without_a_terminal_fails() {
+    let mut results = Vec::new();
+    for env in envs() {
+        let rt = env.rt.name;
+        let mut b = tty_bundle(&env, "nottyr");
+        b.sh("echo ran");
+        b.set("/process/terminal", json!(true));
+        b.save().expect("save");
+        let bundle = b.dir.to_string_lossy().into_owned();
+        let o = without_any_terminal(&env, &["run", "--bundle", &bundle, "nottyr"]);
+        assert!(env.state("nottyr").is_err(), "{rt}: container left");
+        assert_no_leaks(&env, "nottyr");
+        let msg = log_msgs(&o.stderr).replacen(rt, "", 1);
+        results.push((rt, format!("{} {}{}", o.code, o.stdout, msg)));
+    }
+    assert!(
+        results[0]
+            .1
+            .starts_with("1  run failed: open /dev/tty: no such device or address"),
+        "keel: {}",
+        results[0].1
+    );
+    assert_same("run with a terminal but none to relay", &results);
 }

@@ -15,13 +15,17 @@ use std::os::unix::net::UnixStream;
 pub struct Foreground {
     forwarded: SigSet,
     console: OwnedFd,
+    host: Option<tty::HostConsole>,
 }
 
 impl Foreground {
-    /// Call before forking: blocks the signals to forward (the new process
-    /// unblocks its own) and makes a console socket pair; the returned fd
-    /// goes to the library, which uses it if a terminal is asked for.
-    pub fn prepare(subreaper: bool) -> Result<(Foreground, OwnedFd)> {
+    /// Call before forking: finds the caller's terminal if the process is
+    /// to get one (`terminal`), blocks the signals to forward (the new
+    /// process unblocks its own) and makes a console socket pair; the
+    /// returned fd goes to the library, which uses it if a terminal is
+    /// asked for.
+    pub fn prepare(subreaper: bool, terminal: bool) -> Result<(Foreground, OwnedFd)> {
+        let host = terminal.then(tty::HostConsole::open).transpose()?;
         if subreaper {
             // The process may be a grandchild (a joined pid namespace): reap it.
             nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
@@ -35,6 +39,7 @@ impl Foreground {
             Foreground {
                 forwarded,
                 console: OwnedFd::from(ours),
+                host,
             },
             OwnedFd::from(theirs),
         ))
@@ -47,10 +52,13 @@ impl Foreground {
     /// `log` (runc's signals.go events).
     pub fn wait(self, pid: Pid, log: &Logger, start: impl FnOnce() -> Result<()>) -> Result<i32> {
         let master = tty::take_master(&self.console)?;
-        let raw = master.as_ref().map(|_| tty::RawMode::enter());
+        let host = self.host.as_ref().filter(|_| master.is_some());
+        let raw = host.map(tty::RawMode::enter);
         let output = match &master {
             Some(m) => {
-                tty::resize_from_stdin(m);
+                if let Some(h) = host {
+                    tty::resize_from(h, m);
+                }
                 Some(tty::copy(m.try_clone().context("dup pty master")?)?)
             }
             None => None,
@@ -64,7 +72,11 @@ impl Foreground {
                         break code;
                     }
                 }
-                (Signal::SIGWINCH, Some(m)) => tty::resize_from_stdin(m),
+                (Signal::SIGWINCH, Some(m)) => {
+                    if let Some(h) = host {
+                        tty::resize_from(h, m);
+                    }
+                }
                 _ => {
                     log.log(
                         Level::Debug,

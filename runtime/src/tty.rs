@@ -1,6 +1,6 @@
 //! A foreground `run` with `process.terminal`: keel is the console socket's
-//! other end, puts its own terminal in raw mode and copies between it and
-//! the container's pty.
+//! other end, puts the caller's terminal in raw mode and copies between its
+//! stdio and the container's pty.
 
 use anyhow::{Context, Result};
 use libkeel::console;
@@ -9,14 +9,41 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::thread::JoinHandle;
 
-/// Restores the terminal mode on drop.
-pub struct RawMode(Option<Termios>);
+/// The caller's terminal, found as runc's initHostConsole finds it: the
+/// first of stderr, stdout and stdin that is one (they may be redirected),
+/// else the controlling terminal. Without any, a foreground process cannot
+/// get a terminal: runc fails before anything is made, in these words.
+pub struct HostConsole(OwnedFd);
 
-impl RawMode {
-    pub fn enter() -> RawMode {
-        let stdin = std::io::stdin();
-        let Ok(saved) = termios::tcgetattr(stdin.as_fd()) else {
-            return RawMode(None); // not a terminal: nothing to do
+impl HostConsole {
+    pub fn open() -> Result<HostConsole> {
+        let std_fds = [
+            std::io::stderr().as_fd().try_clone_to_owned(),
+            std::io::stdout().as_fd().try_clone_to_owned(),
+            std::io::stdin().as_fd().try_clone_to_owned(),
+        ];
+        for fd in std_fds.into_iter().flatten() {
+            if nix::unistd::isatty(&fd).unwrap_or(false) {
+                return Ok(HostConsole(fd));
+            }
+        }
+        let tty = nix::fcntl::open(
+            "/dev/tty",
+            nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| anyhow::anyhow!("open /dev/tty: {}", libkeel::error::go_errno_text(e)))?;
+        Ok(HostConsole(tty))
+    }
+}
+
+/// Restores the terminal mode on drop.
+pub struct RawMode<'a>(&'a HostConsole, Option<Termios>);
+
+impl RawMode<'_> {
+    pub fn enter(host: &HostConsole) -> RawMode<'_> {
+        let Ok(saved) = termios::tcgetattr(&host.0) else {
+            return RawMode(host, None);
         };
         let mut raw = saved.clone();
         termios::cfmakeraw(&mut raw);
@@ -24,15 +51,15 @@ impl RawMode {
         // stays on, so the container's bare "\n" (its pty has no onlcr, see
         // `take_master`) still reaches the screen as a new line.
         raw.output_flags |= termios::OutputFlags::OPOST;
-        let _ = termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw);
-        RawMode(Some(saved))
+        let _ = termios::tcsetattr(&host.0, SetArg::TCSANOW, &raw);
+        RawMode(host, Some(saved))
     }
 }
 
-impl Drop for RawMode {
+impl Drop for RawMode<'_> {
     fn drop(&mut self) {
-        if let Some(saved) = &self.0 {
-            let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, saved);
+        if let Some(saved) = &self.1 {
+            let _ = termios::tcsetattr(&self.0 .0, SetArg::TCSANOW, saved);
         }
     }
 }
@@ -89,9 +116,9 @@ pub fn copy(master: OwnedFd) -> Result<JoinHandle<()>> {
     }))
 }
 
-/// SIGWINCH: pass our window size on to the container's terminal.
-pub fn resize_from_stdin(master: &OwnedFd) {
-    if let Ok(size) = console::size_of(std::io::stdin()) {
+/// SIGWINCH: pass the caller's window size on to the container's terminal.
+pub fn resize_from(host: &HostConsole, master: &OwnedFd) {
+    if let Ok(size) = console::size_of(&host.0) {
         let _ = console::resize(master, size);
     }
 }

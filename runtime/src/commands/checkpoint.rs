@@ -102,13 +102,8 @@ pub fn restore(
     let opts = RestoreOptions {
         common: criu_options(&a.criu, criu)?,
     };
+    let terminal = super::bundle_terminal(&a.bundle)?;
     if a.console_socket.is_some() {
-        let terminal = libkeel::spec::Bundle::load(&a.bundle)?
-            .spec
-            .process()
-            .as_ref()
-            .and_then(|p| p.terminal())
-            .unwrap_or(false);
         super::check_console_socket(true, a.detach, terminal)?;
     }
     // --no-pivot is accepted as runc accepts it: CRIU sets up the root.
@@ -128,7 +123,7 @@ pub fn restore(
         warn_all(log, c.warnings());
         return Ok(0);
     }
-    let (fg, console) = Foreground::prepare(!a.no_subreaper)?;
+    let (fg, console) = Foreground::prepare(!a.no_subreaper, terminal)?;
     let c = b.console_socket(console).restore(&opts)?;
     warn_all(log, c.warnings());
     let init = nix::unistd::Pid::from_raw(c.pid());

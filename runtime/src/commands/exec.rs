@@ -43,7 +43,7 @@ pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<i32> {
     let foreground = if a.detach {
         None
     } else {
-        let (fg, console) = Foreground::prepare(true)?;
+        let (fg, console) = Foreground::prepare(true, terminal && opts.console_socket.is_none())?;
         if opts.console_socket.is_none() {
             opts.console_socket = Some(console);
         }

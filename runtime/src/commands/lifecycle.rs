@@ -22,13 +22,7 @@ fn create_container(
         // The foreground `run` passes its own console; `create` and
         // `run -d` detach.
         let detach = console.is_none();
-        let terminal = detach
-            && libkeel::spec::Bundle::load(&a.bundle)?
-                .spec
-                .process()
-                .as_ref()
-                .and_then(|p| p.terminal())
-                .unwrap_or(false);
+        let terminal = detach && super::bundle_terminal(&a.bundle)?;
         super::check_console_socket(true, detach, terminal)?;
     }
     let console = match (&a.console_socket, console) {
@@ -141,7 +135,8 @@ pub fn run(root: &Path, a: &RunArgs, log: &Logger, rootless: bool, systemd: bool
         }
         return Ok(0);
     }
-    let (fg, console) = Foreground::prepare(!a.no_subreaper)?;
+    let terminal = super::bundle_terminal(&a.create.bundle)?;
+    let (fg, console) = Foreground::prepare(!a.no_subreaper, terminal)?;
     let c = create_container(root, &a.create, log, Some(console), rootless, systemd)?;
     let init = Pid::from_raw(c.pid());
     let id = c.id().to_string();

@@ -20,6 +20,16 @@ pub fn check_console_socket(given: bool, detach: bool, terminal: bool) -> anyhow
     Ok(())
 }
 
+/// Whether the bundle's process asks for a terminal.
+pub fn bundle_terminal(bundle: &std::path::Path) -> anyhow::Result<bool> {
+    Ok(libkeel::spec::Bundle::load(bundle)?
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false))
+}
+
 /// Connects to the unix socket of a `--console-socket` or `--pidfd-socket`
 /// flag, before anything is made (as runc does), so a bad path leaves
 /// nothing behind.
