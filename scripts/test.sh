@@ -33,9 +33,13 @@ require_cargo
 # a bridge network in the suite's own network namespace), containerd (with ctr
 # and the runc shim) for the shim's tests and the containerd engine suite
 # against a private containerd 1.6, docker.io (dockerd 20.10 and its client)
-# with tini (docker-init, for --init) for the Docker engine suite.
+# with tini (docker-init, for --init) for the Docker engine suite,
+# containernetworking-plugins (bridge, host-local, portmap, loopback) for the
+# CRI suite's pod network, and protobuf-compiler (protoc) to build the CRI
+# client its tests use (k8s-cri's build script).
 ensure_packages runc busybox-static util-linux libseccomp-dev uidmap podman \
-	catatonit netavark iptables containerd docker.io tini
+	catatonit netavark iptables containerd docker.io tini \
+	containernetworking-plugins protobuf-compiler
 
 # rustfmt and clippy come with a rustup toolchain as components.
 if command -v rustup >/dev/null; then

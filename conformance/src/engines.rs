@@ -361,17 +361,21 @@ impl Report {
     /// Prints the summary line per runtime and panics if anything failed.
     pub fn finish(self) {
         let mut failed = Vec::new();
-        for rt in ["runc", "keel"] {
-            let count = |v: &str| self.rows.iter().filter(|r| r.1 == rt && r.2 == v).count();
-            if self.rows.iter().any(|r| r.1 == rt) {
-                say(&format!(
-                    "SUMMARY {} {rt}: {} passed, {} failed, {} skipped",
-                    self.engine,
-                    count("PASS"),
-                    count("FAIL"),
-                    count("SKIP")
-                ));
+        let mut names: Vec<&str> = Vec::new();
+        for r in &self.rows {
+            if !names.contains(&r.1) {
+                names.push(r.1);
             }
+        }
+        for rt in names {
+            let count = |v: &str| self.rows.iter().filter(|r| r.1 == rt && r.2 == v).count();
+            say(&format!(
+                "SUMMARY {} {rt}: {} passed, {} failed, {} skipped",
+                self.engine,
+                count("PASS"),
+                count("FAIL"),
+                count("SKIP")
+            ));
         }
         for r in &self.rows {
             if r.2 == "FAIL" {

@@ -18,6 +18,7 @@
 
 mod bundle;
 pub mod containerd;
+pub mod cri;
 pub mod engines;
 mod env;
 mod leaks;

@@ -1,0 +1,738 @@
+//! Kubernetes' view: containerd 1.6's CRI plugin (a private daemon, see
+//! keel_conformance::cri) driven over CRI v1 gRPC, as the kubelet drives
+//! it, with three runtime handlers: `runc` (the reference), `keel` (keel's
+//! shim) and `keel-cli` (the runc shim running the keel binary). Every
+//! scenario runs under each handler, runc first; keel passes only where it
+//! sees what runc saw. One daemon serves the whole file (started on first
+//! use, stopped at exit); each scenario is its own test and makes its own
+//! pods, which it removes and checks for leaks.
+//!
+//! The client is the `k8s-cri` crate (tonic/prost) on a current-thread
+//! tokio runtime per test.
+
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use keel_conformance::cri::{handlers, unavailable, CriDaemon, BUSYBOX};
+use keel_conformance::engines::{Outcome, Report, Step};
+use keel_conformance::{fail, wait_until, Runtime};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+const SEC10: Duration = Duration::from_secs(10);
+
+/// The daemon of this file and its handlers, or why there is none.
+struct Fixture {
+    daemon: Mutex<CriDaemon>,
+    socket: std::path::PathBuf,
+    handlers: Vec<Runtime>,
+}
+
+static FIXTURE: OnceLock<Result<Fixture, String>> = OnceLock::new();
+
+extern "C" fn stop_fixture() {
+    if let Some(Ok(f)) = FIXTURE.get() {
+        if let Ok(mut d) = f.daemon.lock() {
+            d.stop();
+        }
+    }
+}
+
+/// The shared daemon, started on first use (and stopped at exit); None
+/// (with the reason printed) when this host cannot run the suite.
+fn fixture(test: &str) -> Option<&'static Fixture> {
+    if let Some(why) = unavailable() {
+        eprintln!("SKIPPED cri::{test}: {why}");
+        return None;
+    }
+    let f = FIXTURE.get_or_init(|| {
+        let handlers = handlers().map_err(|e| format!("{e:#}"))?;
+        let daemon = CriDaemon::start(&handlers).map_err(|e| format!("{e:#}"))?;
+        // SAFETY: registers a plain extern "C" function to run at exit.
+        unsafe { libc::atexit(stop_fixture) };
+        Ok(Fixture {
+            socket: daemon.socket.clone(),
+            daemon: Mutex::new(daemon),
+            handlers,
+        })
+    });
+    match f {
+        Ok(f) => Some(f),
+        Err(e) => panic!("CRI daemon setup: {e}"),
+    }
+}
+
+/// A CRI client on its own runtime.
+struct Cri {
+    rt: tokio::runtime::Runtime,
+    rs: RuntimeServiceClient<Channel>,
+    is: ImageServiceClient<Channel>,
+}
+
+impl Cri {
+    fn connect(f: &Fixture) -> Cri {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let socket = f.socket.clone();
+        let channel = rt
+            .block_on(async {
+                Endpoint::try_from("http://[::]:50051")?
+                    .timeout(Duration::from_secs(60))
+                    .connect_with_connector(tower::service_fn(move |_: Uri| {
+                        let socket = socket.clone();
+                        async move {
+                            let s = tokio::net::UnixStream::connect(socket).await?;
+                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+                        }
+                    }))
+                    .await
+            })
+            .expect("connect to the CRI socket");
+        Cri {
+            rt,
+            rs: RuntimeServiceClient::new(channel.clone()),
+            is: ImageServiceClient::new(channel),
+        }
+    }
+
+    fn rs(&self) -> RuntimeServiceClient<Channel> {
+        self.rs.clone()
+    }
+
+    /// Runs one call to completion.
+    fn call<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, Outcome> {
+        self.rt
+            .block_on(fut)
+            .map(tonic::Response::into_inner)
+            .map_err(|s| Outcome::Fail(format!("{what}: {:?}: {}", s.code(), s.message())))
+    }
+
+    fn status(&self, id: &str) -> Result<cri::ContainerStatus, Outcome> {
+        let req = cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        };
+        self.call("ContainerStatus", self.rs().container_status(req))?
+            .status
+            .ok_or_else(|| Outcome::Fail("ContainerStatus without a status".into()))
+    }
+
+    fn exec(&self, id: &str, cmd: &[&str], timeout: i64) -> Result<cri::ExecSyncResponse, Outcome> {
+        let req = cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout,
+        };
+        self.call("ExecSync", self.rs().exec_sync(req))
+    }
+
+    /// ExecSync of `sh -c script`: its stdout, failing unless it exits 0.
+    fn sh(&self, id: &str, script: &str) -> Result<String, Outcome> {
+        let r = self.exec(id, &["sh", "-c", script], 30)?;
+        if r.exit_code != 0 {
+            fail!(
+                "exec {script:?}: exit {}: {}",
+                r.exit_code,
+                String::from_utf8_lossy(&r.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&r.stdout).into_owned())
+    }
+
+    /// Waits until container `id` has exited; its status then.
+    fn wait_exited(&self, id: &str) -> Result<cri::ContainerStatus, Outcome> {
+        let mut last = None;
+        wait_until(SEC10, || {
+            last = self.status(id).ok();
+            last.as_ref()
+                .is_some_and(|s| s.state == cri::ContainerState::ContainerExited as i32)
+        });
+        match last {
+            Some(s) if s.state == cri::ContainerState::ContainerExited as i32 => Ok(s),
+            s => fail!("container {id} did not exit: {s:?}"),
+        }
+    }
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A running pod sandbox, stopped and removed on drop.
+struct Pod<'a> {
+    cri: &'a Cri,
+    id: String,
+    config: cri::PodSandboxConfig,
+    /// Its cgroup parent, relative to each hierarchy.
+    cgroup_parent: String,
+}
+
+/// A pod config as the kubelet writes one: unique name, a log directory,
+/// a cgroup parent under the suite's, the container pid namespace mode.
+fn pod_config(f: &Fixture, name: &str) -> cri::PodSandboxConfig {
+    let n = SEQ.fetch_add(1, Ordering::SeqCst);
+    let name = format!("{name}-{n}");
+    let cgroup_parent = format!(
+        "/{}/{name}",
+        f.daemon
+            .lock()
+            .map(|d| d.cgroup_root.clone())
+            .unwrap_or_default()
+    );
+    let logs = f
+        .daemon
+        .lock()
+        .map(|d| d.logs.join(&name))
+        .unwrap_or_default();
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.clone(),
+            uid: format!("uid-{name}"),
+            namespace: "keel-test".into(),
+            attempt: 0,
+        }),
+        hostname: name,
+        log_directory: logs.to_string_lossy().into_owned(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            cgroup_parent,
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    pid: cri::NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+impl<'a> Pod<'a> {
+    fn run(cri: &'a Cri, handler: &str, config: cri::PodSandboxConfig) -> Result<Pod<'a>, Outcome> {
+        let req = cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: handler.into(),
+        };
+        let id = cri
+            .call("RunPodSandbox", cri.rs().run_pod_sandbox(req))?
+            .pod_sandbox_id;
+        let cgroup_parent = config
+            .linux
+            .as_ref()
+            .map(|l| l.cgroup_parent.clone())
+            .unwrap_or_default();
+        Ok(Pod {
+            cri,
+            id,
+            config,
+            cgroup_parent,
+        })
+    }
+
+    /// A container config running `cmd` in busybox, logging to <name>.log.
+    fn container(&self, name: &str, cmd: &[&str]) -> cri::ContainerConfig {
+        let pid = self
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone());
+        cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: BUSYBOX.into(),
+                ..Default::default()
+            }),
+            command: cmd.iter().map(|s| s.to_string()).collect(),
+            log_path: format!("{name}.log"),
+            linux: Some(cri::LinuxContainerConfig {
+                resources: None,
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    namespace_options: pid,
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn create(&self, config: cri::ContainerConfig) -> Result<String, Outcome> {
+        let req = cri::CreateContainerRequest {
+            pod_sandbox_id: self.id.clone(),
+            config: Some(config),
+            sandbox_config: Some(self.config.clone()),
+        };
+        Ok(self
+            .cri
+            .call("CreateContainer", self.cri.rs().create_container(req))?
+            .container_id)
+    }
+
+    fn start(&self, id: &str) -> Result<(), Outcome> {
+        let req = cri::StartContainerRequest {
+            container_id: id.into(),
+        };
+        self.cri
+            .call("StartContainer", self.cri.rs().start_container(req))
+            .map(drop)
+    }
+
+    /// Creates and starts a container of `cmd`; its id.
+    fn spawn(&self, name: &str, cmd: &[&str]) -> Result<String, Outcome> {
+        let id = self.create(self.container(name, cmd))?;
+        self.start(&id)?;
+        Ok(id)
+    }
+
+    fn status(&self) -> Result<cri::PodSandboxStatusResponse, Outcome> {
+        let req = cri::PodSandboxStatusRequest {
+            pod_sandbox_id: self.id.clone(),
+            verbose: true,
+        };
+        self.cri
+            .call("PodSandboxStatus", self.cri.rs().pod_sandbox_status(req))
+    }
+
+    /// The sandbox (pause) process's pid, from the verbose status.
+    fn pause_pid(&self) -> Result<i32, Outcome> {
+        let info = self.status()?.info.remove("info").unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&info)
+            .map_err(|e| Outcome::Fail(format!("PodSandboxStatus info: {e}: {info}")))?;
+        match v["pid"].as_i64() {
+            Some(p) if p > 0 => Ok(p as i32),
+            _ => fail!("no pid in the sandbox's info: {info}"),
+        }
+    }
+
+    fn stop(&self) -> Result<(), Outcome> {
+        let req = cri::StopPodSandboxRequest {
+            pod_sandbox_id: self.id.clone(),
+        };
+        self.cri
+            .call("StopPodSandbox", self.cri.rs().stop_pod_sandbox(req))
+            .map(drop)
+    }
+
+    /// Stops and removes the pod, then checks it left nothing: no shim,
+    /// no mount in containerd's namespace, no cgroup under its parent.
+    fn remove(mut self) -> Result<(), Outcome> {
+        let id = std::mem::take(&mut self.id);
+        let f = FIXTURE.get().and_then(|f| f.as_ref().ok());
+        remove_pod(self.cri, &id)?;
+        let mut leaks = Vec::new();
+        wait_until(Duration::from_secs(5), || {
+            leaks = Vec::new();
+            for pid in CriDaemon::pids_with_arg(&id) {
+                leaks.push(format!("process {pid} names the sandbox"));
+            }
+            if let Some(f) = f {
+                if let Ok(d) = f.daemon.lock() {
+                    leaks.extend(d.mounts_mentioning(&id));
+                }
+            }
+            for c in CriDaemon::cgroups_below(&self.cgroup_parent) {
+                leaks.push(format!("cgroup {}", c.display()));
+            }
+            leaks.is_empty()
+        });
+        if !leaks.is_empty() {
+            fail!("pod {id} leaked:\n{}", leaks.join("\n"));
+        }
+        Ok(())
+    }
+}
+
+fn remove_pod(cri: &Cri, id: &str) -> Result<(), Outcome> {
+    let stop = cri::StopPodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    };
+    cri.call("StopPodSandbox", cri.rs().stop_pod_sandbox(stop))?;
+    let rm = cri::RemovePodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    };
+    cri.call("RemovePodSandbox", cri.rs().remove_pod_sandbox(rm))
+        .map(drop)
+}
+
+impl Drop for Pod<'_> {
+    fn drop(&mut self) {
+        if !self.id.is_empty() {
+            let _ = remove_pod(self.cri, &self.id);
+        }
+    }
+}
+
+/// Runs `body` as scenario `name` under every handler (see the module doc).
+fn scenario(test: &str, body: impl Fn(&Fixture, &Cri, &Runtime) -> Step) {
+    let Some(f) = fixture(test) else { return };
+    let cri = Cri::connect(f);
+    let mut r = Report::new("cri");
+    r.scenario(test, &f.handlers, |rt| body(f, &cri, rt));
+    r.finish();
+}
+
+/// Which runtime ran task `id`: the keel shim, or the runc shim with
+/// which binary; fails if it is not what `rt` names.
+fn check_handler(f: &Fixture, id: &str, rt: &Runtime) -> Result<(), Outcome> {
+    let d = f
+        .daemon
+        .lock()
+        .map_err(|_| Outcome::Fail("poisoned".into()))?;
+    let opts = std::fs::read_to_string(d.bundle(id).join("options.json")).unwrap_or_default();
+    let shim = CriDaemon::pids_with_arg(id)
+        .into_iter()
+        .filter_map(|p| std::fs::read(format!("/proc/{p}/cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).into_owned())
+        .find(|c| c.contains("containerd-shim-"))
+        .unwrap_or_default();
+    let shim = shim.split('\0').next().unwrap_or_default();
+    let bin = rt.bin.to_string_lossy();
+    let ok = match rt.name {
+        "keel" => shim.ends_with("containerd-shim-keel-v2"),
+        _ => shim.ends_with("containerd-shim-runc-v2") && opts.contains(&*bin),
+    };
+    if !ok {
+        fail!(
+            "task {id} is not run by {}: shim {shim:?}, options {opts:?}",
+            rt.name
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn pod_sandbox_lifecycle() {
+    scenario("pod_sandbox_lifecycle", |f, cri, rt| {
+        // The imported image is the CRI's (ImageService).
+        let req = cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: BUSYBOX.into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        };
+        if cri
+            .call("ImageStatus", cri.is.clone().image_status(req))?
+            .image
+            .is_none()
+        {
+            fail!("ImageStatus knows no {BUSYBOX}");
+        }
+        let pod = Pod::run(cri, rt.name, pod_config(f, "life"))?;
+        check_handler(f, &pod.id, rt)?;
+        let st = pod.status()?;
+        let status = st.status.unwrap_or_default();
+        let mut seen = vec![format!(
+            "{:?}",
+            cri::PodSandboxState::try_from(status.state).unwrap_or_default()
+        )];
+        let ip = status.network.map(|n| n.ip).unwrap_or_default();
+        if !ip.starts_with("10.88.7.") {
+            fail!("pod IP {ip:?} is not in the CNI subnet");
+        }
+        if status.runtime_handler != rt.name {
+            fail!("runtime_handler {:?}", status.runtime_handler);
+        }
+        let list = cri::ListPodSandboxRequest {
+            filter: Some(cri::PodSandboxFilter {
+                id: pod.id.clone(),
+                ..Default::default()
+            }),
+        };
+        let items = cri
+            .call("ListPodSandbox", cri.rs().list_pod_sandbox(list))?
+            .items;
+        seen.push(format!("listed {}", items.len()));
+        pod.stop()?;
+        let st = pod.status()?.status.unwrap_or_default();
+        seen.push(format!(
+            "{:?}",
+            cri::PodSandboxState::try_from(st.state).unwrap_or_default()
+        ));
+        let id = pod.id.clone();
+        pod.remove()?;
+        let gone = cri::PodSandboxStatusRequest {
+            pod_sandbox_id: id,
+            verbose: false,
+        };
+        match cri.rt.block_on(cri.rs().pod_sandbox_status(gone)) {
+            Err(s) => seen.push(format!("after remove: {:?}", s.code())),
+            Ok(r) => fail!("the removed pod still has a status: {:?}", r.into_inner()),
+        }
+        Ok(seen.join(", "))
+    });
+}
+
+/// The state, exit code and reason of a container, as the kubelet reads
+/// them; fails on timestamps out of order. (containerd stamps `started_at`
+/// when the runtime's start returns and `finished_at` when the shim reaps
+/// the process: one that exits at once may finish "before" it started.)
+fn outcome(s: &cri::ContainerStatus) -> Result<String, Outcome> {
+    if s.created_at <= 0 || s.started_at < s.created_at || s.finished_at < s.created_at {
+        fail!(
+            "timestamps out of order: created {} started {} finished {}",
+            s.created_at,
+            s.started_at,
+            s.finished_at
+        );
+    }
+    let name = s
+        .metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    Ok(format!("{name}: exit {} {}", s.exit_code, s.reason))
+}
+
+#[test]
+fn container_lifecycle() {
+    scenario("container_lifecycle", |f, cri, rt| {
+        let pod = Pod::run(cri, rt.name, pod_config(f, "ctr"))?;
+        let mut seen = Vec::new();
+        let done = pod.spawn("done", &["sh", "-c", "echo hi"])?;
+        let error = pod.spawn("error", &["sh", "-c", "exit 3"])?;
+        // pid 1 of its pid namespace with SIGTERM ignored: killed after
+        // the grace period.
+        let stubborn = pod.spawn(
+            "stubborn",
+            &["sh", "-c", "trap '' TERM; while :; do sleep 1; done"],
+        )?;
+        let graceful = pod.spawn(
+            "graceful",
+            &["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
+        )?;
+        check_handler(f, &pod.id, rt)?;
+        for id in [&done, &error] {
+            seen.push(outcome(&cri.wait_exited(id)?)?);
+        }
+        let running = cri.status(&stubborn)?;
+        if running.state != cri::ContainerState::ContainerRunning as i32 || running.started_at <= 0
+        {
+            fail!("stubborn is not running: {running:?}");
+        }
+        // ListContainers: by pod, by state, by label-less id.
+        let list = |filter: cri::ContainerFilter| -> Result<Vec<String>, Outcome> {
+            let req = cri::ListContainersRequest {
+                filter: Some(filter),
+            };
+            let mut names: Vec<String> = cri
+                .call("ListContainers", cri.rs().list_containers(req))?
+                .containers
+                .into_iter()
+                .filter_map(|c| c.metadata.map(|m| m.name))
+                .collect();
+            names.sort();
+            Ok(names)
+        };
+        let in_pod = list(cri::ContainerFilter {
+            pod_sandbox_id: pod.id.clone(),
+            ..Default::default()
+        })?;
+        let exited = list(cri::ContainerFilter {
+            pod_sandbox_id: pod.id.clone(),
+            state: Some(cri::ContainerStateValue {
+                state: cri::ContainerState::ContainerExited as i32,
+            }),
+            ..Default::default()
+        })?;
+        let by_id = list(cri::ContainerFilter {
+            id: error.clone(),
+            ..Default::default()
+        })?;
+        seen.push(format!("pod {in_pod:?} exited {exited:?} id {by_id:?}"));
+        for (id, grace) in [(&stubborn, 1), (&graceful, 10)] {
+            let req = cri::StopContainerRequest {
+                container_id: id.to_string(),
+                timeout: grace,
+            };
+            cri.call("StopContainer", cri.rs().stop_container(req))?;
+            seen.push(outcome(&cri.wait_exited(id)?)?);
+        }
+        for id in [&done, &error, &stubborn, &graceful] {
+            let req = cri::RemoveContainerRequest {
+                container_id: id.to_string(),
+            };
+            cri.call("RemoveContainer", cri.rs().remove_container(req))?;
+            if cri.status(id).is_ok() {
+                fail!("container {id} still has a status after RemoveContainer");
+            }
+        }
+        pod.remove()?;
+        Ok(seen.join("; "))
+    });
+}
+
+#[test]
+fn exec_sync() {
+    scenario("exec_sync", |f, cri, rt| {
+        let pod = Pod::run(cri, rt.name, pod_config(f, "exec"))?;
+        let id = pod.spawn("sleeper", &["sleep", "1000"])?;
+        let r = cri.exec(&id, &["sh", "-c", "echo out; echo err >&2; exit 5"], 10)?;
+        let mut seen = vec![format!(
+            "exit {} stdout {:?} stderr {:?}",
+            r.exit_code,
+            String::from_utf8_lossy(&r.stdout),
+            String::from_utf8_lossy(&r.stderr)
+        )];
+        // The timeout is honoured: the call fails, and the process goes.
+        let req = cri::ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["sleep".into(), "77".into()],
+            timeout: 1,
+        };
+        match cri.rt.block_on(cri.rs().exec_sync(req)) {
+            Err(s) if s.message().contains("timeout") => seen.push("timed out".into()),
+            other => fail!("ExecSync past its timeout: {other:?}"),
+        }
+        let mut ps = String::new();
+        wait_until(SEC10, || {
+            ps = cri.sh(&id, "ps -o args").unwrap_or_default();
+            !ps.contains("sleep 77")
+        });
+        if ps.contains("sleep 77") {
+            fail!("the timed-out exec still runs:\n{ps}");
+        }
+        seen.push(cri.sh(&id, "id")?);
+        pod.remove()?;
+        Ok(seen.join("; "))
+    });
+}
+
+/// `readlink /proc/self/ns/<ns>` for each of `nss`, one line each.
+const NS_SCRIPT: &str =
+    "for n in net ipc uts pid mnt; do readlink /proc/self/ns/$n; done; hostname";
+
+/// Namespace links of process `pid` as the host sees them.
+fn host_ns(pid: &str, ns: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn pod_shares_namespaces() {
+    scenario("pod_shares_namespaces", |f, cri, rt| {
+        let pod = Pod::run(cri, rt.name, pod_config(f, "shared"))?;
+        let pause = pod.pause_pid()?.to_string();
+        let ids: Vec<String> = ["a", "b", "c"]
+            .iter()
+            .map(|n| pod.spawn(n, &["sleep", "1000"]))
+            .collect::<Result<_, _>>()?;
+        let views: Vec<Vec<String>> = ids
+            .iter()
+            .map(|id| {
+                cri.sh(id, NS_SCRIPT)
+                    .map(|o| o.lines().map(str::to_owned).collect())
+            })
+            .collect::<Result<_, _>>()?;
+        let mut seen = Vec::new();
+        for (i, ns) in ["net", "ipc", "uts", "pid", "mnt"].iter().enumerate() {
+            let same = views.iter().all(|v| v.get(i) == views[0].get(i));
+            let pause_ns = host_ns(&pause, ns);
+            let as_pause = views.iter().all(|v| v.get(i) == Some(&pause_ns));
+            seen.push(format!("{ns}: shared {same}, the pod's {as_pause}"));
+        }
+        seen.push(format!(
+            "hostname {}",
+            views[0].get(5).cloned().unwrap_or_default()
+        ));
+        let hostname = pod.config.hostname.clone();
+        if views.iter().any(|v| v.get(5) != Some(&hostname)) {
+            fail!("hostnames {views:?}, want {hostname}");
+        }
+        // IPC: the pod's /dev/shm is one.
+        cri.sh(&ids[0], "echo shm-shared > /dev/shm/x")?;
+        seen.push(cri.sh(&ids[2], "cat /dev/shm/x")?);
+        pod.remove()?;
+        // Hostnames differ by pod name: compare the rest.
+        Ok(seen
+            .into_iter()
+            .filter(|s| !s.starts_with("hostname"))
+            .collect::<Vec<_>>()
+            .join("; "))
+    });
+}
+
+/// A pod whose namespace options are `opts`.
+fn pod_with_ns(f: &Fixture, name: &str, opts: cri::NamespaceOption) -> cri::PodSandboxConfig {
+    let mut c = pod_config(f, name);
+    if let Some(l) = c.linux.as_mut() {
+        l.security_context = Some(cri::LinuxSandboxSecurityContext {
+            namespace_options: Some(opts),
+            ..Default::default()
+        });
+    }
+    c
+}
+
+#[test]
+fn pid_namespace_modes() {
+    scenario("pid_namespace_modes", |f, cri, rt| {
+        let mut seen = Vec::new();
+        let me = std::process::id().to_string();
+        for (mode, label) in [
+            (cri::NamespaceMode::Pod, "POD"),
+            (cri::NamespaceMode::Container, "CONTAINER"),
+            (cri::NamespaceMode::Node, "NODE"),
+        ] {
+            let opts = cri::NamespaceOption {
+                pid: mode as i32,
+                ..Default::default()
+            };
+            let pod = Pod::run(cri, rt.name, pod_with_ns(f, "pid", opts))?;
+            let id = pod.spawn("c", &["sleep", "1000"])?;
+            let pid1 = cri.sh(&id, "cat /proc/1/cmdline | tr '\\0' ' '")?;
+            let ns = cri.sh(&id, "readlink /proc/self/ns/pid")?;
+            let host = ns.trim() == host_ns(&me, "pid");
+            let pid1 = if host { "(host's)".into() } else { pid1 };
+            seen.push(format!(
+                "{label}: pid 1 {}, host's pid ns {host}",
+                pid1.trim()
+            ));
+            pod.remove()?;
+        }
+        Ok(seen.join("; "))
+    });
+}
+
+#[test]
+fn host_network_and_ipc() {
+    scenario("host_network_and_ipc", |f, cri, rt| {
+        let opts = cri::NamespaceOption {
+            network: cri::NamespaceMode::Node as i32,
+            ipc: cri::NamespaceMode::Node as i32,
+            pid: cri::NamespaceMode::Container as i32,
+            ..Default::default()
+        };
+        let mut config = pod_with_ns(f, "host", opts);
+        // As the kubelet: a host-network pod has the node's UTS namespace,
+        // where no runtime may set a hostname.
+        config.hostname.clear();
+        let pod = Pod::run(cri, rt.name, config)?;
+        let id = pod.spawn("c", &["sleep", "1000"])?;
+        let v: Vec<String> = cri.sh(&id, NS_SCRIPT)?.lines().map(str::to_owned).collect();
+        let node = f
+            .daemon
+            .lock()
+            .map(|d| d.pid().to_string())
+            .unwrap_or_default();
+        let seen = format!(
+            "net is the node's {}, ipc is the node's {}",
+            v.first() == Some(&host_ns(&node, "net")),
+            v.get(1) == Some(&host_ns(&node, "ipc"))
+        );
+        pod.remove()?;
+        Ok(seen)
+    });
+}
