@@ -98,6 +98,17 @@ pub fn wait_timeout(child: &mut std::process::Child, timeout: Duration) -> i32 {
     }
 }
 
+/// Whether `pid` runs from a binary on a read-only mount (statvfs of its
+/// exe, through the kernel's link): the CVE-2019-5736 protection.
+pub fn exe_on_read_only_mount(pid: i32) -> bool {
+    let path = std::ffi::CString::new(format!("/proc/{pid}/exe")).expect("path");
+    // SAFETY: a plain-data struct, valid all zeroes.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string, and `st` outlives the call.
+    let r = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
+    r == 0 && st.f_flag & libc::ST_RDONLY != 0
+}
+
 /// Polls `f` every 10 ms until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

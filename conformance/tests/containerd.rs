@@ -6,6 +6,7 @@
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::shim::UpdateTaskRequest;
 use keel_conformance::containerd::{self, event_topics, Containerd, KEEL_SHIM, RUNC_SHIM};
+use keel_conformance::exe_on_read_only_mount;
 use std::time::Duration;
 
 const SEC10: Duration = Duration::from_secs(10);
@@ -749,5 +750,113 @@ fn info_flag() {
     assert!(
         features.get("ociVersionMin").is_some(),
         "features: {features}"
+    );
+}
+
+/// Host pids of task `id`'s processes, as `ctr task ps` lists them.
+fn task_pids(c: &Containerd, id: &str) -> Vec<i32> {
+    let out = c.ctr(&["task", "ps", id]).stdout;
+    out.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// CVE-2019-5736 through the shim: the processes the keel shim forks into
+/// a container (the init, an exec) carry its binary as their exe until
+/// their execve, and a program `/proc/self/exe` runs that binary in the
+/// container. It must be a read-only view of it (the shim re-executes
+/// itself from one at start), which nobody in the container can open for
+/// writing: EROFS (O_TRUNC is judged before the file being busy), where
+/// the host's file would give ETXTBSY only while a shim runs it and be
+/// written once none does. The shim's binary, with
+/// the host's libraries bound in, waits in its `start` action for stdin's
+/// EOF. Not under the runc shim, which forks no container process (runc
+/// protects itself: security.rs).
+#[test]
+fn shim_binary_is_read_only_in_the_container() {
+    let Some(c) = containerd() else { return };
+    let id = "shimexe";
+    let shim = ["/proc/self/exe", "-namespace", "x", "-id", "x"];
+    let shim_start: Vec<&str> = shim.iter().copied().chain(["start"]).collect();
+    let mut args = vec!["run", "--rm", "--runtime", KEEL_SHIM];
+    let lib64 = std::path::Path::new("/lib64").is_dir();
+    args.extend(["--mount", "type=bind,src=/lib,dst=/lib,options=rbind:ro"]);
+    if lib64 {
+        args.extend([
+            "--mount",
+            "type=bind,src=/lib64,dst=/lib64,options=rbind:ro",
+        ]);
+    }
+    args.extend([containerd::IMAGE, id]);
+    args.extend(&shim_start);
+    let mut run = c
+        .ctr_command(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn ctr run");
+    assert!(
+        c.wait_status(id, "RUNNING", SEC10),
+        "not running: {:?}",
+        c.ctr(&["task", "ls"])
+    );
+    let init = task_pids(&c, id);
+    assert_eq!(init.len(), 1, "{init:?}");
+    // Its program is the shim's binary (not sh: it did not exit).
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", init[0])).unwrap_or_default();
+    assert!(comm.starts_with("exe"), "the init runs {comm:?}");
+    assert!(
+        exe_on_read_only_mount(init[0]),
+        "the init's exe is writable"
+    );
+    for pid in c.shim_pids(KEEL_SHIM) {
+        assert!(
+            exe_on_read_only_mount(pid),
+            "the shim {pid} runs a writable binary"
+        );
+    }
+    // From inside: the init's exe cannot be opened for writing.
+    let write = c.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "w",
+        id,
+        "sh",
+        "-c",
+        "exec 3</proc/1/exe && echo pwned >/proc/self/fd/3",
+    ]);
+    assert_ne!(write.code, 0, "{write:?}");
+    assert!(write.stderr.contains("Read-only file system"), "{write:?}");
+    // An exec'd process runs the same view.
+    let mut exec_args = vec!["task", "exec", "--exec-id", "e", id];
+    exec_args.extend(&shim_start);
+    let mut exec = c
+        .ctr_command(&exec_args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn ctr task exec");
+    let mut exec_pid = None;
+    assert!(
+        keel_conformance::wait_until(SEC10, || {
+            exec_pid = task_pids(&c, id).into_iter().find(|p| !init.contains(p));
+            exec_pid.is_some()
+        }),
+        "the exec never showed"
+    );
+    let exec_pid = exec_pid.unwrap_or_default();
+    assert!(
+        exe_on_read_only_mount(exec_pid),
+        "the exec'd process's exe is writable"
+    );
+    c.ctr(&["task", "kill", "-a", "-s", "SIGKILL", id])
+        .expect_ok("kill");
+    let _ = exec.wait();
+    let _ = run.wait();
+    assert!(
+        keel_conformance::wait_until(SEC10, || c.cgroup_dirs(id).is_empty()),
+        "cgroup left"
     );
 }

@@ -6,7 +6,7 @@
 //! called from a single-threaded process.
 
 use keel_conformance::{assert_no_leaks, Bundle, TestEnv};
-use libkeel::{Container, ContainerBuilder, Signal};
+use libkeel::{Container, ContainerBuilder, Runtime, Signal};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -26,20 +26,20 @@ fn fds() -> Vec<(String, PathBuf)> {
     fds
 }
 
-fn create(env: &TestEnv, b: &Bundle, id: &str) -> libkeel::Result<Container> {
-    ContainerBuilder::new(id, &b.dir).root(&env.root).create()
+fn create(rt: &Runtime, env: &TestEnv, b: &Bundle, id: &str) -> libkeel::Result<Container> {
+    ContainerBuilder::new(id, &b.dir).root(&env.root).create(rt)
 }
 
 /// A create of a bundle spoiled by `spoil` fails naming `needle`, and
 /// leaves no fd or anything else.
-fn failing(name: &str, needle: &str, spoil: impl Fn(&mut Bundle)) {
+fn failing(rt: &Runtime, name: &str, needle: &str, spoil: impl Fn(&mut Bundle)) {
     let env = TestEnv::keel();
     let mut b = env.bundle(name);
     b.sh("true");
     spoil(&mut b);
     b.save().expect("save");
     let before = fds();
-    let err = create(&env, &b, name)
+    let err = create(rt, &env, &b, name)
         .err()
         .unwrap_or_else(|| panic!("{name}: created"));
     assert!(err.to_string().contains(needle), "{name}: {err}");
@@ -58,8 +58,10 @@ fn main() {
         eprintln!("SKIP  library_fds: needs root (it creates containers)");
         return;
     }
+    // First thing: it may execute this program again, from a read-only view.
+    let rt = Runtime::init().expect("libkeel::Runtime::init");
     // At validation, before anything is made.
-    failing("libnosysctl", "linux.sysctl", |b| {
+    failing(&rt, "libnosysctl", "linux.sysctl", |b| {
         b.set("/linux/sysctl", json!({"kernel.keel_no_such_sysctl": "1"}));
     });
     // With the state dir and cgroups made, no process yet.
@@ -67,7 +69,7 @@ fn main() {
         || std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
             .is_ok_and(|c| c.split_whitespace().any(|c| c == "cpuset"));
     if cpuset {
-        failing("libcpuset", "cpuset", |b| {
+        failing(&rt, "libcpuset", "cpuset", |b| {
             b.set("/linux/resources/cpu", json!({"cpus": "4095"}));
         });
     } else {
@@ -75,6 +77,7 @@ fn main() {
     }
     // In the init, among the mounts.
     failing(
+        &rt,
         "libnomount",
         "error mounting \"/keel-conf-no-such-dir\" to rootfs at \"/mnt\"",
         |b| {
@@ -85,7 +88,7 @@ fn main() {
         },
     );
     // In the init, at the very end.
-    failing("libnoprog", "/bin/keel-conf-no-such-program", |b| {
+    failing(&rt, "libnoprog", "/bin/keel-conf-no-such-program", |b| {
         b.set("/process/args", json!(["/bin/keel-conf-no-such-program"]));
     });
 
@@ -94,7 +97,7 @@ fn main() {
     b.sh("sleep 60");
     b.save().expect("save");
     let before = fds();
-    let c = create(&env, &b, "libcycle").expect("create");
+    let c = create(&rt, &env, &b, "libcycle").expect("create");
     c.start().expect("start");
     c.kill(Signal::SIGKILL as i32, true).expect("kill");
     let pid = nix::unistd::Pid::from_raw(c.pid());

@@ -1,7 +1,9 @@
 //! Container-escape classes, each reproduced against real containers:
 //! the attack is tried from inside, and the host must come out untouched.
 
-use keel_conformance::{assert_no_leaks, require_runc, wait_until, Bundle, Runtime, TestEnv};
+use keel_conformance::{
+    assert_no_leaks, exe_on_read_only_mount, require_runc, wait_until, Bundle, Runtime, TestEnv,
+};
 use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
@@ -486,17 +488,6 @@ fn lsm_profiles_without_the_lsm_are_refused() {
             .expect_ok("delete");
         assert_no_leaks(env, "lsmexec");
     }
-}
-
-/// Whether `pid` runs from a binary on a read-only mount (statvfs of its
-/// exe, through the kernel's link).
-fn exe_on_read_only_mount(pid: i32) -> bool {
-    let path = std::ffi::CString::new(format!("/proc/{pid}/exe")).expect("path");
-    // SAFETY: a plain-data struct, valid all zeroes.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid C string, and `st` outlives the call.
-    let r = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
-    r == 0 && st.f_flag & libc::ST_RDONLY != 0
 }
 
 /// CVE-2019-5736 during run and exec: the runtime processes that fork the

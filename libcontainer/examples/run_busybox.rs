@@ -10,7 +10,7 @@
 //! The bundle is an OCI bundle (`config.json` + rootfs), e.g. one made with
 //! `keel spec` over a busybox rootfs, with `process.terminal` set to false.
 
-use libkeel::{Container, ContainerBuilder, Status};
+use libkeel::{Container, ContainerBuilder, Runtime, Status};
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let root = args.get(3).map_or("/run/keel-example", String::as_str);
-    match run(Path::new(&args[1]), &args[2], Path::new(root)) {
+    match Runtime::init().and_then(|rt| run(&rt, Path::new(&args[1]), &args[2], Path::new(root))) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("run_busybox: {e}");
@@ -36,10 +36,10 @@ fn main() -> ExitCode {
 
 /// Creates, starts, waits for and deletes container `id`; returns its exit
 /// status (128+N if killed by signal N).
-fn run(bundle: &Path, id: &str, root: &Path) -> libkeel::Result<u8> {
-    // `create` forks the init from this (single-threaded) process; on error
-    // it leaves nothing behind.
-    let container = ContainerBuilder::new(id, bundle).root(root).create()?;
+fn run(rt: &Runtime, bundle: &Path, id: &str, root: &Path) -> libkeel::Result<u8> {
+    // `create` forks the init from this process (`rt` proves it may); on
+    // error it leaves nothing behind.
+    let container = ContainerBuilder::new(id, bundle).root(root).create(rt)?;
     for w in container.warnings() {
         eprintln!("warning: {w}");
     }

@@ -5,6 +5,7 @@ use crate::cgroups::{DeviceRule, Manager};
 use crate::error::{Error, Result, SysContext};
 use crate::process::plan::{InitPlan, Options};
 use crate::process::spawn;
+use crate::runtime::Runtime;
 use crate::spec::Bundle;
 use crate::state::{self, State, StateDir, Status};
 use crate::sys;
@@ -39,12 +40,21 @@ pub struct ContainerState {
     pub owner: String,
 }
 
+/// What `create` made on its way, for the cleanup of a failure, and the
+/// cgroup settings it warns about.
+#[derive(Default)]
+struct Made {
+    cgroups: bool,
+    warnings: Vec<String>,
+}
+
 /// Creates a container from a bundle.
 ///
 /// ```no_run
+/// let runtime = libkeel::Runtime::init()?;
 /// let c = libkeel::ContainerBuilder::new("demo", "/path/to/bundle")
 ///     .root("/run/keel")
-///     .create()?;
+///     .create(&runtime)?;
 /// c.start()?;
 /// # Ok::<(), libkeel::Error>(())
 /// ```
@@ -150,8 +160,8 @@ impl ContainerBuilder {
     /// Creates the container: on return its init waits for [`Container::start`].
     /// On error nothing is left behind: no state, cgroup or process.
     ///
-    /// The process must be single-threaded: the init is forked from it.
-    pub fn create(mut self) -> Result<Container> {
+    /// The init is forked from this process: `runtime` proves it may.
+    pub fn create(mut self, runtime: &Runtime) -> Result<Container> {
         state::validate_id(&self.id)?;
         let mut bundle = Bundle::load(&self.bundle)?;
         if self.notify_socket {
@@ -183,16 +193,8 @@ impl ContainerBuilder {
         }
         plan.process.stdio = self.stdio.take();
         let dir = StateDir::create(&self.root, &self.id)?;
-        let mut made_cgroups = false;
-        let mut cgroup_warnings = Vec::new();
-        let result = self.create_in(
-            &dir,
-            &bundle,
-            &plan,
-            &cgroups,
-            &mut made_cgroups,
-            &mut cgroup_warnings,
-        );
+        let mut made = Made::default();
+        let result = self.create_in(runtime, &dir, &bundle, &plan, &cgroups, &mut made);
         match result {
             Ok(state) => Ok(Container {
                 root: self.root,
@@ -201,11 +203,11 @@ impl ContainerBuilder {
                     .warnings
                     .into_iter()
                     .chain(plan.process.warnings.iter().cloned())
-                    .chain(cgroup_warnings)
+                    .chain(made.warnings)
                     .collect(),
             }),
             Err(e) => {
-                if made_cgroups {
+                if made.cgroups {
                     let _ = cgroups.remove();
                 }
                 let _ = dir.remove();
@@ -216,12 +218,12 @@ impl ContainerBuilder {
 
     fn create_in(
         &self,
+        runtime: &Runtime,
         dir: &StateDir,
         bundle: &Bundle,
         plan: &InitPlan,
         cgroups: &Manager,
-        made: &mut bool,
-        warnings: &mut Vec<String>,
+        made: &mut Made,
     ) -> Result<State> {
         dir.save_creating(cgroups)?;
         let fifo_path = dir.fifo();
@@ -245,14 +247,14 @@ impl ContainerBuilder {
                 .create(&notify)
                 .ctx(|| format!("mkdir {}", notify.display()))?;
         }
-        *made = cgroups.create()?;
+        made.cgroups = cgroups.create()?;
         // Resource limits are in place before the init exists where the
         // cgroup does, so before the user program can run; otherwise they
         // follow while the init waits for start. Device rules always follow
         // the init's setup, when runc sets them too (procReady): the init
         // makes the config's device nodes whatever the rules say of them.
         if cgroups.exists_before_init() {
-            self.limit(bundle, cgroups, warnings)?;
+            self.limit(bundle, cgroups, &mut made.warnings)?;
         }
         crate::failpoint::failpoint("cgroups")?;
         log::debug!(
@@ -261,7 +263,7 @@ impl ContainerBuilder {
             plan.ns.clone_flags()
         );
         // Until recorded, the init (waiting on the fifo) dies with an error.
-        let init = spawn::spawn(plan, cgroups, &fifo)?;
+        let init = spawn::spawn(runtime, plan, cgroups, &fifo)?;
         log::debug!(
             "create {}: init {} is set up, waiting on exec.fifo",
             self.id,
@@ -272,7 +274,7 @@ impl ContainerBuilder {
         let groups = plan.intel_rdt.as_ref().map(|p| p.apply(pid)).transpose()?;
         let recorded = (|| {
             if !cgroups.exists_before_init() {
-                self.limit(bundle, cgroups, warnings)?;
+                self.limit(bundle, cgroups, &mut made.warnings)?;
             }
             self.limit_devices(bundle, cgroups)?;
             self.record(dir, bundle, cgroups, pid, groups.clone())
@@ -699,9 +701,10 @@ impl Container {
     /// Starts `process` inside the running container and returns its host
     /// pid and a pidfd of it; the caller is its parent and reaps it. What
     /// runc would warn about is added to [`Container::warnings`]. Like
-    /// `create`, this forks: call it single-threaded.
+    /// `create`, this forks: `runtime` proves this process may.
     pub fn exec(
         &mut self,
+        runtime: &Runtime,
         process: &oci_spec::runtime::Process,
         opts: ExecOptions,
     ) -> Result<ExecProcess> {
@@ -737,7 +740,7 @@ impl Container {
         };
         let state = self.hook_state(Status::Running);
         let (pid, pidfd) =
-            crate::process::exec::exec(&plan, self.state.pid, &pidfd, cgroups, &state)?;
+            crate::process::exec::exec(runtime, &plan, self.state.pid, &pidfd, cgroups, &state)?;
         log::debug!("exec {}: process {pid} runs the program", self.state.id);
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, pid.as_raw())?;

@@ -112,6 +112,14 @@ pub enum Error {
     #[error("{0}")]
     CriuProtocol(String),
 
+    /// [`Runtime::init`](crate::Runtime::init) in a process with other
+    /// threads (how many threads it has).
+    #[error(
+        "this process has {0} threads: containers are created and exec'd \
+         only from a single-threaded process (libkeel::Runtime::init)"
+    )]
+    MultiThreaded(u64),
+
     /// state.json is unreadable or corrupt.
     #[error("{path}: corrupt state: {reason}")]
     State { path: PathBuf, reason: String },

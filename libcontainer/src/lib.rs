@@ -5,8 +5,9 @@
 //! signals and removes containers by id afterwards.
 //!
 //! ```no_run
-//! use libkeel::{Container, ContainerBuilder};
-//! let c = ContainerBuilder::new("web", "/srv/bundles/web").root("/run/keel").create()?;
+//! use libkeel::{Container, ContainerBuilder, Runtime};
+//! let runtime = Runtime::init()?;
+//! let c = ContainerBuilder::new("web", "/srv/bundles/web").root("/run/keel").create(&runtime)?;
 //! c.start()?;
 //! println!("{:?}", Container::load("/run/keel", "web")?.state());
 //! # Ok::<(), libkeel::Error>(())
@@ -17,8 +18,9 @@
 //! module forks the init and drives it, whose steps live in `namespaces`,
 //! [`rootfs`] and [`security`]; [`state`] keeps what outlives the command.
 //!
-//! `create` forks: call it from a single-threaded process (or a
-//! single-threaded helper of a multi-threaded one).
+//! `create` and `exec` fork: they take the [`Runtime`] token, which proves
+//! the process single-threaded and its binary out of the containers' reach
+//! (CVE-2019-5736).
 
 pub mod cgroups;
 pub mod checkpoint;
@@ -37,6 +39,7 @@ pub mod pidfd;
 mod process;
 pub mod rootfs;
 pub mod rootless;
+mod runtime;
 pub mod security;
 pub mod spec;
 pub mod state;
@@ -61,4 +64,5 @@ pub use error::{Error, Result};
 pub use features::features;
 pub use nix::sys::signal::Signal;
 pub use oci_spec;
+pub use runtime::{Protection, Runtime};
 pub use state::Status;

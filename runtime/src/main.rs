@@ -75,26 +75,26 @@ fn default_root() -> std::path::PathBuf {
     }
 }
 
-/// The CVE-2019-5736 protection (`libkeel::security::exe::protect`: a
-/// re-exec from a read-only view of the binary) for the commands that fork
-/// processes into a container, done before anything else so that the image
-/// it replaces does no more than it must (clap's parsing, twice, was most
-/// of that). Any argument spelled like one of those commands triggers it,
-/// at worst a needless re-exec (a container named "run"); clap decides
-/// afterwards which command it is. Ok(false): not attempted.
-fn protect_first() -> libkeel::Result<bool> {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if !args
-        .iter()
+/// The token of the commands that fork processes into a container
+/// (`libkeel::Runtime::init`: this process is single-threaded and runs from
+/// a read-only view of its binary, CVE-2019-5736, after a re-exec if need
+/// be), made before anything else so that the image a re-exec replaces
+/// does no more than it must (clap's parsing, twice, was most of that).
+/// Any argument spelled like one of those commands triggers it, at worst a
+/// needless re-exec (a container named "run"); clap decides afterwards
+/// which command it is. None: not attempted.
+fn protect_first() -> Option<libkeel::Result<libkeel::Runtime>> {
+    std::env::args_os()
         .skip(1)
-        .any(|a| ["create", "run", "exec"].iter().any(|c| a == c))
-    {
-        return Ok(false);
-    }
-    libkeel::security::exe::protect(args).map(|_| true)
+        .any(|a| ["create", "run", "exec"].iter().any(|c| a == *c))
+        .then(libkeel::Runtime::init)
 }
 
-fn dispatch(cli: &Cli, log: &Logger, protected: libkeel::Result<bool>) -> anyhow::Result<i32> {
+fn dispatch(
+    cli: &Cli,
+    log: &Logger,
+    protected: Option<libkeel::Result<libkeel::Runtime>>,
+) -> anyhow::Result<i32> {
     let root = cli.root.clone().unwrap_or_else(default_root);
     let root = root.as_path();
     let rootless = match cli.rootless {
@@ -102,27 +102,21 @@ fn dispatch(cli: &Cli, log: &Logger, protected: libkeel::Result<bool>) -> anyhow
         cli::Rootless::False => false,
         cli::Rootless::Auto => libkeel::rootless::expect_cgroup_denials(),
     };
-    if matches!(
-        cli.command,
-        Command::Create(_) | Command::Run(_) | Command::Exec(_)
-    ) {
-        // Before anything is forked: the processes that enter the container
-        // must not carry the host's keel binary as their exe.
-        if !protected? {
-            libkeel::security::exe::protect(std::env::args_os().collect())?;
-        }
-    }
+    // The commands that fork processes into a container need the token.
+    let runtime = || protected.unwrap_or_else(libkeel::Runtime::init);
     match &cli.command {
-        Command::Create(a) => lifecycle::create(root, a, log, rootless, cli.systemd_cgroup),
+        Command::Create(a) => {
+            lifecycle::create(&runtime()?, root, a, log, rootless, cli.systemd_cgroup)
+        }
         Command::Start { id } => lifecycle::start(root, id),
-        Command::Run(a) => lifecycle::run(root, a, log, rootless, cli.systemd_cgroup),
+        Command::Run(a) => lifecycle::run(&runtime()?, root, a, log, rootless, cli.systemd_cgroup),
         Command::State { id } => info::state(root, id),
         Command::Kill { id, signal, all } => lifecycle::kill(root, id, signal, *all),
         Command::Delete { id, force } => lifecycle::delete(root, id, *force, log),
         Command::List { format, quiet } => info::list(root, format, *quiet),
         Command::Spec { bundle, rootless } => spec::spec(bundle.as_deref(), *rootless),
         Command::Features => info::features(),
-        Command::Exec(a) => exec::exec(root, a, log),
+        Command::Exec(a) => exec::exec(&runtime()?, root, a, log),
         Command::Ps(a) => cgroups::ps(root, a),
         Command::Pause { id } => cgroups::pause(root, id),
         Command::Resume { id } => cgroups::resume(root, id),

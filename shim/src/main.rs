@@ -66,7 +66,7 @@ fn main() {
         match flags.action.as_str() {
             "start" => start(&flags),
             "delete" => delete(&flags),
-            "" => server::serve(&flags),
+            "" => serve(&flags),
             other => Err(anyhow::anyhow!("unknown action {other:?}")),
         }
     };
@@ -74,6 +74,15 @@ fn main() {
         eprintln!("{RUNTIME_ID}: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// The server: libkeel's token first (CVE-2019-5736: the processes the
+/// server forks into containers carry its binary as their exe until they
+/// execve, and it must be a read-only view of it; this re-executes the
+/// server from one), before any thread could be started.
+fn serve(flags: &Flags) -> Result<()> {
+    let runtime = libkeel::Runtime::init().context("protect the shim's binary")?;
+    server::serve(flags, runtime)
 }
 
 /// `start`: runs the server for this container's group, or finds the

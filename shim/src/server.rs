@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 /// cgroup does not wake inotify.
 const OOM_RECHECK: Duration = Duration::from_secs(1);
 
-pub fn serve(flags: &Flags) -> Result<()> {
+pub fn serve(flags: &Flags, runtime: libkeel::Runtime) -> Result<()> {
     if flags.socket.is_empty() {
         anyhow::bail!("-socket is required");
     }
@@ -53,7 +53,7 @@ pub fn serve(flags: &Flags) -> Result<()> {
     }
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").context("TTRPC_ADDRESS")?;
     let events = Events::new(&ttrpc_address, flags.namespace.clone());
-    let mut service = Service::new(flags.namespace.clone(), events);
+    let mut service = Service::new(runtime, flags.namespace.clone(), events);
     server_started();
     let mut conns: BTreeMap<u64, Conn> = BTreeMap::new();
     let mut next_conn = 0u64;

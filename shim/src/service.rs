@@ -126,6 +126,8 @@ pub struct Reply {
 }
 
 pub struct Service {
+    /// libkeel's proof that the shim may fork container processes.
+    runtime: libkeel::Runtime,
     namespace: String,
     tasks: HashMap<String, Task_>,
     pub events: Events,
@@ -136,6 +138,12 @@ pub struct Service {
     pub ooms: Vec<(String, OomWatch)>,
     v2_host: bool,
     shutdown: bool,
+}
+
+fn task_in<'a>(tasks: &'a mut HashMap<String, Task_>, id: &str) -> Result<&'a mut Task_> {
+    tasks
+        .get_mut(id)
+        .ok_or_else(|| not_found(&format!("container {id}")))
 }
 
 /// A ttrpc Response: payload or status.
@@ -162,8 +170,9 @@ fn encode<M: Message>(m: M) -> Result<Vec<u8>> {
 }
 
 impl Service {
-    pub fn new(namespace: String, events: Events) -> Service {
+    pub fn new(runtime: libkeel::Runtime, namespace: String, events: Events) -> Service {
         Service {
+            runtime,
             namespace,
             tasks: HashMap::new(),
             events,
@@ -373,9 +382,7 @@ impl Service {
     }
 
     fn task(&mut self, id: &str) -> Result<&mut Task_> {
-        self.tasks
-            .get_mut(id)
-            .ok_or_else(|| not_found(&format!("container {id}")))
+        task_in(&mut self.tasks, id)
     }
 
     fn proc(&mut self, id: &str, exec_id: &str) -> Result<&mut Proc> {
@@ -425,17 +432,20 @@ impl Service {
             })
             .collect();
         let (ours, theirs) = prepared.console_socket.unzip();
-        let pid = spawn::create(spawn::Create {
-            id: &req.id,
-            bundle: Path::new(&req.bundle),
-            root: root.clone(),
-            rootfs: &rootfs,
-            no_pivot: opts.no_pivot_root,
-            no_new_keyring: opts.no_new_keyring,
-            systemd_cgroup: opts.systemd_cgroup,
-            stdio: prepared.stdio,
-            console_socket: theirs,
-        })
+        let pid = spawn::create(
+            &self.runtime,
+            spawn::Create {
+                id: &req.id,
+                bundle: Path::new(&req.bundle),
+                root: root.clone(),
+                rootfs: &rootfs,
+                no_pivot: opts.no_pivot_root,
+                no_new_keyring: opts.no_new_keyring,
+                systemd_cgroup: opts.systemd_cgroup,
+                stdio: prepared.stdio,
+                console_socket: theirs,
+            },
+        )
         .map_err(|e| err(Code::UNKNOWN, format!("create {}: {e:#}", req.id)))?;
         let mut io = prepared.io;
         let container = Container::load(&root, &req.id);
@@ -497,7 +507,8 @@ impl Service {
 
     fn start(&mut self, req: api::StartRequest) -> Result<api::StartResponse> {
         let namespace = self.namespace.clone();
-        let t = self.task(&req.id)?;
+        // Not self.task(): an exec borrows the runtime token alongside.
+        let t = task_in(&mut self.tasks, &req.id)?;
         if req.exec_id.is_empty() {
             if t.started {
                 return Err(err(Code::FAILED_PRECONDITION, "already started"));
@@ -531,8 +542,15 @@ impl Service {
         let prepared = stdio::prepare(&e.proc.stdio, &req.id, &namespace)
             .map_err(|e| err(Code::INTERNAL, format!("stdio: {e:#}")))?;
         let (ours, theirs) = prepared.console_socket.unzip();
-        let started = spawn::exec(&req.id, &root, &process, prepared.stdio, theirs)
-            .map_err(|e| err(Code::UNKNOWN, format!("exec in {}: {e:#}", req.id)))?;
+        let started = spawn::exec(
+            &self.runtime,
+            &req.id,
+            &root,
+            &process,
+            prepared.stdio,
+            theirs,
+        )
+        .map_err(|e| err(Code::UNKNOWN, format!("exec in {}: {e:#}", req.id)))?;
         let pid = started.pid;
         e.proc.pid = pid;
         e.proc.pidfd = started.pidfd;

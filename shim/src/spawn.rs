@@ -5,8 +5,9 @@
 //! process: in a multi-threaded one a lock held by another thread at fork
 //! time (malloc's, stdio's, the logger's) stays locked forever in the
 //! child. The shim has a single thread (see `server`), so it forks here
-//! directly, and it is the parent (and subreaper) of every container
-//! process.
+//! directly (with the token `main` got from `libkeel::Runtime::init`,
+//! which also re-executed it from a read-only view of its binary), and it
+//! is the parent (and subreaper) of every container process.
 
 use anyhow::{Context as _, Result};
 use std::os::fd::OwnedFd;
@@ -34,7 +35,7 @@ pub struct Create<'a> {
 
 /// Mounts the rootfs and creates the container; its init waits for start.
 /// Returns the init's pid. On failure nothing is left mounted.
-pub fn create(c: Create) -> Result<i32> {
+pub fn create(runtime: &libkeel::Runtime, c: Create) -> Result<i32> {
     let target = c.bundle.join("rootfs");
     mount_rootfs(c.rootfs, &target)?;
     let mut b = libkeel::ContainerBuilder::new(c.id, c.bundle)
@@ -48,7 +49,7 @@ pub fn create(c: Create) -> Result<i32> {
     if let Some(s) = c.console_socket {
         b = b.console_socket(s);
     }
-    match b.create() {
+    match b.create(runtime) {
         Ok(container) => Ok(container.pid()),
         Err(e) => {
             if !c.rootfs.is_empty() {
@@ -61,6 +62,7 @@ pub fn create(c: Create) -> Result<i32> {
 
 /// Starts `process` in container `id`; returns its pid and pidfd.
 pub fn exec(
+    runtime: &libkeel::Runtime,
     id: &str,
     root: &Path,
     process: &libkeel::oci_spec::runtime::Process,
@@ -69,6 +71,7 @@ pub fn exec(
 ) -> Result<libkeel::ExecProcess> {
     let mut c = libkeel::Container::load(root, id)?;
     Ok(c.exec(
+        runtime,
         process,
         libkeel::ExecOptions {
             console_socket,

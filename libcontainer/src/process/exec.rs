@@ -86,8 +86,10 @@ fn setns_all(pidfd: BorrowedFd, init: i32, flags: CloneFlags) -> Result<()> {
 /// Starts `plan` in the container whose init is `pidfd`/`init`; returns the
 /// new process's host pid (a child of the caller, who reaps it) and a pidfd
 /// of it (none on kernels before 5.3).
-/// `state` is the container's, for a seccomp agent.
+/// `state` is the container's, for a seccomp agent; `_runtime` proves
+/// this process may fork.
 pub fn exec(
+    _runtime: &crate::Runtime,
     plan: &ProcessPlan,
     init: i32,
     pidfd: &OwnedFd,
@@ -202,8 +204,8 @@ fn fork_into(
 ) -> Result<(Pid, Option<OwnedFd>)> {
     let (ours, theirs) = Channel::pair().ctx(|| "socketpair for the sync channel".into())?;
     let cg = cgroups.open_unified()?;
-    // SAFETY: as for the init: the caller is single-threaded, and the child
-    // ends in execve or _exit.
+    // SAFETY: as for the init: single-threaded (the Runtime token `exec`
+    // took), and the child ends in execve or _exit.
     let (forked, placed) = unsafe { sys::fork_with(0, cg.as_ref().map(|f| f.as_fd())) }
         .ctx(|| "clone3 for exec".into())?;
     let child = match forked {

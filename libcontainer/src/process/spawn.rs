@@ -9,6 +9,7 @@ use super::reap::HalfMade;
 use super::sync::Channel;
 use crate::cgroups::{Manager, V1Visit};
 use crate::error::{Error, Result, SysContext};
+use crate::runtime::Runtime;
 use crate::sys::{self, Forked};
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
@@ -183,17 +184,22 @@ impl Handler for Create<'_> {
 /// Forks the init and drives it to Ready. Returns it guarded: the caller
 /// releases it once the container is recorded.
 ///
-/// The calling process must be single-threaded (the child runs ordinary
-/// Rust code before exec); the shim forks from a single-threaded helper.
-pub fn spawn(plan: &InitPlan, cgroups: &Manager, fifo: &OwnedFd) -> Result<HalfMade> {
+/// `_runtime`: this process is single-threaded (the child runs ordinary
+/// Rust code before exec) and its binary protected.
+pub fn spawn(
+    _runtime: &Runtime,
+    plan: &InitPlan,
+    cgroups: &Manager,
+    fifo: &OwnedFd,
+) -> Result<HalfMade> {
     let (ours, theirs) = Channel::pair().ctx(|| "socketpair for the sync channel".into())?;
     let cg = cgroups.open_unified()?;
     let flags = plan.ns.clone_flags();
     let visit = cgroups.enter_v1();
     // keel itself is in the container's v1 cgroups here.
     crate::failpoint::failpoint("cgroup-enter")?;
-    // SAFETY: the library documents that create runs single-threaded; the
-    // child only runs init::run, which ends in exec or _exit.
+    // SAFETY: single-threaded (the Runtime token); the child only runs
+    // init::run, which ends in exec or _exit.
     let forked = unsafe { sys::fork_with(flags.bits(), cg.as_ref().map(|f| f.as_fd())) }
         .ctx(|| format!("clone3 with flags {flags:?}"));
     // On an error `visit` is dropped: the parent goes back.

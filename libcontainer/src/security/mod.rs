@@ -2,7 +2,7 @@
 //! and what it must not reach (the runtime's binary).
 
 pub mod capabilities;
-pub mod exe;
+pub(crate) mod exe;
 pub mod lsm;
 pub(crate) mod procfs;
 pub mod rlimits;

@@ -10,7 +10,7 @@ use libkeel::{Container, ExecOptions};
 use nix::unistd::Pid;
 use std::path::Path;
 
-pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<i32> {
+pub fn exec(runtime: &libkeel::Runtime, root: &Path, a: &ExecArgs, log: &Logger) -> Result<i32> {
     let mut c = Container::load(root, &a.id)?;
     let (process, warnings) = process_for(&c, a)?;
     for w in &warnings {
@@ -49,7 +49,7 @@ pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<i32> {
         }
         Some(fg)
     };
-    let started = c.exec(&process, opts)?;
+    let started = c.exec(runtime, &process, opts)?;
     warn_all(&c, log);
     if let Some(socket) = &pidfd_socket {
         let sent = super::send_pidfd(socket, libkeel::pidfd::Kind::Exec, started.pidfd.as_ref());

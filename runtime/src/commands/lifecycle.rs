@@ -11,6 +11,7 @@ use std::path::Path;
 
 /// `rootless`: tolerate cgroups keel may not create (`--rootless`).
 fn create_container(
+    runtime: &libkeel::Runtime,
     root: &Path,
     a: &CreateArgs,
     log: &Logger,
@@ -47,7 +48,7 @@ fn create_container(
     if let Some(c) = console {
         b = b.console_socket(c);
     }
-    let c = b.create()?;
+    let c = b.create(runtime)?;
     for w in c.warnings() {
         log.log(Level::Warning, w);
     }
@@ -88,13 +89,14 @@ fn bind_notify(c: &Container) -> Result<Option<(libkeel::notify::NotifyProxy, St
 
 /// `create`; `systemd` is `--systemd-cgroup`.
 pub fn create(
+    runtime: &libkeel::Runtime,
     root: &Path,
     a: &CreateArgs,
     log: &Logger,
     rootless: bool,
     systemd: bool,
 ) -> Result<i32> {
-    create_container(root, a, log, None, rootless, systemd)?;
+    create_container(runtime, root, a, log, None, rootless, systemd)?;
     Ok(0)
 }
 
@@ -118,9 +120,16 @@ pub fn start(root: &Path, id: &str) -> Result<i32> {
 
 /// `run`: create + start, then (unless detached) forward signals to the
 /// init, wait for it, exit with its status and delete the container.
-pub fn run(root: &Path, a: &RunArgs, log: &Logger, rootless: bool, systemd: bool) -> Result<i32> {
+pub fn run(
+    runtime: &libkeel::Runtime,
+    root: &Path,
+    a: &RunArgs,
+    log: &Logger,
+    rootless: bool,
+    systemd: bool,
+) -> Result<i32> {
     if a.detach {
-        let c = create_container(root, &a.create, log, None, rootless, systemd)?;
+        let c = create_container(runtime, root, &a.create, log, None, rootless, systemd)?;
         let notify = match bind_notify(&c) {
             Ok(n) => n,
             Err(e) => {
@@ -137,7 +146,15 @@ pub fn run(root: &Path, a: &RunArgs, log: &Logger, rootless: bool, systemd: bool
     }
     let terminal = super::bundle_terminal(&a.create.bundle)?;
     let (fg, console) = Foreground::prepare(!a.no_subreaper, terminal)?;
-    let c = create_container(root, &a.create, log, Some(console), rootless, systemd)?;
+    let c = create_container(
+        runtime,
+        root,
+        &a.create,
+        log,
+        Some(console),
+        rootless,
+        systemd,
+    )?;
     let init = Pid::from_raw(c.pid());
     let id = c.id().to_string();
     let start = || {
