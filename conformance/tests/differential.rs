@@ -566,3 +566,149 @@ fn restricted_paths_without_a_mount_namespace_are_refused() {
         keel_conformance::assert_no_leaks(env, "nomntmask");
     }
 }
+
+/// What a process sees of its stdio: whether it can reopen /dev/stdout, and
+/// the owner, mode and type of fds 0-2.
+const STDIO_PROBE: &str = "echo reopened >> /dev/stdout; echo rc=$?; \
+     stat -L -c '%u %a %F' /proc/self/fd/0 /proc/self/fd/1 /proc/self/fd/2";
+
+/// A foreground `run` without a terminal gives the process pipes that keel
+/// relays (runc's setupProcessPipes), handed to the process's user (runc's
+/// fixStdioPermissions), so a non-root program can write to /dev/stdout;
+/// the caller's file is not touched.
+#[test]
+fn foreground_run_stdio_is_pipes_of_the_user() {
+    let Some(envs) = pair() else { return };
+    let mut outs = Vec::new();
+    for env in &envs {
+        let mut b = env.bundle("stdiorun");
+        b.sh(STDIO_PROBE);
+        b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+        let o = env.run(&b);
+        keel_conformance::assert_no_leaks(env, "stdiorun");
+        outs.push(o);
+    }
+    let expect = "reopened\nrc=0\n1000 600 fifo\n1000 600 fifo\n1000 600 fifo\n";
+    assert_eq!(
+        (outs[1].code, outs[1].stdout.as_str()),
+        (0, expect),
+        "runc: {}",
+        outs[1]
+    );
+    assert_eq!(
+        (outs[0].code, outs[0].stdout.as_str()),
+        (0, expect),
+        "keel: {}",
+        outs[0]
+    );
+}
+
+/// The same for a foreground `exec` as a non-root user.
+#[test]
+fn foreground_exec_stdio_is_pipes_of_the_user() {
+    let Some(envs) = pair() else { return };
+    let mut outs = Vec::new();
+    for env in &envs {
+        let mut b = env.bundle("stdioexec");
+        b.sh("sleep 60");
+        env.run_with(&b, &["-d"]).expect_ok("run -d");
+        let o = env.cmd(&[
+            "exec",
+            "--user",
+            "1000:1000",
+            "stdioexec",
+            "sh",
+            "-c",
+            STDIO_PROBE,
+        ]);
+        env.cmd(&["delete", "-f", "stdioexec"]).expect_ok("delete");
+        keel_conformance::assert_no_leaks(env, "stdioexec");
+        outs.push(o);
+    }
+    let expect = "reopened\nrc=0\n1000 600 fifo\n1000 600 fifo\n1000 600 fifo\n";
+    assert_eq!(
+        (outs[1].code, outs[1].stdout.as_str()),
+        (0, expect),
+        "runc: {}",
+        outs[1]
+    );
+    assert_eq!(
+        (outs[0].code, outs[0].stdout.as_str()),
+        (0, expect),
+        "keel: {}",
+        outs[0]
+    );
+}
+
+/// In a user namespace the pipes go to the container's root first (runc's
+/// InitializeIO), so that the process's user can be given them inside.
+#[test]
+fn foreground_run_stdio_in_a_user_namespace_is_the_users() {
+    let Some(envs) = pair() else { return };
+    let mut outs = Vec::new();
+    for env in &envs {
+        let mut b = env.bundle("stdiouserns");
+        b.sh(STDIO_PROBE);
+        b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+        let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        b.push("/linux/namespaces", json!({"type": "user"}));
+        b.set("/linux/uidMappings", map.clone());
+        b.set("/linux/gidMappings", map);
+        b.remove_mount("/sys/fs/cgroup");
+        let o = env.run(&b);
+        keel_conformance::assert_no_leaks(env, "stdiouserns");
+        outs.push(o);
+    }
+    let expect = "reopened\nrc=0\n1000 600 fifo\n1000 600 fifo\n1000 600 fifo\n";
+    assert_eq!(
+        (outs[1].code, outs[1].stdout.as_str()),
+        (0, expect),
+        "runc: {}",
+        outs[1]
+    );
+    assert_eq!(
+        (outs[0].code, outs[0].stdout.as_str()),
+        (0, expect),
+        "keel: {}",
+        outs[0]
+    );
+}
+
+/// A detached process inherits the caller's stdio, and runc gives it to the
+/// process's user all the same (fixStdioPermissions chowns the caller's
+/// file; /dev/null is left alone).
+#[test]
+fn detached_run_gives_the_callers_stdio_to_the_user() {
+    let Some(envs) = pair() else { return };
+    let mut outs = Vec::new();
+    for env in &envs {
+        let mut b = env.bundle("stdiodetach");
+        b.sh(&format!("{STDIO_PROBE}; echo done; sleep 60"));
+        b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+        b.save().expect("save");
+        let out = env.dir.join("detached.out");
+        let file = std::fs::File::create(&out).expect("create");
+        let bundle = b.dir.to_string_lossy().into_owned();
+        let o = env
+            .spawn_with(&["run", "-d", "--bundle", &bundle, "stdiodetach"], |cmd| {
+                cmd.stdout(file.try_clone().expect("dup")).stderr(file);
+            })
+            .and_then(|r| r.wait(SEC5))
+            .expect("run -d");
+        o.expect_ok("run -d");
+        let text = || std::fs::read_to_string(&out).unwrap_or_default();
+        assert!(wait_until(SEC5, || text().contains("done")), "{}", text());
+        let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&out).expect("stat"));
+        env.cmd(&["delete", "-f", "stdiodetach"])
+            .expect_ok("delete");
+        keel_conformance::assert_no_leaks(env, "stdiodetach");
+        outs.push(format!("{}owner {owner}", text()));
+    }
+    eprintln!("keel:\n{}\nrunc:\n{}", outs[0], outs[1]);
+    assert_eq!(outs[0], outs[1], "keel (left) and runc (right) differ");
+    assert!(
+        outs[0].contains("rc=0\n") && outs[0].ends_with("owner 1000"),
+        "{}",
+        outs[0]
+    );
+}

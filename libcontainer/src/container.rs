@@ -698,6 +698,18 @@ impl Container {
         self.state.process.as_ref()
     }
 
+    /// The host uid and gid of the container's root, from its init's
+    /// mappings (see [`crate::rootless::root_host_ids`]).
+    pub fn root_host_ids(&self) -> (u32, u32) {
+        let of = |f: &str| {
+            std::fs::read_to_string(format!("/proc/{}/{f}", self.state.pid))
+                .ok()
+                .and_then(|m| crate::rootless::host_id(&m, 0))
+                .unwrap_or(0)
+        };
+        (of("uid_map"), of("gid_map"))
+    }
+
     /// Starts `process` inside the running container and returns its host
     /// pid and a pidfd of it; the caller is its parent and reaps it. What
     /// runc would warn about is added to [`Container::warnings`]. Like

@@ -19,6 +19,47 @@ pub fn in_user_namespace() -> bool {
     }
 }
 
+/// The host id that `id` maps to under `map` (uid_map/gid_map text:
+/// "inside host count" lines); None when it is not mapped.
+pub fn host_id(map: &str, id: u32) -> Option<u32> {
+    map.lines().find_map(|line| {
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<std::result::Result<_, _>>()
+            .ok()?;
+        let [inside, host, count] = f[..] else {
+            return None;
+        };
+        let offset = u64::from(id).checked_sub(inside).filter(|&o| o < count)?;
+        u32::try_from(host + offset).ok()
+    })
+}
+
+/// The host uid and gid of a container's root under its config's
+/// mappings (host root without a user namespace of its own; a joined one's
+/// mappings are not looked up): who owns the pipes a runtime makes for
+/// the container's stdio, as runc's InitializeIO chowns them.
+pub fn root_host_ids(spec: &oci_spec::runtime::Spec) -> (u32, u32) {
+    let linux = spec.linux().as_ref();
+    let of = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        let text: String = maps
+            .into_iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect();
+        if text.is_empty() {
+            0
+        } else {
+            host_id(&text, 0).unwrap_or(0)
+        }
+    };
+    (
+        of(linux.and_then(|l| l.uid_mappings().as_ref())),
+        of(linux.and_then(|l| l.gid_mappings().as_ref())),
+    )
+}
+
 /// runc's test for an unprivileged caller: a non-zero euid, or root in a
 /// user namespace started by a user other than root (`$USER`).
 pub fn unprivileged() -> bool {
@@ -117,6 +158,17 @@ fn asks_for_limits(resources: Option<&oci_spec::runtime::LinuxResources>) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_id_maps_through_the_ranges() {
+        let map = "         0     100000      65536\n     65536          5          1\n";
+        assert_eq!(host_id(map, 0), Some(100000));
+        assert_eq!(host_id(map, 1000), Some(101000));
+        assert_eq!(host_id(map, 65536), Some(5));
+        assert_eq!(host_id(map, 65537), None);
+        assert_eq!(host_id("0 0 4294967295\n", 7), Some(7));
+        assert_eq!(host_id("", 0), None);
+    }
     use oci_spec::runtime::LinuxResources;
 
     #[test]

@@ -3,6 +3,7 @@
 //! status.
 
 use crate::logging::{Level, Logger};
+use crate::pipes::Pipes;
 use crate::tty;
 use anyhow::{Context, Result};
 use libkeel::Signal;
@@ -16,16 +17,35 @@ pub struct Foreground {
     forwarded: SigSet,
     console: OwnedFd,
     host: Option<tty::HostConsole>,
+    pipes: Option<Pipes>,
+}
+
+/// What the library gets for the process: the console socket (used if it
+/// has a terminal) and, for one without, the stdio pipes' other ends.
+pub struct ForProcess {
+    pub console: OwnedFd,
+    pub stdio: Option<[OwnedFd; 3]>,
 }
 
 impl Foreground {
     /// Call before forking: finds the caller's terminal if the process is
-    /// to get one (`terminal`), blocks the signals to forward (the new
-    /// process unblocks its own) and makes a console socket pair; the
-    /// returned fd goes to the library, which uses it if a terminal is
-    /// asked for.
-    pub fn prepare(subreaper: bool, terminal: bool) -> Result<(Foreground, OwnedFd)> {
+    /// to get one (`terminal`), else makes its stdio pipes owned by
+    /// `pipes_owner` (None: it inherits keel's stdio), blocks the signals
+    /// to forward (the new process unblocks its own) and makes a console
+    /// socket pair.
+    pub fn prepare(
+        subreaper: bool,
+        terminal: bool,
+        pipes_owner: Option<(u32, u32)>,
+    ) -> Result<(Foreground, ForProcess)> {
         let host = terminal.then(tty::HostConsole::open).transpose()?;
+        let (pipes, stdio) = match pipes_owner.filter(|_| !terminal) {
+            Some(owner) => {
+                let (ours, theirs) = Pipes::new(owner)?;
+                (Some(ours), Some(theirs))
+            }
+            None => (None, None),
+        };
         if subreaper {
             // The process may be a grandchild (a joined pid namespace): reap it.
             nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
@@ -40,8 +60,12 @@ impl Foreground {
                 forwarded,
                 console: OwnedFd::from(ours),
                 host,
+                pipes,
             },
-            OwnedFd::from(theirs),
+            ForProcess {
+                console: OwnedFd::from(theirs),
+                stdio,
+            },
         ))
     }
 
@@ -63,6 +87,7 @@ impl Foreground {
             }
             None => None,
         };
+        let copies = self.pipes.map(Pipes::copy);
         start()?;
         let code = loop {
             let sig = self.forwarded.wait().context("sigwait")?;
@@ -91,6 +116,9 @@ impl Foreground {
             let _ = h.join();
         }
         drop(raw);
+        if let Some(h) = copies {
+            let _ = h.join();
+        }
         Ok(code)
     }
 }

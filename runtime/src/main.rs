@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod foreground;
 mod logging;
+mod pipes;
 mod tty;
 
 use clap::Parser;

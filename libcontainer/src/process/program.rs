@@ -230,9 +230,7 @@ fn set_user(plan: &ProcessPlan, in_userns: bool, keep: Option<caps::Capability>)
         c.apply_bounding()?;
     }
     nix::sys::prctl::set_keepcaps(true).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
-    if plan.terminal.is_some() {
-        give_terminal_to(plan.uid)?;
-    }
+    fix_stdio_permissions(plan.uid)?;
     let gids: Vec<Gid> = plan
         .additional_gids
         .iter()
@@ -280,14 +278,14 @@ fn set_user(plan: &ProcessPlan, in_userns: bool, keep: Option<caps::Capability>)
     Ok(())
 }
 
-/// runc's fixStdioPermissions for a process with a terminal: its stdio (the
-/// container's pty) goes to the user it runs as, so that a non-root program
-/// can use its terminal. Only the owner changes (the devpts `gid=` option
-/// chose the group); an fd whose owner or group this user namespace cannot
-/// map is left alone (EINVAL, EPERM), as runc leaves it. Without a terminal
-/// the stdio may be the caller's own files (a foreground `keel run` passes
-/// its own, where runc makes pipes): their owner is not ours to change.
-fn give_terminal_to(uid: u32) -> Result<()> {
+/// runc's fixStdioPermissions: the process's stdio (its pty, the pipes a
+/// foreground `keel run` relays, or what a detached caller passed) goes to
+/// the user it runs as, so that a non-root program can reopen
+/// `/dev/stdout`. The null device is left alone. Only the owner changes
+/// (the devpts `gid=` option or the caller chose the group); an fd whose
+/// owner or group this user namespace cannot map (EINVAL, EPERM) or on a
+/// read-only filesystem (EROFS, runc 1.2+) is left alone, as runc leaves it.
+fn fix_stdio_permissions(uid: u32) -> Result<()> {
     use std::os::fd::BorrowedFd;
     let null = nix::sys::stat::stat("/dev/null").ctx(|| "stat /dev/null".into())?;
     for fd in 0..3 {
@@ -303,7 +301,7 @@ fn give_terminal_to(uid: u32) -> Result<()> {
             continue;
         }
         match nix::unistd::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(st.st_gid))) {
-            Ok(()) | Err(Errno::EINVAL) | Err(Errno::EPERM) => {}
+            Ok(()) | Err(Errno::EINVAL | Errno::EPERM | Errno::EROFS) => {}
             Err(e) => return Err(Error::sys(format!("stdio: fchown fd {fd:?} to {uid}"), e)),
         }
     }

@@ -123,8 +123,9 @@ pub fn restore(
         warn_all(log, c.warnings());
         return Ok(0);
     }
-    let (fg, console) = Foreground::prepare(!a.no_subreaper, terminal)?;
-    let c = b.console_socket(console).restore(&opts)?;
+    // The restored process keeps the stdio CRIU gives it back.
+    let (fg, for_process) = Foreground::prepare(!a.no_subreaper, terminal, None)?;
+    let c = b.console_socket(for_process.console).restore(&opts)?;
     warn_all(log, c.warnings());
     let init = nix::unistd::Pid::from_raw(c.pid());
     let code = match fg.wait(init, log, || Ok(())) {

@@ -43,10 +43,11 @@ pub fn exec(runtime: &libkeel::Runtime, root: &Path, a: &ExecArgs, log: &Logger)
     let foreground = if a.detach {
         None
     } else {
-        let (fg, console) = Foreground::prepare(true, terminal && opts.console_socket.is_none())?;
+        let (fg, for_process) = Foreground::prepare(true, terminal, Some(c.root_host_ids()))?;
         if opts.console_socket.is_none() {
-            opts.console_socket = Some(console);
+            opts.console_socket = Some(for_process.console);
         }
+        opts.stdio = for_process.stdio;
         Some(fg)
     };
     let started = c.exec(runtime, &process, opts)?;

@@ -1,12 +1,11 @@
 //! create, start, run, kill, delete.
 
 use crate::cli::{CreateArgs, RunArgs};
-use crate::foreground::Foreground;
+use crate::foreground::{ForProcess, Foreground};
 use crate::logging::{Level, Logger};
 use anyhow::Result;
 use libkeel::{Container, ContainerBuilder, Signal};
 use nix::unistd::Pid;
-use std::os::fd::OwnedFd;
 use std::path::Path;
 
 /// `rootless`: tolerate cgroups keel may not create (`--rootless`).
@@ -15,10 +14,14 @@ fn create_container(
     root: &Path,
     a: &CreateArgs,
     log: &Logger,
-    console: Option<OwnedFd>,
+    foreground: Option<ForProcess>,
     rootless: bool,
     systemd: bool,
 ) -> Result<Container> {
+    let (console, stdio) = match foreground {
+        Some(f) => (Some(f.console), f.stdio),
+        None => (None, None),
+    };
     if a.console_socket.is_some() {
         // The foreground `run` passes its own console; `create` and
         // `run -d` detach.
@@ -47,6 +50,9 @@ fn create_container(
     }
     if let Some(c) = console {
         b = b.console_socket(c);
+    }
+    if let Some([i, o, e]) = stdio {
+        b = b.stdio(i, o, e);
     }
     let c = b.create(runtime)?;
     for w in c.warnings() {
@@ -144,14 +150,16 @@ pub fn run(
         }
         return Ok(0);
     }
-    let terminal = super::bundle_terminal(&a.create.bundle)?;
-    let (fg, console) = Foreground::prepare(!a.no_subreaper, terminal)?;
+    let spec = libkeel::spec::Bundle::load(&a.create.bundle)?.spec;
+    let terminal = super::spec_terminal(&spec);
+    let owner = libkeel::rootless::root_host_ids(&spec);
+    let (fg, for_process) = Foreground::prepare(!a.no_subreaper, terminal, Some(owner))?;
     let c = create_container(
         runtime,
         root,
         &a.create,
         log,
-        Some(console),
+        Some(for_process),
         rootless,
         systemd,
     )?;

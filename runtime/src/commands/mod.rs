@@ -22,12 +22,15 @@ pub fn check_console_socket(given: bool, detach: bool, terminal: bool) -> anyhow
 
 /// Whether the bundle's process asks for a terminal.
 pub fn bundle_terminal(bundle: &std::path::Path) -> anyhow::Result<bool> {
-    Ok(libkeel::spec::Bundle::load(bundle)?
-        .spec
-        .process()
+    Ok(spec_terminal(&libkeel::spec::Bundle::load(bundle)?.spec))
+}
+
+/// Whether the config's process asks for a terminal.
+pub fn spec_terminal(spec: &libkeel::oci_spec::runtime::Spec) -> bool {
+    spec.process()
         .as_ref()
         .and_then(|p| p.terminal())
-        .unwrap_or(false))
+        .unwrap_or(false)
 }
 
 /// Connects to the unix socket of a `--console-socket` or `--pidfd-socket`
