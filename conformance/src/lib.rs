@@ -30,7 +30,7 @@ pub use env::{log_msgs, Output, Runtime, TestEnv, COMMAND_TIMEOUT};
 pub use leaks::{assert_no_leaks, find_leaks, marked_processes};
 pub use snapshot::Snapshot;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -51,8 +51,14 @@ pub fn static_helper(name: &str) -> Result<PathBuf> {
     if bin.exists() {
         return Ok(bin);
     }
-    // Tests run in parallel: build under a name of our own, then rename.
-    let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
+    // Tests run in parallel threads of one process: each build gets a
+    // directory of its own (rustc puts its intermediate objects next to the
+    // output, under names that depend only on the crate), then a rename.
+    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let work = dir.join(format!("{name}.{}.{n}.tmp", std::process::id()));
+    std::fs::create_dir_all(&work).with_context(|| format!("mkdir {}", work.display()))?;
+    let tmp = work.join(name);
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let out = std::process::Command::new(rustc)
         .args([
@@ -67,15 +73,17 @@ pub fn static_helper(name: &str) -> Result<PathBuf> {
         .arg(&src)
         .output()
         .context("run rustc")?;
-    if !out.status.success() {
-        bail!(
+    let placed = if out.status.success() {
+        std::fs::rename(&tmp, &bin).with_context(|| format!("rename to {}", bin.display()))
+    } else {
+        Err(anyhow!(
             "rustc {}: {}",
             src.display(),
             String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    std::fs::rename(&tmp, &bin).with_context(|| format!("rename to {}", bin.display()))?;
-    Ok(bin)
+        ))
+    };
+    let _ = std::fs::remove_dir_all(&work);
+    placed.map(|()| bin)
 }
 
 /// Waits for `child` up to `timeout`: its exit code (128+N when killed by
