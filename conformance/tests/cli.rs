@@ -471,3 +471,123 @@ fn debug_logs_a_run() {
     }
     assert_same("setup is logged", &results);
 }
+
+/// Runs `args` (`{id}` replaced by the container's id) against a container
+/// that `setup` leaves in some status, under each runtime; returns the exit
+/// code and the error words of each, after checking they are the same.
+fn status_refusal(
+    id: &str,
+    setup: impl Fn(&TestEnv, &str),
+    args: &[&str],
+) -> Vec<(&'static str, (i32, String))> {
+    let mut results = Vec::new();
+    for env in envs() {
+        setup(&env, id);
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "{id}" { id } else { a })
+            .collect();
+        let o = env.cmd(&args);
+        finish(&env, id);
+        results.push((env.rt.name, (o.code, log_msgs(&o.stderr))));
+    }
+    assert_same(&format!("{args:?}"), &results);
+    results
+}
+
+/// A container whose program has exited.
+fn stopped(env: &TestEnv, id: &str) {
+    let mut b = env.bundle(id);
+    b.set("/process/args", json!(["true"]));
+    env.run_with(&b, &["-d"]).expect_ok("run -d");
+    assert!(
+        env.wait_status(id, "stopped", SEC5),
+        "{} did not stop",
+        env.rt.name
+    );
+}
+
+fn running(env: &TestEnv, id: &str) {
+    sleeper(env, id, |_| {});
+}
+
+/// `exec` into a stopped container: runc's exec.go words, exit 255.
+#[test]
+fn exec_into_a_stopped_container_in_runcs_words() {
+    let r = status_refusal("execstopped", stopped, &["exec", "{id}", "true"]);
+    assert_eq!(
+        r[0].1,
+        (
+            255,
+            "exec failed: cannot exec in a stopped container".into()
+        )
+    );
+}
+
+/// `start` of a stopped container: libcontainer's Start words.
+#[test]
+fn start_of_a_stopped_container_in_runcs_words() {
+    let r = status_refusal("startstopped", stopped, &["start", "{id}"]);
+    assert_eq!(
+        r[0].1,
+        (1, "cannot start a container that has stopped".into())
+    );
+}
+
+/// `start` of a running container.
+#[test]
+fn start_of_a_running_container_in_runcs_words() {
+    let r = status_refusal("startrunning", running, &["start", "{id}"]);
+    assert_eq!(
+        r[0].1,
+        (1, "cannot start an already running container".into())
+    );
+}
+
+/// `start` of a paused container.
+#[test]
+fn start_of_a_paused_container_in_runcs_words() {
+    let paused = |env: &TestEnv, id: &str| {
+        running(env, id);
+        env.cmd(&["pause", id]).expect_ok("pause");
+    };
+    let r = status_refusal("startpaused", paused, &["start", "{id}"]);
+    assert_eq!(
+        r[0].1,
+        (1, "cannot start a container in the paused state".into())
+    );
+}
+
+/// `delete` of a running container without --force: delete.go's words.
+#[test]
+fn delete_of_a_running_container_in_runcs_words() {
+    let r = status_refusal("delrunning", running, &["delete", "{id}"]);
+    assert_eq!(
+        r[0].1,
+        (
+            1,
+            "cannot delete container delrunning that is not stopped: running".into()
+        )
+    );
+}
+
+/// `kill`, `pause`, `update` and `events` of a stopped container.
+#[test]
+fn commands_on_a_stopped_container_in_runcs_words() {
+    for (args, words) in [
+        (&["kill", "{id}", "KILL"][..], "container not running"),
+        (&["pause", "{id}"][..], "container not running"),
+        (&["resume", "{id}"][..], "container not paused"),
+        (
+            &["update", "--pids-limit", "10", "{id}"][..],
+            "container not running",
+        ),
+        (
+            &["events", "--stats", "{id}"][..],
+            "container with id cmdstopped is not running",
+        ),
+    ] {
+        let r = status_refusal("cmdstopped", stopped, args);
+        assert_eq!(r[0].1, (1, words.into()), "{args:?}");
+    }
+}

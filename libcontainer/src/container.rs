@@ -538,7 +538,7 @@ impl Container {
     fn status_in(
         &self,
         allowed: impl FnOnce(Status) -> bool,
-        reason: &'static str,
+        reason: impl Into<String>,
     ) -> Result<Status> {
         let status = self.status();
         if allowed(status) {
@@ -550,16 +550,16 @@ impl Container {
 
     /// [`Container::pidfd`], or runc's complaint `reason` about a stopped
     /// container.
-    fn live_pidfd(&self, reason: &'static str) -> Result<OwnedFd> {
+    fn live_pidfd(&self, reason: &str) -> Result<OwnedFd> {
         self.pidfd()
             .ok_or_else(|| self.wrong_status(Status::Stopped, reason))
     }
 
-    fn wrong_status(&self, status: Status, reason: &'static str) -> Error {
+    fn wrong_status(&self, status: Status, reason: impl Into<String>) -> Error {
         Error::WrongStatus {
             id: self.state.id.clone(),
             status,
-            reason,
+            reason: reason.into(),
         }
     }
 
@@ -600,9 +600,21 @@ impl Container {
     /// returned.
     pub fn start(&self) -> Result<()> {
         let _lock = StateDir::open_loaded(&self.root, &self.state)?;
-        const NOT_CREATED: &str = "cannot start a container that is not created";
-        self.status_in(|s| s == Status::Created, NOT_CREATED)?;
-        let pidfd = self.live_pidfd(NOT_CREATED)?;
+        // runc's words (libcontainer's Start, by status).
+        const STOPPED: &str = "cannot start a container that has stopped";
+        let status = self.status();
+        match status {
+            Status::Created => {}
+            Status::Stopped => return Err(self.wrong_status(status, STOPPED)),
+            Status::Running => {
+                return Err(self.wrong_status(status, "cannot start an already running container"))
+            }
+            s => {
+                let reason = format!("cannot start a container in the {s} state");
+                return Err(self.wrong_status(s, reason));
+            }
+        }
+        let pidfd = self.live_pidfd(STOPPED)?;
         let fifo_path = self.dir().join(state::EXEC_FIFO);
         // Non-blocking: if the init died we must not wait on the fifo forever.
         let fifo = nix::fcntl::open(
@@ -720,7 +732,7 @@ impl Container {
         process: &oci_spec::runtime::Process,
         opts: ExecOptions,
     ) -> Result<ExecProcess> {
-        const CANNOT_EXEC: &str = "cannot exec in a container that is not running";
+        const CANNOT_EXEC: &str = "cannot exec in a stopped container";
         let status = self.status_in(
             |s| matches!(s, Status::Running | Status::Created | Status::Paused),
             CANNOT_EXEC,
@@ -791,10 +803,12 @@ impl Container {
     /// poststop hooks, whose failures come back as warnings.
     pub fn delete(self, force: bool) -> Result<Vec<String>> {
         let dir = StateDir::open_loaded(&self.root, &self.state)?;
-        let status = self.status_in(
-            |s| force || matches!(s, Status::Stopped | Status::Created),
-            "cannot delete a container that is not stopped (use --force)",
-        )?;
+        let status = self.status();
+        if !force && !matches!(status, Status::Stopped | Status::Created) {
+            let id = &self.state.id;
+            let reason = format!("cannot delete container {id} that is not stopped: {status}");
+            return Err(self.wrong_status(status, reason));
+        }
         if status == Status::Paused {
             let _ = self.state.cgroup.paths.thaw();
         }

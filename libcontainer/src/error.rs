@@ -27,12 +27,14 @@ pub enum Error {
     #[error("container does not exist")]
     NotFound(String),
 
-    /// The operation does not fit the container's current status.
-    #[error("container {id} is {status}: {reason}")]
+    /// The operation does not fit the container's current status; `reason`
+    /// is runc's words for it ("container not running", "cannot exec in a
+    /// stopped container", ...), which scripts match.
+    #[error("{reason}")]
     WrongStatus {
         id: String,
         status: crate::Status,
-        reason: &'static str,
+        reason: String,
     },
 
     /// The container's cgroup exists and cannot take a new container; the

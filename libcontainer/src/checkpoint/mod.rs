@@ -167,7 +167,8 @@ impl Container {
             return Err(Error::WrongStatus {
                 id: self.state.id.clone(),
                 status,
-                reason: "only a running or paused container can be checkpointed",
+                // runc's checkpoint.go.
+                reason: format!("Container cannot be checkpointed in {status} state"),
             });
         }
         let bundle = Bundle::load(&self.state.bundle)?;

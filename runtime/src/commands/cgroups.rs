@@ -90,6 +90,10 @@ struct Event<'a, T: serde::Serialize> {
 /// `{"type":"oom","id":…}` at each OOM, until the container dies.
 pub fn events(root: &Path, a: &EventsArgs, log: &Logger) -> Result<i32> {
     let c = Container::load(root, &a.id)?;
+    if c.status() == libkeel::Status::Stopped {
+        // runc's events.go words.
+        bail!("container with id {} is not running", a.id);
+    }
     if a.stats {
         print_event("stats", &a.id, Some(&c.stats()?))?;
         return Ok(0);
