@@ -1,9 +1,11 @@
 //! A private containerd with its CRI plugin, for the CRI suite
 //! (tests/cri.rs): Debian's containerd 1.6 with its own root, state,
-//! socket and config under a temp dir, in a mount namespace of its own
-//! (/run and /var/lib/cni fresh tmpfs: netns files, shim sockets and CNI's
-//! cache stay private) and a network namespace of its own (the CNI bridge,
-//! its iptables rules and the pods' addresses never reach the host).
+//! socket and config under a temp dir, in the engine suites' sandbox
+//! (engines::Sandbox: a mount namespace whose /run and /var/lib/cni are
+//! fresh tmpfs, so netns files, shim sockets and CNI's cache stay private,
+//! and a network namespace of its own, so the CNI bridge, its iptables
+//! rules and the pods' addresses never reach the host). The sandbox's
+//! holder keeps the namespaces while containerd is killed and restarted.
 //!
 //! Three runtime handlers: `runc` (the stock runc shim with runc, the
 //! reference), `keel` (keel's shim, io.containerd.keel.v2) and `keel-cli`
@@ -17,7 +19,7 @@
 //! which [`CriDaemon::stop`] empties and removes.
 
 use crate::containerd::{cgroup_roots, run, shim_dir, CtrOutput};
-use crate::engines::{kill_processes_under, remove_cgroup_tree};
+use crate::engines::{kill_processes_under, remove_cgroup_tree, Sandbox};
 use crate::Runtime;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -77,14 +79,18 @@ pub struct CriDaemon {
     pub logs: PathBuf,
     /// The cgroup (relative to each hierarchy) pods' parents go under.
     pub cgroup_root: String,
+    /// Holds the namespaces, so containerd can be restarted in them.
+    sandbox: Option<Sandbox>,
     daemon: Child,
+    path: String,
 }
 
 impl CriDaemon {
-    /// Writes the config, starts containerd and imports the images.
-    pub fn start(handlers: &[Runtime]) -> Result<CriDaemon> {
-        let pid = std::process::id();
-        let dir = PathBuf::from(format!("/tmp/keel-cri-{pid}"));
+    /// Writes the config, starts containerd and imports the images;
+    /// `name` tells this daemon's temp dir and cgroup from others'.
+    pub fn start(handlers: &[Runtime], name: &str) -> Result<CriDaemon> {
+        let id = format!("{name}-{}", std::process::id());
+        let dir = PathBuf::from(format!("/tmp/keel-cri-{id}"));
         let _ = std::fs::remove_dir_all(&dir);
         for d in ["net.d", "ipam", "logs"] {
             std::fs::create_dir_all(dir.join(d)).with_context(|| format!("mkdir {d}"))?;
@@ -99,39 +105,44 @@ impl CriDaemon {
             shim_dir().display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let log = std::fs::File::create(dir.join("containerd.log")).context("containerd.log")?;
         // /var/lib/cni is where libcni caches results: made (empty) on the
-        // host if missing, then covered by a tmpfs in this namespace.
-        let script = "mount -t tmpfs tmpfs /run && mkdir -p /var/lib/cni && \
-                      mount -t tmpfs tmpfs /var/lib/cni && ip link set lo up && \
-                      exec containerd -c \"$1\"";
-        let daemon = Command::new("unshare")
-            .args(["-m", "-n", "--propagation", "private", "--", "sh", "-c"])
-            .arg(script)
-            .arg("sh")
-            .arg(dir.join("config.toml"))
-            .env("PATH", &path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("spawn containerd")?;
-        let d = CriDaemon {
+        // host if missing, then covered by a tmpfs in the sandbox.
+        std::fs::create_dir_all("/var/lib/cni").context("mkdir /var/lib/cni")?;
+        let sandbox = Sandbox::new(&["/var/lib/cni"])?;
+        let daemon = spawn_containerd(&sandbox, &dir, &path)?;
+        let mut d = CriDaemon {
             logs: dir.join("logs"),
-            cgroup_root: format!("keel-cri-{pid}"),
+            cgroup_root: format!("keel-cri-{id}"),
             socket,
             dir,
+            sandbox: Some(sandbox),
             daemon,
+            path,
         };
+        d.wait_ready()?;
+        d.import_images()?;
+        Ok(d)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while d.ctr(&["version"]).code != 0 {
-            if Instant::now() > deadline {
-                bail!("containerd did not come up: {}", d.log());
+        while self.ctr(&["version"]).code != 0 {
+            if Instant::now() > deadline || self.daemon.try_wait().ok().flatten().is_some() {
+                bail!("containerd did not come up: {}", self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        d.import_images()?;
-        Ok(d)
+        Ok(())
+    }
+
+    /// Kills containerd (SIGKILL, as a crash) and starts it again in the
+    /// same namespaces, with the same state: its shims live on.
+    pub fn restart(&mut self) -> Result<()> {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        let sandbox = self.sandbox.as_ref().context("the daemon was stopped")?;
+        self.daemon = spawn_containerd(sandbox, &self.dir, &self.path)?;
+        self.wait_ready()
     }
 
     fn import_images(&self) -> Result<()> {
@@ -170,19 +181,17 @@ impl CriDaemon {
         std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
     }
 
-    /// containerd's pid (unshare execs sh, which execs containerd).
+    /// containerd's pid (nsenter execs containerd).
     pub fn pid(&self) -> u32 {
         self.daemon.id()
     }
 
     /// `program` in containerd's mount and network namespaces.
     pub fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg("-t")
-            .arg(self.pid().to_string())
-            .args(["-m", "-n", "--"])
-            .arg(program);
-        cmd
+        match &self.sandbox {
+            Some(s) => s.command(program),
+            None => Command::new("false"),
+        }
     }
 
     /// `ctr -n k8s.io` on this containerd, killed after 60 s.
@@ -250,6 +259,7 @@ impl CriDaemon {
         let _ = self.daemon.kill();
         let _ = self.daemon.wait();
         kill_processes_under(&self.dir);
+        self.sandbox = None;
         for root in cgroup_roots() {
             kill_cgroup_tree(&root.join(&self.cgroup_root));
         }
@@ -263,6 +273,25 @@ impl CriDaemon {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// containerd in the sandbox's namespaces, its output appended to the log.
+fn spawn_containerd(sandbox: &Sandbox, dir: &Path, path: &str) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("containerd.log"))
+        .context("containerd.log")?;
+    sandbox
+        .command("containerd")
+        .arg("-c")
+        .arg(dir.join("config.toml"))
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("spawn containerd")
 }
 
 /// SIGKILLs every process in cgroup `dir` and below.

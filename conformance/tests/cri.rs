@@ -31,28 +31,41 @@ struct Fixture {
     handlers: Vec<Runtime>,
 }
 
-static FIXTURE: OnceLock<Result<Fixture, String>> = OnceLock::new();
+/// The daemon most scenarios share, and the one the fault scenarios kill
+/// and restart (one at a time: [`FAULT_LOCK`]).
+static SHARED: OnceLock<Result<Fixture, String>> = OnceLock::new();
+static FAULTS: OnceLock<Result<Fixture, String>> = OnceLock::new();
+static FAULT_LOCK: Mutex<()> = Mutex::new(());
 
-extern "C" fn stop_fixture() {
-    if let Some(Ok(f)) = FIXTURE.get() {
-        if let Ok(mut d) = f.daemon.lock() {
-            d.stop();
+extern "C" fn stop_fixtures() {
+    for cell in [&SHARED, &FAULTS] {
+        if let Some(Ok(f)) = cell.get() {
+            if let Ok(mut d) = f.daemon.lock() {
+                d.stop();
+            }
         }
     }
 }
 
-/// The shared daemon, started on first use (and stopped at exit); None
+/// The daemon of `cell`, started on first use (and stopped at exit); None
 /// (with the reason printed) when this host cannot run the suite.
-fn fixture(test: &str) -> Option<&'static Fixture> {
+fn fixture(
+    cell: &'static OnceLock<Result<Fixture, String>>,
+    name: &str,
+    test: &str,
+) -> Option<&'static Fixture> {
     if let Some(why) = unavailable() {
         eprintln!("SKIPPED cri::{test}: {why}");
         return None;
     }
-    let f = FIXTURE.get_or_init(|| {
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    let f = cell.get_or_init(|| {
         let handlers = handlers().map_err(|e| format!("{e:#}"))?;
-        let daemon = CriDaemon::start(&handlers).map_err(|e| format!("{e:#}"))?;
+        let daemon = CriDaemon::start(&handlers, name).map_err(|e| format!("{e:#}"))?;
         // SAFETY: registers a plain extern "C" function to run at exit.
-        unsafe { libc::atexit(stop_fixture) };
+        AT_EXIT.call_once(|| unsafe {
+            libc::atexit(stop_fixtures);
+        });
         Ok(Fixture {
             socket: daemon.socket.clone(),
             daemon: Mutex::new(daemon),
@@ -67,13 +80,14 @@ fn fixture(test: &str) -> Option<&'static Fixture> {
 
 /// A CRI client on its own runtime.
 struct Cri {
+    f: &'static Fixture,
     rt: tokio::runtime::Runtime,
     rs: RuntimeServiceClient<Channel>,
     is: ImageServiceClient<Channel>,
 }
 
 impl Cri {
-    fn connect(f: &Fixture) -> Cri {
+    fn connect(f: &'static Fixture) -> Cri {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -94,6 +108,7 @@ impl Cri {
             })
             .expect("connect to the CRI socket");
         Cri {
+            f,
             rt,
             rs: RuntimeServiceClient::new(channel.clone()),
             is: ImageServiceClient::new(channel),
@@ -345,7 +360,6 @@ impl<'a> Pod<'a> {
     /// no mount in containerd's namespace, no cgroup under its parent.
     fn remove(mut self) -> Result<(), Outcome> {
         let id = std::mem::take(&mut self.id);
-        let f = FIXTURE.get().and_then(|f| f.as_ref().ok());
         remove_pod(self.cri, &id)?;
         let mut leaks = Vec::new();
         wait_until(Duration::from_secs(5), || {
@@ -353,10 +367,8 @@ impl<'a> Pod<'a> {
             for pid in CriDaemon::pids_with_arg(&id) {
                 leaks.push(format!("process {pid} names the sandbox"));
             }
-            if let Some(f) = f {
-                if let Ok(d) = f.daemon.lock() {
-                    leaks.extend(d.mounts_mentioning(&id));
-                }
+            if let Ok(d) = self.cri.f.daemon.lock() {
+                leaks.extend(d.mounts_mentioning(&id));
             }
             for c in CriDaemon::cgroups_below(&self.cgroup_parent) {
                 leaks.push(format!("cgroup {}", c.display()));
@@ -392,7 +404,9 @@ impl Drop for Pod<'_> {
 
 /// Runs `body` as scenario `name` under every handler (see the module doc).
 fn scenario(test: &str, body: impl Fn(&Fixture, &Cri, &Runtime) -> Step) {
-    let Some(f) = fixture(test) else { return };
+    let Some(f) = fixture(&SHARED, "shared", test) else {
+        return;
+    };
     let cri = Cri::connect(f);
     let mut r = Report::new("cri");
     r.scenario(test, &f.handlers, |rt| body(f, &cri, rt));
@@ -1230,5 +1244,169 @@ fn security_privileged() {
              CAP_SYS_RESOURCE: no runtime can run one here"
                 .into(),
         ))
+    });
+}
+
+/// [`scenario`] on the faults daemon, one fault scenario at a time.
+fn fault_scenario(test: &str, body: impl Fn(&'static Fixture, &Cri, &Runtime) -> Step) {
+    let Some(f) = fixture(&FAULTS, "faults", test) else {
+        return;
+    };
+    let _one = FAULT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let cri = Cri::connect(f);
+    let mut r = Report::new("cri");
+    r.scenario(test, &f.handlers, |rt| body(f, &cri, rt));
+    r.finish();
+}
+
+fn state_name(s: i32) -> String {
+    format!(
+        "{:?}",
+        cri::ContainerState::try_from(s).unwrap_or(cri::ContainerState::ContainerUnknown)
+    )
+}
+
+#[test]
+fn fault_containerd_restarted() {
+    fault_scenario("fault_containerd_restarted", |f, cri, rt| {
+        let pod = Pod::run(cri, rt.name, pod_config(f, "restart"))?;
+        let id = pod.spawn("c", &["sleep", "1000"])?;
+        f.daemon
+            .lock()
+            .map_err(|_| Outcome::Fail("poisoned".into()))?
+            .restart()
+            .map_err(|e| Outcome::Fail(format!("restart containerd: {e:#}")))?;
+        // The client's channel reconnects once a call has failed, as the
+        // kubelet's does.
+        let version = || {
+            let req = cri::VersionRequest {
+                version: "v1".into(),
+            };
+            cri.call("Version", cri.rs().version(req)).is_ok()
+        };
+        if !wait_until(SEC10, version) {
+            fail!("the CRI does not answer after the restart");
+        }
+        let mut seen = Vec::new();
+        let list = cri::ListPodSandboxRequest {
+            filter: Some(cri::PodSandboxFilter {
+                id: pod.id.clone(),
+                ..Default::default()
+            }),
+        };
+        let pods = cri.call("ListPodSandbox", cri.rs().list_pod_sandbox(list))?;
+        seen.push(format!(
+            "pods {:?}",
+            pods.items
+                .iter()
+                .map(|p| cri::PodSandboxState::try_from(p.state).unwrap_or_default())
+                .collect::<Vec<_>>()
+        ));
+        seen.push(format!("container {}", state_name(cri.status(&id)?.state)));
+        seen.push(cri.sh(&id, "echo exec-after-restart")?.trim().to_string());
+        let req = cri::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 1,
+        };
+        cri.call("StopContainer", cri.rs().stop_container(req))?;
+        seen.push(outcome(&cri.wait_exited(&id)?)?);
+        pod.remove()?;
+        Ok(seen.join("; "))
+    });
+}
+
+#[test]
+fn fault_shim_killed() {
+    fault_scenario("fault_shim_killed", |f, cri, rt| {
+        let pod = Pod::run(cri, rt.name, pod_config(f, "shimkill"))?;
+        let id = pod.spawn("c", &["sleep", "1000"])?;
+        let shims: Vec<i32> = CriDaemon::pids_with_arg(&pod.id)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("containerd-shim-"))
+            })
+            .collect();
+        if shims.len() != 1 {
+            fail!("want one shim for the pod, found {shims:?}");
+        }
+        // SAFETY: kill(2) of the shim of this test's pod.
+        unsafe { libc::kill(shims[0], libc::SIGKILL) };
+        let st = cri.wait_exited(&id)?;
+        let mut seen = vec![format!(
+            "container {} exit {}",
+            state_name(st.state),
+            st.exit_code
+        )];
+        let ready = pod.status()?.status.map(|s| s.state).unwrap_or_default();
+        seen.push(format!(
+            "pod {:?}",
+            cri::PodSandboxState::try_from(ready).unwrap_or_default()
+        ));
+        pod.remove()?;
+        Ok(seen.join("; "))
+    });
+}
+
+#[test]
+fn fault_fifty_pods_concurrently() {
+    const PODS: usize = 50;
+    const THREADS: usize = 10;
+    fault_scenario("fault_fifty_pods_concurrently", |f, _, rt| {
+        let failures = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let failures = &failures;
+                s.spawn(move || {
+                    let cri = Cri::connect(f);
+                    let mut pods = Vec::new();
+                    for _ in 0..PODS / THREADS {
+                        let made = Pod::run(&cri, rt.name, pod_config(f, &format!("many{t}")))
+                            .and_then(|p| p.spawn("c", &["sleep", "1000"]).map(|_| p));
+                        match made {
+                            Ok(p) => pods.push(p),
+                            Err(Outcome::Fail(e)) => failures.lock().unwrap().push(e),
+                            Err(_) => {}
+                        }
+                    }
+                    for p in pods {
+                        if let Err(Outcome::Fail(e)) = p.remove() {
+                            failures.lock().unwrap().push(e);
+                        }
+                    }
+                });
+            }
+        });
+        let failures = failures.into_inner().unwrap_or_default();
+        if !failures.is_empty() {
+            fail!(
+                "{} of {PODS} pods failed: {}",
+                failures.len(),
+                failures.join("\n")
+            );
+        }
+        // Nothing of the 50 is left: no netns, sandbox mount, address.
+        let d = f
+            .daemon
+            .lock()
+            .map_err(|_| Outcome::Fail("poisoned".into()))?;
+        let netns: Vec<String> = std::fs::read_dir(format!("/proc/{}/root/run/netns", d.pid()))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        let mounts = d.mounts_mentioning("io.containerd");
+        let addrs: Vec<String> = std::fs::read_dir(d.dir.join("ipam/keel-cri"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("10."))
+            .collect();
+        if !(netns.is_empty() && mounts.is_empty() && addrs.is_empty()) {
+            fail!("left behind: netns {netns:?}, mounts {mounts:?}, addresses {addrs:?}");
+        }
+        Ok(format!("{PODS} pods made and removed, nothing left"))
     });
 }
