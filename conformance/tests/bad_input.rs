@@ -68,7 +68,7 @@ fn missing_rootfs() {
         |b| {
             b.set("/root/path", json!("no-such-rootfs"));
         },
-        &["root.path", "no-such-rootfs"],
+        &["invalid rootfs", "no-such-rootfs"],
     );
 }
 
@@ -142,12 +142,12 @@ fn start_of_non_created_container() {
     b.sh("sleep 60");
     env.run_with(&b, &["-d"]).expect_ok("run -d");
     let o = env.cmd(&["start", "restart"]);
-    assert_error(&o, &["not created"]);
+    assert_error(&o, &["cannot start an already running container"]);
     assert_eq!(env.status("restart"), "running");
     env.cmd(&["kill", "restart", "KILL"]).expect_ok("kill");
     assert!(env.wait_status("restart", "stopped", std::time::Duration::from_secs(5)));
     let o = env.cmd(&["start", "restart"]);
-    assert_error(&o, &["not created"]);
+    assert_error(&o, &["cannot start a container that has stopped"]);
     env.cmd(&["delete", "restart"]).expect_ok("delete");
     assert_no_leaks(&env, "restart");
     // runc's words, without the id.

@@ -591,3 +591,85 @@ fn commands_on_a_stopped_container_in_runcs_words() {
         assert_eq!(r[0].1, (1, words.into()), "{args:?}");
     }
 }
+
+/// `create --bundle DIR` of a bundle spoiled by `spoil` (given its
+/// directory) under each runtime: the exit code and the error words
+/// (without the runtime's name), the same under both; returns keel's.
+fn bundle_refusal(id: &str, spoil: impl Fn(&std::path::Path)) -> (i32, String) {
+    let mut results = Vec::new();
+    for env in envs() {
+        let b = env.bundle(id);
+        spoil(&b.dir);
+        let bundle = b.dir.to_string_lossy().into_owned();
+        let o = env.cmd(&["create", "--bundle", &bundle, id]);
+        assert_no_leaks(&env, id);
+        let words = log_msgs(&o.stderr)
+            .replacen(env.rt.name, "RT", 1)
+            .replace(&bundle, "BUNDLE");
+        results.push((env.rt.name, (o.code, words)));
+    }
+    assert_same("bundle refusal", &results);
+    results.remove(0).1
+}
+
+/// A bundle directory that does not exist: runc's chdir into it fails.
+#[test]
+fn bundle_that_does_not_exist_in_runcs_words() {
+    let r = bundle_refusal("nobundle", |dir| {
+        std::fs::remove_dir_all(dir).expect("rm bundle");
+    });
+    assert_eq!(
+        r,
+        (
+            1,
+            "RT create failed: chdir BUNDLE: no such file or directory".into()
+        )
+    );
+}
+
+/// A bundle without config.json: runc's loadSpec words.
+#[test]
+fn bundle_without_config_in_runcs_words() {
+    let r = bundle_refusal("noconfigjson", |dir| {
+        std::fs::remove_file(dir.join("config.json")).expect("rm config");
+    });
+    assert_eq!(
+        r,
+        (
+            1,
+            "RT create failed: JSON specification file config.json not found".into()
+        )
+    );
+}
+
+/// A config.json that cannot be read (a directory).
+#[test]
+fn config_that_cannot_be_read_in_runcs_words() {
+    let r = bundle_refusal("dirconfig", |dir| {
+        std::fs::remove_file(dir.join("config.json")).expect("rm config");
+        std::fs::create_dir(dir.join("config.json")).expect("mkdir");
+    });
+    assert_eq!(
+        r,
+        (
+            1,
+            "RT create failed: read config.json: is a directory".into()
+        )
+    );
+}
+
+/// A rootfs that is not there: runc's validator words.
+#[test]
+fn missing_rootfs_in_runcs_words() {
+    let r = bundle_refusal("norootfs", |dir| {
+        std::fs::remove_dir_all(dir.join("rootfs")).expect("rm rootfs");
+    });
+    assert_eq!(
+        r,
+        (
+            1,
+            "RT create failed: invalid rootfs: stat BUNDLE/rootfs: no such file or directory"
+                .into()
+        )
+    );
+}

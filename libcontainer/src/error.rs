@@ -6,9 +6,16 @@ use std::path::PathBuf;
 /// Errors returned by libkeel.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The bundle's config.json could not be read or parsed.
+    /// The bundle's config.json could not be parsed.
     #[error("{path}: {reason}")]
     Config { path: PathBuf, reason: String },
+
+    /// The bundle, its config.json or its rootfs could not be reached, in
+    /// runc's words (`JSON specification file config.json not found`,
+    /// `read config.json: is a directory`, `chdir DIR: ...`, `invalid
+    /// rootfs: stat PATH: ...`), which scripts match.
+    #[error("{0}")]
+    BundleUnreadable(String),
 
     /// The config parsed but asks for something that cannot be honoured.
     #[error("{field}: {reason}")]

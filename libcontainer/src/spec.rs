@@ -29,10 +29,7 @@ impl Bundle {
         let path = std::path::absolute(dir)
             .map_err(|e| Error::io(format!("bundle {}", dir.display()), e))?;
         let config = path.join("config.json");
-        let text = std::fs::read(&config).map_err(|e| Error::Config {
-            path: config.clone(),
-            reason: e.to_string(),
-        })?;
+        let text = read_config(dir, &config)?;
         let (spec, warnings) = parse_config(&text).map_err(|reason| Error::Config {
             path: config.clone(),
             reason,
@@ -42,8 +39,13 @@ impl Bundle {
             .as_ref()
             .ok_or_else(|| Error::invalid("root", "root must be set"))?;
         let rootfs = path.join(root.path());
-        let rootfs = std::fs::canonicalize(&rootfs)
-            .map_err(|e| Error::invalid("root.path", format!("{}: {e}", rootfs.display())))?;
+        let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| {
+            Error::BundleUnreadable(format!(
+                "invalid rootfs: stat {}: {}",
+                rootfs.display(),
+                crate::error::go_text(&e)
+            ))
+        })?;
         if !rootfs.is_dir() {
             return Err(Error::invalid(
                 "root.path",
@@ -60,6 +62,43 @@ impl Bundle {
             warnings,
         })
     }
+}
+
+/// config.json's bytes; failures in runc's words (runc chdirs into the
+/// bundle, then loadSpec opens and decodes "config.json").
+fn read_config(dir: &Path, config: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let go = crate::error::go_text;
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            let e = std::io::Error::from_raw_os_error(libc::ENOTDIR);
+            return Err(Error::BundleUnreadable(format!(
+                "chdir {}: {}",
+                dir.display(),
+                go(&e)
+            )));
+        }
+        Err(e) => {
+            return Err(Error::BundleUnreadable(format!(
+                "chdir {}: {}",
+                dir.display(),
+                go(&e)
+            )))
+        }
+    }
+    let mut file = std::fs::File::open(config).map_err(|e| {
+        Error::BundleUnreadable(match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "JSON specification file config.json not found".to_string()
+            }
+            _ => format!("open config.json: {}", go(&e)),
+        })
+    })?;
+    let mut text = Vec::new();
+    file.read_to_end(&mut text)
+        .map_err(|e| Error::BundleUnreadable(format!("read config.json: {}", go(&e))))?;
+    Ok(text)
 }
 
 /// Parses config.json text. Returns the spec and warnings, or a reason naming

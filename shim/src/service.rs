@@ -41,6 +41,7 @@ fn lib_err(e: libkeel::Error) -> RpcStatus {
         libkeel::Error::WrongStatus { .. } => Code::FAILED_PRECONDITION,
         libkeel::Error::Invalid { .. }
         | libkeel::Error::Config { .. }
+        | libkeel::Error::BundleUnreadable(_)
         | libkeel::Error::InvalidId { .. } => Code::INVALID_ARGUMENT,
         libkeel::Error::Exists(_) => Code::ALREADY_EXISTS,
         _ => Code::UNKNOWN,
