@@ -860,3 +860,32 @@ fn shim_binary_is_read_only_in_the_container() {
         "cgroup left"
     );
 }
+
+/// An exec into a paused task is refused as a failed precondition (the
+/// task's state does not allow it), which containerd's clients can tell
+/// by errdefs.IsFailedPrecondition. containerd 1.6's runc shim answers
+/// Unknown ("cannot exec in a paused state: unknown"): printed, not
+/// asserted; keel's shim is deliberately more precise.
+#[test]
+fn exec_into_a_paused_task_is_a_failed_precondition() {
+    let Some(c) = containerd() else { return };
+    for rt in RUNTIMES {
+        let id = "pausedexec";
+        c.run_detached(rt, id, &[], &["sleep", "1000"]);
+        c.ctr(&["task", "pause", id]).expect_ok("pause");
+        let out = c.ctr(&["task", "exec", "--exec-id", "e1", id, "true"]);
+        eprintln!("{rt}: {out:?}");
+        c.ctr(&["task", "resume", id]).expect_ok("resume");
+        c.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+        assert!(c.wait_status(id, "STOPPED", SEC10), "{rt}: not stopped");
+        c.ctr(&["task", "rm", id]);
+        c.ctr(&["container", "rm", id]);
+        assert_ne!(out.code, 0, "{rt}: exec into a paused task ran");
+        if rt == KEEL_SHIM {
+            assert!(
+                out.stderr.trim_end().ends_with(": failed precondition"),
+                "{rt}: {out:?}"
+            );
+        }
+    }
+}

@@ -36,17 +36,35 @@ fn not_found(what: &str) -> RpcStatus {
 }
 
 fn lib_err(e: libkeel::Error) -> RpcStatus {
-    let code = match &e {
+    err(code_of(&e), e)
+}
+
+/// A failed create or exec is Unknown, as the runc shim answers it, unless
+/// the library refused it for the container's state (see [`code_of`]).
+fn spawn_code(e: &anyhow::Error) -> Code {
+    let lib = e.chain().find_map(|c| c.downcast_ref::<libkeel::Error>());
+    match lib.map(code_of) {
+        Some(Code::FAILED_PRECONDITION) => Code::FAILED_PRECONDITION,
+        _ => Code::UNKNOWN,
+    }
+}
+
+/// The ttrpc code containerd maps to its errdefs: a request that does not
+/// fit the container's state (wrong status, exec into a paused container,
+/// a cgroup already in use) is a failed precondition, not Unknown.
+fn code_of(e: &libkeel::Error) -> Code {
+    match e {
         libkeel::Error::NotFound(_) => Code::NOT_FOUND,
-        libkeel::Error::WrongStatus { .. } => Code::FAILED_PRECONDITION,
+        libkeel::Error::WrongStatus { .. }
+        | libkeel::Error::ExecPaused
+        | libkeel::Error::CgroupInUse(_) => Code::FAILED_PRECONDITION,
         libkeel::Error::Invalid { .. }
         | libkeel::Error::Config { .. }
         | libkeel::Error::BundleUnreadable(_)
         | libkeel::Error::InvalidId { .. } => Code::INVALID_ARGUMENT,
         libkeel::Error::Exists(_) => Code::ALREADY_EXISTS,
         _ => Code::UNKNOWN,
-    };
-    err(code, e)
+    }
 }
 
 fn now() -> Timestamp {
@@ -447,7 +465,7 @@ impl Service {
                 console_socket: theirs,
             },
         )
-        .map_err(|e| err(Code::UNKNOWN, format!("create {}: {e:#}", req.id)))?;
+        .map_err(|e| err(spawn_code(&e), format!("create {}: {e:#}", req.id)))?;
         let mut io = prepared.io;
         let container = Container::load(&root, &req.id);
         if let Some(ours) = &ours {
@@ -551,7 +569,7 @@ impl Service {
             prepared.stdio,
             theirs,
         )
-        .map_err(|e| err(Code::UNKNOWN, format!("exec in {}: {e:#}", req.id)))?;
+        .map_err(|e| err(spawn_code(&e), format!("exec in {}: {e:#}", req.id)))?;
         let pid = started.pid;
         e.proc.pid = pid;
         e.proc.pidfd = started.pidfd;
@@ -904,4 +922,32 @@ fn delete_response(pid: i32, exit: Option<Exit>) -> api::DeleteResponse {
 fn from_json_any<T: serde::de::DeserializeOwned>(any: &Any, what: &str) -> Result<T> {
     serde_json::from_slice(&any.value)
         .map_err(|e| err(Code::INVALID_ARGUMENT, format!("{what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_conflicts_are_failed_preconditions() {
+        for e in [
+            libkeel::Error::ExecPaused,
+            libkeel::Error::CgroupInUse("is not empty: 1 process(es) found".into()),
+            libkeel::Error::WrongStatus {
+                id: "c".into(),
+                status: Status::Stopped,
+                reason: "container not running".into(),
+            },
+        ] {
+            assert_eq!(code_of(&e), Code::FAILED_PRECONDITION, "{e}");
+        }
+        assert_eq!(
+            code_of(&libkeel::Error::NotFound("c".into())),
+            Code::NOT_FOUND
+        );
+        let paused = anyhow::Error::from(libkeel::Error::ExecPaused).context("exec");
+        assert_eq!(spawn_code(&paused), Code::FAILED_PRECONDITION);
+        let invalid = anyhow::Error::from(libkeel::Error::BundleUnreadable("x".into()));
+        assert_eq!(spawn_code(&invalid), Code::UNKNOWN);
+    }
 }
