@@ -1132,3 +1132,33 @@ fn differential_unified_is_refused_off_cgroup_v2() {
     }
     assert_eq!(codes[0], codes[1], "exit codes keel, runc");
 }
+
+/// A device rule with an empty `access` is refused, in runc's specconv
+/// words (it names the rule's index), and nothing is left behind.
+#[test]
+fn device_rule_with_empty_access_is_refused() {
+    let Some(runc) = require_runc!() else { return };
+    let mut results = Vec::new();
+    for env in [TestEnv::keel(), TestEnv::new(runc)] {
+        let mut b = env.bundle("emptyaccess");
+        b.push(
+            "/linux/resources/devices",
+            json!({"allow": true, "type": "c", "major": 1, "minor": 11, "access": ""}),
+        );
+        let o = env.run(&b);
+        assert_no_leaks(&env, "emptyaccess");
+        let words = keel_conformance::log_msgs(&o.stderr).replacen(env.rt.name, "RT", 1);
+        results.push((o.code, words));
+    }
+    assert_eq!(
+        results[0], results[1],
+        "keel (left) and runc (right) differ"
+    );
+    assert_eq!(
+        results[0],
+        (
+            1,
+            "RT run failed: device access at 1 field cannot be empty".to_string()
+        )
+    );
+}

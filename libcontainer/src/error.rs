@@ -17,6 +17,12 @@ pub enum Error {
     #[error("{0}")]
     BundleUnreadable(String),
 
+    /// The config asks for something runc refuses, worded as runc words it
+    /// (scripts match the words): `device access at 1 field cannot be
+    /// empty`.
+    #[error("{0}")]
+    ConfigRefused(String),
+
     /// The config parsed but asks for something that cannot be honoured.
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },

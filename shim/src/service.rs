@@ -61,6 +61,7 @@ fn code_of(e: &libkeel::Error) -> Code {
         libkeel::Error::Invalid { .. }
         | libkeel::Error::Config { .. }
         | libkeel::Error::BundleUnreadable(_)
+        | libkeel::Error::ConfigRefused(_)
         | libkeel::Error::InvalidId { .. } => Code::INVALID_ARGUMENT,
         libkeel::Error::Exists(_) => Code::ALREADY_EXISTS,
         _ => Code::UNKNOWN,

@@ -68,11 +68,14 @@ impl DeviceRule {
                 typ,
                 major: d.major(),
                 minor: d.minor(),
+                // runc's specconv refuses an empty (or missing) access.
                 access: d
                     .access()
                     .clone()
                     .filter(|a| !a.is_empty())
-                    .unwrap_or_else(|| "rwm".into()),
+                    .ok_or_else(|| {
+                        Error::ConfigRefused(format!("device access at {i} field cannot be empty"))
+                    })?,
             });
         }
         let nodes: Vec<&std::path::Path> = linux
