@@ -1162,3 +1162,29 @@ fn device_rule_with_empty_access_is_refused() {
         )
     );
 }
+
+/// `..` in cgroupsPath is cleaned lexically within the hierarchy's root, as
+/// runc's CleanPath does (no refusal, and no climbing out of the root):
+/// `/../../P/x/../ID` is `/P/ID`.
+#[test]
+fn dot_dot_in_cgroups_path_is_cleaned_within_the_root() {
+    let Some(runc) = require_runc!() else { return };
+    for env in [TestEnv::keel(), TestEnv::new(runc)] {
+        let mut b = env.bundle("dotdotcg");
+        let path = b.config["linux"]["cgroupsPath"]
+            .as_str()
+            .expect("cgroupsPath")
+            .to_string();
+        let (parent, id) = path.rsplit_once('/').expect("parent/id");
+        b.set(
+            "/linux/cgroupsPath",
+            json!(format!("/../..{parent}/x/../{id}")),
+        );
+        b.namespaces(&["pid", "mount", "ipc", "uts", "network"]);
+        b.sh("grep :pids: /proc/self/cgroup | cut -d: -f3");
+        let o = env.run(&b);
+        assert_no_leaks(&env, "dotdotcg");
+        o.expect_ok(&format!("{} run", env.rt.name));
+        assert_eq!(o.stdout, format!("{path}\n"), "{}: {o}", env.rt.name);
+    }
+}

@@ -98,6 +98,24 @@ pub(crate) enum Target<'a> {
     V2(&'a Path),
 }
 
+/// runc's CleanPath: `inner` cleaned lexically as if it hung from `/`, so
+/// that `..` never climbs above a hierarchy's root (absolute) or the
+/// caller's cgroup (relative); a relative path stays relative.
+fn clean(inner: &Path) -> PathBuf {
+    let mut out: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in inner.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    let start = if inner.is_absolute() { "/" } else { "" };
+    out.iter().fold(PathBuf::from(start), |p, n| p.join(n))
+}
+
 impl CgroupPaths {
     /// Where a container's cgroups go, with runc's cgroupfs semantics: an
     /// absolute `cgroupsPath` is taken from each hierarchy's root; a relative
@@ -135,12 +153,7 @@ impl CgroupPaths {
         own: &BTreeMap<String, String>,
         inner: &Path,
     ) -> Result<CgroupPaths> {
-        if inner.components().any(|c| c == Component::ParentDir) {
-            return Err(Error::invalid(
-                "linux.cgroupsPath",
-                format!("{}: must not contain \"..\"", inner.display()),
-            ));
-        }
+        let inner = &clean(inner);
         let mut paths = CgroupPaths::default();
         for h in hierarchies {
             let base = if inner.is_absolute() {
@@ -377,14 +390,25 @@ mod tests {
     }
 
     #[test]
-    fn bad_paths_and_no_hierarchy_are_refused() {
-        let e = CgroupPaths::under(&layout(HYBRID), &BTreeMap::new(), Path::new("/a/../b"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("linux.cgroupsPath: /a/../b: must not contain"),
-            "{e}"
-        );
+    fn dot_dot_is_cleaned_within_the_root_as_runc() {
+        for (given, cleaned) in [
+            ("/a/../b", "/b"),
+            ("/../../a/./b/..", "/a"),
+            ("/..", "/"),
+            ("../x/../../y", "y"),
+            ("a/b/../c", "a/c"),
+            ("..", ""),
+        ] {
+            assert_eq!(clean(Path::new(given)), PathBuf::from(cleaned), "{given}");
+        }
+        let p =
+            CgroupPaths::under(&layout(HYBRID), &BTreeMap::new(), Path::new("/../a/../b")).unwrap();
+        let p2 = CgroupPaths::under(&layout(HYBRID), &BTreeMap::new(), Path::new("/b")).unwrap();
+        assert_eq!(p, p2);
+    }
+
+    #[test]
+    fn no_hierarchy_is_refused() {
         let e = CgroupPaths::under(
             &layout("22 1 8:1 / / rw - ext4 x rw\n"),
             &BTreeMap::new(),
