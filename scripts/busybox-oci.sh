@@ -12,7 +12,7 @@ root="$work/rootfs"
 mkdir -p "$root"/{bin,etc,proc,sys,dev,tmp}
 cp /bin/busybox "$root/bin/"
 for a in sh cat ls echo sleep true false id ps kill stty tty wc head printf dd yes grep \
-	hostname httpd nc touch mkdir stat env tail tr; do
+	hostname httpd nc touch mkdir stat env tail tr mount umount; do
 	ln -s busybox "$root/bin/$a"
 done
 echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"

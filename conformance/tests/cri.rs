@@ -1410,3 +1410,134 @@ fn fault_fifty_pods_concurrently() {
         Ok(format!("{PODS} pods made and removed, nothing left"))
     });
 }
+
+#[test]
+fn container_restarted_in_pod() {
+    scenario("container_restarted_in_pod", |f, cri, rt| {
+        let pod = Pod::run(cri, rt.name, pod_config(f, "again"))?;
+        let mut seen = Vec::new();
+        // As the kubelet restarts a container: the dead attempt stays (for
+        // its logs), the next one gets attempt + 1 and a log of its own.
+        for attempt in 0..2 {
+            let mut c = pod.container("c", &["sh", "-c", "echo run; exit 1"]);
+            if let Some(m) = c.metadata.as_mut() {
+                m.attempt = attempt;
+            }
+            c.log_path = format!("c/{attempt}.log");
+            let id = pod.create(c)?;
+            pod.start(&id)?;
+            let st = cri.wait_exited(&id)?;
+            let log = cri_log(&pod.log_path(&format!("c/{attempt}")))?;
+            seen.push(format!(
+                "attempt {} exit {} log {:?}",
+                st.metadata.map(|m| m.attempt).unwrap_or(99),
+                st.exit_code,
+                log.iter().map(|l| l.2.clone()).collect::<Vec<_>>()
+            ));
+        }
+        let req = cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                pod_sandbox_id: pod.id.clone(),
+                ..Default::default()
+            }),
+        };
+        let n = cri
+            .call("ListContainers", cri.rs().list_containers(req))?
+            .containers
+            .len();
+        seen.push(format!("{n} containers in the pod"));
+        pod.remove()?;
+        Ok(seen.join("; "))
+    });
+}
+
+#[test]
+fn host_path_propagation() {
+    scenario("host_path_propagation", |f, cri, rt| {
+        let config = pod_config(f, "vol");
+        let name = config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let (vol, sh) = {
+            let d = f
+                .daemon
+                .lock()
+                .map_err(|_| Outcome::Fail("poisoned".into()))?;
+            let vol = d.dir.join(format!("vol-{name}"));
+            let pid = d.pid();
+            (vol, move |script: &str| {
+                let mut c = std::process::Command::new("nsenter");
+                c.args(["-t", &pid.to_string(), "-m", "--", "sh", "-c", script]);
+                keel_conformance::containerd::run(c, SEC10)
+            })
+        };
+        let v = vol.to_string_lossy().into_owned();
+        std::fs::create_dir_all(&vol).map_err(|e| Outcome::Fail(format!("mkdir: {e}")))?;
+        // The node's side: a shared mount, as the kubelet's pod volumes.
+        let o = sh(&format!("mount --bind {v} {v} && mount --make-rshared {v}"));
+        if o.code != 0 {
+            fail!("share {v}: {o:?}");
+        }
+        let r = (|| {
+            let pod = Pod::run(cri, rt.name, config)?;
+            let mut ids = Vec::new();
+            for (n, prop) in [
+                ("private", cri::MountPropagation::PropagationPrivate),
+                (
+                    "host-to-container",
+                    cri::MountPropagation::PropagationHostToContainer,
+                ),
+                (
+                    "bidirectional",
+                    cri::MountPropagation::PropagationBidirectional,
+                ),
+            ] {
+                let id = pod.spawn_with(n, &["sleep", "1000"], |c| {
+                    c.mounts.push(cri::Mount {
+                        container_path: "/vol".into(),
+                        host_path: v.clone(),
+                        propagation: prop as i32,
+                        ..Default::default()
+                    });
+                    if n == "bidirectional" {
+                        sc(c).capabilities = Some(cri::Capability {
+                            add_capabilities: vec!["SYS_ADMIN".into()],
+                            ..Default::default()
+                        });
+                    }
+                })?;
+                ids.push((n, id));
+            }
+            let o = sh(&format!(
+                "mkdir {v}/fromhost && mount -t tmpfs -o size=1m fromhost {v}/fromhost && echo host > {v}/fromhost/f"
+            ));
+            if o.code != 0 {
+                fail!("mount on the node: {o:?}");
+            }
+            cri.sh(
+                &ids[2].1,
+                "mkdir /vol/fromctr && mount -t tmpfs -o size=1m fromctr /vol/fromctr && echo ctr > /vol/fromctr/g",
+            )?;
+            let mut seen = Vec::new();
+            for (n, id) in &ids {
+                let o = cri.sh(
+                    id,
+                    "cat /vol/fromhost/f 2>/dev/null || echo -; cat /vol/fromctr/g 2>/dev/null || echo -",
+                )?;
+                seen.push(format!(
+                    "{n}: {}",
+                    o.split_whitespace().collect::<Vec<_>>().join(" ")
+                ));
+            }
+            let o = sh(&format!("cat {v}/fromctr/g 2>/dev/null || echo -"));
+            seen.push(format!("node: {}", o.stdout.trim()));
+            pod.remove()?;
+            Ok(seen.join("; "))
+        })();
+        let _ = sh(&format!("umount -R {v} || umount -l {v}"));
+        let _ = std::fs::remove_dir_all(&vol);
+        r
+    });
+}
