@@ -404,8 +404,17 @@ fn restore_in(
         notify_success: false,
     };
     let console = b.console_socket.take();
+    let hooks = crate::process::plan::hooks_of(&b.id, bundle);
     let resp = criu.call(&req, &log, |n: Notice<'_>| {
         match n.script {
+            // As runc's criuNotifications: prestart and createRuntime hooks
+            // once CRIU has made the namespaces, with the restored init's pid.
+            "setup-namespaces" => {
+                let state = hooks.state(crate::Status::Creating, n.pid);
+                for (kind, list) in &hooks.runtime {
+                    crate::hooks::run(kind, list, &state, Default::default())?;
+                }
+            }
             "post-restore" => *restored = Some(n.pid),
             "orphan-pts-master" => {
                 if let (Some(socket), Some(master)) = (&console, n.fd) {

@@ -250,7 +250,7 @@ fn propagation(field: &str, v: &str) -> Result<MsFlags> {
     })
 }
 
-fn hooks_of(id: &str, bundle: &Bundle) -> Hooks {
+pub(crate) fn hooks_of(id: &str, bundle: &Bundle) -> Hooks {
     let h = bundle.spec.hooks().as_ref();
     let list = |l: Option<&Option<Vec<oci_spec::runtime::Hook>>>| {
         l.and_then(|l| l.clone()).unwrap_or_default()
