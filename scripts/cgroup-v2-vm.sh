@@ -105,6 +105,7 @@ export PATH=/bin:/usr/bin
 for m in /modules/*.ko; do [ -e "$m" ] && insmod "$m" rd_nr=1 rd_size=8192; done
 echo "KEEL-VM kernel $(uname -r), init $(cat /proc/1/comm); cgroups: $(grep cgroup /proc/self/mounts | cut -d' ' -f2 | tr '\n' ' ')"
 cd /tmp
+[ -x /usr/sbin/runc ] && export RUNC=/usr/sbin/runc
 KEEL_RUNTIME=/keel RUST_BACKTRACE=1 /tests --test-threads=1 $(cat /filter 2>/dev/null) 2>&1
 echo "KEEL-VM-EXIT $?"
 sync
@@ -149,8 +150,15 @@ else
 	cp -a /usr/lib/systemd "$root/usr/lib/"
 	cp -a /usr/lib/x86_64-linux-gnu/systemd "$root/usr/lib/x86_64-linux-gnu/"
 	cp /usr/bin/systemctl "$root/usr/bin/"
+	# runc too (when installed), for the tests that compare with it.
+	runc_bin=""
+	if [[ -x /usr/sbin/runc ]]; then
+		runc_bin=/usr/sbin/runc
+		mkdir -p "$root/usr/sbin"
+		cp /usr/sbin/runc "$root/usr/sbin/"
+	fi
 	for f in /usr/lib/systemd/systemd /usr/lib/systemd/systemd-* /usr/bin/systemctl \
-		/usr/lib/x86_64-linux-gnu/systemd/*.so; do
+		/usr/lib/x86_64-linux-gnu/systemd/*.so $runc_bin; do
 		# (Some are scripts: ldd fails on those.)
 		ldd "$f" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\/.*ld-linux/ {print $1}' || true
 	done | sort -u | while read -r lib; do

@@ -1,15 +1,16 @@
 //! The systemd cgroup driver (`--systemd-cgroup`): the container in a
 //! transient scope unit named and placed from `slice:prefix:name`, its
-//! limits as unit properties and in the cgroup files, update, pause, exec,
-//! and delete stopping the unit.
+//! limits (and device rules, cpuset, annotations) as unit properties and
+//! in the cgroup files, update re-applying them, pause, exec, and delete
+//! stopping the unit; the same properties as runc's.
 //!
-//! These need systemd as init (they run in the systemd VM lane,
-//! `scripts/cgroup-v2-vm.sh --systemd`); elsewhere they check that the
-//! driver fails cleanly without it.
+//! These need systemd as init (they run in the systemd VM lanes,
+//! `scripts/cgroup-v2-vm.sh --systemd[=hybrid]`); elsewhere they check that
+//! the driver fails cleanly without it.
 
-use keel_conformance::{assert_no_leaks, TestEnv};
+use keel_conformance::{assert_no_leaks, require_runc, TestEnv};
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn systemd_is_init() -> bool {
@@ -17,13 +18,30 @@ fn systemd_is_init() -> bool {
         && std::path::Path::new("/run/systemd/private").exists()
 }
 
-/// `systemctl show -p PROP --value UNIT`.
-fn unit_prop(unit: &str, prop: &str) -> String {
-    let out = Command::new("systemctl")
-        .args(["show", "-p", prop, "--value", unit])
+/// `systemctl ARGS`: its stdout. One that does not return within a minute
+/// fails the test naming it (a stuck systemd would otherwise run into the
+/// lane's timeout with nothing said).
+#[track_caller]
+fn systemctl(args: &[&str]) -> String {
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg("systemctl")
+        .args(args)
         .output()
         .expect("run systemctl");
+    assert!(
+        out.status.success(),
+        "systemctl {args:?}: {} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `systemctl show -p PROP --value UNIT`.
+#[track_caller]
+fn unit_prop(unit: &str, prop: &str) -> String {
+    systemctl(&["show", "-p", prop, "--value", unit])
 }
 
 /// Whether the memory controller is v1 (a hybrid or v1 host, as systemd
@@ -66,6 +84,42 @@ fn read(path: &str, file: &str) -> String {
         .to_string()
 }
 
+/// The limits the scope tests set (a cpuset of cpu 0: the VM has two).
+fn resources() -> serde_json::Value {
+    json!({
+        "memory": { "limit": 64 << 20 },
+        "pids": { "limit": 30 },
+        "cpu": { "quota": 50000, "period": 100000, "shares": 1024, "cpus": "0" },
+        "devices": [ { "allow": false, "access": "rwm" } ],
+    })
+}
+
+/// A bundle running `sleep 600` in scope `keel-test-<id>.scope`.
+fn scoped_bundle(env: &TestEnv, id: &str) -> keel_conformance::Bundle {
+    let mut b = env.bundle(id);
+    b.sh("sleep 600");
+    b.set(
+        "/linux/cgroupsPath",
+        json!(format!("system.slice:keel-test:{id}")),
+    );
+    b
+}
+
+/// Deletes the container and checks that its unit went with it.
+fn delete_and_check(env: &TestEnv, id: &str, unit: &str) {
+    env.cmd(&["delete", "--force", id])
+        .expect_ok("delete --force");
+    assert!(
+        keel_conformance::wait_until(std::time::Duration::from_secs(5), || {
+            let state = unit_prop(unit, "ActiveState");
+            state == "inactive" || state.is_empty()
+        }),
+        "unit still {}",
+        unit_prop(unit, "ActiveState")
+    );
+    assert_no_leaks(env, id);
+}
+
 #[test]
 fn a_transient_scope_holds_the_container() {
     if !systemd_is_init() {
@@ -77,24 +131,11 @@ fn a_transient_scope_holds_the_container() {
     let unit = format!("keel-test-{id}.scope");
     let mut b = env.bundle(&id);
     b.sh("sleep 600");
-    // CAP_MKNOD to make a device node that the device rules then refuse.
-    let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_MKNOD"]);
-    for set in ["bounding", "effective", "permitted"] {
-        b.set(&format!("/process/capabilities/{set}"), caps.clone());
-    }
     b.set(
         "/linux/cgroupsPath",
         json!(format!("system.slice:keel-test:{id}")),
     );
-    b.set(
-        "/linux/resources",
-        json!({
-            "memory": { "limit": 64 << 20 },
-            "pids": { "limit": 30 },
-            "cpu": { "quota": 50000, "period": 100000, "shares": 1024, "cpus": "0" },
-            "devices": [ { "allow": false, "access": "rwm" } ],
-        }),
-    );
+    b.set("/linux/resources", resources());
     env.run_with(&b, &["--detach", "--systemd-cgroup"])
         .expect_ok("run -d --systemd-cgroup");
     let pid = env.state(&id).unwrap()["pid"].as_i64().unwrap();
@@ -112,6 +153,8 @@ fn a_transient_scope_holds_the_container() {
     assert_eq!(unit_prop(&unit, mem_prop), (64u64 << 20).to_string());
     assert_eq!(unit_prop(&unit, "TasksMax"), "30");
     assert_eq!(unit_prop(&unit, "CPUQuotaPerSecUSec"), "500ms");
+    assert_eq!(unit_prop(&unit, "CPUQuotaPeriodUSec"), "100ms");
+    assert_eq!(unit_prop(&unit, "AllowedCPUs"), "0");
     assert_eq!(read(&path, mem_file), (64u64 << 20).to_string());
     assert_eq!(read(&path, "pids.max"), "30");
     if memory_v1() {
@@ -123,38 +166,31 @@ fn a_transient_scope_holds_the_container() {
     }
 
     // update: the property and the file.
-    env.cmd(&["update", "--memory", "32M", "--pids-limit", "20", &id])
-        .expect_ok("update");
+    env.cmd(&[
+        "update",
+        "--memory",
+        "32M",
+        "--pids-limit",
+        "20",
+        "--cpuset-cpus",
+        "1",
+        &id,
+    ])
+    .expect_ok("update");
     assert_eq!(unit_prop(&unit, mem_prop), (32u64 << 20).to_string());
     assert_eq!(read(&path, mem_file), (32u64 << 20).to_string());
     assert_eq!(unit_prop(&unit, "TasksMax"), "20");
     assert_eq!(read(&path, "pids.max"), "20");
+    assert_eq!(unit_prop(&unit, "AllowedCPUs"), "1");
+    assert_eq!(read(&path, "cpuset.cpus"), "1");
 
     // The limits are unit properties too: systemd keeps them when it
-    // reloads (and writes the cgroup files again from its own view).
-    let reload = Command::new("systemctl")
-        .arg("daemon-reload")
-        .status()
-        .expect("systemctl daemon-reload");
-    assert!(reload.success());
-    assert_eq!(read(&path, "cpuset.cpus"), "0");
+    // reloads (and writes the cgroup files again from its own view: an
+    // update that changed only the files would be undone here).
+    systemctl(&["daemon-reload"]);
+    assert_eq!(read(&path, "cpuset.cpus"), "1");
     assert_eq!(read(&path, mem_file), (32u64 << 20).to_string());
     assert_eq!(read(&path, "pids.max"), "20");
-
-    // The device rules (v1 controller or keel's eBPF program) hold in the
-    // scope: /dev/kmsg is not allowed, /dev/null is.
-    let o = env.cmd(&[
-        "exec",
-        &id,
-        "sh",
-        "-c",
-        "echo x >/dev/null && echo null-ok; mknod /dev/kmsg-t c 1 11 && echo made; echo x >/dev/kmsg-t",
-    ]);
-    assert!(
-        o.stdout.contains("null-ok") && o.stdout.contains("made"),
-        "{o}"
-    );
-    assert!(o.stderr.contains("Operation not permitted"), "{o}");
 
     // exec joins the scope (the root of the container's cgroup namespace).
     let o = env.cmd(&["exec", &id, "cat", "/proc/self/cgroup"]);
@@ -166,20 +202,10 @@ fn a_transient_scope_holds_the_container() {
     env.cmd(&["resume", &id]).expect_ok("resume");
     assert_eq!(env.status(&id), "running");
 
-    env.cmd(&["delete", "--force", &id])
-        .expect_ok("delete --force");
-    assert!(
-        keel_conformance::wait_until(std::time::Duration::from_secs(5), || {
-            let state = unit_prop(&unit, "ActiveState");
-            state == "inactive" || state.is_empty()
-        }),
-        "unit still {}",
-        unit_prop(&unit, "ActiveState")
-    );
+    delete_and_check(&env, &id, &unit);
     for d in cgroup_dirs(&path) {
         assert!(!d.exists(), "{} left behind", d.display());
     }
-    assert_no_leaks(&env, &id);
 }
 
 #[test]
@@ -244,4 +270,177 @@ fn scopes_come_and_go_repeatedly() {
             .expect_ok("delete --force");
         assert_no_leaks(&env, &id);
     }
+}
+
+#[test]
+fn a_device_deny_rule_survives_daemon_reload() {
+    if !systemd_is_init() {
+        eprintln!("skipped: systemd is not init here (runs in the systemd VM lane)");
+        return;
+    }
+    let env = TestEnv::keel();
+    let id = format!("dev{}", std::process::id());
+    let unit = format!("keel-test-{id}.scope");
+    let mut b = scoped_bundle(&env, &id);
+    // CAP_MKNOD to make a device node that the device rules then refuse.
+    let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_MKNOD"]);
+    for set in ["bounding", "effective", "permitted"] {
+        b.set(&format!("/process/capabilities/{set}"), caps.clone());
+    }
+    b.set(
+        "/linux/resources/devices",
+        json!([{ "allow": false, "access": "rwm" }]),
+    );
+    env.run_with(&b, &["--detach", "--systemd-cgroup"])
+        .expect_ok("run -d --systemd-cgroup");
+    // systemd holds the same rules (it rewrites the unit's device access
+    // from these whenever it reloads).
+    assert_eq!(unit_prop(&unit, "DevicePolicy"), "strict");
+    let allow = unit_prop(&unit, "DeviceAllow");
+    for rule in ["/dev/char/1:3 rwm", "char-pts rwm", "char-* m", "block-* m"] {
+        assert!(allow.contains(rule), "{rule} in {allow}");
+    }
+    assert!(!allow.contains("1:11"), "{allow}");
+    systemctl(&["daemon-reload"]);
+    // /dev/kmsg (c 1:11) is still refused, /dev/null still allowed.
+    let o = env.cmd(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "echo x >/dev/null && echo null-ok; mknod /dev/kmsg-t c 1 11 && echo made; echo x >/dev/kmsg-t",
+    ]);
+    assert!(
+        o.stdout.contains("null-ok") && o.stdout.contains("made"),
+        "{o}"
+    );
+    assert!(o.stderr.contains("Operation not permitted"), "{o}");
+    delete_and_check(&env, &id, &unit);
+}
+
+#[test]
+fn annotations_are_unit_properties() {
+    if !systemd_is_init() {
+        eprintln!("skipped: systemd is not init here (runs in the systemd VM lane)");
+        return;
+    }
+    let env = TestEnv::keel();
+    let id = format!("ann{}", std::process::id());
+    let unit = format!("keel-test-{id}.scope");
+    let mut b = scoped_bundle(&env, &id);
+    b.set(
+        "/annotations",
+        json!({
+            // "Sec" is passed as "USec", in µs, as runc does.
+            "org.systemd.property.TimeoutStopSec": "uint64 7",
+            "org.systemd.property.CollectMode": "'inactive-or-failed'",
+        }),
+    );
+    env.run_with(&b, &["--detach", "--systemd-cgroup"])
+        .expect_ok("run -d --systemd-cgroup");
+    assert_eq!(unit_prop(&unit, "TimeoutStopUSec"), "7s");
+    assert_eq!(unit_prop(&unit, "CollectMode"), "inactive-or-failed");
+    delete_and_check(&env, &id, &unit);
+}
+
+/// A property annotation that runc refuses is refused with runc's words,
+/// before anything is made (no systemd needed to see it).
+#[test]
+fn a_bad_property_annotation_is_refused_as_runc_refuses_it() {
+    let env = TestEnv::keel();
+    for (k, v, want) in [
+        (
+            "org.systemd.property.Ab",
+            "1",
+            "annotation org.systemd.property.Ab name incorrect: too short",
+        ),
+        (
+            "org.systemd.property.TimeoutSec",
+            "'x'",
+            "annotation org.systemd.property.TimeoutSec='x' value parse error: not a number",
+        ),
+    ] {
+        let id = format!("badann{}", std::process::id());
+        let mut b = env.bundle(&id);
+        b.set("/annotations", json!({ k: v }));
+        b.set(
+            "/linux/cgroupsPath",
+            json!(format!("system.slice:keel-test:{id}")),
+        );
+        let o = env.run_with(&b, &["--detach", "--systemd-cgroup"]);
+        o.expect_fail("run with a bad property annotation");
+        assert!(o.stderr.contains(want), "{o}");
+        assert_no_leaks(&env, &id);
+    }
+}
+
+/// The unit properties keel sets are runc's, for the same config.
+#[test]
+fn differential_unit_properties_match_runc() {
+    if !systemd_is_init() {
+        eprintln!("skipped: systemd is not init here (runs in the systemd VM lane)");
+        return;
+    }
+    let Some(runc) = require_runc!() else { return };
+    const PROPS: [&str; 12] = [
+        "Delegate",
+        "Slice",
+        "DefaultDependencies",
+        "TasksMax",
+        "CPUQuotaPerSecUSec",
+        "CPUQuotaPeriodUSec",
+        "AllowedCPUs",
+        "DevicePolicy",
+        "DeviceAllow",
+        "MemoryAccounting",
+        "TasksAccounting",
+        "TimeoutStopUSec",
+    ];
+    let mut seen = Vec::new();
+    for env in [TestEnv::keel(), TestEnv::new(runc)] {
+        let id = format!("{}cmp{}", env.rt.name, std::process::id());
+        let unit = format!("keel-test-{id}.scope");
+        let mut b = scoped_bundle(&env, &id);
+        b.set("/linux/resources", resources());
+        b.set(
+            "/annotations",
+            json!({ "org.systemd.property.TimeoutStopSec": "uint64 9" }),
+        );
+        // runc takes --systemd-cgroup only before the command.
+        b.save().expect("save config.json");
+        let dir = b.dir.to_string_lossy().into_owned();
+        env.cmd(&["--systemd-cgroup", "run", "--bundle", &dir, "--detach", &id])
+            .expect_ok(&format!("{} --systemd-cgroup run -d", env.rt.name));
+        let mem = if memory_v1() {
+            "MemoryLimit"
+        } else {
+            "MemoryMax"
+        };
+        // A list property is shown one entry a line, in the order set:
+        // compared as sets.
+        let props: Vec<String> = PROPS
+            .iter()
+            .chain([&mem])
+            .map(|p| {
+                // runc leaves out a device this host does not have (no
+                // /sys/dev/char/M:m: the tun module not loaded, here);
+                // keel gives systemd the rule anyway (systemd reads the
+                // numbers from the path), so that a device that appears
+                // later is allowed as the config says.
+                let mut v: Vec<String> = unit_prop(&unit, p)
+                    .lines()
+                    .filter(|l| {
+                        let dev = l.split(' ').next().unwrap_or_default();
+                        !dev.starts_with("/dev/") || Path::new(&format!("/sys{dev}")).exists()
+                    })
+                    .map(String::from)
+                    .collect();
+                v.sort();
+                format!("{p}={}", v.join(", "))
+            })
+            .collect();
+        seen.push(props);
+        delete_and_check(&env, &id, &unit);
+    }
+    assert_eq!(seen[0], seen[1], "unit properties: keel, runc");
 }

@@ -299,7 +299,7 @@ impl ContainerBuilder {
         let linux = bundle.spec.linux().as_ref();
         let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
         if self.systemd_cgroup {
-            Manager::systemd(cgroups_path, &self.id)
+            Manager::systemd(cgroups_path, &self.id, &bundle.spec)
         } else {
             Manager::cgroupfs(cgroups_path, &self.id)
         }

@@ -240,7 +240,7 @@ impl Emulator {
     }
 }
 
-fn access_string(bits: u8) -> String {
+pub(crate) fn access_string(bits: u8) -> String {
     [(ACC_READ, 'r'), (ACC_WRITE, 'w'), (ACC_MKNOD, 'm')]
         .iter()
         .filter(|(b, _)| bits & b != 0)

@@ -70,10 +70,16 @@ impl Manager {
         })
     }
 
-    /// The systemd driver: the scope unit for a `slice:prefix:name`
-    /// cgroupsPath, in every hierarchy.
-    pub fn systemd(cgroups_path: Option<&Path>, id: &str) -> Result<Manager> {
-        let (unit, path) = systemd::parse(cgroups_path, id)?;
+    /// The systemd driver: the scope unit for the config's
+    /// `slice:prefix:name` cgroupsPath, in every hierarchy, started with
+    /// the config's limits, device rules and `org.systemd.property.*`
+    /// annotations; the user's systemd's when not root.
+    pub fn systemd(
+        cgroups_path: Option<&Path>,
+        id: &str,
+        spec: &oci_spec::runtime::Spec,
+    ) -> Result<Manager> {
+        let (unit, path) = systemd::unit_for(cgroups_path, id, spec)?;
         Ok(Manager {
             paths: CgroupPaths::resolve(Some(Path::new(&path)), id)?,
             driver: Driver::Systemd(unit),
@@ -175,14 +181,18 @@ impl Manager {
     /// [`resources::apply`]).
     pub fn apply(&self, r: &LinuxResources) -> Result<Vec<String>> {
         if let Driver::Systemd(unit) = &self.driver {
-            systemd::set_properties(unit, r, self.paths.is_pure_v2())?;
+            systemd::set_resources(unit, r, self.paths.is_pure_v2())?;
         }
         resources::apply(&self.paths, r)
     }
 
-    /// The device rules (see [`devices::apply`]): false when this host
-    /// has no cgroup to filter devices in.
+    /// The device rules (see [`devices::apply`]); under systemd as unit
+    /// properties first, as runc. False when this host has no cgroup to
+    /// filter devices in.
     pub fn apply_device_rules(&self, rules: &[DeviceRule]) -> Result<bool> {
+        if let Driver::Systemd(unit) = &self.driver {
+            systemd::set_devices(unit, rules)?;
+        }
         devices::apply(&self.paths, rules)
     }
 
@@ -240,7 +250,8 @@ mod tests {
             m.driver,
             Driver::Systemd(SystemdUnit {
                 unit: "keel-c.scope".into(),
-                slice: "system.slice".into()
+                slice: "system.slice".into(),
+                ..Default::default()
             })
         );
         assert!(!m.exists_before_init());
