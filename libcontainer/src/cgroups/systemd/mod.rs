@@ -53,7 +53,7 @@ pub struct SystemdUnit {
 /// See [`SystemdUnit::start_with`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct StartWith {
-    resources: Option<LinuxResources>,
+    resources: Option<Box<LinuxResources>>,
     devices: Vec<DeviceRule>,
     annotations: BTreeMap<String, String>,
 }
@@ -81,7 +81,11 @@ pub(crate) fn unit_for(
     let annotations = annotations::select(spec.annotations().iter().flatten());
     annotations::properties(&annotations)?;
     unit.start_with = StartWith {
-        resources: spec.linux().as_ref().and_then(|l| l.resources().clone()),
+        resources: spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().clone())
+            .map(Box::new),
         // The user's systemd cannot filter devices (and a rootless
         // container gets no device rules, as under runc).
         devices: if user {
