@@ -24,6 +24,7 @@ mod env;
 mod leaks;
 pub mod rootless;
 mod snapshot;
+pub mod wsstream;
 
 pub use bundle::Bundle;
 pub use env::{log_msgs, Output, Runtime, TestEnv, COMMAND_TIMEOUT};

@@ -15,6 +15,7 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use keel_conformance::cri::{handlers, unavailable, CriDaemon, BUSYBOX};
 use keel_conformance::engines::{Outcome, Report, Step};
+use keel_conformance::wsstream::{connect_in_netns, WsConn};
 use keel_conformance::{fail, wait_until, Runtime};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1539,5 +1540,193 @@ fn host_path_propagation() {
         let _ = sh(&format!("umount -R {v} || umount -l {v}"));
         let _ = std::fs::remove_dir_all(&vol);
         r
+    });
+}
+
+#[test]
+fn user_namespaced_pod() {
+    scenario("user_namespaced_pod", |f, cri, rt| {
+        let map = vec![cri::IdMapping {
+            host_id: 200_000,
+            container_id: 0,
+            length: 65536,
+        }];
+        let opts = cri::NamespaceOption {
+            pid: cri::NamespaceMode::Container as i32,
+            userns_options: Some(cri::UserNamespace {
+                mode: cri::NamespaceMode::Pod as i32,
+                uids: map.clone(),
+                gids: map,
+            }),
+            ..Default::default()
+        };
+        let pod = Pod::run(cri, rt.name, pod_with_ns(f, "userns", opts))?;
+        let id = pod.spawn("c", &["sleep", "1000"])?;
+        let m = cri.sh(&id, "cat /proc/self/uid_map")?;
+        let m = m.split_whitespace().collect::<Vec<_>>().join(" ");
+        pod.remove()?;
+        // containerd 1.6's CRI predates user namespaces (1.7 reads
+        // userns_options): the pod runs in the node's, under any runtime.
+        if m != "0 0 4294967295" {
+            fail!("uid_map {m:?}: containerd 1.6 was expected to ignore userns_options");
+        }
+        Err(Outcome::Skip(format!(
+            "containerd 1.6's CRI ignores userns_options (uid_map {m}): no user-namespaced pods"
+        )))
+    });
+}
+
+/// A stream session on `url` (from Exec, Attach or PortForward), in the
+/// stream server's network namespace.
+fn ws(f: &Fixture, url: &str) -> Result<WsConn, Outcome> {
+    let pid = f.daemon.lock().map(|d| d.pid()).unwrap_or_default();
+    let rest = url.strip_prefix("http://").unwrap_or_default();
+    let addr = rest.split('/').next().unwrap_or_default();
+    connect_in_netns(pid, addr)
+        .and_then(|s| WsConn::handshake(s, url, "v4.channel.k8s.io"))
+        .map_err(|e| Outcome::Fail(format!("stream {url}: {e:#}")))
+}
+
+/// A streaming Exec of `cmd` in `id`; `stdin` is sent first, if any.
+fn stream_exec(
+    f: &Fixture,
+    cri: &Cri,
+    id: &str,
+    cmd: &[&str],
+    tty: bool,
+    stdin: Option<&str>,
+) -> Result<String, Outcome> {
+    let req = cri::ExecRequest {
+        container_id: id.into(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        tty,
+        stdin: stdin.is_some(),
+        stdout: true,
+        stderr: !tty,
+    };
+    let url = cri.call("Exec", cri.rs().exec(req))?.url;
+    let mut conn = ws(f, &url)?;
+    if let Some(input) = stdin {
+        conn.send(0, input.as_bytes())
+            .map_err(|e| Outcome::Fail(format!("{e:#}")))?;
+    }
+    let s = conn
+        .collect()
+        .map_err(|e| Outcome::Fail(format!("exec stream: {e:#}")))?;
+    let status: serde_json::Value = serde_json::from_str(&s.status).unwrap_or_default();
+    let code = status["details"]["causes"][0]["message"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
+    let out = String::from_utf8_lossy(&s.stdout).replace('\r', "");
+    Ok(format!(
+        "stdout {out:?} stderr {:?} status {} exit {code}",
+        String::from_utf8_lossy(&s.stderr),
+        status["status"].as_str().unwrap_or("?")
+    ))
+}
+
+#[test]
+fn streaming_exec_and_attach() {
+    scenario("streaming_exec_and_attach", |f, cri, rt| {
+        let pod = Pod::run(cri, rt.name, pod_config(f, "stream"))?;
+        let id = pod.spawn(
+            "ticker",
+            &["sh", "-c", "while :; do echo tick; sleep 0.2; done"],
+        )?;
+        let mut seen = vec![
+            stream_exec(
+                f,
+                cri,
+                &id,
+                &["sh", "-c", "echo out; echo err >&2; exit 3"],
+                false,
+                None,
+            )?,
+            stream_exec(
+                f,
+                cri,
+                &id,
+                &["head", "-n", "1"],
+                false,
+                Some("from-stdin\n"),
+            )?,
+        ];
+        // As `kubectl exec -it`: with a tty and no stdin, containerd 1.6
+        // drops the output (under runc too).
+        let tty = stream_exec(
+            f,
+            cri,
+            &id,
+            &["sh", "-c", "tty; [ -t 1 ] && echo is-a-tty"],
+            true,
+            Some(""),
+        )?;
+        if !tty.contains("/dev/pts/") || !tty.contains("is-a-tty") {
+            fail!("exec -t: {tty}");
+        }
+        seen.push("tty: is-a-tty".into());
+        // Attach: the running program's output reaches the client.
+        let req = cri::AttachRequest {
+            container_id: id.clone(),
+            stdout: true,
+            ..Default::default()
+        };
+        let url = cri.call("Attach", cri.rs().attach(req))?.url;
+        let mut conn = ws(f, &url)?;
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).contains("tick\n") {
+            match conn.recv() {
+                Ok(Some((1, d))) => got.extend(d),
+                Ok(Some(_)) => {}
+                other => fail!("attach ended: {other:?}"),
+            }
+        }
+        seen.push("attach: tick".into());
+        drop(conn);
+        pod.remove()?;
+        Ok(seen.join("; "))
+    });
+}
+
+#[test]
+fn port_forward() {
+    scenario("port_forward", |f, cri, rt| {
+        let pod = Pod::run(cri, rt.name, pod_config(f, "pf"))?;
+        let c = pod.spawn("httpd", &["httpd", "-f", "-p", "8080", "-h", "/etc"])?;
+        // Serving once the listening socket shows (sockets of the pod's
+        // network namespace, port 8080 = 1F90).
+        if !wait_until(SEC10, || {
+            cri.sh(&c, "cat /proc/net/tcp /proc/net/tcp6")
+                .is_ok_and(|t| t.contains(":1F90 "))
+        }) {
+            fail!("httpd does not listen");
+        }
+        let req = cri::PortForwardRequest {
+            pod_sandbox_id: pod.id.clone(),
+            port: vec![8080],
+        };
+        let url = cri.call("PortForward", cri.rs().port_forward(req))?.url;
+        let mut conn = ws(f, &format!("{url}?port=8080"))?;
+        conn.send(0, b"GET /passwd HTTP/1.0\r\n\r\n")
+            .map_err(|e| Outcome::Fail(format!("{e:#}")))?;
+        // Channel 0 carries the data, after the port (2 bytes) it opens with.
+        let mut data = Vec::new();
+        while !String::from_utf8_lossy(&data).contains("root:x:0:0") {
+            match conn.recv() {
+                Ok(Some((0, d))) => data.extend(d),
+                Ok(Some((1, d))) if d.len() > 2 => {
+                    fail!("port-forward error: {}", String::from_utf8_lossy(&d[2..]))
+                }
+                Ok(Some(_)) => {}
+                other => fail!(
+                    "port-forward ended: {other:?} after {:?}",
+                    String::from_utf8_lossy(&data)
+                ),
+            }
+        }
+        drop(conn);
+        pod.remove()?;
+        Ok("GET /passwd through the forward: root:x:0:0".into())
     });
 }
