@@ -1730,3 +1730,50 @@ fn port_forward() {
         Ok("GET /passwd through the forward: root:x:0:0".into())
     });
 }
+
+#[test]
+fn host_port_through_portmap() {
+    scenario("host_port_through_portmap", |f, cri, rt| {
+        let mut config = pod_config(f, "hostport");
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        // A node port of this pod's own: handlers run one after another,
+        // but another test may map one at the same time.
+        let host_port = 20000 + (n % 10000) as i32;
+        config.port_mappings = vec![cri::PortMapping {
+            protocol: cri::Protocol::Tcp as i32,
+            container_port: 8080,
+            host_port,
+            host_ip: String::new(),
+        }];
+        let pod = Pod::run(cri, rt.name, config)?;
+        let c = pod.spawn("httpd", &["httpd", "-f", "-p", "8080", "-h", "/etc"])?;
+        if !wait_until(SEC10, || {
+            cri.sh(&c, "cat /proc/net/tcp /proc/net/tcp6")
+                .is_ok_and(|t| t.contains(":1F90 "))
+        }) {
+            fail!("httpd does not listen");
+        }
+        // From the node (containerd's network namespace) to its bridge
+        // address: portmap's DNAT for locally made connections.
+        let (pid, gw) = {
+            let d = f
+                .daemon
+                .lock()
+                .map_err(|_| Outcome::Fail("poisoned".into()))?;
+            (
+                d.pid(),
+                keel_conformance::cri::SUBNET.replace(".0/24", ".1"),
+            )
+        };
+        let mut cmd = std::process::Command::new("nsenter");
+        cmd.args(["-t", &pid.to_string(), "-n", "--", "sh", "-c"]).arg(format!(
+            "printf 'GET /passwd HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 3 {gw} {host_port} | tail -n 1"
+        ));
+        let o = keel_conformance::containerd::run(cmd, SEC10);
+        if o.code != 0 || !o.stdout.contains("root:x:0:0") {
+            fail!("GET through host port {host_port}: {o:?}");
+        }
+        pod.remove()?;
+        Ok(format!("host port -> 8080: {}", o.stdout.trim()))
+    });
+}
