@@ -228,7 +228,10 @@ fn exec_failpoints() {
                 assert!(p.trim().is_empty() || p.trim() == pid, "{d:?}: {p}");
             }
         }
-        killed_at(point, &env, "fpexec", &["exec", "fpexec", "true"]);
+        // Detached: a foreground exec relays the process's stderr only once
+        // the library returns (as keel must fork single-threaded), so the
+        // child's "sleeping" line would wait in the pipe.
+        killed_at(point, &env, "fpexec", &["exec", "-d", "fpexec", "true"]);
     }
 }
 

@@ -26,12 +26,19 @@ impl Pipes {
         let (err_r, err_w) = pipe()?;
         let theirs = [in_r, out_w, err_w];
         for fd in &theirs {
-            nix::unistd::fchown(
+            match nix::unistd::fchown(
                 fd,
                 Some(nix::unistd::Uid::from_raw(owner.0)),
                 Some(nix::unistd::Gid::from_raw(owner.1)),
-            )
-            .context("chown a stdio pipe to the container's root")?;
+            ) {
+                // An unprivileged keel may not give its pipes to a subordinate
+                // id (runc fails here): the process can still use them, it
+                // just cannot reopen them as another user.
+                Ok(()) | Err(nix::errno::Errno::EPERM) => {}
+                Err(e) => {
+                    return Err(e).context("chown a stdio pipe to the container's root");
+                }
+            }
         }
         let ours = Pipes {
             stdin: in_w,
