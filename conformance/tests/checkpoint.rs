@@ -496,3 +496,369 @@ fn restore_runs_prestart_and_create_runtime_hooks() {
         );
     });
 }
+
+/// The blocks the pages images in `dir` take on disk (holes excluded).
+fn page_blocks(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("pages-"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.blocks())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A pre-dump, then a dump onto it with `--parent-path`: the restored
+/// counter goes on. Both need CRIU to track memory changes (the kernel's
+/// soft-dirty bits, CONFIG_MEM_SOFT_DIRTY): where the kernel lacks them,
+/// both runtimes refuse the pre-dump in runc's words ("CRIU is missing
+/// features") and the container runs on untouched; a dump onto a parent
+/// fails the same way.
+#[test]
+fn pre_dump_then_dump_onto_it() {
+    each_runtime(|env, criu| {
+        let name = env.rt.name;
+        let (b, file) = counter(env, "ctr", None);
+        let _run = start_counter(env, criu, &b, &file);
+        let pid = pid_of(env, "ctr");
+        let parent = env.dir.join("images/parent");
+        let parent_arg = parent.to_string_lossy();
+        let pre = rt(
+            env,
+            criu,
+            &[
+                "checkpoint",
+                "--pre-dump",
+                "--image-path",
+                &parent_arg,
+                "ctr",
+            ],
+        );
+        if pre.code != 0 {
+            assert!(
+                pre.log.contains("CRIU is missing features"),
+                "{name}: pre-dump failed otherwise: {}",
+                pre.log
+            );
+            eprintln!("{name}: no memory tracking here: pre-dump refused as expected");
+            assert_eq!(pid_of(env, "ctr"), pid, "{name}: the container changed");
+            let now = count(&file);
+            assert!(
+                wait_until(SEC10, || count(&file) > now + 2),
+                "{name}: stopped counting after the refused pre-dump"
+            );
+            // A dump onto a parent needs the tracking too.
+            let full = env.dir.join("images/full");
+            let ran = rt(
+                env,
+                criu,
+                &[
+                    "checkpoint",
+                    "--leave-running",
+                    "--image-path",
+                    &full.to_string_lossy(),
+                    "ctr",
+                ],
+            )
+            .ok("checkpoint --leave-running");
+            drop(ran);
+            let images = env.dir.join("images/final");
+            let ran = rt(
+                env,
+                criu,
+                &[
+                    "checkpoint",
+                    "--parent-path",
+                    "../full",
+                    "--image-path",
+                    &images.to_string_lossy(),
+                    "ctr",
+                ],
+            );
+            assert_ne!(ran.code, 0, "{name}: a dump onto a parent worked untracked");
+            assert_eq!(pid_of(env, "ctr"), pid, "{name}: the container changed");
+            rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
+            assert_no_leaks(env, "ctr");
+            return;
+        }
+        assert_eq!(pid_of(env, "ctr"), pid, "{name}: pre-dump stopped it");
+        assert!(page_blocks(&parent) > 0, "{name}: no pages pre-dumped");
+        let dumped = count(&file);
+        let images = dump(env, criu, &["--parent-path", "../parent"]);
+        let _restored = restore(env, criu, &b, &images, &["-d"], "ctr").ok("restore");
+        assert!(
+            wait_until(SEC10, || count(&file) > dumped + 2),
+            "{name}: the restored counter does not count"
+        );
+        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
+        assert_no_leaks(env, "ctr");
+    });
+}
+
+/// `--parent-path` is relative to the image path and must be a directory
+/// there: runc's words otherwise, and the container runs on.
+#[test]
+fn parent_path_is_checked() {
+    each_runtime(|env, criu| {
+        let name = env.rt.name;
+        let (b, file) = counter(env, "ctr", None);
+        let _run = start_counter(env, criu, &b, &file);
+        let pid = pid_of(env, "ctr");
+        let images = env.dir.join("images").to_string_lossy().into_owned();
+        let cases = [
+            ("/abs/parent", "--parent-path must be relative"),
+            ("../no-such-parent", "invalid --parent-path"),
+        ];
+        for (parent, words) in cases {
+            let ran = rt(
+                env,
+                criu,
+                &[
+                    "checkpoint",
+                    "--parent-path",
+                    parent,
+                    "--image-path",
+                    &images,
+                    "ctr",
+                ],
+            );
+            assert_ne!(ran.code, 0, "{name}: --parent-path {parent} accepted");
+            assert!(ran.log.contains(words), "{name}: {}", ran.log);
+            assert_eq!(pid_of(env, "ctr"), pid, "{name}: the container changed");
+        }
+        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
+        assert_no_leaks(env, "ctr");
+    });
+}
+
+/// `--auto-dedup` at restore punches the restored pages out of the images
+/// (they take fewer blocks after); `--empty-ns network` is accepted at
+/// both ends (runc never restores the network anyway); another namespace
+/// is refused in runc's words.
+#[test]
+fn auto_dedup_and_empty_ns() {
+    each_runtime(|env, criu| {
+        let name = env.rt.name;
+        let (b, file) = counter(env, "ctr", None);
+        let _run = start_counter(env, criu, &b, &file);
+        let pid = pid_of(env, "ctr");
+        let images = env.dir.join("images").to_string_lossy().into_owned();
+        let ran = rt(
+            env,
+            criu,
+            &[
+                "checkpoint",
+                "--empty-ns",
+                "pid",
+                "--image-path",
+                &images,
+                "ctr",
+            ],
+        );
+        assert_ne!(ran.code, 0, "{name}: --empty-ns pid accepted");
+        assert!(
+            ran.log.contains(r#"namespace \"pid\" is not supported"#)
+                || ran.log.contains(r#"namespace "pid" is not supported"#),
+            "{name}: {}",
+            ran.log
+        );
+        assert_eq!(pid_of(env, "ctr"), pid, "{name}: the container changed");
+
+        let dumped = count(&file);
+        let flags = ["--auto-dedup", "--empty-ns", "network"];
+        let images = dump(env, criu, &flags);
+        let before = page_blocks(&images);
+        assert!(before > 0, "{name}: no pages dumped");
+        let restore_flags = [&flags[..], &["-d"]].concat();
+        let _restored = restore(env, criu, &b, &images, &restore_flags, "ctr").ok("restore");
+        assert!(
+            wait_until(SEC10, || count(&file) > dumped + 2),
+            "{name}: the restored counter does not count"
+        );
+        let after = page_blocks(&images);
+        assert!(
+            after < before,
+            "{name}: pages images not deduplicated ({before} blocks, {after} after)"
+        );
+        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
+        assert_no_leaks(env, "ctr");
+    });
+}
+
+/// A free TCP port on the loopback.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    l.local_addr().expect("local address").port()
+}
+
+/// `--page-server`: the pages go to a CRIU page server, the rest to the
+/// image path; with the pages moved beside the rest, the restore goes on
+/// counting. A malformed address is refused in runc's words.
+#[test]
+fn page_server_receives_the_pages() {
+    each_runtime(|env, criu| {
+        let name = env.rt.name;
+        let (b, file) = counter(env, "ctr", None);
+        let _run = start_counter(env, criu, &b, &file);
+        let images = env.dir.join("images");
+        let images_arg = images.to_string_lossy().into_owned();
+        let ran = rt(
+            env,
+            criu,
+            &[
+                "checkpoint",
+                "--page-server",
+                "nohost",
+                "--image-path",
+                &images_arg,
+                "ctr",
+            ],
+        );
+        assert_ne!(ran.code, 0, "{name}: --page-server nohost accepted");
+        assert!(
+            ran.log
+                .contains("Use --page-server ADDRESS:PORT to specify page server"),
+            "{name}: {}",
+            ran.log
+        );
+
+        let served = env.dir.join("served");
+        std::fs::create_dir_all(&served).expect("mkdir served");
+        let port = free_port();
+        let mut server = Command::new(criu)
+            .args(["page-server", "--images-dir"])
+            .arg(&served)
+            .args(["--address", "127.0.0.1", "--port", &port.to_string()])
+            .arg("-o")
+            .arg(env.dir.join("page-server.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start criu page-server");
+        // The server listens once its log says so.
+        let log = env.dir.join("page-server.log");
+        wait_until(SEC10, || {
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Waiting for connection"))
+        });
+        let dumped = count(&file);
+        let address = format!("127.0.0.1:{port}");
+        dump(env, criu, &["--page-server", &address]);
+        let code = keel_conformance::wait_timeout(&mut server, SEC10);
+        assert_eq!(code, 0, "{name}: the page server failed");
+        assert_eq!(page_blocks(&images), 0, "{name}: pages written locally");
+        assert!(page_blocks(&served) > 0, "{name}: the server got no pages");
+        for e in std::fs::read_dir(&served).expect("read served").flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("pages-") || n.starts_with("pagemap-") {
+                std::fs::copy(e.path(), images.join(&n)).expect("copy pages");
+            }
+        }
+        let _restored = restore(env, criu, &b, &images, &["-d"], "ctr").ok("restore");
+        assert!(
+            wait_until(SEC10, || count(&file) > dumped + 2),
+            "{name}: the restored counter does not count"
+        );
+        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
+        assert_no_leaks(env, "ctr");
+    });
+}
+
+/// `--lsm-profile` and `--lsm-mount-context` go to CRIU as runc passes
+/// them. This host has no LSM: an AppArmor profile makes CRIU refuse the
+/// restore (nothing left behind); a mount context applies to no mount here
+/// and the restore goes on counting.
+#[test]
+fn restore_with_lsm_options() {
+    each_runtime(|env, criu| {
+        let name = env.rt.name;
+        let (b, file) = counter(env, "ctr", None);
+        let _run = start_counter(env, criu, &b, &file);
+        let dumped = count(&file);
+        let images = dump(env, criu, &[]);
+        let ran = restore(
+            env,
+            criu,
+            &b,
+            &images,
+            &["-d", "--lsm-profile", "apparmor:keel-test"],
+            "ctr",
+        );
+        assert_ne!(ran.code, 0, "{name}: an AppArmor profile without AppArmor");
+        assert_no_leaks(env, "ctr");
+        let context = "system_u:object_r:container_file_t:s0";
+        let _restored = restore(
+            env,
+            criu,
+            &b,
+            &images,
+            &["-d", "--lsm-mount-context", context],
+            "ctr",
+        )
+        .ok("restore --lsm-mount-context");
+        assert!(
+            wait_until(SEC10, || count(&file) > dumped + 2),
+            "{name}: the restored counter does not count"
+        );
+        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
+        assert_no_leaks(env, "ctr");
+    });
+}
+
+/// prestart and createRuntime hooks run at restore, as runc runs them
+/// (when CRIU has made the namespaces), each given the restored init's pid
+/// and the container's id; keel's state matches runc's field by field. A
+/// failing hook fails the restore and leaves nothing.
+#[test]
+fn hooks_run_at_restore() {
+    let seen = std::cell::RefCell::new(Vec::new());
+    each_runtime(|env, criu| {
+        let name = env.rt.name;
+        let (mut b, file) = counter(env, "ctr", None);
+        let _run = start_counter(env, criu, &b, &file);
+        let images = dump(env, criu, &[]);
+        let out = env.dir.join("hooks");
+        std::fs::create_dir_all(&out).expect("mkdir hooks");
+        let hook = |kind: &str| {
+            let f = out.join(format!("{kind}.json"));
+            json!({"path": "/bin/sh",
+                   "args": ["sh", "-c", format!("cat > {}", f.display())]})
+        };
+        b.set("/hooks/prestart", json!([hook("prestart")]));
+        b.set("/hooks/createRuntime", json!([hook("createRuntime")]));
+        b.save().expect("save config");
+        let _restored = restore(env, criu, &b, &images, &["-d"], "ctr-new").ok("restore");
+        let pid = pid_of(env, "ctr-new");
+        let mut states = Vec::new();
+        for kind in ["prestart", "createRuntime"] {
+            let text = std::fs::read_to_string(out.join(format!("{kind}.json")))
+                .unwrap_or_else(|e| panic!("{name}: no {kind} hook ran: {e}"));
+            let s: serde_json::Value = serde_json::from_str(&text).expect("hook state");
+            assert_eq!(s["id"], "ctr-new", "{name} {kind}: {s}");
+            assert_eq!(s["pid"], pid, "{name} {kind}: {s}");
+            states.push((kind, s["status"].clone()));
+        }
+        seen.borrow_mut().push((name, states));
+        rt(env, criu, &["delete", "--force", "ctr-new"]).ok("delete");
+        assert_no_leaks(env, "ctr-new");
+
+        b.set(
+            "/hooks/prestart",
+            json!([{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]),
+        );
+        b.save().expect("save config");
+        let ran = restore(env, criu, &b, &images, &["-d"], "ctr-new");
+        assert_ne!(ran.code, 0, "{name}: restore with a failing hook worked");
+        assert!(ran.log.contains("hook #0"), "{name}: {}", ran.log);
+        assert_no_leaks(env, "ctr-new");
+    });
+    let seen = seen.into_inner();
+    eprintln!("hook states: {seen:?}");
+    if let [(_, keel), (_, runc)] = &seen[..] {
+        assert_eq!(keel, runc, "hook states: keel vs runc");
+    }
+}

@@ -118,6 +118,11 @@ pub enum Error {
         quote: String,
     },
 
+    /// CRIU (or the kernel under it) lacks what a request needs; runc's
+    /// words, then which feature and what it needs.
+    #[error("CRIU is missing features: {0}")]
+    CriuMissingFeatures(&'static str),
+
     /// `update` asks for an Intel RDT feature this machine lacks, in runc's
     /// words ("Intel RDT/CAT: l3 cache schema is not enabled").
     #[error("Intel RDT/{0} is not enabled")]

@@ -332,10 +332,10 @@ pub struct CriuArgs {
     /// Cgroups mode: soft|full|strict|ignore (default: soft)
     #[arg(long = "manage-cgroups-mode", default_value = "")]
     pub manage_cgroups_mode: String,
-    /// Create a namespace, but don't restore its properties (not supported yet)
+    /// Create a namespace, but don't restore its properties
     #[arg(long = "empty-ns")]
     pub empty_ns: Vec<String>,
-    /// Enable auto deduplication of memory images (not supported yet)
+    /// Enable auto deduplication of memory images
     #[arg(long = "auto-dedup")]
     pub auto_dedup: bool,
     /// Use userfaultfd to lazily restore memory pages (not supported yet)
@@ -347,7 +347,7 @@ pub struct CriuArgs {
 pub struct CheckpointArgs {
     #[command(flatten)]
     pub criu: CriuArgs,
-    /// Path for previous criu image files in pre-dump (not supported yet)
+    /// Path for previous criu image files in pre-dump
     #[arg(long = "parent-path")]
     pub parent_path: Option<PathBuf>,
     /// Leave the process running after checkpointing
@@ -356,10 +356,10 @@ pub struct CheckpointArgs {
     /// Criu writes \0 to this FD once lazy-pages is ready (not supported yet)
     #[arg(long = "status-fd", allow_negative_numbers = true)]
     pub status_fd: Option<i32>,
-    /// ADDRESS:PORT of the page server (not supported yet)
+    /// ADDRESS:PORT of the page server
     #[arg(long = "page-server")]
     pub page_server: Option<String>,
-    /// Dump container's memory information only, leave the container running after this (not supported yet)
+    /// Dump container's memory information only, leave the container running after this
     #[arg(long = "pre-dump")]
     pub pre_dump: bool,
     /// Container id
@@ -388,10 +388,10 @@ pub struct RestoreArgs {
     /// Do not use pivot root to jail process inside rootfs (CRIU restores the root itself)
     #[arg(long = "no-pivot")]
     pub no_pivot: bool,
-    /// Specify an LSM profile to be used during restore (not supported yet)
+    /// Specify an LSM profile to be used during restore
     #[arg(long = "lsm-profile")]
     pub lsm_profile: Option<String>,
-    /// Specify an LSM mount context to be used during restore (not supported yet)
+    /// Specify an LSM mount context to be used during restore
     #[arg(long = "lsm-mount-context")]
     pub lsm_mount_context: Option<String>,
     /// Container id

@@ -23,7 +23,7 @@ use crate::container::{Container, ContainerBuilder};
 use crate::error::{Error, Result, SysContext};
 use crate::spec::Bundle;
 use crate::state::{StateDir, Status};
-use rpc::{Opts, ReqType, Request};
+use rpc::{Features, Opts, ReqType, Request};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use swrk::{Criu, Notice, FIRST_EXTRA_FD};
@@ -35,6 +35,9 @@ const DESCRIPTORS: &str = "descriptors.json";
 /// host's CRIU settings for runc apply to keel too.
 const CRIU_CONFIG: &str = "/etc/criu/runc.conf";
 const CRIU_CONFIG_ANNOTATION: &str = "org.criu.config";
+/// The status prestart and createRuntime hooks are given at restore:
+/// runc's, whose container has no init yet while CRIU restores it.
+const HOOK_STATUS: Status = Status::Stopped;
 /// runc never lets CRIU restore network settings: the engine sets them up.
 const EMPTY_NS: u32 = libc::CLONE_NEWNET as u32;
 
@@ -52,6 +55,11 @@ pub struct CriuOptions {
     pub shell_job: bool,
     pub file_locks: bool,
     pub manage_cgroups_mode: CgroupMode,
+    /// Deduplicate the pages against the parent images as they are used.
+    pub auto_dedup: bool,
+    /// Namespaces (`CLONE_NEW*` bits) CRIU makes empty rather than
+    /// restoring their contents: the network namespace always, as runc.
+    pub empty_ns: u32,
 }
 
 impl CriuOptions {
@@ -65,6 +73,8 @@ impl CriuOptions {
             shell_job: false,
             file_locks: false,
             manage_cgroups_mode: CgroupMode::Default,
+            auto_dedup: false,
+            empty_ns: EMPTY_NS,
         }
     }
 
@@ -96,7 +106,8 @@ impl CriuOptions {
             manage_cgroups: true,
             manage_cgroups_mode: Some(self.manage_cgroups_mode),
             orphan_pts_master: true,
-            empty_ns: EMPTY_NS,
+            empty_ns: self.empty_ns | EMPTY_NS,
+            auto_dedup: self.auto_dedup,
             config_file: config_file(bundle),
             tcp_established: self.tcp_established,
             ext_unix_sk: self.ext_unix_sk,
@@ -113,12 +124,26 @@ pub struct CheckpointOptions {
     pub common: CriuOptions,
     /// Leave the container running after the dump.
     pub leave_running: bool,
+    /// Dump the memory only, tracking its changes, and leave the container
+    /// running: a later dump with this as its parent writes what changed.
+    pub pre_dump: bool,
+    /// The images of an earlier (pre-)dump, relative to the image path:
+    /// only the pages changed since are dumped.
+    pub parent_path: Option<PathBuf>,
+    /// Send the pages to a CRIU page server (address, port) rather than
+    /// writing them to the image path.
+    pub page_server: Option<(String, i32)>,
 }
 
 /// Options of [`ContainerBuilder::restore`].
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
     pub common: CriuOptions,
+    /// The LSM profile the restored processes get (`TYPE:NAME`), in place
+    /// of the one they were dumped with.
+    pub lsm_profile: Option<String>,
+    /// The LSM mount context of the restored mounts.
+    pub lsm_mount_context: Option<String>,
 }
 
 /// Opens a directory for CRIU (it reads it through /proc/<keel>/fd/N).
@@ -173,6 +198,9 @@ impl Container {
         }
         let bundle = Bundle::load(&self.state.bundle)?;
         let c = &opts.common;
+        if opts.pre_dump || opts.parent_path.is_some() {
+            require_mem_track(&c.criu)?;
+        }
         let images = make_dir(&c.image_path, "image path")?;
         let (work, log) = c.work_dir("dump.log")?;
         let pid = self.state.pid;
@@ -187,25 +215,66 @@ impl Container {
             .map(Path::to_path_buf)
             .or_else(|| cg.unified.clone().filter(|_| cg.is_pure_v2()))
             .map(|p| p.to_string_lossy().into_owned());
-        // Dumped under their destination; the restore maps that key to
-        // whatever the source is then.
-        for m in describe::external_mounts(&bundle, cg) {
-            o.ext_mnt.push((m.destination.clone(), m.destination));
+        o.page_server = opts.page_server.clone();
+        if let Some(parent) = &opts.parent_path {
+            o.parent_img = Some(parent.to_string_lossy().into_owned());
+            o.track_mem = true;
         }
-        let root = PathBuf::from(format!("/proc/{pid}/root"));
-        for f in describe::masked_files(&bundle, &root) {
-            o.ext_mnt.push((f, "/dev/null".into()));
+        // A pre-dump is the memory only (runc describes nothing else).
+        if !opts.pre_dump {
+            // Dumped under their destination; the restore maps that key to
+            // whatever the source is then.
+            for m in describe::external_mounts(&bundle, cg) {
+                o.ext_mnt.push((m.destination.clone(), m.destination));
+            }
+            let root = PathBuf::from(format!("/proc/{pid}/root"));
+            for f in describe::masked_files(&bundle, &root) {
+                o.ext_mnt.push((f, "/dev/null".into()));
+            }
+            write_descriptors(pid, &c.image_path.join(DESCRIPTORS))?;
         }
-        write_descriptors(pid, &c.image_path.join(DESCRIPTORS))?;
+        let typ = if opts.pre_dump {
+            ReqType::PreDump
+        } else {
+            ReqType::Dump
+        };
         let mut criu = Criu::spawn(&c.criu, None, &[])?;
         let req = Request {
-            typ: ReqType::Dump,
+            typ,
             opts: Some(o),
             notify_success: false,
+            features: None,
         };
         criu.call(&req, &log, |_| Ok(()))?;
+        if opts.pre_dump {
+            // After a pre-dump CRIU waits for the next request of a series
+            // keel does not send: its exit status says nothing (as runc).
+            drop(criu);
+            return Ok(());
+        }
         criu.finish()
     }
+}
+
+/// Fails, in runc's words, unless CRIU can track memory changes (the
+/// kernel's soft-dirty bits), which pre-dumps and dumps onto a parent need.
+fn require_mem_track(criu: &Path) -> Result<()> {
+    let want = Features { mem_track: true };
+    let req = Request {
+        typ: ReqType::FeatureCheck,
+        opts: None,
+        notify_success: false,
+        features: Some(want),
+    };
+    let mut c = Criu::spawn(criu, None, &[])?;
+    let resp = c.call(&req, Path::new(""), |_| Ok(()))?;
+    c.finish()?;
+    if resp.features.is_some_and(|f| !f.mem_track) {
+        return Err(Error::CriuMissingFeatures(
+            "MemTrack (memory changes tracking needs a kernel with CONFIG_MEM_SOFT_DIRTY)",
+        ));
+    }
+    Ok(())
 }
 
 /// Records what the init's stdio are (runc's descriptors.json: the targets
@@ -372,6 +441,8 @@ fn restore_in(
     o.root = Some(root.0.to_string_lossy().into_owned());
     o.evasive_devices = true;
     o.rst_sibling = true;
+    o.lsm_profile = opts.lsm_profile.clone();
+    o.lsm_mount_context = opts.lsm_mount_context.clone();
     for m in describe::external_mounts(bundle, &cgroups.paths) {
         o.ext_mnt
             .push((m.destination, m.source.to_string_lossy().into_owned()));
@@ -402,15 +473,16 @@ fn restore_in(
         typ: ReqType::Restore,
         opts: Some(o),
         notify_success: false,
+        features: None,
     };
     let console = b.console_socket.take();
     let hooks = crate::process::plan::hooks_of(&b.id, bundle);
     let resp = criu.call(&req, &log, |n: Notice<'_>| {
         match n.script {
-            // As runc's criuNotifications: prestart and createRuntime hooks
-            // once CRIU has made the namespaces, with the restored init's pid.
+            // As runc: the namespaces exist, the tasks are not restored
+            // yet; prestart and createRuntime hooks see the restoring init.
             "setup-namespaces" => {
-                let state = hooks.state(crate::Status::Creating, n.pid);
+                let state = hooks.state(HOOK_STATUS, n.pid);
                 for (kind, list) in &hooks.runtime {
                     crate::hooks::run(kind, list, &state, Default::default())?;
                 }

@@ -9,7 +9,9 @@
 pub enum ReqType {
     Dump = 1,
     Restore = 2,
+    PreDump = 4,
     Notify = 6,
+    FeatureCheck = 9,
     Version = 10,
 }
 
@@ -18,7 +20,9 @@ impl ReqType {
         Some(match v {
             1 => ReqType::Dump,
             2 => ReqType::Restore,
+            4 => ReqType::PreDump,
             6 => ReqType::Notify,
+            9 => ReqType::FeatureCheck,
             10 => ReqType::Version,
             _ => return None,
         })
@@ -31,7 +35,9 @@ impl std::fmt::Display for ReqType {
         f.write_str(match self {
             ReqType::Dump => "DUMP",
             ReqType::Restore => "RESTORE",
+            ReqType::PreDump => "PRE_DUMP",
             ReqType::Notify => "NOTIFY",
+            ReqType::FeatureCheck => "FEATURE_CHECK",
             ReqType::Version => "VERSION",
         })
     }
@@ -76,8 +82,14 @@ pub struct Opts {
     pub file_locks: bool,
     pub log_level: i32,
     pub log_file: String,
+    /// `ps`: the page server to send the pages to (address, port).
+    pub page_server: Option<(String, i32)>,
     pub notify_scripts: bool,
     pub root: Option<String>,
+    /// `parent_img`: the parent images, relative to the image directory.
+    pub parent_img: Option<String>,
+    pub track_mem: bool,
+    pub auto_dedup: bool,
     pub work_dir_fd: Option<i32>,
     /// `ext_mnt`: (key, val) pairs.
     pub ext_mnt: Vec<(String, String)>,
@@ -95,6 +107,16 @@ pub struct Opts {
     pub freeze_cgroup: Option<String>,
     pub orphan_pts_master: bool,
     pub config_file: Option<String>,
+    pub lsm_profile: Option<String>,
+    pub lsm_mount_context: Option<String>,
+}
+
+/// `criu_features`: what a FEATURE_CHECK asks about and CRIU answers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// Memory changes tracking (soft-dirty bits): what a pre-dump and a
+    /// dump onto a parent need.
+    pub mem_track: bool,
 }
 
 /// `criu_req`.
@@ -103,6 +125,8 @@ pub struct Request {
     pub typ: ReqType,
     pub opts: Option<Opts>,
     pub notify_success: bool,
+    /// The features a FEATURE_CHECK asks about.
+    pub features: Option<Features>,
 }
 
 /// What keel reads of `criu_resp`.
@@ -118,6 +142,8 @@ pub struct Response {
     pub cr_errmsg: Option<String>,
     /// `version`: (major, minor, sublevel).
     pub version: Option<(i32, i32, i32)>,
+    /// `features`: the answer to a FEATURE_CHECK.
+    pub features: Option<Features>,
 }
 
 /// A protobuf message being written.
@@ -185,10 +211,21 @@ impl Opts {
         w.flag(8, self.file_locks);
         w.int(9, self.log_level.into());
         w.bytes(10, self.log_file.as_bytes());
+        if let Some((address, port)) = &self.page_server {
+            let mut m = Writer::default();
+            m.bytes(1, address.as_bytes());
+            m.int(2, (*port).into());
+            w.message(11, m);
+        }
         w.flag(12, self.notify_scripts);
         if let Some(root) = &self.root {
             w.bytes(13, root.as_bytes());
         }
+        if let Some(parent) = &self.parent_img {
+            w.bytes(14, parent.as_bytes());
+        }
+        w.flag(15, self.track_mem);
+        w.flag(16, self.auto_dedup);
         if let Some(fd) = self.work_dir_fd {
             w.int(17, fd.into());
         }
@@ -225,6 +262,12 @@ impl Opts {
         if let Some(c) = &self.config_file {
             w.bytes(51, c.as_bytes());
         }
+        if let Some(p) = &self.lsm_profile {
+            w.bytes(53, p.as_bytes());
+        }
+        if let Some(c) = &self.lsm_mount_context {
+            w.bytes(63, c.as_bytes());
+        }
         w
     }
 }
@@ -237,6 +280,11 @@ impl Request {
             w.message(2, o.encode());
         }
         w.flag(3, self.notify_success);
+        if let Some(f) = self.features {
+            let mut m = Writer::default();
+            m.int(1, f.mem_track.into());
+            w.message(5, m);
+        }
         w.0
     }
 }
@@ -349,6 +397,15 @@ impl Response {
                     }
                     r.version = Some(v);
                 }
+                Field::Bytes(8, m) => {
+                    let mut f = Features::default();
+                    for field in Reader::fields(m)? {
+                        if let Field::Int(1, v) = field {
+                            f.mem_track = v != 0;
+                        }
+                    }
+                    r.features = Some(f);
+                }
                 _ => {}
             }
         }
@@ -373,6 +430,7 @@ mod tests {
                 ..Opts::default()
             }),
             notify_success: false,
+            features: None,
         };
         assert_eq!(
             req.encode(),
@@ -413,6 +471,27 @@ mod tests {
         assert!(!r.success);
         assert_eq!(r.cr_errno, Some(2));
         assert_eq!(r.cr_errmsg.as_deref(), Some("no images"));
+    }
+
+    #[test]
+    fn feature_check_round_trip() {
+        let req = Request {
+            typ: ReqType::FeatureCheck,
+            opts: None,
+            notify_success: false,
+            features: Some(Features { mem_track: true }),
+        };
+        // type: FEATURE_CHECK features { mem_track: true }
+        assert_eq!(req.encode(), [0x08, 0x09, 0x2a, 0x02, 0x08, 0x01]);
+        let mut f = Writer::default();
+        f.int(1, 0);
+        let mut w = Writer::default();
+        w.int(1, 9);
+        w.int(2, 1);
+        w.message(8, f);
+        let r = Response::decode(&w.0).unwrap();
+        assert_eq!(r.typ, Some(ReqType::FeatureCheck));
+        assert_eq!(r.features, Some(Features { mem_track: false }));
     }
 
     #[test]

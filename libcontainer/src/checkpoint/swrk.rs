@@ -120,6 +120,7 @@ impl Criu {
                     typ: ReqType::Notify,
                     opts: None,
                     notify_success: true,
+                    features: None,
                 }
                 .encode(),
             )?;

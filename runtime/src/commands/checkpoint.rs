@@ -8,7 +8,7 @@ use libkeel::checkpoint::{CheckpointOptions, CriuOptions, RestoreOptions};
 use libkeel::{Container, ContainerBuilder};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The options both commands share; the image path defaults to runc's,
 /// `checkpoint` in the current directory.
@@ -32,7 +32,48 @@ fn criu_options(a: &CriuArgs, criu: Option<&Path>) -> Result<CriuOptions> {
         .manage_cgroups_mode
         .parse()
         .map_err(|()| anyhow::anyhow!("Invalid manage-cgroups-mode value"))?;
+    o.auto_dedup = a.auto_dedup;
+    for ns in &a.empty_ns {
+        // runc maps only this one (the network is never restored anyway).
+        match ns.as_str() {
+            "network" => o.empty_ns |= libc::CLONE_NEWNET as u32,
+            _ => bail!("namespace {ns:?} is not supported"),
+        }
+    }
     Ok(o)
+}
+
+/// `--parent-path`, as runc checks it: relative to the image path, and a
+/// directory there.
+fn parent_path(images: &Path, parent: Option<&Path>) -> Result<Option<PathBuf>> {
+    let Some(parent) = parent else {
+        return Ok(None);
+    };
+    if parent.is_absolute() {
+        bail!("--parent-path must be relative");
+    }
+    let real = images.join(parent);
+    match std::fs::metadata(&real) {
+        Ok(m) if m.is_dir() => Ok(Some(parent.to_path_buf())),
+        Ok(_) => bail!(
+            "invalid --parent-path: stat {}: not a directory",
+            real.display()
+        ),
+        Err(e) => bail!("invalid --parent-path: stat {}: {e}", real.display()),
+    }
+}
+
+/// `--page-server ADDRESS:PORT`, in runc's words when it is not one.
+fn page_server(arg: &str) -> Result<(String, i32)> {
+    let (address, port) = arg
+        .rsplit_once(':')
+        .map(|(a, p)| (a.trim_start_matches('[').trim_end_matches(']'), p))
+        .filter(|(a, p)| !a.is_empty() && !p.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("Use --page-server ADDRESS:PORT to specify page server"))?;
+    let port = port
+        .parse()
+        .map_err(|_| anyhow::anyhow!("Invalid port number"))?;
+    Ok((address.to_string(), port))
 }
 
 /// Flags runc has that keel does not implement yet: refused, never ignored.
@@ -43,12 +84,10 @@ fn refuse(unsupported: &[(&str, bool)]) -> Result<()> {
     Ok(())
 }
 
+/// Lazy migration (a page server serving faults of the restored tasks
+/// through userfaultfd) is not implemented.
 fn refuse_common(a: &CriuArgs) -> Result<()> {
-    refuse(&[
-        ("--empty-ns", !a.empty_ns.is_empty()),
-        ("--auto-dedup", a.auto_dedup),
-        ("--lazy-pages", a.lazy_pages),
-    ])
+    refuse(&[("--lazy-pages", a.lazy_pages)])
 }
 
 fn warn_all(log: &Logger, warnings: &[String]) {
@@ -65,20 +104,19 @@ pub fn checkpoint(
     criu: Option<&Path>,
     log: &Logger,
 ) -> Result<i32> {
+    // --status-fd only serves --lazy-pages: runc ignores it otherwise.
     refuse_common(&a.criu)?;
-    refuse(&[
-        ("--parent-path", a.parent_path.is_some()),
-        ("--pre-dump", a.pre_dump),
-        ("--page-server", a.page_server.is_some()),
-        ("--status-fd", a.status_fd.is_some()),
-    ])?;
+    let common = criu_options(&a.criu, criu)?;
     let opts = CheckpointOptions {
-        common: criu_options(&a.criu, criu)?,
+        parent_path: parent_path(&common.image_path, a.parent_path.as_deref())?,
+        page_server: a.page_server.as_deref().map(page_server).transpose()?,
+        common,
         leave_running: a.leave_running,
+        pre_dump: a.pre_dump,
     };
     let c = Container::load(root, &a.id)?;
     c.checkpoint(&opts)?;
-    if !a.leave_running {
+    if !(a.leave_running || a.pre_dump) {
         warn_all(log, &c.delete(true)?);
     }
     Ok(0)
@@ -95,12 +133,10 @@ pub fn restore(
     systemd: bool,
 ) -> Result<i32> {
     refuse_common(&a.criu)?;
-    refuse(&[
-        ("--lsm-profile", a.lsm_profile.is_some()),
-        ("--lsm-mount-context", a.lsm_mount_context.is_some()),
-    ])?;
     let opts = RestoreOptions {
         common: criu_options(&a.criu, criu)?,
+        lsm_profile: a.lsm_profile.clone(),
+        lsm_mount_context: a.lsm_mount_context.clone(),
     };
     let terminal = super::bundle_terminal(&a.bundle)?;
     if a.console_socket.is_some() {
