@@ -255,6 +255,7 @@ impl CriDaemon {
     /// Kills containerd, its shims and every process in the pods'
     /// cgroups (by pid), removes the cgroups and the temp dir. The
     /// namespaces, with the mounts, go with the last of their processes.
+    /// Done on drop too (a daemon that failed to set up); twice is harmless.
     pub fn stop(&mut self) {
         let _ = self.daemon.kill();
         let _ = self.daemon.wait();
@@ -272,6 +273,12 @@ impl CriDaemon {
         if std::env::var_os("KEEL_CONF_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+impl Drop for CriDaemon {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

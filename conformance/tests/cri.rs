@@ -271,6 +271,7 @@ impl<'a> Pod<'a> {
                 ..Default::default()
             }),
             command: cmd.iter().map(|s| s.to_string()).collect(),
+            labels: [("keel-test/name".to_string(), name.to_string())].into(),
             log_path: format!("{name}.log"),
             linux: Some(cri::LinuxContainerConfig {
                 resources: None,
@@ -582,7 +583,14 @@ fn container_lifecycle() {
             id: error.clone(),
             ..Default::default()
         })?;
-        seen.push(format!("pod {in_pod:?} exited {exited:?} id {by_id:?}"));
+        let by_label = list(cri::ContainerFilter {
+            pod_sandbox_id: pod.id.clone(),
+            label_selector: [("keel-test/name".to_string(), "graceful".to_string())].into(),
+            ..Default::default()
+        })?;
+        seen.push(format!(
+            "pod {in_pod:?} exited {exited:?} id {by_id:?} label {by_label:?}"
+        ));
         for (id, grace) in [(&stubborn, 1), (&graceful, 10)] {
             let req = cri::StopContainerRequest {
                 container_id: id.to_string(),
