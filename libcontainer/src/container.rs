@@ -70,6 +70,7 @@ pub struct ContainerBuilder {
     rootless_cgroups: bool,
     systemd_cgroup: bool,
     pub(crate) stdio: Option<[OwnedFd; 3]>,
+    keep_stdio_owner: bool,
 }
 
 impl ContainerBuilder {
@@ -86,6 +87,7 @@ impl ContainerBuilder {
             rootless_cgroups: false,
             systemd_cgroup: false,
             stdio: None,
+            keep_stdio_owner: false,
         }
     }
 
@@ -132,6 +134,16 @@ impl ContainerBuilder {
     /// or fifos); by default it inherits the caller's.
     pub fn stdio(mut self, stdin: OwnedFd, stdout: OwnedFd, stderr: OwnedFd) -> Self {
         self.stdio = Some([stdin, stdout, stderr]);
+        self
+    }
+
+    /// Leave the owner of the process's stdio alone (a pty is still given
+    /// to the process's user). By default, as runc's fixStdioPermissions,
+    /// the stdio fds but `/dev/null` go to the user the process runs as;
+    /// a caller passing host files or fifos (rather than pipes of its own)
+    /// may not want them chowned.
+    pub fn keep_stdio_owner(mut self, yes: bool) -> Self {
+        self.keep_stdio_owner = yes;
         self
     }
 
@@ -192,6 +204,7 @@ impl ContainerBuilder {
             plan.rootfs.cgroups = seen;
         }
         plan.process.stdio = self.stdio.take();
+        plan.process.keep_stdio_owner = self.keep_stdio_owner;
         let dir = StateDir::create(&self.root, &self.id)?;
         let mut made = Made::default();
         let result = self.create_in(runtime, &dir, &bundle, &plan, &cgroups, &mut made);
@@ -423,6 +436,8 @@ pub struct ExecOptions {
     pub sub_cgroups: Option<crate::cgroups::SubCgroups>,
     /// stdin, stdout, stderr of the process; by default the caller's.
     pub stdio: Option<[OwnedFd; 3]>,
+    /// See [`ContainerBuilder::keep_stdio_owner`].
+    pub keep_stdio_owner: bool,
 }
 
 /// A process started by [`Container::exec`].
@@ -753,6 +768,7 @@ impl Container {
             },
         )?;
         plan.stdio = opts.stdio;
+        plan.keep_stdio_owner = opts.keep_stdio_owner;
         self.warnings.extend(plan.warnings.iter().cloned());
         let descended;
         let cgroups = match &opts.sub_cgroups {

@@ -44,7 +44,9 @@ pub fn create(runtime: &libkeel::Runtime, c: Create) -> Result<i32> {
         .no_new_keyring(c.no_new_keyring)
         .systemd_cgroup(c.systemd_cgroup);
     if let Some([i, o, e]) = c.stdio {
-        b = b.stdio(i, o, e);
+        // containerd's fifos and log files, not pipes of the shim's: their
+        // owner on the host stays (the runc shim gives runc pipes instead).
+        b = b.stdio(i, o, e).keep_stdio_owner(true);
     }
     if let Some(s) = c.console_socket {
         b = b.console_socket(s);
@@ -75,6 +77,7 @@ pub fn exec(
         process,
         libkeel::ExecOptions {
             console_socket,
+            keep_stdio_owner: stdio.is_some(),
             stdio,
             ..Default::default()
         },

@@ -125,6 +125,9 @@ pub struct ProcessPlan {
     pub labels: crate::security::lsm::Labels,
     /// stdin, stdout, stderr for the program instead of the caller's own.
     pub stdio: Option<[OwnedFd; 3]>,
+    /// Leave the owner of non-terminal stdio alone (see
+    /// [`crate::ContainerBuilder::keep_stdio_owner`]).
+    pub keep_stdio_owner: bool,
     /// What runc would warn about while starting this process.
     pub warnings: Vec<String>,
 }
@@ -601,6 +604,7 @@ impl ProcessPlan {
                 .transpose()?,
             labels: crate::security::lsm::Labels::of(process),
             stdio: None,
+            keep_stdio_owner: false,
             warnings: caps
                 .as_ref()
                 .map(Capabilities::ambient_warnings)

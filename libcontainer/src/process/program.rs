@@ -230,7 +230,9 @@ fn set_user(plan: &ProcessPlan, in_userns: bool, keep: Option<caps::Capability>)
         c.apply_bounding()?;
     }
     nix::sys::prctl::set_keepcaps(true).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
-    fix_stdio_permissions(plan.uid)?;
+    if plan.terminal.is_some() || !plan.keep_stdio_owner {
+        fix_stdio_permissions(plan.uid)?;
+    }
     let gids: Vec<Gid> = plan
         .additional_gids
         .iter()
