@@ -461,42 +461,6 @@ fn a_missing_criu_is_named_and_nothing_is_left() {
     assert_no_leaks(&env, "ctr");
 }
 
-/// prestart and createRuntime hooks run again at restore, once CRIU has
-/// made the namespaces, with the restored init's pid in their state (runc's
-/// criuNotifications, "setup-namespaces").
-#[test]
-fn restore_runs_prestart_and_create_runtime_hooks() {
-    each_runtime(|env, criu| {
-        let name = env.rt.name;
-        let (mut b, file) = counter(env, "ctr", None);
-        let log = b.dir.join("hooks.log");
-        for kind in ["prestart", "createRuntime"] {
-            let script = format!(
-                "echo {kind} $(tr -d '\\n' | sed 's/.*\"pid\": *\\([0-9]*\\).*/\\1/') >> {}",
-                log.display()
-            );
-            b.push(
-                &format!("/hooks/{kind}"),
-                json!({"path": "/bin/sh", "args": ["sh", "-c", script]}),
-            );
-        }
-        b.save().expect("save config");
-        let _run = start_counter(env, criu, &b, &file);
-        let images = dump(env, criu, &[]);
-        std::fs::remove_file(&log).expect("the hooks ran at create");
-        let _restored = restore(env, criu, &b, &images, &["--detach"], "ctr").ok("restore");
-        let pid = pid_of(env, "ctr");
-        let ran = std::fs::read_to_string(&log).unwrap_or_default();
-        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
-        assert_no_leaks(env, "ctr");
-        assert_eq!(
-            ran,
-            format!("prestart {pid}\ncreateRuntime {pid}\n"),
-            "{name}: hooks at restore"
-        );
-    });
-}
-
 /// The blocks the pages images in `dir` take on disk (holes excluded).
 fn page_blocks(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
