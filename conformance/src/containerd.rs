@@ -87,6 +87,12 @@ pub fn shim_dir() -> PathBuf {
 impl Containerd {
     /// Starts containerd and imports the busybox image.
     pub fn start() -> Result<Containerd> {
+        Containerd::start_with_path(&[])
+    }
+
+    /// `start`, with `first` ahead of the shim's directory on containerd's
+    /// PATH (which its shims and runc inherit: where they find `criu`).
+    pub fn start_with_path(first: &[PathBuf]) -> Result<Containerd> {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let id = format!("{}-{n}", std::process::id());
         let dir = PathBuf::from(format!("/tmp/keel-ctrd-{id}"));
@@ -101,11 +107,16 @@ impl Containerd {
             s = socket.display()
         );
         std::fs::write(dir.join("config.toml"), config).context("write config.toml")?;
-        let path = format!(
-            "{}:{}",
-            shim_dir().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
+        let mut dirs = first.to_vec();
+        dirs.push(shim_dir());
+        let path = std::env::join_paths(
+            dirs.iter().chain(
+                std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .iter(),
+            ),
+        )
+        .context("PATH for containerd")?;
         let log = std::fs::File::create(dir.join("containerd.log")).context("containerd.log")?;
         let daemon = Command::new("unshare")
             .args(["-m", "--propagation", "private", "--", "sh", "-c"])

@@ -19,6 +19,7 @@
 mod bundle;
 pub mod containerd;
 pub mod cri;
+pub mod criu;
 pub mod engines;
 mod env;
 mod leaks;

@@ -11,41 +11,14 @@
 //! use pipes too). The runtime commands here get pipes, and report errors
 //! through `--log`.
 
+use keel_conformance::criu::criu;
 use keel_conformance::{assert_no_leaks, wait_until, Bundle, Runtime, TestEnv};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 const SEC10: Duration = Duration::from_secs(10);
-
-/// The CRIU to use, or None (after printing why) to skip.
-fn criu() -> Option<PathBuf> {
-    static CRIU: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let found = CRIU.get_or_init(|| {
-        if let Some(p) = std::env::var_os("KEEL_CRIU").filter(|p| !p.is_empty()) {
-            return Ok(PathBuf::from(p));
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/criu.sh");
-        let out = Command::new(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("run {}: {e}", script.display()))?;
-        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if !out.status.success() || path.is_empty() {
-            return Err(format!("{} could not provide CRIU", script.display()));
-        }
-        Ok(PathBuf::from(path))
-    });
-    match found {
-        Ok(p) => Some(p.clone()),
-        Err(why) => {
-            eprintln!("SKIPPED: no CRIU >= 4.1: {why}");
-            None
-        }
-    }
-}
 
 /// Runs `scenario` under keel, then under runc when it is installed, each
 /// in its own environment, with the CRIU (or skips, saying why).

@@ -12,6 +12,7 @@
 //! read; `server` serves both v2 and v3.
 
 mod bundle;
+mod checkpoint;
 mod events;
 mod metrics;
 mod options;

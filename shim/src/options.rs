@@ -26,6 +26,8 @@ pub struct Options {
     pub systemd_cgroup: bool,
     /// The cgroup (from each hierarchy's root) the shim itself goes in.
     pub shim_cgroup: String,
+    /// CRIU's work files at a restore (see `checkpoint`).
+    pub criu_work_path: String,
 }
 
 impl Options {
@@ -46,6 +48,7 @@ impl Options {
             no_new_keyring: o.no_new_keyring,
             systemd_cgroup: o.systemd_cgroup,
             shim_cgroup: o.shim_cgroup,
+            criu_work_path: o.criu_work_path,
         })
     }
 

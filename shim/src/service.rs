@@ -122,6 +122,8 @@ struct Task_ {
     /// exit does not end its children: kill the cgroup's processes then.
     shared_pidns: bool,
     rootfs_mounted: bool,
+    /// Created from a checkpoint: Start restores it.
+    restore: Option<crate::checkpoint::PendingRestore>,
 }
 
 impl Task_ {
@@ -417,8 +419,13 @@ impl Service {
     }
 
     fn create(&mut self, req: api::CreateTaskRequest) -> Result<api::CreateTaskResponse> {
-        if !req.checkpoint.is_empty() {
-            return Err(err(Code::UNIMPLEMENTED, "keel cannot restore checkpoints"));
+        if !req.parent_checkpoint.is_empty() {
+            // runc restore has no --parent-path either: CRIU follows the
+            // images' own link to their parent.
+            return Err(err(
+                Code::INVALID_ARGUMENT,
+                "a parent checkpoint cannot be restored from",
+            ));
         }
         if self.tasks.contains_key(&req.id) {
             return Err(err(
@@ -451,6 +458,9 @@ impl Service {
                 options: m.options.clone(),
             })
             .collect();
+        if !req.checkpoint.is_empty() {
+            return self.create_restored(req, opts, root, spec, prepared, &rootfs);
+        }
         let (ours, theirs) = prepared.console_socket.unzip();
         let pid = spawn::create(
             &self.runtime,
@@ -499,30 +509,73 @@ impl Service {
                 started: false,
                 execs: HashMap::new(),
                 init_exit: None,
-                // Without a readable config.json, create fails anyway.
-                shared_pidns: !crate::bundle::Config::load(Path::new(&req.bundle))
-                    .is_none_or(|c| c.new_pid_namespace()),
+                shared_pidns: shared_pidns(&req.bundle),
                 rootfs_mounted: !rootfs.is_empty(),
+                restore: None,
             },
         );
+        self.publish_create(&req, &spec, pid);
+        Ok(api::CreateTaskResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    /// Create with a checkpoint: the rootfs mounted and the stdio opened,
+    /// the restore itself at Start (as the runc shim), pid 0 until then.
+    fn create_restored(
+        &mut self,
+        req: api::CreateTaskRequest,
+        opts: Options,
+        root: PathBuf,
+        spec: stdio::Spec,
+        prepared: stdio::Prepared,
+        rootfs: &[RootfsMount],
+    ) -> Result<api::CreateTaskResponse> {
+        let bundle = Path::new(&req.bundle);
+        spawn::mount_rootfs(rootfs, &bundle.join("rootfs"))
+            .map_err(|e| err(Code::UNKNOWN, format!("create {}: {e:#}", req.id)))?;
+        let mut init = Proc::new(spec.clone());
+        init.io = prepared.io;
+        self.tasks.insert(
+            req.id.clone(),
+            Task_ {
+                bundle: req.bundle.clone(),
+                root,
+                init,
+                started: false,
+                execs: HashMap::new(),
+                init_exit: None,
+                shared_pidns: shared_pidns(&req.bundle),
+                rootfs_mounted: !rootfs.is_empty(),
+                restore: Some(crate::checkpoint::PendingRestore {
+                    image: PathBuf::from(&req.checkpoint),
+                    work: crate::checkpoint::PendingRestore::work_dir(&opts.criu_work_path, bundle),
+                    systemd_cgroup: opts.systemd_cgroup,
+                    stdio: prepared.stdio,
+                    console_socket: prepared.console_socket,
+                }),
+            },
+        );
+        self.publish_create(&req, &spec, 0);
+        Ok(api::CreateTaskResponse::default())
+    }
+
+    fn publish_create(&mut self, req: &api::CreateTaskRequest, spec: &stdio::Spec, pid: i32) {
         self.events.publish(ev::TaskCreate {
             container_id: req.id.clone(),
             bundle: req.bundle.clone(),
             rootfs: req.rootfs.clone(),
             io: MessageField::some(ev::TaskIO {
-                stdin: spec.stdin,
-                stdout: spec.stdout,
-                stderr: spec.stderr,
+                stdin: spec.stdin.clone(),
+                stdout: spec.stdout.clone(),
+                stderr: spec.stderr.clone(),
                 terminal: spec.terminal,
                 ..Default::default()
             }),
             pid: pid as u32,
             ..Default::default()
         });
-        Ok(api::CreateTaskResponse {
-            pid: pid as u32,
-            ..Default::default()
-        })
     }
 
     fn start(&mut self, req: api::StartRequest) -> Result<api::StartResponse> {
@@ -533,8 +586,13 @@ impl Service {
             if t.started {
                 return Err(err(Code::FAILED_PRECONDITION, "already started"));
             }
-            let c = Container::load(&t.root, &req.id).map_err(lib_err)?;
-            c.start().map_err(lib_err)?;
+            match t.restore.take() {
+                Some(r) => self.restore(&req.id, r)?,
+                None => Container::load(&t.root, &req.id)
+                    .and_then(|c| c.start())
+                    .map_err(lib_err)?,
+            }
+            let t = task_in(&mut self.tasks, &req.id)?;
             t.started = true;
             let pid = t.init.pid;
             self.events.publish(ev::TaskStart {
@@ -743,11 +801,49 @@ impl Service {
         Ok(Empty::new())
     }
 
-    fn checkpoint(&mut self, _req: api::CheckpointTaskRequest) -> Result<Empty> {
-        Err(err(
-            Code::UNIMPLEMENTED,
-            "keel does not implement checkpoint yet",
-        ))
+    fn checkpoint(&mut self, req: api::CheckpointTaskRequest) -> Result<Empty> {
+        let t = self.task(&req.id)?;
+        if !t.started || t.init.exit.is_some() {
+            return Err(err(
+                Code::FAILED_PRECONDITION,
+                "only a running or paused task can be checkpointed",
+            ));
+        }
+        let bundle = Path::new(&t.bundle);
+        let c = crate::checkpoint::options(req.options.as_ref(), Path::new(&req.path), bundle)
+            .map_err(|e| err(Code::INVALID_ARGUMENT, format!("{e:#}")))?;
+        c.run(&t.root, &req.id)
+            .map_err(|e| err(Code::UNKNOWN, format!("{e:#}")))?;
+        Ok(Empty::new())
+    }
+
+    /// Start of a task created from a checkpoint: CRIU restores its init
+    /// as the shim's child, with the stdio Create opened.
+    fn restore(&mut self, id: &str, mut r: crate::checkpoint::PendingRestore) -> Result<()> {
+        let t = self.task(id)?;
+        let (ours, theirs) = r.console_socket.take().unzip();
+        let (bundle, root) = (PathBuf::from(&t.bundle), t.root.clone());
+        let pid = r
+            .run(id, &bundle, root.clone(), theirs)
+            .map_err(|e| err(Code::UNKNOWN, format!("{e:#}")))?;
+        let t = self.task(id)?;
+        t.init.pid = pid;
+        t.init.pidfd = libkeel::pidfd_open(pid).ok();
+        if let Some(ours) = &ours {
+            let spec = t.init.stdio.clone();
+            if let Err(e) = t.init.io.attach_console(&spec, ours) {
+                if let Ok(c) = Container::load(&root, id) {
+                    let _ = c.delete(true);
+                }
+                return Err(err(Code::INTERNAL, format!("{e:#}")));
+            }
+        }
+        match Container::load(&root, id).and_then(|c| c.oom_watch()) {
+            Ok(Some(w)) => self.ooms.push((id.to_string(), w)),
+            Ok(None) => {}
+            Err(e) => log::warn!("{id}: no OOM events: {e}"),
+        }
+        Ok(())
     }
 
     fn kill(&mut self, req: api::KillRequest) -> Result<Empty> {
@@ -904,6 +1000,12 @@ impl Service {
         }
         Ok(Empty::new())
     }
+}
+
+/// Whether the bundle's container shares a pid namespace (without a
+/// readable config.json, create fails anyway).
+fn shared_pidns(bundle: &str) -> bool {
+    !crate::bundle::Config::load(Path::new(bundle)).is_none_or(|c| c.new_pid_namespace())
 }
 
 fn delete_response(pid: i32, exit: Option<Exit>) -> api::DeleteResponse {

@@ -86,7 +86,7 @@ pub fn exec(
 
 /// Mounts containerd's rootfs mounts (usually one overlay) on the bundle's
 /// rootfs, as the runc shim does.
-fn mount_rootfs(mounts: &[RootfsMount], target: &Path) -> Result<()> {
+pub fn mount_rootfs(mounts: &[RootfsMount], target: &Path) -> Result<()> {
     use nix::mount::MsFlags;
     for m in mounts {
         let opts = libkeel::rootfs::options::parse(&m.options);

@@ -19,7 +19,7 @@ pub(crate) struct ExternalMount {
     pub source: PathBuf,
 }
 
-fn is_bind(m: &Mount) -> bool {
+pub(super) fn is_bind(m: &Mount) -> bool {
     m.typ().as_deref() == Some("bind")
         || m.options()
             .iter()

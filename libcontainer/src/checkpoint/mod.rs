@@ -13,7 +13,9 @@
 //! keel's child (`rst_sibling`), into the container's own root.
 
 mod describe;
+mod mountpoints;
 mod rpc;
+mod stdio;
 mod swrk;
 
 pub use rpc::CgroupMode;
@@ -232,6 +234,10 @@ impl Container {
                 o.ext_mnt.push((f, "/dev/null".into()));
             }
             write_descriptors(pid, &c.image_path.join(DESCRIPTORS))?;
+            let external_stdio = stdio::external(pid)?;
+            o.external
+                .extend(external_stdio.iter().map(|(_, key)| key.clone()));
+            stdio::save(&c.image_path, &external_stdio)?;
         }
         let typ = if opts.pre_dump {
             ReqType::PreDump
@@ -436,6 +442,7 @@ fn restore_in(
     let c = &opts.common;
     let (work, log) = c.work_dir("restore.log")?;
     *made_cgroups = cgroups.create()?;
+    mountpoints::prepare(bundle)?;
     let root = RestoreRoot::bind(&bundle.rootfs, dir.path.join("criu-root"))?;
     let mut o = c.rpc(&images, work.as_ref(), "restore.log", bundle);
     o.root = Some(root.0.to_string_lossy().into_owned());
@@ -461,6 +468,9 @@ fn restore_in(
         if d.contains("pipe:") {
             o.inherit_fd.push((d.clone(), i as i32));
         }
+    }
+    for (fd, key) in stdio::load(&c.image_path)? {
+        o.inherit_fd.push((key, fd));
     }
     let mut criu = Criu::spawn(&c.criu, b.stdio.as_ref(), &extra)?;
     // As runc: CRIU (and so the tree it restores) in the cgroups, then the

@@ -75,6 +75,14 @@ impl Criu {
                 let mut none: libc::sigset_t = std::mem::zeroed();
                 libc::sigemptyset(&mut none);
                 libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+                // Signals the caller ignores stay ignored across execve
+                // (a shim ignores SIGTERM and SIGPIPE): CRIU stops its
+                // helpers with signals, and would wait for them forever.
+                for sig in 1..libc::SIGRTMIN() {
+                    if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                        libc::signal(sig, libc::SIG_DFL);
+                    }
+                }
                 Ok(())
             });
         }

@@ -1,0 +1,103 @@
+//! Checkpoint and restore through the engines: containerd 1.6 with keel's
+//! shim (`io.containerd.keel.v2`) and, as the reference, with the runc
+//! shim and runc, each restoring a counter that must go on counting. The
+//! CRIU is `keel_conformance::criu::criu()`'s, first on the engine's PATH;
+//! without one, each test says SKIPPED.
+//!
+//! The counter counts in memory and writes each count to /dev/shm/count:
+//! /dev/shm is the container's own tmpfs, whose files CRIU dumps, so a
+//! restore gets the file back whatever instant the dump took.
+
+use keel_conformance::containerd::{self, Containerd, KEEL_SHIM, RUNC_SHIM};
+use keel_conformance::criu;
+use keel_conformance::wait_until;
+use std::time::Duration;
+
+const SEC10: Duration = Duration::from_secs(10);
+const COUNTER: &str = "i=0; while :; do i=$((i+1)); echo $i > /dev/shm/count; sleep 0.1; done";
+
+/// A containerd whose PATH finds the CRIU, or None (saying why).
+fn containerd() -> Option<Containerd> {
+    if let Some(why) = containerd::unavailable() {
+        eprintln!("SKIPPED {}: {why}", module_path!());
+        return None;
+    }
+    let criu = criu::criu()?;
+    let scratch = std::env::temp_dir().join(format!("keel-cp-{}", std::process::id()));
+    let dir = criu::path_dir(&criu, &scratch).expect("a PATH directory for criu");
+    Some(Containerd::start_with_path(&[dir]).expect("start containerd"))
+}
+
+/// The counter's count, read in the task (0 while there is none).
+fn ctr_count(c: &Containerd, id: &str) -> u32 {
+    let o = c.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "count",
+        id,
+        "cat",
+        "/dev/shm/count",
+    ]);
+    o.stdout.trim().parse().unwrap_or(0)
+}
+
+/// `ctr c checkpoint --task` of a running counter, then `ctr c restore
+/// --live` of it (the original deleted first): the count goes on from
+/// where the checkpoint took it.
+fn containerd_round_trip(runtime: &str) {
+    let Some(c) = containerd() else { return };
+    let id = "counter";
+    let reference = "keel.test/checkpoint:counter";
+    c.run_detached(runtime, id, &[], &["sh", "-c", COUNTER]);
+    assert!(
+        wait_until(SEC10, || ctr_count(&c, id) >= 3),
+        "{runtime}: the counter never counted"
+    );
+    let before = ctr_count(&c, id);
+    let out = c.ctr(&["containers", "checkpoint", "--task", id, reference]);
+    assert_eq!(out.code, 0, "{runtime}: checkpoint: {out:?}\n{}", c.log());
+    // `ctr c checkpoint` leaves the task running (paused for the dump).
+    assert_eq!(c.task_status(id), "RUNNING", "{runtime}");
+    c.ctr(&["task", "kill", "-s", "SIGKILL", id])
+        .expect_ok("task kill");
+    assert!(
+        c.wait_status(id, "STOPPED", SEC10),
+        "{runtime}: not stopped"
+    );
+    c.ctr(&["task", "delete", id]).expect_ok("task delete");
+    c.ctr(&["containers", "delete", id])
+        .expect_ok("containers delete");
+    let out = c.ctr(&["containers", "restore", "--live", id, reference]);
+    assert_eq!(out.code, 0, "{runtime}: restore: {out:?}\n{}", c.log());
+    assert_eq!(c.task_status(id), "RUNNING", "{runtime}");
+    let after = ctr_count(&c, id);
+    assert!(
+        after >= before,
+        "{runtime}: restored at {after}, checkpointed at {before}: not the same counter"
+    );
+    assert!(
+        wait_until(SEC10, || ctr_count(&c, id) > after),
+        "{runtime}: the restored counter does not count"
+    );
+    c.ctr(&["task", "kill", "-s", "SIGKILL", id])
+        .expect_ok("task kill");
+    assert!(
+        c.wait_status(id, "STOPPED", SEC10),
+        "{runtime}: not stopped"
+    );
+    c.ctr(&["task", "delete", id]).expect_ok("task delete");
+    c.ctr(&["containers", "delete", id])
+        .expect_ok("containers delete");
+    assert!(c.cgroup_dirs(id).is_empty(), "{runtime}: cgroup left");
+}
+
+#[test]
+fn containerd_keel_shim_checkpoint_restore() {
+    containerd_round_trip(KEEL_SHIM);
+}
+
+#[test]
+fn containerd_runc_shim_checkpoint_restore() {
+    containerd_round_trip(RUNC_SHIM);
+}
