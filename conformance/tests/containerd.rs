@@ -207,32 +207,6 @@ fn detached_lifecycle() {
         assert!(m.stdout.contains("pids.current"), "{rt}: {m:?}");
         // update.
         update_memory(&c, id, 64 << 20).unwrap_or_else(|e| panic!("{rt}: update: {e}"));
-        if rt == KEEL_SHIM {
-            // No checkpoint in keel yet: a clear Unimplemented (the runc
-            // shim would run criu).
-            let address = std::fs::read_to_string(c.bundle(id).join("address")).expect("address");
-            let req = containerd_shim_protos::shim::shim::CheckpointTaskRequest {
-                id: id.into(),
-                path: c.dir.join("ckpt").to_string_lossy().into_owned(),
-                ..Default::default()
-            };
-            let client = shim_client(&c, &address).expect("shim client");
-            let resp = client.request(containerd_shim_protos::ttrpc::Request {
-                service: "containerd.task.v2.Task".into(),
-                method: "Checkpoint".into(),
-                payload: req.write_to_bytes().expect("encode"),
-                timeout_nano: 10_000_000_000,
-                ..Default::default()
-            });
-            match resp {
-                Err(containerd_shim_protos::ttrpc::Error::RpcStatus(s)) => assert_eq!(
-                    s.code.value(),
-                    containerd_shim_protos::ttrpc::Code::UNIMPLEMENTED as i32,
-                    "checkpoint: {s:?}"
-                ),
-                other => panic!("checkpoint: {other:?}"),
-            }
-        }
         let limits: Vec<String> = c
             .cgroup_dirs(id)
             .iter()
@@ -259,6 +233,63 @@ fn detached_lifecycle() {
             keel_conformance::wait_until(SEC10, || c.shim_pids(rt).is_empty()),
             "{rt}: shim left running"
         );
+    }
+}
+
+/// Checkpoint through the Task API with the runc shim's options, `exit`
+/// set (ctr 1.6 sends options only to the runc shim): the images land in
+/// the request's path and the task stops, under either shim.
+#[test]
+fn checkpoint_with_exit_through_the_task_api() {
+    if let Some(why) = containerd::unavailable() {
+        eprintln!("SKIPPED {}: {why}", module_path!());
+        return;
+    }
+    let Some(criu) = keel_conformance::criu::criu() else {
+        return;
+    };
+    let scratch = std::env::temp_dir().join(format!("keel-cpx-{}", std::process::id()));
+    let dir = keel_conformance::criu::path_dir(&criu, &scratch).expect("criu dir");
+    let c = Containerd::start_with_path(&[dir]).expect("start containerd");
+    for rt in RUNTIMES {
+        let id = "cpexit";
+        c.run_detached(rt, id, &[], &["sh", "-c", "while :; do sleep 0.1; done"]);
+        let images = c.dir.join(format!("images-{rt}"));
+        let opts = containerd_shim_protos::shim::oci::CheckpointOptions {
+            exit: true,
+            ..Default::default()
+        };
+        let req = containerd_shim_protos::shim::shim::CheckpointTaskRequest {
+            id: id.into(),
+            path: images.to_string_lossy().into_owned(),
+            options: Some(containerd_shim_protos::protobuf::well_known_types::any::Any {
+                type_url: "containerd.runc.v1.CheckpointOptions".into(),
+                value: opts.write_to_bytes().expect("encode"),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        let address = std::fs::read_to_string(c.bundle(id).join("address")).expect("address");
+        let client = shim_client(&c, &address).unwrap_or_else(|e| panic!("{rt}: {e}"));
+        let resp = client
+            .request(containerd_shim_protos::ttrpc::Request {
+                service: "containerd.task.v2.Task".into(),
+                method: "Checkpoint".into(),
+                payload: req.write_to_bytes().expect("encode"),
+                timeout_nano: 30_000_000_000,
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| panic!("{rt}: checkpoint: {e:?}"));
+        if let Some(s) = resp.status.as_ref().filter(|s| s.code.value() != 0) {
+            panic!("{rt}: checkpoint: {:?}: {}", s.code, s.message);
+        }
+        assert!(images.join("inventory.img").is_file(), "{rt}: no images");
+        assert!(c.wait_status(id, "STOPPED", SEC10), "{rt}: still running");
+        c.ctr(&["task", "delete", id]).expect_ok("task delete");
+        c.ctr(&["containers", "delete", id])
+            .expect_ok("containers delete");
+        assert!(c.cgroup_dirs(id).is_empty(), "{rt}: cgroup left");
     }
 }
 

@@ -23,6 +23,9 @@ struct Podman {
     sb: Sandbox,
     dir: TempDir,
     cgroup: String,
+    /// A directory holding `criu` (>= 4.1), first on podman's PATH: podman
+    /// checks CRIU's version itself and the runtimes run it from PATH.
+    criu_dir: Option<std::path::PathBuf>,
 }
 
 impl Podman {
@@ -35,10 +38,15 @@ impl Podman {
         )?;
         make_volume(&dir.0)?;
         let tar = busybox_tar(&dir.0)?;
+        let criu_dir = match keel_conformance::criu::criu() {
+            Some(c) => Some(keel_conformance::criu::path_dir(&c, &dir.0)?),
+            None => None,
+        };
         let p = Podman {
             sb: Sandbox::new(&[])?,
             cgroup: format!("keel-engines-podman-{}", std::process::id()),
             dir,
+            criu_dir,
         };
         let o = p.sb.sh(
             &format!("{} import {} {IMAGE}", p.base(None), tar.display()),
@@ -51,8 +59,12 @@ impl Podman {
     /// The podman command line up to the subcommand.
     fn base(&self, rt: Option<&Runtime>) -> String {
         let d = self.dir.0.display();
+        let path = match &self.criu_dir {
+            Some(c) => format!("PATH={}:\"$PATH\" ", c.display()),
+            None => String::new(),
+        };
         let mut s = format!(
-            "CONTAINERS_CONF={d}/containers.conf podman --root {d}/root --runroot {d}/runroot \
+            "{path}CONTAINERS_CONF={d}/containers.conf podman --root {d}/root --runroot {d}/runroot \
              --tmpdir {d}/tmp --network-config-dir {d}/networks"
         );
         if let Some(rt) = rt {
@@ -130,6 +142,53 @@ fn with_ctr(
     let name = p.detached(rt, tag, flags)?;
     let r = body(&name);
     p.rm(rt, &name);
+    r
+}
+
+/// A counter in memory, each count written to /tmp/count.
+const COUNTER: &str =
+    "sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done'";
+
+/// The counter's count, read in the container (0 while there is none).
+fn count(p: &Podman, rt: &Runtime, name: &str) -> u32 {
+    let o = p.pm(rt, &format!("exec {name} cat /tmp/count"));
+    o.stdout.trim().parse().unwrap_or(0)
+}
+
+/// A counter checkpointed (stopped) with `dump` and brought back with
+/// `back`, each given the container's name: it counts on from where the
+/// checkpoint took it. What is compared: the restored container runs and
+/// counts on.
+fn checkpoint_round_trip(p: &Podman, rt: &Runtime, tag: &str, dump: &str, back: &str) -> Step {
+    if p.criu_dir.is_none() {
+        return Err(Outcome::Skip("no CRIU >= 4.1".into()));
+    }
+    let name = &format!("{tag}-{}", rt.name);
+    let r = (|| {
+        let o = p.run(rt, &format!("-d --name {name} --network none"), COUNTER);
+        expect_code(&o, 0, "run -d")?;
+        if !keel_conformance::wait_until(Duration::from_secs(10), || count(p, rt, name) >= 3) {
+            fail!("the counter never counted");
+        }
+        let before = count(p, rt, name);
+        let o = p.pm(rt, &format!("container checkpoint {dump} {name}"));
+        expect_code(&o, 0, "container checkpoint")?;
+        let state = p.inspect(rt, name, "{{.State.Status}}").unwrap_or_default();
+        let o = p.pm(rt, &format!("container restore {}", back.replace("{name}", name)));
+        expect_code(&o, 0, "container restore")?;
+        let after = count(p, rt, name);
+        if after < before {
+            fail!("restored at {after}, checkpointed at {before}: not the same counter");
+        }
+        if !keel_conformance::wait_until(Duration::from_secs(10), || count(p, rt, name) > after) {
+            fail!("the restored counter does not count");
+        }
+        Ok(format!(
+            "{state} after checkpoint; {} after restore, counting on",
+            p.inspect(rt, name, "{{.State.Status}}")?
+        ))
+    })();
+    p.rm(rt, name);
     r
 }
 
@@ -395,6 +454,21 @@ fn podman_rootful_scenarios() {
         })
     });
     r.scenario("bridge + published port", &rts, |rt| bridge(&p, rt));
+    r.scenario("checkpoint, restore", &rts, |rt| {
+        checkpoint_round_trip(&p, rt, "cp", "", "{name}")
+    });
+    r.scenario("checkpoint --export, --import", &rts, |rt| {
+        let tar = p.dir.0.join(format!("cp-{}.tar.gz", rt.name));
+        let tar = tar.display();
+        // The container goes with the export; --import makes it again.
+        checkpoint_round_trip(
+            &p,
+            rt,
+            "cpx",
+            &format!("--export {tar}"),
+            &format!("--import {tar} --name {{name}}"),
+        )
+    });
     r.finish();
 }
 
