@@ -262,11 +262,13 @@ fn checkpoint_with_exit_through_the_task_api() {
         let req = containerd_shim_protos::shim::shim::CheckpointTaskRequest {
             id: id.into(),
             path: images.to_string_lossy().into_owned(),
-            options: Some(containerd_shim_protos::protobuf::well_known_types::any::Any {
-                type_url: "containerd.runc.v1.CheckpointOptions".into(),
-                value: opts.write_to_bytes().expect("encode"),
-                ..Default::default()
-            })
+            options: Some(
+                containerd_shim_protos::protobuf::well_known_types::any::Any {
+                    type_url: "containerd.runc.v1.CheckpointOptions".into(),
+                    value: opts.write_to_bytes().expect("encode"),
+                    ..Default::default()
+                },
+            )
             .into(),
             ..Default::default()
         };

@@ -146,8 +146,7 @@ fn with_ctr(
 }
 
 /// A counter in memory, each count written to /tmp/count.
-const COUNTER: &str =
-    "sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done'";
+const COUNTER: &str = "sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done'";
 
 /// The counter's count, read in the container (0 while there is none).
 fn count(p: &Podman, rt: &Runtime, name: &str) -> u32 {
@@ -155,11 +154,17 @@ fn count(p: &Podman, rt: &Runtime, name: &str) -> u32 {
     o.stdout.trim().parse().unwrap_or(0)
 }
 
-/// A counter checkpointed (stopped) with `dump` and brought back with
-/// `back`, each given the container's name: it counts on from where the
-/// checkpoint took it. What is compared: the restored container runs and
-/// counts on.
-fn checkpoint_round_trip(p: &Podman, rt: &Runtime, tag: &str, dump: &str, back: &str) -> Step {
+/// A counter checkpointed (stopped) with `dump` flags and brought back
+/// with `restore` flags (and its name); with `remove`, the container is
+/// removed in between (an exported checkpoint makes it again). It counts
+/// on from where the checkpoint took it. What is compared: the restored
+/// container runs and counts on.
+fn checkpoint_round_trip(
+    p: &Podman,
+    rt: &Runtime,
+    tag: &str,
+    (dump, remove, restore): (&str, bool, &str),
+) -> Step {
     if p.criu_dir.is_none() {
         return Err(Outcome::Skip("no CRIU >= 4.1".into()));
     }
@@ -173,8 +178,11 @@ fn checkpoint_round_trip(p: &Podman, rt: &Runtime, tag: &str, dump: &str, back: 
         let before = count(p, rt, name);
         let o = p.pm(rt, &format!("container checkpoint {dump} {name}"));
         expect_code(&o, 0, "container checkpoint")?;
-        let state = p.inspect(rt, name, "{{.State.Status}}").unwrap_or_default();
-        let o = p.pm(rt, &format!("container restore {}", back.replace("{name}", name)));
+        let state = p.inspect(rt, name, "{{.State.Status}}")?;
+        if remove {
+            expect_code(&p.pm(rt, &format!("rm {name}")), 0, "rm")?;
+        }
+        let o = p.pm(rt, &format!("container restore {restore} {name}"));
         expect_code(&o, 0, "container restore")?;
         let after = count(p, rt, name);
         if after < before {
@@ -455,18 +463,20 @@ fn podman_rootful_scenarios() {
     });
     r.scenario("bridge + published port", &rts, |rt| bridge(&p, rt));
     r.scenario("checkpoint, restore", &rts, |rt| {
-        checkpoint_round_trip(&p, rt, "cp", "", "{name}")
+        checkpoint_round_trip(&p, rt, "cp", ("", false, ""))
     });
     r.scenario("checkpoint --export, --import", &rts, |rt| {
         let tar = p.dir.0.join(format!("cp-{}.tar.gz", rt.name));
         let tar = tar.display();
-        // The container goes with the export; --import makes it again.
         checkpoint_round_trip(
             &p,
             rt,
             "cpx",
-            &format!("--export {tar}"),
-            &format!("--import {tar} --name {{name}}"),
+            (
+                &format!("--export {tar}"),
+                true,
+                &format!("--import {tar} --name"),
+            ),
         )
     });
     r.finish();
