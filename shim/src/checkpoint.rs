@@ -38,9 +38,9 @@ pub fn options(any: Option<&Any>, image: &Path, bundle: &Path) -> Result<Checkpo
         Some(a) => bail!("unsupported checkpoint options type {}", a.type_url),
     };
     // keel always leaves the network namespace to its owner (runc's
-    // `--empty-ns network`); others it cannot make empty yet.
+    // `--empty-ns network`, the only one runc maps).
     if let Some(ns) = o.empty_namespaces.iter().find(|n| *n != "network") {
-        bail!("empty namespace {ns:?} is not supported by keel yet");
+        bail!("namespace {ns:?} is not supported");
     }
     let (work, temporary) = if o.work_path.is_empty() {
         (bundle.join("work/criu-work"), true)
@@ -57,6 +57,9 @@ pub fn options(any: Option<&Any>, image: &Path, bundle: &Path) -> Result<Checkpo
         opts: CheckpointOptions {
             common,
             leave_running: !o.exit,
+            pre_dump: false,
+            parent_path: None,
+            page_server: None,
         },
         temporary_work: temporary,
         bundle: bundle.to_path_buf(),
@@ -141,7 +144,11 @@ impl PendingRestore {
             b = b.console_socket(s);
         }
         let c = b
-            .restore(&RestoreOptions { common })
+            .restore(&RestoreOptions {
+                common,
+                lsm_profile: None,
+                lsm_mount_context: None,
+            })
             .with_context(|| format!("restore {id} from {}", self.image.display()))?;
         for w in c.warnings() {
             log::warn!("{id}: {w}");
