@@ -996,3 +996,28 @@ fn killed_during_restore_then_delete_force_cleans_up() {
         }
     });
 }
+
+/// A checkpoint describes the container as it was created, not as its
+/// bundle's config.json reads by then (here not a config at all), as runc
+/// dumps from the config it saved.
+#[test]
+fn checkpoint_uses_the_config_of_create() {
+    each_runtime(|env, criu| {
+        let name = env.rt.name;
+        let (b, file) = counter(env, "ctr", None);
+        let _run = start_counter(env, criu, &b, &file);
+        let config = b.dir.join("config.json");
+        let original = std::fs::read(&config).expect("read config");
+        std::fs::write(&config, b"{}").expect("spoil config");
+        let dumped = count(&file);
+        let images = dump(env, criu, &[]);
+        std::fs::write(&config, original).expect("restore config");
+        let _restored = restore(env, criu, &b, &images, &["-d"], "ctr").ok("restore");
+        assert!(
+            wait_until(SEC10, || count(&file) > dumped + 2),
+            "{name}: the restored counter does not count"
+        );
+        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
+        assert_no_leaks(env, "ctr");
+    });
+}

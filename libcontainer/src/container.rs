@@ -395,6 +395,7 @@ impl ContainerBuilder {
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
             cgroup: cgroups.clone(),
             hooks: bundle.spec.hooks().clone(),
+            criu: Some(crate::checkpoint::Described::of(bundle)),
             process: bundle.spec.process().clone(),
             seccomp: bundle
                 .spec

@@ -83,6 +83,9 @@ pub struct State {
     /// The config's hooks: poststart and poststop run long after create.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// What a checkpoint tells CRIU about the container, as it was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criu: Option<crate::checkpoint::Described>,
 }
 
 pub(crate) const STATE_FILE: &str = "state.json";

@@ -8,9 +8,51 @@
 use crate::cgroups::CgroupPaths;
 use crate::error::{Error, Result, SysContext};
 use crate::spec::Bundle;
-use oci_spec::runtime::{LinuxNamespaceType, Mount};
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Mount};
+use serde::{Deserialize, Serialize};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+
+/// What of a container's config CRIU is told about. Saved in the state at
+/// create, so that a checkpoint describes the container as it was made
+/// (runc dumps from its saved config too), whatever the bundle's
+/// config.json says by then; a restore describes its bundle's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Described {
+    /// The bundle directory, which relative bind sources are in.
+    pub bundle: PathBuf,
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    #[serde(default)]
+    pub namespaces: Vec<LinuxNamespace>,
+    #[serde(default)]
+    pub masked_paths: Vec<String>,
+    /// The paths of the config's devices.
+    #[serde(default)]
+    pub devices: Vec<PathBuf>,
+}
+
+impl Described {
+    pub(crate) fn of(bundle: &Bundle) -> Described {
+        let linux = bundle.spec.linux().as_ref();
+        Described {
+            bundle: bundle.path.clone(),
+            mounts: bundle.spec.mounts().clone().unwrap_or_default(),
+            namespaces: linux
+                .and_then(|l| l.namespaces().clone())
+                .unwrap_or_default(),
+            masked_paths: linux
+                .and_then(|l| l.masked_paths().clone())
+                .unwrap_or_default(),
+            devices: linux
+                .and_then(|l| l.devices().as_ref())
+                .into_iter()
+                .flatten()
+                .map(|d| d.path().clone())
+                .collect(),
+        }
+    }
+}
 
 /// An external mount: where it is in the container, and its host source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,19 +72,18 @@ pub(super) fn is_bind(m: &Mount) -> bool {
 /// The config's mounts that CRIU must treat as external, with the sources
 /// they have now (`cgroups`: the container's cgroups, bound at the cgroup
 /// mount when there is no cgroup namespace, as keel's rootfs setup does).
-pub(crate) fn external_mounts(bundle: &Bundle, cgroups: &CgroupPaths) -> Vec<ExternalMount> {
-    let spec = &bundle.spec;
-    let cgroupns = namespaces(bundle)
+pub(crate) fn external_mounts(c: &Described, cgroups: &CgroupPaths) -> Vec<ExternalMount> {
+    let cgroupns = namespaces(c)
         .iter()
         .any(|(t, _)| *t == LinuxNamespaceType::Cgroup);
     let mut out = Vec::new();
-    for m in spec.mounts().iter().flatten() {
+    for m in &c.mounts {
         let destination = m.destination().to_string_lossy().into_owned();
         if is_bind(m) {
             let source = m.source().clone().unwrap_or_default();
             out.push(ExternalMount {
                 destination,
-                source: bundle.path.join(source),
+                source: c.bundle.join(source),
             });
         } else if m.typ().as_deref() == Some("cgroup") && !cgroupns && !cgroups.v1.is_empty() {
             // v1 or hybrid: one bind per hierarchy under a tmpfs.
@@ -68,15 +109,10 @@ pub(crate) fn external_mounts(bundle: &Bundle, cgroups: &CgroupPaths) -> Vec<Ext
             }
         }
     }
-    let linux = spec.linux().as_ref();
-    for d in linux
-        .and_then(|l| l.devices().as_ref())
-        .into_iter()
-        .flatten()
-    {
+    for d in &c.devices {
         out.push(ExternalMount {
-            destination: d.path().to_string_lossy().into_owned(),
-            source: d.path().clone(),
+            destination: d.to_string_lossy().into_owned(),
+            source: d.clone(),
         });
     }
     out
@@ -86,12 +122,9 @@ pub(crate) fn external_mounts(bundle: &Bundle, cgroups: &CgroupPaths) -> Vec<Ext
 /// root as seen from the host, /proc/<pid>/root): each has the null
 /// device bound over it, an external mount. Masked directories get a
 /// tmpfs, which CRIU restores itself.
-pub(crate) fn masked_files(bundle: &Bundle, root: &Path) -> Vec<String> {
-    let linux = bundle.spec.linux().as_ref();
-    linux
-        .and_then(|l| l.masked_paths().as_ref())
-        .into_iter()
-        .flatten()
+pub(crate) fn masked_files(c: &Described, root: &Path) -> Vec<String> {
+    c.masked_paths
+        .iter()
         .filter(|p| {
             let inside = root.join(p.trim_start_matches('/'));
             std::fs::metadata(inside).is_ok_and(|m| !m.is_dir())
@@ -102,20 +135,14 @@ pub(crate) fn masked_files(bundle: &Bundle, root: &Path) -> Vec<String> {
 
 /// Whether the config masks any path (then /dev/null is an external mount
 /// at restore).
-pub(crate) fn masks_paths(bundle: &Bundle) -> bool {
-    let linux = bundle.spec.linux().as_ref();
-    linux
-        .and_then(|l| l.masked_paths().as_ref())
-        .is_some_and(|p| !p.is_empty())
+pub(crate) fn masks_paths(c: &Described) -> bool {
+    !c.masked_paths.is_empty()
 }
 
 /// The config's namespaces: type and the path it joins, if any.
-fn namespaces(bundle: &Bundle) -> Vec<(LinuxNamespaceType, Option<PathBuf>)> {
-    let linux = bundle.spec.linux().as_ref();
-    linux
-        .and_then(|l| l.namespaces().as_ref())
-        .into_iter()
-        .flatten()
+fn namespaces(c: &Described) -> Vec<(LinuxNamespaceType, Option<PathBuf>)> {
+    c.namespaces
+        .iter()
         .map(|n| (n.typ(), n.path().clone()))
         .collect()
 }
@@ -145,10 +172,10 @@ fn ns_key(t: LinuxNamespaceType) -> String {
 
 /// `--external` entries for the network and pid namespaces the config
 /// joins: CRIU leaves them out of the images and expects them at restore.
-pub(crate) fn external_namespaces(bundle: &Bundle) -> Result<Vec<String>> {
+pub(crate) fn external_namespaces(c: &Described) -> Result<Vec<String>> {
     use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
-    for (t, path) in namespaces(bundle) {
+    for (t, path) in namespaces(c) {
         let (LinuxNamespaceType::Network | LinuxNamespaceType::Pid, Some(path)) = (t, path) else {
             continue;
         };
@@ -168,9 +195,9 @@ pub(crate) struct RestoreNamespaces {
     pub join: Vec<(String, String)>,
 }
 
-pub(crate) fn restore_namespaces(bundle: &Bundle) -> Result<RestoreNamespaces> {
+pub(crate) fn restore_namespaces(c: &Described) -> Result<RestoreNamespaces> {
     let mut out = RestoreNamespaces::default();
-    for (t, path) in namespaces(bundle) {
+    for (t, path) in namespaces(c) {
         let Some(path) = path else { continue };
         match t {
             LinuxNamespaceType::Network | LinuxNamespaceType::Pid => {

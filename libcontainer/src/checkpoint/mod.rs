@@ -18,6 +18,7 @@ mod rpc;
 mod stdio;
 mod swrk;
 
+pub use describe::Described;
 pub use rpc::CgroupMode;
 
 use crate::cgroups::Manager;
@@ -26,6 +27,7 @@ use crate::error::{Error, Result, SysContext};
 use crate::spec::Bundle;
 use crate::state::{StateDir, Status};
 use rpc::{Features, Opts, ReqType, Request};
+use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use swrk::{Criu, Notice, FIRST_EXTRA_FD};
@@ -97,7 +99,7 @@ impl CriuOptions {
         images: &OwnedFd,
         work: Option<&OwnedFd>,
         log_file: &str,
-        bundle: &Bundle,
+        annotations: Option<&HashMap<String, String>>,
     ) -> Opts {
         Opts {
             images_dir_fd: images.as_raw_fd(),
@@ -110,7 +112,7 @@ impl CriuOptions {
             orphan_pts_master: true,
             empty_ns: self.empty_ns | EMPTY_NS,
             auto_dedup: self.auto_dedup,
-            config_file: config_file(bundle),
+            config_file: config_file(annotations),
             tcp_established: self.tcp_established,
             ext_unix_sk: self.ext_unix_sk,
             shell_job: self.shell_job,
@@ -173,8 +175,7 @@ fn make_dir(path: &Path, what: &str) -> Result<OwnedFd> {
 }
 
 /// The CRIU configuration file for a container with these annotations.
-fn config_file(bundle: &Bundle) -> Option<String> {
-    let annotations = bundle.spec.annotations().as_ref();
+fn config_file(annotations: Option<&HashMap<String, String>>) -> Option<String> {
     match annotations.and_then(|a| a.get(CRIU_CONFIG_ANNOTATION)) {
         Some(f) if f.is_empty() => None,
         Some(f) => Some(f.clone()),
@@ -198,7 +199,11 @@ impl Container {
                 reason: format!("Container cannot be checkpointed in {status} state"),
             });
         }
-        let bundle = Bundle::load(&self.state.bundle)?;
+        // Older states lack the description: the bundle's config then.
+        let described = match &self.state.criu {
+            Some(d) => d.clone(),
+            None => Described::of(&Bundle::load(&self.state.bundle)?),
+        };
         let c = &opts.common;
         if opts.pre_dump || opts.parent_path.is_some() {
             require_mem_track(&c.criu)?;
@@ -206,11 +211,16 @@ impl Container {
         let images = make_dir(&c.image_path, "image path")?;
         let (work, log) = c.work_dir("dump.log")?;
         let pid = self.state.pid;
-        let mut o = c.rpc(&images, work.as_ref(), "dump.log", &bundle);
+        let mut o = c.rpc(
+            &images,
+            work.as_ref(),
+            "dump.log",
+            Some(&self.state.annotations),
+        );
         o.pid = Some(pid);
         o.root = Some(self.state.rootfs.to_string_lossy().into_owned());
         o.leave_running = opts.leave_running;
-        o.external = describe::external_namespaces(&bundle)?;
+        o.external = describe::external_namespaces(&described)?;
         let cg = &self.state.cgroup.paths;
         o.freeze_cgroup = cg
             .v1_dir("freezer")
@@ -226,11 +236,11 @@ impl Container {
         if !opts.pre_dump {
             // Dumped under their destination; the restore maps that key to
             // whatever the source is then.
-            for m in describe::external_mounts(&bundle, cg) {
+            for m in describe::external_mounts(&described, cg) {
                 o.ext_mnt.push((m.destination.clone(), m.destination));
             }
             let root = PathBuf::from(format!("/proc/{pid}/root"));
-            for f in describe::masked_files(&bundle, &root) {
+            for f in describe::masked_files(&described, &root) {
                 o.ext_mnt.push((f, "/dev/null".into()));
             }
             write_descriptors(pid, &c.image_path.join(DESCRIPTORS))?;
@@ -370,7 +380,8 @@ pub(crate) fn restore(mut b: ContainerBuilder, opts: &RestoreOptions) -> Result<
     }
     let images = open_dir(&opts.common.image_path, "image path")?;
     let descriptors = read_descriptors(&opts.common.image_path.join(DESCRIPTORS))?;
-    let namespaces = describe::restore_namespaces(&bundle)?;
+    let described = Described::of(&bundle);
+    let namespaces = describe::restore_namespaces(&described)?;
     let cgroups = b.resolve_cgroups(&bundle)?;
     let dir = StateDir::create(&b.root, &b.id)?;
     let mut made_cgroups = false;
@@ -382,6 +393,7 @@ pub(crate) fn restore(mut b: ContainerBuilder, opts: &RestoreOptions) -> Result<
         Prepared {
             dir: &dir,
             bundle: &bundle,
+            described: &described,
             cgroups: &cgroups,
             images,
             descriptors,
@@ -416,6 +428,7 @@ pub(crate) fn restore(mut b: ContainerBuilder, opts: &RestoreOptions) -> Result<
 struct Prepared<'a> {
     dir: &'a StateDir,
     bundle: &'a Bundle,
+    described: &'a Described,
     cgroups: &'a Manager,
     images: OwnedFd,
     descriptors: Vec<String>,
@@ -433,6 +446,7 @@ fn restore_in(
     let Prepared {
         dir,
         bundle,
+        described,
         cgroups,
         images,
         descriptors,
@@ -444,17 +458,18 @@ fn restore_in(
     *made_cgroups = cgroups.create()?;
     mountpoints::prepare(bundle)?;
     let root = RestoreRoot::bind(&bundle.rootfs, dir.path.join("criu-root"))?;
-    let mut o = c.rpc(&images, work.as_ref(), "restore.log", bundle);
+    let annotations = bundle.spec.annotations().as_ref();
+    let mut o = c.rpc(&images, work.as_ref(), "restore.log", annotations);
     o.root = Some(root.0.to_string_lossy().into_owned());
     o.evasive_devices = true;
     o.rst_sibling = true;
     o.lsm_profile = opts.lsm_profile.clone();
     o.lsm_mount_context = opts.lsm_mount_context.clone();
-    for m in describe::external_mounts(bundle, &cgroups.paths) {
+    for m in describe::external_mounts(described, &cgroups.paths) {
         o.ext_mnt
             .push((m.destination, m.source.to_string_lossy().into_owned()));
     }
-    if describe::masks_paths(bundle) {
+    if describe::masks_paths(described) {
         o.ext_mnt.push(("/dev/null".into(), "/dev/null".into()));
     }
     o.join_ns = namespaces.join;
