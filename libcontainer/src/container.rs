@@ -3,6 +3,7 @@
 
 use crate::cgroups::{DeviceRule, Manager};
 use crate::error::{Error, Result, SysContext};
+use crate::executor::Executor;
 use crate::process::plan::{InitPlan, Options};
 use crate::process::spawn;
 use crate::runtime::Runtime;
@@ -71,6 +72,7 @@ pub struct ContainerBuilder {
     systemd_cgroup: bool,
     pub(crate) stdio: Option<[OwnedFd; 3]>,
     keep_stdio_owner: bool,
+    executor: Option<Box<dyn Executor>>,
 }
 
 impl ContainerBuilder {
@@ -88,6 +90,7 @@ impl ContainerBuilder {
             systemd_cgroup: false,
             stdio: None,
             keep_stdio_owner: false,
+            executor: None,
         }
     }
 
@@ -144,6 +147,13 @@ impl ContainerBuilder {
     /// may not want them chowned.
     pub fn keep_stdio_owner(mut self, yes: bool) -> Self {
         self.keep_stdio_owner = yes;
+        self
+    }
+
+    /// Run `executor` in the container's init, fully set up, instead of
+    /// execve of `process.args` (see [`Executor`] for what it may rely on).
+    pub fn executor(mut self, executor: impl Executor + 'static) -> Self {
+        self.executor = Some(Box::new(executor));
         self
     }
 
@@ -205,6 +215,7 @@ impl ContainerBuilder {
         }
         plan.process.stdio = self.stdio.take();
         plan.process.keep_stdio_owner = self.keep_stdio_owner;
+        plan.process.executor = self.executor.take();
         let dir = StateDir::create(&self.root, &self.id)?;
         let mut made = Made::default();
         let result = self.create_in(runtime, &dir, &bundle, &plan, &cgroups, &mut made);
@@ -433,6 +444,9 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     /// Exec into a paused container too.
     pub ignore_paused: bool,
+    /// Run this in the process, fully set up, instead of execve of its
+    /// args (see [`Executor`]).
+    pub executor: Option<Box<dyn Executor>>,
     /// Sub-cgroups of the container's to put the process in (`--cgroup`).
     pub sub_cgroups: Option<crate::cgroups::SubCgroups>,
     /// stdin, stdout, stderr of the process; by default the caller's.
@@ -770,6 +784,7 @@ impl Container {
         )?;
         plan.stdio = opts.stdio;
         plan.keep_stdio_owner = opts.keep_stdio_owner;
+        plan.executor = opts.executor;
         self.warnings.extend(plan.warnings.iter().cloned());
         let descended;
         let cgroups = match &opts.sub_cgroups {

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! # libkeel
 //!
 //! The library behind the `keel` OCI runtime: it turns an OCI bundle
@@ -27,6 +28,7 @@ pub mod checkpoint;
 pub mod console;
 mod container;
 pub mod error;
+mod executor;
 mod failpoint;
 mod features;
 pub mod hooks;
@@ -61,6 +63,7 @@ pub use container::{
     Container, ContainerBuilder, ContainerState, ExecOptions, ExecProcess, DEFAULT_ROOT,
 };
 pub use error::{Error, Result};
+pub use executor::{Executor, Invocation};
 pub use features::features;
 pub use nix::sys::signal::Signal;
 pub use oci_spec;

@@ -235,8 +235,18 @@ fn run_child(
     fork_again: bool,
     chan: Channel,
 ) -> ! {
-    let err = match enter_and_exec(plan, init, pidfd, join, fork_again, &chan) {
-        Ok(never) => match never {},
+    let err = match enter(plan, init, pidfd, join, fork_again, &chan) {
+        Ok(exe) => match &plan.executor {
+            Some(executor) => {
+                // execve would close it (close-on-exec): the runtime's EOF.
+                chan.close();
+                program::run_executor(executor.as_ref(), &exe, plan)
+            }
+            None => {
+                let Err(err) = nix::unistd::execve(&exe.path, &plan.args, &exe.env);
+                Error::sys(format!("exec {}", exe.path.to_string_lossy()), err)
+            }
+        },
         Err(e) => e,
     };
     let _ = chan.send(&Msg::failed(err));
@@ -244,14 +254,15 @@ fn run_child(
     unsafe { libc::_exit(127) }
 }
 
-fn enter_and_exec(
+/// Everything up to the seccomp filter; returns the program to start.
+fn enter(
     plan: &ProcessPlan,
     init: i32,
     pidfd: &OwnedFd,
     join: CloneFlags,
     fork_again: bool,
     chan: &Channel,
-) -> Result<std::convert::Infallible> {
+) -> Result<program::Program> {
     program::reset_signals();
     program::install_stdio(plan)?;
     let affinity = plan.affinity.as_ref();
@@ -285,9 +296,5 @@ fn enter_and_exec(
     }
     let exe = program::prepare(plan, join.contains(CloneFlags::CLONE_NEWUSER), chan, None)?;
     program::seal(plan, chan)?;
-    let Err(err) = nix::unistd::execve(&exe.path, &plan.args, &exe.env);
-    Err(Error::sys(
-        format!("exec {}", exe.path.to_string_lossy()),
-        err,
-    ))
+    Ok(exe)
 }

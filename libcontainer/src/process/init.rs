@@ -172,7 +172,16 @@ fn start(plan: &InitPlan, fifo: &OwnedFd, exe: &Program, host_pid: i32) -> ! {
     match started {
         // Held open until execve closes it: `start` reads EOF once the
         // program runs, and only then runs the poststart hooks.
-        Ok(_writer) => program::execute(exe, &plan.process),
+        Ok(writer) => match &plan.process.executor {
+            Some(executor) => {
+                // What execve would close (close-on-exec): exec.fifo, both.
+                drop(writer);
+                // SAFETY: our copy of the runtime's fd, never used again.
+                unsafe { libc::close(fifo.as_raw_fd()) };
+                program::run_executor(executor.as_ref(), exe, &plan.process)
+            }
+            None => program::execute(exe, &plan.process),
+        },
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "keel: container init: {e}");
             // SAFETY: as in `run`.

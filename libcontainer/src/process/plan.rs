@@ -130,6 +130,8 @@ pub struct ProcessPlan {
     pub keep_stdio_owner: bool,
     /// What runc would warn about while starting this process.
     pub warnings: Vec<String>,
+    /// The embedder's code to run instead of execve.
+    pub executor: Option<Box<dyn crate::Executor>>,
 }
 
 /// What of the container's `linux` section applies to every process of
@@ -605,6 +607,7 @@ impl ProcessPlan {
             labels: crate::security::lsm::Labels::of(process),
             stdio: None,
             keep_stdio_owner: false,
+            executor: None,
             warnings: caps
                 .as_ref()
                 .map(Capabilities::ambient_warnings)

@@ -6,6 +6,7 @@ use super::plan::ProcessPlan;
 use super::sync::{Channel, Msg};
 use super::tuning;
 use crate::error::{Error, Result, SysContext};
+use crate::executor::{Executor, Invocation};
 use nix::errno::Errno;
 use nix::unistd::{Gid, Uid};
 use std::ffi::CString;
@@ -72,10 +73,23 @@ pub fn prepare(
     if let Some(p) = plan.personality {
         tuning::set_personality(p)?;
     }
-    Ok(Program {
-        path: find_executable(plan)?,
-        env,
-    })
+    let path = match &plan.executor {
+        Some(executor) => {
+            let invocation = Invocation {
+                args: &plan.args,
+                env: &env,
+            };
+            executor
+                .validate(&invocation)
+                .map_err(|context| Error::Init {
+                    context,
+                    errno: None,
+                })?;
+            plan.args.first().cloned().unwrap_or_default()
+        }
+        None => find_executable(plan)?,
+    };
+    Ok(Program { path, env })
 }
 
 /// A filter loaded without no_new_privs: CAP_SYS_ADMIN is raised in the
@@ -178,6 +192,22 @@ pub fn execute(program: &Program, plan: &ProcessPlan) -> ! {
     );
     // SAFETY: leave without running destructors or atexit handlers.
     unsafe { libc::_exit(255) }
+}
+
+/// The embedder's executor instead of execve (see [`crate::Executor`]):
+/// its return value is the exit status, a panic exits 255. The caller has
+/// closed what execve would have (close-on-exec) before.
+pub fn run_executor(executor: &dyn Executor, program: &Program, plan: &ProcessPlan) -> ! {
+    let invocation = Invocation {
+        args: &plan.args,
+        env: &program.env,
+    };
+    let run = std::panic::AssertUnwindSafe(|| executor.run(&invocation));
+    let code = std::panic::catch_unwind(run).unwrap_or(255);
+    let _ = std::io::stdout().flush();
+    // SAFETY: leave without running the embedder's destructors or atexit
+    // handlers (this is a fork of its process).
+    unsafe { libc::_exit(code) }
 }
 
 /// Puts the caller-given stdio on fds 0-2 (without close-on-exec). First
