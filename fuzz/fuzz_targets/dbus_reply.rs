@@ -9,5 +9,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = libkeel::cgroups::systemd::read_reply_for_fuzzing(data);
+    let _ = libkeel::cgroups::read_reply_for_fuzzing(data);
 });

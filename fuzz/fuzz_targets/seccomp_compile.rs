@@ -9,7 +9,7 @@
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use libkeel::oci_spec::runtime::LinuxSeccomp;
-use libkeel::security::seccomp::{Abi, Filter};
+use libkeel::seccomp::{Abi, Filter};
 use serde_json::{json, Value};
 
 const NAMES: &[&str] = &[

@@ -10,12 +10,17 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 /// Terminal size, rows × columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size {
+    /// Rows (lines).
     pub rows: u16,
+    /// Columns.
     pub cols: u16,
 }
 
-nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
-nix::ioctl_read_bad!(get_winsize, libc::TIOCGWINSZ, libc::winsize);
+mod ioctl {
+    nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
+    nix::ioctl_read_bad!(get_winsize, libc::TIOCGWINSZ, libc::winsize);
+}
+use ioctl::{get_winsize, set_winsize};
 
 /// Sets the window size of a terminal fd.
 pub fn resize(fd: impl AsFd, size: Size) -> Result<()> {

@@ -28,16 +28,24 @@ const NOT_RUNNING: &str = "container not running";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ContainerState {
     #[serde(rename = "ociVersion")]
+    /// The runtime-spec version keel implements ([`SPEC_VERSION`](crate::SPEC_VERSION)).
     pub oci_version: String,
+    /// The container's id.
     pub id: String,
     /// The init's pid; 0 once stopped.
     pub pid: i32,
+    /// Its status now.
     pub status: Status,
+    /// The bundle directory it was created from.
     pub bundle: PathBuf,
+    /// Its root filesystem on the host.
     pub rootfs: PathBuf,
+    /// When it was created (RFC 3339, UTC, nanoseconds).
     pub created: String,
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    /// The config's annotations.
     pub annotations: HashMap<String, String>,
+    /// Always empty, as in runc.
     pub owner: String,
 }
 
@@ -504,6 +512,12 @@ impl Container {
     }
 
     /// All containers under `root`, sorted by id. A missing root is empty.
+    ///
+    /// ```
+    /// let none = libkeel::Container::list("/nonexistent/keel-root")?;
+    /// assert!(none.is_empty());
+    /// # Ok::<(), libkeel::Error>(())
+    /// ```
     pub fn list(root: impl AsRef<Path>) -> Result<Vec<ContainerState>> {
         let root = root.as_ref();
         let entries = match std::fs::read_dir(root) {

@@ -8,7 +8,12 @@ use std::path::PathBuf;
 pub enum Error {
     /// The bundle's config.json could not be parsed.
     #[error("{path}: {reason}")]
-    Config { path: PathBuf, reason: String },
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// The bundle, its config.json or its rootfs could not be reached, in
     /// runc's words (`JSON specification file config.json not found`,
@@ -25,11 +30,21 @@ pub enum Error {
 
     /// The config parsed but asks for something that cannot be honoured.
     #[error("{field}: {reason}")]
-    Invalid { field: String, reason: String },
+    Invalid {
+        /// The config field, as a path (`linux.resources.memory.limit`).
+        field: String,
+        /// Why it cannot be honoured.
+        reason: String,
+    },
 
     /// A container id that is not acceptable as a directory name.
     #[error("invalid container id {id:?}: {reason}")]
-    InvalidId { id: String, reason: &'static str },
+    InvalidId {
+        /// The id given.
+        id: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 
     /// `create` of an id that is already in use.
     #[error("container with id {0} already exists")]
@@ -45,8 +60,11 @@ pub enum Error {
     /// stopped container", ...), which scripts match.
     #[error("{reason}")]
     WrongStatus {
+        /// The container.
         id: String,
+        /// Its status.
         status: crate::Status,
+        /// runc's words for why the operation cannot be done in it.
         reason: String,
     },
 
@@ -63,7 +81,9 @@ pub enum Error {
     /// A system call failed; `context` names the call and the path or field.
     #[error("{context}: {errno}")]
     Sys {
+        /// The call and its path or field.
         context: String,
+        /// The kernel's answer.
         errno: nix::errno::Errno,
     },
 
@@ -72,7 +92,9 @@ pub enum Error {
     /// does not print it twice.)
     #[error("{context}: {error}")]
     Io {
+        /// The operation and its path.
         context: String,
+        /// The error.
         error: std::io::Error,
     },
 
@@ -83,7 +105,9 @@ pub enum Error {
     /// directory", "executable file not found" and "permission denied".
     #[error("unable to start container process: {context}{}", errno.map(|e| format!(": {}", go_errno_text(e))).unwrap_or_default())]
     Init {
+        /// The step that failed, in runc's words.
         context: String,
+        /// The system call's error, when it was one.
         errno: Option<nix::errno::Errno>,
     },
 
@@ -95,8 +119,11 @@ pub enum Error {
     /// ..., stderr: ...`, or why it did not run or finish).
     #[error("error running {kind} hook #{index}: {reason}")]
     Hook {
+        /// The hook's kind (`prestart`, `createRuntime`, ...).
         kind: String,
+        /// Its index among the hooks of that kind.
         index: usize,
+        /// How it failed.
         reason: String,
     },
 
@@ -107,14 +134,22 @@ pub enum Error {
          dial unix {}: connect: {reason}",
         path.display()
     )]
-    SeccompAgent { path: PathBuf, reason: String },
+    SeccompAgent {
+        /// `listenerPath`.
+        path: PathBuf,
+        /// Why connecting failed.
+        reason: String,
+    },
 
     /// CRIU failed a checkpoint or restore (runc's words); `quote` holds
     /// the error lines of CRIU's log, as runc quotes them.
     #[error("criu failed: type {op} errno {errno}{quote}")]
     Criu {
+        /// The operation CRIU answered (`DUMP`, `RESTORE`, ...).
         op: String,
+        /// CRIU's errno.
         errno: i32,
+        /// The error lines of CRIU's log.
         quote: String,
     },
 
@@ -142,7 +177,12 @@ pub enum Error {
 
     /// state.json is unreadable or corrupt.
     #[error("{path}: corrupt state: {reason}")]
-    State { path: PathBuf, reason: String },
+    State {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// An errno as Go prints it (so as runc words it): the C library's text

@@ -1,4 +1,4 @@
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 //! # libkeel
 //!
 //! The library behind the `keel` OCI runtime: it turns an OCI bundle
@@ -17,7 +17,10 @@
 //! The modules follow the steps of creating a container: [`spec`] reads and
 //! validates the config, [`cgroups`] places the container, the process
 //! module forks the init and drives it, whose steps live in `namespaces`,
-//! [`rootfs`] and [`security`]; [`state`] keeps what outlives the command.
+//! [`rootfs`] and `security`; [`state`] keeps what outlives the command.
+//!
+//! The crate's README.md is the embedder's guide: the token, the life of a
+//! container, errors, and the [`Executor`] hook.
 //!
 //! `create` and `exec` fork: they take the [`Runtime`] token, which proves
 //! the process single-threaded and its binary out of the containers' reach
@@ -31,7 +34,7 @@ pub mod error;
 mod executor;
 mod failpoint;
 mod features;
-pub mod hooks;
+pub(crate) mod hooks;
 mod intelrdt;
 mod mountinfo;
 mod namespaces;
@@ -42,13 +45,18 @@ mod process;
 pub mod rootfs;
 pub mod rootless;
 mod runtime;
-pub mod security;
+pub(crate) mod security;
 pub mod spec;
 pub mod state;
 mod sys;
 /// pidfds, for embedders that track a container's processes (the shim):
 /// a signal through one never hits a recycled pid.
 pub use sys::{pidfd_open, pidfd_send_signal};
+
+/// The embedder's guide (README.md): its examples compile as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct EmbeddersGuide;
 
 /// The runtime-spec version keel implements, reported in `state` and as
 /// `ociVersionMax` in `features`.
@@ -68,4 +76,5 @@ pub use features::features;
 pub use nix::sys::signal::Signal;
 pub use oci_spec;
 pub use runtime::{Protection, Runtime};
+pub use security::seccomp;
 pub use state::Status;

@@ -103,6 +103,17 @@ fn read_config(dir: &Path, config: &Path) -> Result<Vec<u8>> {
 
 /// Parses config.json text. Returns the spec and warnings, or a reason naming
 /// the offending field.
+///
+/// ```
+/// let (spec, _warnings) = libkeel::spec::parse_config(
+///     br#"{"ociVersion": "1.2.0", "root": {"path": "rootfs"},
+///          "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}}}"#,
+/// )?;
+/// assert_eq!(spec.root().as_ref().map(|r| r.path().clone()), Some("rootfs".into()));
+/// let bad = libkeel::spec::parse_config(br#"{"ociVersion": "1.2.0", "process": {"args": 1}}"#);
+/// assert!(bad.unwrap_err().contains("process.args"));
+/// # Ok::<(), String>(())
+/// ```
 pub fn parse_config(text: &[u8]) -> std::result::Result<(Spec, Vec<String>), String> {
     let mut value: Value =
         serde_json::from_slice(text).map_err(|e| format!("invalid JSON: {e}"))?;
@@ -147,6 +158,12 @@ pub fn parse_process(text: &[u8]) -> std::result::Result<(Process, Vec<String>),
 
 /// A `linux.resources` document (`update --resources`), read as the
 /// config's is.
+///
+/// ```
+/// let r = libkeel::spec::parse_resources(r#"{"memory": {"limit": 67108864}}"#)?;
+/// assert_eq!(r.memory().as_ref().and_then(|m| m.limit()), Some(64 << 20));
+/// # Ok::<(), String>(())
+/// ```
 pub fn parse_resources(text: &str) -> std::result::Result<LinuxResources, String> {
     let mut value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
     without_empty_pids(&mut value);

@@ -15,7 +15,7 @@
 use libkeel::oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction as Action, LinuxSeccompOperator as Op,
 };
-use libkeel::security::seccomp::{Abi, Filter};
+use libkeel::seccomp::{Abi, Filter};
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };

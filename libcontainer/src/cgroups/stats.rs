@@ -16,11 +16,17 @@ fn zero(v: &u64) -> bool {
 /// All of a container's statistics (runc `types.Stats`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Stats {
+    /// CPU usage and throttling.
     pub cpu: Cpu,
+    /// The cpuset controller's settings.
     pub cpuset: CpuSet,
+    /// Memory usage.
     pub memory: Memory,
+    /// Process count.
     pub pids: Pids,
+    /// Block I/O.
     pub blkio: Blkio,
+    /// Huge page usage by page size (`2MB`, `1GB`).
     pub hugetlb: BTreeMap<String, Hugetlb>,
     /// Intel RDT is not supported: always `{}`.
     pub intel_rdt: BTreeMap<String, serde_json::Value>,
@@ -30,8 +36,11 @@ pub struct Stats {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// CPU statistics (cpu, cpuacct).
 pub struct Cpu {
+    /// CPU time used.
     pub usage: CpuUsage,
+    /// CFS throttling.
     pub throttling: Throttling,
 }
 
@@ -39,22 +48,31 @@ pub struct Cpu {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct CpuUsage {
     #[serde(default, skip_serializing_if = "zero")]
+    /// In total.
     pub total: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// By CPU.
     pub percpu: Vec<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// By CPU, in the kernel.
     pub percpu_kernel: Vec<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// By CPU, in user space.
     pub percpu_user: Vec<u64>,
+    /// In the kernel.
     pub kernel: u64,
+    /// In user space.
     pub user: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// CFS bandwidth throttling (`cpu.stat`).
 pub struct Throttling {
     #[serde(default, skip_serializing_if = "zero")]
+    /// Enforcement periods elapsed.
     pub periods: u64,
     #[serde(default, rename = "throttledPeriods", skip_serializing_if = "zero")]
+    /// Periods in which the group was throttled.
     pub throttled_periods: u64,
     /// Nanoseconds.
     #[serde(default, rename = "throttledTime", skip_serializing_if = "zero")]
@@ -62,19 +80,31 @@ pub struct Throttling {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// The cpuset controller's settings.
 pub struct CpuSet {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// `cpuset.cpus`, as a list.
     pub cpus: Vec<u16>,
+    /// `cpuset.cpu_exclusive` (v1).
     pub cpu_exclusive: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// `cpuset.mems`, as a list.
     pub mems: Vec<u16>,
+    /// `cpuset.mem_hardwall` (v1).
     pub mem_hardwall: u64,
+    /// `cpuset.mem_exclusive` (v1).
     pub mem_exclusive: u64,
+    /// `cpuset.memory_migrate` (v1).
     pub memory_migrate: u64,
+    /// `cpuset.memory_spread_page` (v1).
     pub memory_spread_page: u64,
+    /// `cpuset.memory_spread_slab` (v1).
     pub memory_spread_slab: u64,
+    /// `cpuset.memory_pressure` (v1).
     pub memory_pressure: u64,
+    /// `cpuset.sched_load_balance` (v1).
     pub sched_load_balance: u64,
+    /// `cpuset.sched_relax_domain_level` (v1).
     pub sched_relax_domain_level: i64,
 }
 
@@ -82,24 +112,32 @@ pub struct CpuSet {
 /// kernel reports it (v2 "max" reads as u64::MAX, as runc).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct MemoryEntry {
+    /// The limit, in bytes.
     pub limit: u64,
     #[serde(default, skip_serializing_if = "zero")]
+    /// Bytes in use.
     pub usage: u64,
     #[serde(default, skip_serializing_if = "zero")]
+    /// The most ever in use.
     pub max: u64,
+    /// How often the limit was hit.
     pub failcnt: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// Memory statistics.
 pub struct Memory {
     /// Page cache (v1 `cache`, v2 `file` of memory.stat).
     #[serde(default, skip_serializing_if = "zero")]
     pub cache: u64,
+    /// Memory.
     pub usage: MemoryEntry,
     /// Memory+swap, as v1 reports it (v2: swap plus memory, as runc).
     pub swap: MemoryEntry,
+    /// Kernel memory (v1).
     pub kernel: MemoryEntry,
     #[serde(rename = "kernelTCP")]
+    /// Kernel TCP buffers (v1).
     pub kernel_tcp: MemoryEntry,
     /// memory.stat as it stands (rss, cache, swap, anon, file, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -107,8 +145,10 @@ pub struct Memory {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// The pids controller's counters.
 pub struct Pids {
     #[serde(default, skip_serializing_if = "zero")]
+    /// Processes in the cgroup.
     pub current: u64,
     /// 0 when unlimited.
     #[serde(default, skip_serializing_if = "zero")]
@@ -116,75 +156,93 @@ pub struct Pids {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// One block I/O counter, per device and operation.
 pub struct BlkioEntry {
     #[serde(default, skip_serializing_if = "zero")]
+    /// The device's major number.
     pub major: u64,
     #[serde(default, skip_serializing_if = "zero")]
+    /// The device's minor number.
     pub minor: u64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// The operation (`Read`, `Write`, `Sync`, `Async`, `Discard`, `Total`), or empty.
     pub op: String,
     #[serde(default, skip_serializing_if = "zero")]
+    /// The counter's value.
     pub value: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// Block I/O statistics (blkio on v1, io on v2).
 pub struct Blkio {
     #[serde(
         default,
         rename = "ioServiceBytesRecursive",
         skip_serializing_if = "Vec::is_empty"
     )]
+    /// Bytes transferred (v1 `io_service_bytes_recursive`, v2 `io.stat` rbytes/wbytes).
     pub io_service_bytes_recursive: Vec<BlkioEntry>,
     #[serde(
         default,
         rename = "ioServicedRecursive",
         skip_serializing_if = "Vec::is_empty"
     )]
+    /// I/O operations (v1 `io_serviced_recursive`, v2 `io.stat` rios/wios).
     pub io_serviced_recursive: Vec<BlkioEntry>,
     #[serde(
         default,
         rename = "ioQueueRecursive",
         skip_serializing_if = "Vec::is_empty"
     )]
+    /// Requests queued (v1 CFQ).
     pub io_queued_recursive: Vec<BlkioEntry>,
     #[serde(
         default,
         rename = "ioServiceTimeRecursive",
         skip_serializing_if = "Vec::is_empty"
     )]
+    /// Time spent servicing requests (v1 CFQ).
     pub io_service_time_recursive: Vec<BlkioEntry>,
     #[serde(
         default,
         rename = "ioWaitTimeRecursive",
         skip_serializing_if = "Vec::is_empty"
     )]
+    /// Time requests waited (v1 CFQ).
     pub io_wait_time_recursive: Vec<BlkioEntry>,
     #[serde(
         default,
         rename = "ioMergedRecursive",
         skip_serializing_if = "Vec::is_empty"
     )]
+    /// Requests merged (v1 CFQ).
     pub io_merged_recursive: Vec<BlkioEntry>,
     #[serde(
         default,
         rename = "ioTimeRecursive",
         skip_serializing_if = "Vec::is_empty"
     )]
+    /// Disk time allocated (v1 CFQ).
     pub io_time_recursive: Vec<BlkioEntry>,
     #[serde(
         default,
         rename = "sectorsRecursive",
         skip_serializing_if = "Vec::is_empty"
     )]
+    /// Sectors transferred (v1 CFQ).
     pub sectors_recursive: Vec<BlkioEntry>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// Huge pages of one size.
 pub struct Hugetlb {
     #[serde(default, skip_serializing_if = "zero")]
+    /// Bytes in use.
     pub usage: u64,
     #[serde(default, skip_serializing_if = "zero")]
+    /// The most ever in use.
     pub max: u64,
+    /// How often the limit was hit.
     pub failcnt: u64,
 }
 

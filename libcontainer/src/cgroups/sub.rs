@@ -19,6 +19,14 @@ pub struct SubCgroups {
 impl SubCgroups {
     /// Parses runc's `--cgroup` arguments: one `path` alone, or any number
     /// of `controllers:path`.
+    ///
+    /// ```
+    /// use libkeel::cgroups::SubCgroups;
+    /// // A path cannot leave the container's cgroup: "../x" is "x".
+    /// assert!(SubCgroups::parse(&["cpu,memory:../worker".into()]).is_ok());
+    /// let e = SubCgroups::parse(&["a".into(), "b".into()]).unwrap_err();
+    /// assert!(e.to_string().starts_with("--cgroup: "), "{e}");
+    /// ```
     pub fn parse(args: &[String]) -> Result<SubCgroups> {
         let bad = |arg: &str, why: &str| Error::invalid("--cgroup", format!("{arg:?}: {why}"));
         let mut out = SubCgroups::default();

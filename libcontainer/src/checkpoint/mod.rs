@@ -1,7 +1,7 @@
 //! Checkpoint and restore with CRIU (`keel checkpoint` / `keel restore`).
 //!
-//! keel drives `criu swrk` over its RPC socket ([`swrk`], messages in
-//! [`rpc`]) and describes the container to it as runc does ([`describe`]),
+//! keel drives `criu swrk` over its RPC socket (`swrk`, messages in
+//! `rpc`) and describes the container to it as runc does (`describe`),
 //! so images are laid out as runc's: the image directory holds CRIU's
 //! images, its log (`dump.log`, `restore.log`, unless a work directory is
 //! given) and runc's `descriptors.json` (what the init's stdio was, so a
@@ -54,10 +54,15 @@ pub struct CriuOptions {
     pub image_path: PathBuf,
     /// Where CRIU's log and work files go (default: the image directory).
     pub work_path: Option<PathBuf>,
+    /// Checkpoint established TCP connections (`--tcp-established`).
     pub tcp_established: bool,
+    /// Allow external unix sockets (`--ext-unix-sk`).
     pub ext_unix_sk: bool,
+    /// The container was started from a shell job: its session and terminal (`--shell-job`).
     pub shell_job: bool,
+    /// Handle file locks (`--file-locks`).
     pub file_locks: bool,
+    /// What CRIU does with the container's cgroups (`--manage-cgroups-mode`).
     pub manage_cgroups_mode: CgroupMode,
     /// Deduplicate the pages against the parent images as they are used.
     pub auto_dedup: bool,
@@ -67,6 +72,7 @@ pub struct CriuOptions {
 }
 
 impl CriuOptions {
+    /// Options with runc's defaults, images in `image_path`.
     pub fn new(image_path: impl Into<PathBuf>) -> Self {
         CriuOptions {
             criu: PathBuf::from("criu"),
@@ -125,6 +131,7 @@ impl CriuOptions {
 /// Options of [`Container::checkpoint`].
 #[derive(Debug, Clone)]
 pub struct CheckpointOptions {
+    /// What checkpoint and restore share.
     pub common: CriuOptions,
     /// Leave the container running after the dump.
     pub leave_running: bool,
@@ -142,6 +149,7 @@ pub struct CheckpointOptions {
 /// Options of [`ContainerBuilder::restore`].
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
+    /// What checkpoint and restore share.
     pub common: CriuOptions,
     /// The LSM profile the restored processes get (`TYPE:NAME`), in place
     /// of the one they were dumped with.

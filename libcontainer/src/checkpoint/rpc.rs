@@ -46,9 +46,13 @@ impl std::fmt::Display for ReqType {
 /// `criu_cg_mode`: what CRIU does with the cgroups (`--manage-cgroups-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CgroupMode {
+    /// Leave the cgroups alone (keel's `ignore`).
     Ignore = 0,
+    /// Restore the cgroups' properties where they are not set yet.
     Soft = 3,
+    /// Restore every cgroup property.
     Full = 4,
+    /// Restore every property and require the cgroups not to exist.
     Strict = 5,
     /// CRIU's own default (soft).
     Default = 6,

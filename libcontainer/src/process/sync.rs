@@ -55,7 +55,12 @@ pub enum Msg {
     /// EOF follows once the filter is in.
     Ready,
     /// child → parent: setup failed.
-    Failed { errno: i32, context: String },
+    Failed {
+        /// The system call's errno, 0 when it was no system call's failure.
+        errno: i32,
+        /// What failed.
+        context: String,
+    },
 }
 
 impl Msg {

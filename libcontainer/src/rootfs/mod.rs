@@ -4,15 +4,15 @@
 
 mod copyup;
 mod devices;
-pub mod idmap;
+pub(crate) mod idmap;
 mod mounts;
 pub mod options;
-pub mod path;
+pub(crate) mod path;
 mod pivot;
 mod remount;
 
-pub use devices::{defaults as devices_defaults, Device};
-pub use mounts::{Mount, Tree};
+pub(crate) use devices::{defaults as devices_defaults, Device};
+pub(crate) use mounts::{Mount, Tree};
 
 use crate::cgroups::CgroupPaths;
 use crate::error::{Result, SysContext};
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 /// Everything the init needs to build the filesystem, computed in the parent.
 #[derive(Debug, Clone)]
-pub struct RootfsPlan {
+pub(crate) struct RootfsPlan {
     /// Absolute host path of the rootfs.
     pub rootfs: PathBuf,
     /// The config's mounts, in order.
@@ -63,7 +63,7 @@ pub struct RootfsPlan {
 /// `idmapped_source(i)` gets the runtime's tree for mount `i`'s
 /// [`Mount::idmap_later`]; `before_pivot` runs when everything is mounted
 /// (the hooks' moment).
-pub fn prepare(
+pub(crate) fn prepare(
     plan: &RootfsPlan,
     idmapped_source: impl Fn(usize) -> Result<OwnedFd>,
     before_pivot: impl FnOnce() -> Result<()>,
@@ -125,7 +125,7 @@ pub fn prepare(
 }
 
 /// What [`prepare`] leaves for [`finalize`].
-pub struct Prepared {
+pub(crate) struct Prepared {
     /// Mounts made writable so that they could be filled (tmpfs, /dev),
     /// to be made read-only as the config asks: fds on them, and where.
     read_only_later: Vec<(std::os::fd::OwnedFd, PathBuf)>,
@@ -164,7 +164,7 @@ fn parent_mount_private(rootfs: &std::path::Path) -> Result<()> {
 
 /// After the pivot and after sysctls: read-only and masked paths, the
 /// read-only root and the final propagation.
-pub fn finalize(plan: &RootfsPlan, prepared: Prepared) -> Result<()> {
+pub(crate) fn finalize(plan: &RootfsPlan, prepared: Prepared) -> Result<()> {
     // As runc's finalizeRootfs: a per-mount read-only flag, the filesystem
     // itself staying writable underneath.
     for (fd, dest) in prepared.read_only_later {

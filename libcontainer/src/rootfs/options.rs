@@ -39,6 +39,13 @@ const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
 const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 
 /// Parses a mount's options list.
+///
+/// ```
+/// use libkeel::rootfs::options::parse;
+/// let o = parse(&["ro".into(), "nosuid".into(), "rslave".into(), "size=64k".into()]);
+/// assert!(o.flags.contains(nix::mount::MsFlags::MS_RDONLY | nix::mount::MsFlags::MS_NOSUID));
+/// assert_eq!(o.data, "size=64k");
+/// ```
 pub fn parse(options: &[String]) -> MountOptions {
     let mut o = MountOptions {
         flags: MsFlags::empty(),

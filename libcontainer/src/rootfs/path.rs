@@ -329,9 +329,6 @@ pub fn parent_in_root(root: BorrowedFd, path: &Path) -> nix::Result<(OwnedFd, CS
     Ok((dir, cstr(name)?))
 }
 
-/// `AT_SYMLINK_NOFOLLOW`, re-exported for callers that fchownat.
-pub const NOFOLLOW: AtFlags = AtFlags::AT_SYMLINK_NOFOLLOW;
-
 #[cfg(test)]
 mod tests {
     use super::*;

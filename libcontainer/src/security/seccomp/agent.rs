@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 /// Where the listener goes, from `linux.seccomp`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agent {
+    /// `listenerPath`: the agent's unix socket.
     pub path: PathBuf,
+    /// `listenerMetadata`, passed on to the agent.
     pub metadata: String,
 }
 

@@ -24,10 +24,15 @@ pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 /// AUDIT_ARCH_X86_64 and differ by the number's bit 30).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Abi {
+    /// `SCMP_ARCH_X86_64`.
     X86_64,
+    /// `SCMP_ARCH_X32`.
     X32,
+    /// `SCMP_ARCH_X86`.
     X86,
+    /// `SCMP_ARCH_AARCH64`.
     Aarch64,
+    /// `SCMP_ARCH_ARM`.
     Arm,
 }
 
@@ -65,6 +70,7 @@ impl Abi {
         })
     }
 
+    /// The `AUDIT_ARCH_*` value the kernel reports for it in `seccomp_data.arch`.
     pub fn audit_arch(self) -> u32 {
         match self {
             Abi::X86_64 | Abi::X32 => AUDIT_ARCH_X86_64,
@@ -110,6 +116,7 @@ impl Abi {
         u32::try_from(id).ok()
     }
 
+    /// Its name in a profile (`SCMP_ARCH_*`).
     pub fn name(self) -> &'static str {
         match self {
             Abi::X86_64 => "SCMP_ARCH_X86_64",

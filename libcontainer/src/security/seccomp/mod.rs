@@ -75,6 +75,7 @@ pub const ACTIONS: &[&str] = &[
     "SCMP_ACT_TRACE",
     "SCMP_ACT_TRAP",
 ];
+/// The argument comparison operators keel compiles.
 pub const OPERATORS: &[&str] = &[
     "SCMP_CMP_EQ",
     "SCMP_CMP_GE",
@@ -84,6 +85,7 @@ pub const OPERATORS: &[&str] = &[
     "SCMP_CMP_MASKED_EQ",
     "SCMP_CMP_NE",
 ];
+/// The `linux.seccomp.flags` keel knows.
 pub const KNOWN_FLAGS: &[&str] = &[
     "SECCOMP_FILTER_FLAG_TSYNC",
     "SECCOMP_FILTER_FLAG_LOG",
@@ -167,6 +169,19 @@ impl std::fmt::Debug for Filter {
 
 impl Filter {
     /// Checks `linux.seccomp` and compiles it for this host.
+    ///
+    /// ```
+    /// use libkeel::oci_spec::runtime::LinuxSeccomp;
+    /// use libkeel::seccomp::{Abi, Filter};
+    /// let profile: LinuxSeccomp = serde_json::from_str(
+    ///     r#"{"defaultAction": "SCMP_ACT_ALLOW",
+    ///         "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    /// )
+    /// .expect("profile");
+    /// let f = Filter::compile_for(&profile, Abi::X86_64)?;
+    /// assert!(!f.instructions().is_empty());
+    /// # Ok::<(), libkeel::Error>(())
+    /// ```
     pub fn from_spec(s: &LinuxSeccomp) -> Result<Filter> {
         let native = Abi::native().ok_or_else(|| {
             Error::invalid(
