@@ -587,15 +587,19 @@ fn shim_killed_then_cleaned_up() {
             "{rt}: cgroup left: {:?}",
             c.cgroup_dirs(id)
         );
-        let mounts = c
-            .command("cat")
-            .arg("/proc/self/mountinfo")
-            .output()
-            .expect("mountinfo");
-        let bundle = c.bundle(id).join("rootfs");
+        // The shim's `delete` unmounts the rootfs after removing the
+        // cgroups: wait for it too.
+        let bundle = c.bundle(id).join("rootfs").to_string_lossy().into_owned();
+        let mounted = || {
+            let mounts = c
+                .command("cat")
+                .arg("/proc/self/mountinfo")
+                .output()
+                .expect("mountinfo");
+            String::from_utf8_lossy(&mounts.stdout).contains(&bundle)
+        };
         assert!(
-            !String::from_utf8_lossy(&mounts.stdout)
-                .contains(&bundle.to_string_lossy().to_string()),
+            keel_conformance::wait_until(SEC10, || !mounted()),
             "{rt}: rootfs still mounted"
         );
         c.ctr(&["containers", "delete", id]).expect_ok("rm");
