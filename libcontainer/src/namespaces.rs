@@ -1,19 +1,34 @@
 //! Which namespaces a container gets: new ones become clone/unshare flags,
-//! joined ones are opened (and their type checked) in the parent, so a bad
-//! path fails before anything is forked.
+//! joined ones are named by [`Namespaces::from_spec`] (pure) and opened, with
+//! their type checked, by [`Namespaces::open`] in the parent, so a bad path
+//! fails before anything is forked.
 
 use crate::error::{Error, Result};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 /// A namespace to join.
 #[derive(Debug)]
 pub struct Joined {
     pub typ: LinuxNamespaceType,
-    pub fd: OwnedFd,
     pub path: PathBuf,
+    /// Its index in `linux.namespaces`, for errors.
+    index: usize,
+    /// Set by [`Namespaces::open`].
+    fd: Option<OwnedFd>,
+}
+
+impl Joined {
+    fn fd(&self) -> Result<BorrowedFd<'_>> {
+        self.fd.as_ref().map(|f| f.as_fd()).ok_or_else(|| {
+            Error::sys(
+                format!("{} namespace {}: not opened", self.typ, self.path.display()),
+                nix::errno::Errno::EBADF,
+            )
+        })
+    }
 }
 
 /// The namespace part of a container's plan.
@@ -32,43 +47,51 @@ pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
 }
 
 impl Namespaces {
-    pub fn from_spec(spec: &Spec) -> Result<Namespaces> {
+    /// The config's namespaces; the joined ones are not opened yet.
+    pub fn from_spec(spec: &Spec) -> Namespaces {
         let mut out = Namespaces {
             new: CloneFlags::empty(),
             joined: Vec::new(),
         };
         let list = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
-        for (i, ns) in list.into_iter().flatten().enumerate() {
-            let field = || format!("linux.namespaces[{i}]");
+        for (index, ns) in list.into_iter().flatten().enumerate() {
             // An empty path asks for a new namespace, as runc reads it.
             match ns.path().as_ref().filter(|p| !p.as_os_str().is_empty()) {
                 None => out.new |= flag(ns.typ()),
-                Some(path) => {
-                    let fd = nix::fcntl::open(
-                        path,
-                        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-                        nix::sys::stat::Mode::empty(),
-                    )
-                    .map_err(|e| {
-                        Error::invalid(field(), format!("path {}: {}", path.display(), e.desc()))
-                    })?;
-                    // SAFETY: ioctl without argument on an fd we own.
-                    let kind = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), NS_GET_NSTYPE as _) };
-                    if kind != ns.typ() as i32 {
-                        return Err(Error::invalid(
-                            field(),
-                            format!("path {} is not a {} namespace", path.display(), ns.typ()),
-                        ));
-                    }
-                    out.joined.push(Joined {
-                        typ: ns.typ(),
-                        fd,
-                        path: path.clone(),
-                    });
-                }
+                Some(path) => out.joined.push(Joined {
+                    typ: ns.typ(),
+                    path: path.clone(),
+                    index,
+                    fd: None,
+                }),
             }
         }
-        Ok(out)
+        out
+    }
+
+    /// Opens the namespaces to join and checks that each is of its type.
+    pub fn open(&mut self) -> Result<()> {
+        for j in &mut self.joined {
+            let field = || format!("linux.namespaces[{}]", j.index);
+            let fd = nix::fcntl::open(
+                &j.path,
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| {
+                Error::invalid(field(), format!("path {}: {}", j.path.display(), e.desc()))
+            })?;
+            // SAFETY: ioctl without argument on an fd we own.
+            let kind = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), NS_GET_NSTYPE as _) };
+            if kind != j.typ as i32 {
+                return Err(Error::invalid(
+                    field(),
+                    format!("path {} is not a {} namespace", j.path.display(), j.typ),
+                ));
+            }
+            j.fd = Some(fd);
+        }
+        Ok(())
     }
 
     pub fn has_new(&self, t: LinuxNamespaceType) -> bool {
@@ -111,7 +134,7 @@ impl Namespaces {
     /// outside it), then the user namespace, which gives the capabilities
     /// over the namespaces it owns, then those.
     pub fn join_all(&self) -> Result<()> {
-        let join = |j: &Joined| nix::sched::setns(j.fd.as_fd(), flag(j.typ));
+        let join = |j: &Joined| Ok(nix::sched::setns(j.fd()?, flag(j.typ)));
         let fail = |j: &Joined, e| {
             Error::sys(format!("setns {} namespace {}", j.typ, j.path.display()), e)
         };
@@ -121,17 +144,17 @@ impl Namespaces {
             .iter()
             .filter(|j| j.typ != LinuxNamespaceType::User)
         {
-            match join(j) {
+            match join(j)? {
                 Ok(()) => {}
                 Err(nix::errno::Errno::EPERM) => later.push(j),
                 Err(e) => return Err(fail(j, e)),
             }
         }
         if let Some(u) = self.joined_user() {
-            join(u).map_err(|e| fail(u, e))?;
+            join(u)?.map_err(|e| fail(u, e))?;
         }
         for j in later {
-            join(j).map_err(|e| fail(j, e))?;
+            join(j)?.map_err(|e| fail(j, e))?;
         }
         Ok(())
     }
@@ -143,14 +166,15 @@ impl Namespaces {
         let Some(u) = self.joined_user() else {
             return Ok(None);
         };
+        let fd = u.fd()?;
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| Error::sys("pipe for the user namespace reader", e))?;
-        // SAFETY: the caller is single-threaded (create's contract); the
-        // child reads two files, writes them to the pipe and _exits.
+        // SAFETY: the caller is single-threaded (create's Runtime token);
+        // the child reads two files, writes them to the pipe and _exits.
         match unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("fork", e))? {
             nix::unistd::ForkResult::Child => {
                 drop(r);
-                let ok = nix::sched::setns(u.fd.as_fd(), CloneFlags::CLONE_NEWUSER).is_ok();
+                let ok = nix::sched::setns(fd, CloneFlags::CLONE_NEWUSER).is_ok();
                 let maps = ok
                     .then(|| {
                         let read = |f| std::fs::read_to_string(format!("/proc/self/{f}")).ok();
@@ -194,7 +218,7 @@ mod tests {
             "linux": {"namespaces": [{"type": "mount"}, {"type": "uts", "path": ""}]}
         }))
         .expect("spec");
-        let ns = Namespaces::from_spec(&spec).expect("namespaces");
+        let ns = Namespaces::from_spec(&spec);
         assert!(ns.has_new(LinuxNamespaceType::Uts));
         assert!(ns.joined.is_empty() && ns.joined_user().is_none());
     }

@@ -7,6 +7,7 @@ use crate::cgroups::CgroupPaths;
 use crate::console::Size;
 use crate::error::{Error, Result};
 use crate::namespaces::Namespaces;
+use crate::rootfs::idmap::{IdMaps, Idmap};
 use crate::rootfs::{self, Device, Mount, RootfsPlan};
 use crate::security::capabilities::Capabilities;
 use crate::security::rlimits::{self, Rlimit};
@@ -173,16 +174,15 @@ fn last_of_each(env: &[String]) -> Vec<String> {
     out
 }
 
-/// The id maps of an idmapped mount (runtime-spec and runc 1.2 rules): the
-/// mount's own `uidMappings`/`gidMappings`, or with only `idmap`/`ridmap`
-/// the container's; bind mounts only.
+/// The id maps an idmapped mount asks for (runtime-spec and runc 1.2
+/// rules): the mount's own `uidMappings`/`gidMappings`, or with only
+/// `idmap`/`ridmap` the container's; bind mounts only.
 fn idmap_of(
     i: usize,
     m: &oci_spec::runtime::Mount,
     options: &rootfs::options::MountOptions,
     is_bind: bool,
-    container: &dyn Fn() -> Result<(String, String)>,
-) -> Result<Option<rootfs::idmap::IdMaps>> {
+) -> Result<Option<Idmap>> {
     let (uids, gids) = (m.uid_mappings(), m.gid_mappings());
     let own = uids.as_ref().is_some_and(|v| !v.is_empty())
         || gids.as_ref().is_some_and(|v| !v.is_empty());
@@ -195,11 +195,16 @@ fn idmap_of(
             "idmapped mounts are only supported for bind mounts",
         ));
     }
-    let (uid_map, gid_map) = if own {
-        (id_map(uids), id_map(gids))
-    } else {
-        container()?
-    };
+    let recursive = options.idmap_recursive;
+    if !own {
+        return Ok(Some(Idmap::Container { recursive }));
+    }
+    let maps = (id_map(uids), id_map(gids));
+    Ok(Some(Idmap::Own(complete(i, maps, recursive)?)))
+}
+
+/// Both maps of an idmapped mount, or the error that one is missing.
+fn complete(i: usize, (uid_map, gid_map): (String, String), recursive: bool) -> Result<IdMaps> {
     if uid_map.is_empty() || gid_map.is_empty() {
         return Err(Error::invalid(
             format!("mounts[{i}]"),
@@ -207,11 +212,11 @@ fn idmap_of(
              container's user namespace's)",
         ));
     }
-    Ok(Some(rootfs::idmap::IdMaps {
+    Ok(IdMaps {
         uid_map,
         gid_map,
-        recursive: options.idmap_recursive,
-    }))
+        recursive,
+    })
 }
 
 /// Two uid_map/gid_map texts name the same ranges (the kernel pads its
@@ -277,13 +282,64 @@ pub(crate) fn hooks_of(id: &str, bundle: &Bundle) -> Hooks {
     }
 }
 
+/// What the translation of a config needs to know of the host it runs on.
+/// [`ThisHost`] reads it when asked (most configs need none of it); tests
+/// make it up.
+pub trait Host {
+    /// keel runs in a user namespace (rootless podman runs it as root of one).
+    fn in_user_namespace(&self) -> bool;
+    /// keel runs without privilege over the host (see `rootless`).
+    fn unprivileged(&self) -> bool;
+    /// SELinux is enabled (a `linux.mountLabel` applies).
+    fn selinux(&self) -> bool;
+    /// The resctrl mount, for `linux.intelRdt`.
+    fn resctrl(&self) -> Option<crate::intelrdt::Resctrl>;
+}
+
+/// The host keel runs on.
+pub struct ThisHost;
+
+impl Host for ThisHost {
+    fn in_user_namespace(&self) -> bool {
+        crate::rootless::in_user_namespace()
+    }
+    fn unprivileged(&self) -> bool {
+        crate::rootless::unprivileged()
+    }
+    fn selinux(&self) -> bool {
+        crate::security::lsm::selinux_enabled()
+    }
+    fn resctrl(&self) -> Option<crate::intelrdt::Resctrl> {
+        crate::intelrdt::Resctrl::find()
+    }
+}
+
 impl InitPlan {
+    /// The plan of container `id`, with what it needs of the host acquired:
+    /// [`InitPlan::translate`], then [`InitPlan::acquire`].
     pub fn new(
         id: &str,
         bundle: &Bundle,
         cgroups: &CgroupPaths,
         opts: &Options,
         console: Option<OwnedFd>,
+    ) -> Result<InitPlan> {
+        let mut plan = InitPlan::translate(id, bundle, cgroups, opts, console, &ThisHost)?;
+        plan.acquire()?;
+        Ok(plan)
+    }
+
+    /// The spec → plan translation, a pure function of its arguments (the
+    /// host's facts come from `host`): every check of the config but the
+    /// joined namespaces and the sources of binds, which
+    /// [`InitPlan::acquire`] opens.
+    pub fn translate(
+        id: &str,
+        bundle: &Bundle,
+        cgroups: &CgroupPaths,
+        opts: &Options,
+        console: Option<OwnedFd>,
+        host: &dyn Host,
     ) -> Result<InitPlan> {
         let spec = &bundle.spec;
         let process = spec
@@ -294,34 +350,12 @@ impl InitPlan {
             .linux()
             .as_ref()
             .ok_or_else(|| Error::invalid("linux", "missing"))?;
-        let ns = Namespaces::from_spec(spec)?;
+        let ns = Namespaces::from_spec(spec);
         // Also when keel itself runs in a user namespace (rootless podman
         // runs it as root of one): mknod is denied there too.
         let in_userns = ns.has_new(LinuxNamespaceType::User)
             || ns.joined_user().is_some()
-            || crate::rootless::in_user_namespace();
-        // The maps of the container's user namespace, for idmapped mounts
-        // without their own: the config's, or those of the namespace it
-        // joins (runc 1.2+ takes them from there).
-        let container_maps = || -> Result<(String, String)> {
-            Ok(ns
-                .joined_user_maps()?
-                .unwrap_or_else(|| (id_map(linux.uid_mappings()), id_map(linux.gid_mappings()))))
-        };
-        let config_maps = (id_map(linux.uid_mappings()), id_map(linux.gid_mappings()));
-        if ns.joined_user().is_some() && !(config_maps.0.is_empty() && config_maps.1.is_empty()) {
-            // containerd and CRI-O pass both; runc (specconv
-            // setupUserNamespace) accepts them only if they are the
-            // namespace's own.
-            let joined = container_maps()?;
-            if !same_maps(&joined.0, &config_maps.0) || !same_maps(&joined.1, &config_maps.1) {
-                return Err(Error::invalid(
-                    "linux.uidMappings",
-                    "user namespaces enabled, but both namespace path and non-matching \
-                     mapping specified -- you may only provide one",
-                ));
-            }
-        }
+            || host.in_user_namespace();
 
         let mut mounts = Vec::new();
         let mut binds_dev = false;
@@ -347,51 +381,14 @@ impl InitPlan {
             if is_bind && destination == Path::new("/dev") {
                 binds_dev = true;
             }
-            let rbind = options.flags.contains(MsFlags::MS_REC);
-            let mut idmap_later = None;
-            let tree = match idmap_of(i, m, &options, is_bind, &container_maps)? {
-                // Not there yet, or in the rootfs, where an earlier mount
-                // of the config may make or cover it: the init asks for the
-                // tree when it gets there, resolved in its mount namespace
-                // (runc 1.2+ asks for every idmapped source then; made here,
-                // the others cost no round trip).
-                Some(maps)
-                    if !source
-                        .as_deref()
-                        .is_some_and(|s| s.exists() && !s.starts_with(&bundle.rootfs)) =>
-                {
-                    idmap_later = Some(maps);
-                    None
-                }
-                Some(maps) => {
-                    let src = source.as_deref().unwrap_or(Path::new(""));
-                    let tree = rootfs::idmap::prepare(src, rbind, &maps).map_err(|e| {
-                        e.within(rootfs::mount_failed(source.as_deref(), &destination))
-                    })?;
-                    Some((tree, true))
-                }
-                // As runc (mount source fds): in a new user namespace the
-                // init may not reach a source only host root can, so the
-                // runtime clones it here, for the init to use if it must.
-                // One that is not there yet (an earlier mount of the config
-                // makes it) is left to the init's lookup.
-                None if is_bind && ns.has_new(LinuxNamespaceType::User) => source
-                    .as_deref()
-                    .and_then(|src| rootfs::idmap::clone_tree(src, rbind).ok())
-                    .map(|tree| (tree, false)),
-                None => None,
-            }
-            .map(|(fd, idmapped)| rootfs::Tree {
-                fd: std::sync::Arc::new(fd),
-                idmapped,
-            });
             mounts.push(Mount {
+                idmap: idmap_of(i, m, &options, is_bind)?,
                 destination,
                 typ,
                 source,
                 options,
-                tree,
-                idmap_later,
+                tree: None,
+                idmap_later: None,
             });
         }
 
@@ -475,7 +472,7 @@ impl InitPlan {
             mount_label: linux
                 .mount_label()
                 .clone()
-                .filter(|l| !l.is_empty() && crate::security::lsm::selinux_enabled()),
+                .filter(|l| !l.is_empty() && host.selinux()),
         };
 
         let time_offsets = linux
@@ -527,13 +524,94 @@ impl InitPlan {
                 Some(CString::new(id).map_err(|_| Error::invalid("id", "contains a NUL byte"))?)
             },
             ns,
-            net_devices: crate::netdev::from_spec(linux, crate::rootless::unprivileged())?,
+            net_devices: crate::netdev::from_spec(linux, host.unprivileged())?,
             intel_rdt: linux
                 .intel_rdt()
                 .as_ref()
-                .map(|r| crate::intelrdt::plan(r, id, crate::intelrdt::Resctrl::find()))
+                .map(|r| crate::intelrdt::plan(r, id, host.resctrl()))
                 .transpose()?,
         })
+    }
+
+    /// What the plan needs of the host, before the fork: the namespaces
+    /// to join, opened (and the maps of a joined user namespace checked
+    /// against the config's, as runc's specconv does), and the detached
+    /// trees of the bind sources (idmapped, or for a new user namespace).
+    pub fn acquire(&mut self) -> Result<()> {
+        self.ns.open()?;
+        let config_maps = (self.uid_map.clone(), self.gid_map.clone());
+        let configured = !(config_maps.0.is_empty() && config_maps.1.is_empty());
+        let mounts = &mut self.rootfs.mounts;
+        let for_mounts = mounts
+            .iter()
+            .any(|m| matches!(m.idmap, Some(Idmap::Container { .. })));
+        // The maps of the container's user namespace, for idmapped mounts
+        // without their own: the config's, or those of the namespace it
+        // joins (runc 1.2+ takes them from there; read once, by a fork).
+        let container_maps = match self.ns.joined_user() {
+            Some(_) if configured || for_mounts => {
+                let joined = self.ns.joined_user_maps()?.unwrap_or_default();
+                // containerd and CRI-O pass both; runc (specconv
+                // setupUserNamespace) accepts them only if they are the
+                // namespace's own.
+                if configured
+                    && (!same_maps(&joined.0, &config_maps.0)
+                        || !same_maps(&joined.1, &config_maps.1))
+                {
+                    return Err(Error::invalid(
+                        "linux.uidMappings",
+                        "user namespaces enabled, but both namespace path and non-matching \
+                         mapping specified -- you may only provide one",
+                    ));
+                }
+                joined
+            }
+            _ => config_maps,
+        };
+        let new_user = self.ns.has_new(LinuxNamespaceType::User);
+        let rootfs = &self.rootfs.rootfs;
+        for (i, m) in mounts.iter_mut().enumerate() {
+            let maps = match &m.idmap {
+                Some(Idmap::Own(maps)) => Some(maps.clone()),
+                Some(Idmap::Container { recursive }) => {
+                    Some(complete(i, container_maps.clone(), *recursive)?)
+                }
+                None => None,
+            };
+            let rbind = m.options.flags.contains(MsFlags::MS_REC);
+            let source = m.source.as_deref();
+            let tree = match maps {
+                // Not there yet, or in the rootfs, where an earlier mount
+                // of the config may make or cover it: the init asks for the
+                // tree when it gets there, resolved in its mount namespace
+                // (runc 1.2+ asks for every idmapped source then; made here,
+                // the others cost no round trip).
+                Some(maps) if !source.is_some_and(|s| s.exists() && !s.starts_with(rootfs)) => {
+                    m.idmap_later = Some(maps);
+                    None
+                }
+                Some(maps) => {
+                    let src = source.unwrap_or(Path::new(""));
+                    let tree = rootfs::idmap::prepare(src, rbind, &maps)
+                        .map_err(|e| e.within(rootfs::mount_failed(source, &m.destination)))?;
+                    Some((tree, true))
+                }
+                // As runc (mount source fds): in a new user namespace the
+                // init may not reach a source only host root can, so the
+                // runtime clones it here, for the init to use if it must.
+                // One that is not there yet (an earlier mount of the config
+                // makes it) is left to the init's lookup.
+                None if m.is_bind() && new_user => source
+                    .and_then(|src| rootfs::idmap::clone_tree(src, rbind).ok())
+                    .map(|tree| (tree, false)),
+                None => None,
+            };
+            m.tree = tree.map(|(fd, idmapped)| rootfs::Tree {
+                fd: std::sync::Arc::new(fd),
+                idmapped,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -630,6 +708,262 @@ mod tests {
             last_of_each(&env),
             ["PATH=/bin", "HOME=", "B=2", "A=3", "ODD"]
         );
+    }
+
+    /// A host made up for the translation.
+    #[derive(Default)]
+    struct Fake {
+        in_userns: bool,
+        selinux: bool,
+    }
+
+    impl Host for Fake {
+        fn in_user_namespace(&self) -> bool {
+            self.in_userns
+        }
+        fn unprivileged(&self) -> bool {
+            false
+        }
+        fn selinux(&self) -> bool {
+            self.selinux
+        }
+        fn resctrl(&self) -> Option<crate::intelrdt::Resctrl> {
+            None
+        }
+    }
+
+    /// A bundle at /b (rootfs /b/rootfs) of `config` over a minimal one.
+    fn bundle(config: serde_json::Value) -> Bundle {
+        let mut base = serde_json::json!({
+            "ociVersion": "1.2.0",
+            "root": {"path": "rootfs"},
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "linux": {}
+        });
+        for (k, v) in config.as_object().into_iter().flatten() {
+            base[k] = v.clone();
+        }
+        Bundle {
+            path: PathBuf::from("/b"),
+            spec: serde_json::from_value(base).expect("spec"),
+            rootfs: PathBuf::from("/b/rootfs"),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn translate(config: serde_json::Value, host: &Fake) -> Result<InitPlan> {
+        let opts = Options::default();
+        InitPlan::translate(
+            "c1",
+            &bundle(config),
+            &CgroupPaths::default(),
+            &opts,
+            None,
+            host,
+        )
+    }
+
+    fn plan(config: serde_json::Value) -> InitPlan {
+        translate(config, &Fake::default()).expect("translate")
+    }
+
+    fn error(config: serde_json::Value) -> String {
+        match translate(config, &Fake::default()) {
+            Ok(_) => panic!("translated"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn mounts_translate_without_touching_the_host() {
+        let p = plan(serde_json::json!({"mounts": [
+            {"destination": "/data", "type": "bind", "source": "vol", "options": ["rbind", "ro"]},
+            {"destination": "/b/rootfs/tmp", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "size=64k"]},
+            {"destination": "/own", "source": "/nonexistent", "options": ["bind"],
+             "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 10}],
+             "gidMappings": [{"containerID": 0, "hostID": 2000, "size": 10}]},
+            {"destination": "/ctr", "source": "/nonexistent", "options": ["rbind", "ridmap"]},
+            {"destination": "/dev", "source": "/dev", "options": ["rbind"]}
+        ]}));
+        let m = &p.rootfs.mounts;
+        // A relative bind source is the bundle's; a destination under the
+        // rootfs path is taken as inside the container.
+        assert_eq!(m[0].source.as_deref(), Some(Path::new("/b/vol")));
+        assert!(m[0]
+            .options
+            .flags
+            .contains(MsFlags::MS_RDONLY | MsFlags::MS_REC));
+        assert_eq!(
+            (m[1].typ.as_str(), m[1].destination.as_path()),
+            ("tmpfs", Path::new("/tmp"))
+        );
+        assert_eq!(m[1].options.data, "size=64k");
+        assert_eq!(
+            m[2].idmap,
+            Some(Idmap::Own(IdMaps {
+                uid_map: "0 1000 10\n".into(),
+                gid_map: "0 2000 10\n".into(),
+                recursive: false
+            }))
+        );
+        assert_eq!(m[3].idmap, Some(Idmap::Container { recursive: true }));
+        // Nothing acquired yet, and /dev is the config's own bind.
+        assert!(m
+            .iter()
+            .all(|m| m.tree.is_none() && m.idmap_later.is_none()));
+        assert!(!p.rootfs.setup_dev);
+        assert!(p.ns.joined.is_empty());
+    }
+
+    #[test]
+    fn bad_mounts_name_their_field() {
+        let e = error(serde_json::json!({"mounts": [
+            {"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]}]}));
+        assert_eq!(
+            e,
+            "mounts[0]: idmapped mounts are only supported for bind mounts"
+        );
+        let e = error(serde_json::json!({"mounts": [{"destination": "/x", "type": "bind"}]}));
+        assert_eq!(e, "mounts[0].source: a bind mount needs a source");
+        let e = error(
+            serde_json::json!({"mounts": [{"destination": "/x", "source": "/s",
+            "options": ["bind"], "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}]}),
+        );
+        assert!(
+            e.starts_with("mounts[0]: an idmapped mount needs both"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn devices_and_propagation() {
+        let p = plan(serde_json::json!({"linux": {
+            "devices": [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229},
+                        {"path": "/dev/null", "type": "c", "major": 1, "minor": 3,
+                         "fileMode": 438, "uid": 5}],
+            "rootfsPropagation": "runbindable"
+        }}));
+        let d = &p.rootfs.devices;
+        let fuse = d
+            .iter()
+            .find(|d| d.path == Path::new("/dev/fuse"))
+            .expect("fuse");
+        assert_eq!((fuse.major, fuse.minor, fuse.mode), (10, 229, 0o666));
+        // The config's replaces the default of the same path.
+        let null: Vec<_> = d
+            .iter()
+            .filter(|d| d.path == Path::new("/dev/null"))
+            .collect();
+        assert_eq!((null.len(), null[0].uid), (1, 5));
+        // An unbindable / could not give the rootfs bind: private until after the pivot.
+        assert_eq!(
+            p.rootfs.root_propagation,
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC
+        );
+        assert_eq!(
+            p.rootfs.final_propagation,
+            Some(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC)
+        );
+        assert_eq!(
+            plan(serde_json::json!({})).rootfs.root_propagation,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC
+        );
+        let e = error(serde_json::json!({"linux": {"devices": [
+            {"path": "/dev/x", "type": "a", "major": 1, "minor": 1}]}}));
+        assert_eq!(
+            e,
+            "linux.devices[0].type: \"a\" is only valid in resources.devices"
+        );
+        let e = error(serde_json::json!({"linux": {"devices": [
+            {"path": "/etc/x", "type": "c", "major": 1, "minor": 1}]}}));
+        assert_eq!(e, "linux.devices[0].path: /etc/x is not under /dev");
+        let e = error(serde_json::json!({"linux": {"rootfsPropagation": "sideways"}}));
+        assert_eq!(
+            e,
+            "linux.rootfsPropagation: unknown propagation \"sideways\""
+        );
+    }
+
+    #[test]
+    fn the_rest_of_the_config() {
+        let p = plan(serde_json::json!({
+            "hostname": "h1",
+            "hooks": {"prestart": [{"path": "/p"}], "createContainer": [{"path": "/c"}]},
+            "annotations": {"a": "b"},
+            "linux": {
+                "namespaces": [{"type": "user"}, {"type": "mount"},
+                               {"type": "network", "path": "/nonexistent/ns/net"}],
+                "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+                "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+                "sysctl": {"net.ipv4.ip_forward": "1"},
+                "timeOffsets": {"monotonic": {"secs": 10, "nanosecs": 5}},
+                "mountLabel": "system_u:object_r:container_file_t:s0"
+            }
+        }));
+        assert_eq!(p.uid_map, "0 100000 65536\n");
+        assert_eq!(p.time_offsets, "monotonic 10 5\n");
+        assert_eq!(
+            p.sysctl,
+            [(
+                PathBuf::from("/proc/sys/net/ipv4/ip_forward"),
+                "1".to_string()
+            )]
+        );
+        assert_eq!(p.hostname.as_deref(), Some("h1"));
+        assert_eq!(p.session_keyring.as_deref(), Some(c"c1"));
+        let runtime: Vec<&str> = p.hooks.runtime.iter().map(|(k, _)| *k).collect();
+        assert_eq!(runtime, ["prestart"]);
+        assert_eq!(
+            (p.hooks.create_container.len(), p.hooks.bundle.as_path()),
+            (1, Path::new("/b"))
+        );
+        // The joined namespace is named, not opened: that is `acquire`'s.
+        assert_eq!(p.ns.joined[0].path, Path::new("/nonexistent/ns/net"));
+        assert!(p.ns.clone_flags().is_empty(), "a join takes the slow path");
+        assert!(p.rootfs.in_userns && p.rootfs.own_mount_ns);
+        // Without SELinux the mount label is ignored.
+        assert_eq!(p.rootfs.mount_label, None);
+    }
+
+    #[test]
+    fn the_host_facts_come_from_the_host() {
+        let label = serde_json::json!({"linux": {"mountLabel": "l"}});
+        let selinux = Fake {
+            selinux: true,
+            ..Fake::default()
+        };
+        let p = translate(label, &selinux).expect("translate");
+        assert_eq!(p.rootfs.mount_label.as_deref(), Some("l"));
+        // keel in a user namespace: mknod is denied there too.
+        let userns = Fake {
+            in_userns: true,
+            ..Fake::default()
+        };
+        let p = translate(serde_json::json!({}), &userns).expect("translate");
+        assert!(p.rootfs.in_userns);
+        assert!(!plan(serde_json::json!({})).rootfs.in_userns);
+    }
+
+    #[test]
+    fn acquire_opens_the_joined_namespaces() {
+        let mut p = plan(serde_json::json!({"linux": {"namespaces": [
+            {"type": "mount"}, {"type": "network", "path": "/nonexistent/ns/net"}]}}));
+        let e = p.acquire().err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            e,
+            "linux.namespaces[1]: path /nonexistent/ns/net: No such file or directory"
+        );
+        let mut p = plan(serde_json::json!({"linux": {"namespaces": [
+            {"type": "network", "path": "/proc/self/ns/uts"}]}}));
+        let e = p.acquire().err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            e,
+            "linux.namespaces[0]: path /proc/self/ns/uts is not a net namespace"
+        );
+        let mut p = plan(serde_json::json!({"linux": {"namespaces": [
+            {"type": "network", "path": "/proc/self/ns/net"}]}}));
+        p.acquire().expect("acquire");
     }
 
     #[test]

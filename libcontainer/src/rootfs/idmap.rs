@@ -28,6 +28,19 @@ pub struct IdMaps {
     pub recursive: bool,
 }
 
+/// An idmapped bind as the config asks for it, before the maps of the
+/// container's user namespace are known (a joined one's are read from it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Idmap {
+    /// The mount's own `uidMappings` and `gidMappings`.
+    Own(IdMaps),
+    /// `idmap`/`ridmap` alone: the container's user namespace's maps.
+    Container {
+        /// `ridmap`.
+        recursive: bool,
+    },
+}
+
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 /// A detached clone of `source` (with its submounts when `rbind`) whose

@@ -25,6 +25,8 @@ pub struct Mount {
     pub source: Option<PathBuf>,
     /// Parsed options.
     pub options: MountOptions,
+    /// An idmapped bind: the maps the config asks for.
+    pub idmap: Option<super::idmap::Idmap>,
     /// A bind whose source the runtime cloned as a detached tree, for the
     /// init to attach (see [`super::idmap`]).
     pub tree: Option<Tree>,
@@ -52,7 +54,7 @@ fn tree_for<'a, T>(tree: Option<&'a Tree>, reach: &nix::Result<T>) -> Option<&'a
 }
 
 impl Mount {
-    fn is_bind(&self) -> bool {
+    pub(crate) fn is_bind(&self) -> bool {
         self.options.flags.contains(MsFlags::MS_BIND) || self.typ == "bind"
     }
 }
