@@ -21,10 +21,13 @@ use std::path::{Path, PathBuf};
 pub struct Described {
     /// The bundle directory, which relative bind sources are in.
     pub bundle: PathBuf,
+    /// The config's mounts.
     #[serde(default)]
     pub mounts: Vec<Mount>,
+    /// The config's namespaces (those joined by path are external).
     #[serde(default)]
     pub namespaces: Vec<LinuxNamespace>,
+    /// The config's masked paths (files get the null device).
     #[serde(default)]
     pub masked_paths: Vec<String>,
     /// The paths of the config's devices.
