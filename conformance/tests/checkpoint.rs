@@ -1021,3 +1021,33 @@ fn checkpoint_uses_the_config_of_create() {
         assert_no_leaks(env, "ctr");
     });
 }
+
+/// A bind mount whose destination goes through a symlink of the rootfs
+/// (`/datalink` -> `data`): the mount lies at /data, and the checkpoint
+/// names it there to CRIU, as the runtime resolved it when it made it.
+/// keel only: runc 1.1.5 names the config's destination (its
+/// addCriuDumpMount), which CRIU does not find; keel did the same before
+/// ("mnt: ./data doesn't have a proper root mount" at dump).
+#[test]
+fn bind_mount_through_a_rootfs_symlink() {
+    let Some(criu) = criu() else { return };
+    let env = TestEnv::keel();
+    let (mut b, file) = counter(&env, "ctr", None);
+    std::os::unix::fs::symlink("data", b.rootfs().join("datalink")).expect("symlink");
+    let last = b.config["mounts"]
+        .as_array()
+        .map(|a| a.len() - 1)
+        .expect("mounts");
+    b.set(&format!("/mounts/{last}/destination"), json!("/datalink"));
+    b.save().expect("save config");
+    let _run = start_counter(&env, &criu, &b, &file);
+    let dumped = count(&file);
+    let images = dump(&env, &criu, &[]);
+    let _restored = restore(&env, &criu, &b, &images, &["-d"], "ctr").ok("restore");
+    assert!(
+        wait_until(SEC10, || count(&file) > dumped + 2),
+        "the restored counter does not count"
+    );
+    rt(&env, &criu, &["delete", "--force", "ctr"]).ok("delete");
+    assert_no_leaks(&env, "ctr");
+}

@@ -72,10 +72,42 @@ pub(super) fn is_bind(m: &Mount) -> bool {
             .any(|o| o == "bind" || o == "rbind")
 }
 
-/// The config's mounts that CRIU must treat as external, with the sources
-/// they have now (`cgroups`: the container's cgroups, bound at the cgroup
-/// mount when there is no cgroup namespace, as keel's rootfs setup does).
-pub(crate) fn external_mounts(c: &Described, cgroups: &CgroupPaths) -> Vec<ExternalMount> {
+/// `dest` where its mount lies: the symlinks of its existing part resolved
+/// within `root` (the container's root), as keel resolved them when it made
+/// the mount, so that the key names the mount CRIU finds. Unchanged if the
+/// root cannot be walked.
+fn in_root(root: &Path, dest: &str) -> String {
+    use std::os::fd::AsFd;
+    let Ok(dir) = std::fs::File::open(root) else {
+        return dest.to_string();
+    };
+    match crate::rootfs::path::resolve_in_root(dir.as_fd(), Path::new(dest)) {
+        Ok(parts) => {
+            let mut p = PathBuf::from("/");
+            p.extend(parts);
+            p.to_string_lossy().into_owned()
+        }
+        Err(_) => dest.to_string(),
+    }
+}
+
+/// The config's mounts that CRIU must treat as external, by where they lie
+/// in `root` (the container's root), with the sources they have now
+/// (`cgroups`: the container's cgroups, bound at the cgroup mount when
+/// there is no cgroup namespace, as keel's rootfs setup does).
+pub(crate) fn external_mounts(
+    c: &Described,
+    cgroups: &CgroupPaths,
+    root: &Path,
+) -> Vec<ExternalMount> {
+    let mut out = listed_mounts(c, cgroups);
+    for m in &mut out {
+        m.destination = in_root(root, &m.destination);
+    }
+    out
+}
+
+fn listed_mounts(c: &Described, cgroups: &CgroupPaths) -> Vec<ExternalMount> {
     let cgroupns = namespaces(c)
         .iter()
         .any(|(t, _)| *t == LinuxNamespaceType::Cgroup);
@@ -122,17 +154,17 @@ pub(crate) fn external_mounts(c: &Described, cgroups: &CgroupPaths) -> Vec<Exter
 }
 
 /// The masked paths that are files in the running container (`root`: its
-/// root as seen from the host, /proc/<pid>/root): each has the null
-/// device bound over it, an external mount. Masked directories get a
-/// tmpfs, which CRIU restores itself.
+/// root as seen from the host, /proc/<pid>/root), by where they lie: each
+/// has the null device bound over it, an external mount. Masked
+/// directories get a tmpfs, which CRIU restores itself.
 pub(crate) fn masked_files(c: &Described, root: &Path) -> Vec<String> {
     c.masked_paths
         .iter()
+        .map(|p| in_root(root, p))
         .filter(|p| {
             let inside = root.join(p.trim_start_matches('/'));
             std::fs::metadata(inside).is_ok_and(|m| !m.is_dir())
         })
-        .cloned()
         .collect()
 }
 

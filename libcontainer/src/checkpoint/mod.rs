@@ -244,10 +244,10 @@ impl Container {
         if !opts.pre_dump {
             // Dumped under their destination; the restore maps that key to
             // whatever the source is then.
-            for m in describe::external_mounts(&described, cg) {
+            let root = PathBuf::from(format!("/proc/{pid}/root"));
+            for m in describe::external_mounts(&described, cg, &root) {
                 o.ext_mnt.push((m.destination.clone(), m.destination));
             }
-            let root = PathBuf::from(format!("/proc/{pid}/root"));
             for f in describe::masked_files(&described, &root) {
                 o.ext_mnt.push((f, "/dev/null".into()));
             }
@@ -473,7 +473,7 @@ fn restore_in(
     o.rst_sibling = true;
     o.lsm_profile = opts.lsm_profile.clone();
     o.lsm_mount_context = opts.lsm_mount_context.clone();
-    for m in describe::external_mounts(described, &cgroups.paths) {
+    for m in describe::external_mounts(described, &cgroups.paths, &bundle.rootfs) {
         o.ext_mnt
             .push((m.destination, m.source.to_string_lossy().into_owned()));
     }
