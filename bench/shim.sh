@@ -37,23 +37,7 @@ cd "$KEEL_REPO_ROOT"
 if [[ -n "${KEEL_SHIM_DIR:-}" ]]; then
 	shim_dir="$KEEL_SHIM_DIR"
 else
-	# As deployed: profile shim (size-optimised release), static and not
-	# position-independent (as Debian's runc shim), so that no shared
-	# library nor relocation is paged in by a long-lived idle process.
-	# musl (its Rust target added with rustup if missing): its libc and
-	# malloc are a fraction of glibc's; else glibc, static. --target keeps the flags off build
-	# scripts and proc macros.
-	arch=$(uname -m)
-	target="$arch-unknown-linux-musl"
-	flags="-C relocation-model=static"
-	if ! has_rust_target "$target"; then
-		warn "no Rust target $target: building the shim with glibc, static"
-		target="$arch-unknown-linux-gnu"
-		flags="$flags -C target-feature=+crt-static"
-	fi
-	log "building containerd-shim-keel-v2 (profile shim, static, $target)"
-	RUSTFLAGS="$flags" cargo build --profile shim -p keel-shim --target "$target" >&2
-	shim_dir="$(keel_target_dir)/$target/shim"
+	shim_dir="$(build_deployed_shim)"
 fi
 
 tmp=$(mktemp -d /tmp/keel-shim-bench.XXXXXX)

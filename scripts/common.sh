@@ -107,3 +107,25 @@ with open(path, "w") as f:
     f.write("\n")
 EOF
 }
+
+# build_deployed_shim: builds containerd-shim-keel-v2 as deployed and
+# prints its directory. Profile shim (size-optimised release), static and
+# not position-independent (as Debian's runc shim), so that no shared
+# library nor relocation is paged in by a long-lived idle process. musl
+# (its Rust target added with rustup if missing): its libc and malloc are
+# a fraction of glibc's; else glibc, static. --target keeps the flags off
+# build scripts and proc macros.
+build_deployed_shim() {
+	local arch target flags
+	arch=$(uname -m)
+	target="$arch-unknown-linux-musl"
+	flags="-C relocation-model=static"
+	if ! has_rust_target "$target"; then
+		warn "no Rust target $target: building the shim with glibc, static"
+		target="$arch-unknown-linux-gnu"
+		flags="$flags -C target-feature=+crt-static"
+	fi
+	log "building containerd-shim-keel-v2 (profile shim, static, $target)"
+	RUSTFLAGS="$flags" cargo build --profile shim -p keel-shim --target "$target" >&2
+	echo "$(keel_target_dir)/$target/shim"
+}
