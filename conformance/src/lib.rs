@@ -17,6 +17,7 @@
 //! with that namespace instead of piling up on the host.
 
 mod bundle;
+pub mod console;
 pub mod containerd;
 pub mod cri;
 pub mod criu;

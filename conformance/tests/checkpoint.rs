@@ -1051,3 +1051,60 @@ fn bind_mount_through_a_rootfs_symlink() {
     rt(&env, &criu, &["delete", "--force", "ctr"]).ok("delete");
     assert_no_leaks(&env, "ctr");
 }
+
+/// A container with a terminal: checkpointed with `--shell-job`, restored
+/// with a console socket, which gets a new pty master through which the
+/// program answers as before.
+#[test]
+fn terminal_with_shell_job_and_console_socket() {
+    use keel_conformance::console::{ConsoleSocket, PtyReader};
+    each_runtime(|env, criu| {
+        let name = env.rt.name;
+        let mut b = env.bundle("ctr");
+        b.set("/process/terminal", json!(true));
+        b.sh("while read l; do echo \"echo:$l\"; done");
+        b.save().expect("save config");
+        let bundle = b.dir.to_string_lossy().into_owned();
+        let first = ConsoleSocket::new(env, "first");
+        let sock = first.arg();
+        let _run = rt(
+            env,
+            criu,
+            &[
+                "run",
+                "-d",
+                "--console-socket",
+                &sock,
+                "--bundle",
+                &bundle,
+                "ctr",
+            ],
+        )
+        .ok("run -d --console-socket");
+        let master = first.master(|| format!("{name} run"));
+        let pty = PtyReader::new(&master);
+        pty.write("one\n");
+        pty.wait_for("echo:one", name);
+        let images = dump(env, criu, &["--shell-job"]);
+        drop(pty);
+        drop(master);
+        let second = ConsoleSocket::new(env, "second");
+        let sock = second.arg();
+        let _restored = restore(
+            env,
+            criu,
+            &b,
+            &images,
+            &["-d", "--shell-job", "--console-socket", &sock],
+            "ctr",
+        )
+        .ok("restore --console-socket");
+        let master = second.master(|| format!("{name} restore"));
+        let pty = PtyReader::new(&master);
+        pty.write("two\n");
+        pty.wait_for("echo:two", name);
+        drop(pty);
+        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
+        assert_no_leaks(env, "ctr");
+    });
+}
