@@ -188,6 +188,23 @@ StandardError=tty
 TTYPath=/dev/ttyS0
 EOF
 	ln -s keel-test.target "$root/etc/systemd/system/default.target"
+	# The rootless tests' user, whose systemd (user@1000.service, started
+	# by the tests as lingering does) gets every controller delegated; no
+	# PAM, and no system bus for systemd-user-runtime-dir to ask logind on,
+	# in this image: its runtime directory is a plain one.
+	printf 'keel-rootless:x:1000:1000::/home/keel-rootless:/bin/sh\n' >>"$root/etc/passwd"
+	printf 'keel-rootless:x:1000:\n' >>"$root/etc/group"
+	mkdir -p "$root/home/keel-rootless" "$root/etc/systemd/system/user@.service.d"
+	chown 1000:1000 "$root/home/keel-rootless"
+	printf '[Service]\nPAMName=\nDelegate=yes\nEnvironment=XDG_RUNTIME_DIR=/run/user/%%i\n' >"$root/etc/systemd/system/user@.service.d/keel.conf"
+	mkdir -p "$root/etc/systemd/system/user-runtime-dir@.service.d"
+	cat >"$root/etc/systemd/system/user-runtime-dir@.service.d/keel.conf" <<'EOF'
+[Service]
+ExecStart=
+ExecStart=/bin/busybox sh -c 'mkdir -p /run/user/%i && chown %i:%i /run/user/%i && chmod 0700 /run/user/%i'
+ExecStop=
+ExecStop=/bin/busybox rm -rf /run/user/%i
+EOF
 	append="systemd.show_status=0 systemd.unified_cgroup_hierarchy=1"
 	# Hybrid as this host: v1 controllers, cgroup2 at /sys/fs/cgroup/unified.
 	[[ $layout == hybrid ]] && append="systemd.show_status=0 systemd.unified_cgroup_hierarchy=0"

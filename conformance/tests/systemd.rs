@@ -444,3 +444,195 @@ fn differential_unit_properties_match_runc() {
     }
     assert_eq!(seen[0], seen[1], "unit properties: keel, runc");
 }
+
+/// The rootless test user's uid (the VM lane makes it; see
+/// scripts/cgroup-v2-vm.sh).
+const USER_UID: u32 = 1000;
+
+/// A command run as the rootless test user, with its session's
+/// $XDG_RUNTIME_DIR, from a cgroup of the user's own (its systemd's
+/// init.scope), as from a user session: the user's systemd moves the
+/// container's init out of there, which it may only do from a cgroup the
+/// user owns (else it asks PID 1 over the system bus, which this VM has
+/// not).
+fn as_user(prog: &str, args: &[&str], dir: &Path) -> std::io::Result<(bool, String, String)> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let procs = std::fs::OpenOptions::new().write(true).open(format!(
+        "/sys/fs/cgroup/user.slice/user-{USER_UID}.slice/user@{USER_UID}.service/init.scope/cgroup.procs"
+    ))?;
+    let fd = procs.as_raw_fd();
+    let mut c = Command::new(prog);
+    c.args(args)
+        .env("XDG_RUNTIME_DIR", format!("/run/user/{USER_UID}"))
+        .env("HOME", "/home/keel-rootless")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .stdin(std::process::Stdio::null())
+        // Files, not pipes: a detached container holds the runtime's stdio.
+        .stdout(std::fs::File::create(dir.join("user.out"))?)
+        .stderr(std::fs::File::create(dir.join("user.err"))?);
+    // SAFETY: between fork and exec only async-signal-safe calls: write(2)
+    // of a static buffer to an fd opened before the fork ("0": the writer
+    // itself moves), then setgroups/setgid/setuid.
+    unsafe {
+        c.pre_exec(move || {
+            let check = |r: libc::c_int| {
+                if r < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            };
+            check(libc::write(fd, b"0".as_ptr().cast(), 1) as libc::c_int)?;
+            check(libc::setgroups(0, std::ptr::null()))?;
+            check(libc::setgid(USER_UID))?;
+            check(libc::setuid(USER_UID))
+        });
+    }
+    let status = c.status();
+    drop(procs);
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    Ok((status?.success(), read("user.out"), read("user.err")))
+}
+
+/// Starts the user's systemd (`user@UID.service`, as a lingering user
+/// has it); false (the reason printed) where there is none to start.
+fn user_manager() -> bool {
+    let ok = Command::new("timeout")
+        .args([
+            "60",
+            "systemctl",
+            "start",
+            &format!("user@{USER_UID}.service"),
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    let private = format!("/run/user/{USER_UID}/systemd/private");
+    if !ok || !Path::new(&private).exists() {
+        let status = Command::new("systemctl")
+            .args([
+                "status",
+                "--no-pager",
+                "-l",
+                &format!("user@{USER_UID}.service"),
+                &format!("user-runtime-dir@{USER_UID}.service"),
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        eprintln!(
+            "skipped: no user manager for uid {USER_UID} (started: {ok}, {private}): {status}"
+        );
+        return false;
+    }
+    true
+}
+
+/// keel run by an unprivileged user with --systemd-cgroup: the container in
+/// a transient scope of the user's own systemd (under its user.slice), with
+/// Delegate=yes and the limits as unit properties and in the files, exec
+/// joining it, delete stopping it.
+#[test]
+fn rootless_keel_gets_a_scope_from_the_users_systemd() {
+    if !systemd_is_init() {
+        eprintln!("skipped: systemd is not init here (runs in the systemd VM lane)");
+        return;
+    }
+    if memory_v1() {
+        eprintln!("skipped: a user's systemd delegates only on cgroup v2");
+        return;
+    }
+    if !user_manager() {
+        return;
+    }
+    let env = TestEnv::keel();
+    let id = format!("rl{}", std::process::id());
+    let unit = format!("keel-test-{id}.scope");
+    let mut b = env.bundle(&id);
+    b.sh("sleep 600");
+    // Rootless as `runc spec --rootless` makes it: the user's own ids as
+    // root of a user namespace, no cgroup mount, /sys bound read-only.
+    let own = json!([{ "containerID": 0, "hostID": USER_UID, "size": 1 }]);
+    b.set("/linux/uidMappings", own.clone());
+    b.set("/linux/gidMappings", own);
+    b.namespaces(&["pid", "ipc", "uts", "mount", "user"]);
+    b.remove_mount("/sys/fs/cgroup");
+    b.remove_mount("/sys");
+    b.push(
+        "/mounts",
+        json!({ "destination": "/sys", "type": "none", "source": "/sys",
+                "options": ["rbind", "nosuid", "noexec", "nodev", "ro"] }),
+    );
+    if let Some(mounts) = b.config["mounts"].as_array_mut() {
+        for m in mounts.iter_mut().filter(|m| m["type"] == "devpts") {
+            if let Some(o) = m["options"].as_array_mut() {
+                o.retain(|o| o != "gid=5");
+            }
+        }
+    }
+    b.set(
+        "/linux/cgroupsPath",
+        json!(format!("user.slice:keel-test:{id}")),
+    );
+    b.set(
+        "/linux/resources",
+        json!({ "memory": { "limit": 48 << 20 }, "pids": { "limit": 25 } }),
+    );
+    b.save().expect("save config.json");
+    let chown = Command::new("chown")
+        .args(["-R", &format!("{USER_UID}:{USER_UID}")])
+        .arg(&env.dir)
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    let root = env.root.to_string_lossy().into_owned();
+    let keel = env.rt.bin.to_string_lossy().into_owned();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--root", &root];
+        all.extend_from_slice(args);
+        as_user(&keel, &all, &env.dir).expect("run keel as the user")
+    };
+    let user_prop = |prop: &str| {
+        let (_, out, _) = as_user(
+            "systemctl",
+            &["--user", "show", "-p", prop, "--value", &unit],
+            &env.dir,
+        )
+        .expect("systemctl --user");
+        out.trim().to_string()
+    };
+    let dir = b.dir.to_string_lossy().into_owned();
+    let (ok, out, err) = run(&["--systemd-cgroup", "run", "--bundle", &dir, "--detach", &id]);
+    assert!(ok, "rootless run --systemd-cgroup: {out} {err}");
+    let (ok, state, err) = run(&["state", &id]);
+    assert!(ok, "state: {err}");
+    let state: serde_json::Value = serde_json::from_str(&state).expect("state json");
+    let pid = state["pid"].as_i64().expect("pid");
+    let path =
+        format!("/user.slice/user-{USER_UID}.slice/user@{USER_UID}.service/user.slice/{unit}");
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    assert_eq!(cg.trim(), format!("0::{path}"));
+    assert_eq!(user_prop("ActiveState"), "active");
+    assert_eq!(user_prop("Delegate"), "yes");
+    assert_eq!(user_prop("MemoryMax"), (48u64 << 20).to_string());
+    assert_eq!(user_prop("TasksMax"), "25");
+    assert_eq!(read(&path, "memory.max"), (48u64 << 20).to_string());
+    assert_eq!(read(&path, "pids.max"), "25");
+    let (ok, _, err) = run(&["update", "--pids-limit", "15", &id]);
+    assert!(ok, "update: {err}");
+    assert_eq!(user_prop("TasksMax"), "15");
+    assert_eq!(read(&path, "pids.max"), "15");
+    let (ok, out, err) = run(&["exec", &id, "cat", "/proc/self/cgroup"]);
+    assert!(ok && out.contains(&unit), "exec: {out} {err}");
+    let (ok, _, err) = run(&["delete", "--force", &id]);
+    assert!(ok, "delete: {err}");
+    assert!(
+        keel_conformance::wait_until(std::time::Duration::from_secs(5), || {
+            let state = user_prop("ActiveState");
+            state == "inactive" || state.is_empty()
+        }),
+        "unit still {}",
+        user_prop("ActiveState")
+    );
+    assert!(!Path::new(&format!("/sys/fs/cgroup{path}")).exists());
+}

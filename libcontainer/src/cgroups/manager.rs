@@ -80,8 +80,15 @@ impl Manager {
         spec: &oci_spec::runtime::Spec,
     ) -> Result<Manager> {
         let (unit, path) = systemd::unit_for(cgroups_path, id, spec)?;
+        let paths = CgroupPaths::resolve(Some(Path::new(&path)), id)?;
+        if unit.user && !paths.is_pure_v2() {
+            return Err(Error::invalid(
+                "linux.cgroupsPath",
+                "rootless: the systemd cgroup driver needs cgroup v2 (a user's systemd cannot delegate v1 controllers)",
+            ));
+        }
         Ok(Manager {
-            paths: CgroupPaths::resolve(Some(Path::new(&path)), id)?,
+            paths,
             driver: Driver::Systemd(unit),
         })
     }

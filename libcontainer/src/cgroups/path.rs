@@ -263,16 +263,18 @@ impl CgroupPaths {
     }
 
     /// Enables every controller the cgroup2 root offers down to the
-    /// container's parent (pure v2 only, as runc).
-    pub(crate) fn enable_all_v2(&self) -> Result<()> {
+    /// container's parent (pure v2 only, as runc). Best effort, as runc's
+    /// fs2: a controller that cannot be enabled (one a user's systemd was
+    /// not delegated, rootless) is an error only where a limit needs it
+    /// ([`CgroupPaths::target`]).
+    pub(crate) fn enable_all_v2(&self) {
         let Some(root) = self.unified_root() else {
-            return Ok(());
+            return;
         };
         let offered = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
         for c in offered.split_whitespace() {
-            self.enable_v2(c)?;
+            let _ = self.enable_v2(c);
         }
-        Ok(())
     }
 
     /// Where the files of v1 controller `v1ctrl` (cgroup v2 controller

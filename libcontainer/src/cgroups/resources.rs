@@ -148,7 +148,7 @@ pub(crate) fn apply(paths: &CgroupPaths, r: &LinuxResources) -> Result<Warnings>
     if paths.is_pure_v2() {
         // As runc: every controller the hierarchy offers is enabled for
         // the container, so that its files exist to read and write.
-        paths.enable_all_v2()?;
+        paths.enable_all_v2();
     }
     for c in CONTROLLERS.iter().filter(|c| (c.is_set)(r)) {
         let Some(target) = paths.target(c.v1, c.v2)? else {
