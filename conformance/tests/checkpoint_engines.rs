@@ -101,3 +101,73 @@ fn containerd_keel_shim_checkpoint_restore() {
 fn containerd_runc_shim_checkpoint_restore() {
     containerd_round_trip(RUNC_SHIM);
 }
+
+/// A restore that CRIU cannot do (the source of a bind mount is gone):
+/// `ctr c restore --live` fails naming the cause, and deleting the task
+/// and container leaves nothing (no cgroup, no runtime state, no process).
+fn containerd_failed_restore(runtime: &str) {
+    let Some(c) = containerd() else { return };
+    let id = "badrestore";
+    let reference = "keel.test/checkpoint:bad";
+    let src = c.dir.join(format!("bind-{}", runtime.replace('.', "-")));
+    std::fs::create_dir_all(&src).expect("mkdir bind source");
+    let mount = format!("type=bind,src={},dst=/data,options=rbind:rw", src.display());
+    c.run_detached(runtime, id, &["--mount", &mount], &["sh", "-c", COUNTER]);
+    assert!(
+        wait_until(SEC10, || ctr_count(&c, id) >= 1),
+        "{runtime}: the counter never counted"
+    );
+    c.ctr(&["containers", "checkpoint", "--task", id, reference])
+        .expect_ok("checkpoint");
+    c.ctr(&["task", "kill", "-s", "SIGKILL", id])
+        .expect_ok("task kill");
+    assert!(
+        c.wait_status(id, "STOPPED", SEC10),
+        "{runtime}: not stopped"
+    );
+    c.ctr(&["task", "delete", id]).expect_ok("task delete");
+    c.ctr(&["containers", "delete", id])
+        .expect_ok("containers delete");
+    std::fs::remove_dir(&src).expect("remove the bind source");
+    let out = c.ctr(&["containers", "restore", "--live", id, reference]);
+    assert_ne!(
+        out.code, 0,
+        "{runtime}: restore without its bind source: {out:?}"
+    );
+    assert!(
+        out.stderr.contains(&*src.to_string_lossy()),
+        "{runtime}: the error does not name the missing source: {out:?}"
+    );
+    // Created, pid 0: deleted as it is (`-f` would wait for an exit that
+    // never comes, under either shim).
+    c.ctr(&["task", "delete", id]).expect_ok("task delete");
+    c.ctr(&["containers", "delete", id])
+        .expect_ok("containers delete");
+    assert!(c.cgroup_dirs(id).is_empty(), "{runtime}: cgroup left");
+    let state = format!(
+        "/proc/{}/root/run/containerd/{}/{}/{id}",
+        c.pid(),
+        if runtime == KEEL_SHIM { "keel" } else { "runc" },
+        c.namespace
+    );
+    assert!(
+        !std::path::Path::new(&state).exists(),
+        "{runtime}: runtime state left at {state}"
+    );
+    let mounts =
+        std::fs::read_to_string(format!("/proc/{}/mountinfo", c.pid())).unwrap_or_default();
+    assert!(
+        !mounts.contains(&format!("/{id}/rootfs ")),
+        "{runtime}: rootfs left mounted"
+    );
+}
+
+#[test]
+fn containerd_keel_shim_failed_restore_leaves_nothing() {
+    containerd_failed_restore(KEEL_SHIM);
+}
+
+#[test]
+fn containerd_runc_shim_failed_restore_leaves_nothing() {
+    containerd_failed_restore(RUNC_SHIM);
+}

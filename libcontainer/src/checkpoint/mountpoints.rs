@@ -4,7 +4,8 @@
 //! the first create made (`/run` of containerd's default spec, say). As
 //! runc's prepareCriuRestoreMounts: each mount's destination is made
 //! inside the rootfs (a file for a bind of a non-directory), but those
-//! beneath a tmpfs of the config, whose content CRIU restores itself.
+//! beneath a tmpfs of the config, whose content CRIU restores itself; a
+//! bind whose source is gone fails here, naming it.
 
 use super::describe::is_bind;
 use crate::error::{Result, SysContext};
@@ -33,11 +34,16 @@ pub(super) fn prepare(bundle: &Bundle) -> Result<()> {
         if tmpfs.iter().any(|t| dest != *t && dest.starts_with(t)) {
             continue;
         }
-        let file = is_bind(m)
-            && m.source()
-                .as_ref()
-                .is_some_and(|s| bundle.path.join(s).metadata().is_ok_and(|md| !md.is_dir()));
-        let kind = if file { Kind::File } else { Kind::Dir };
+        let mut kind = Kind::Dir;
+        if let Some(source) = m.source().as_ref().filter(|_| is_bind(m)) {
+            // As runc, a source that is gone is named before CRIU starts.
+            let source = bundle.path.join(source);
+            let meta = std::fs::metadata(&source)
+                .ctx(|| format!("restore: mount source {}", source.display()))?;
+            if !meta.is_dir() {
+                kind = Kind::File;
+            }
+        }
         make_in_root(
             std::os::fd::AsFd::as_fd(&root),
             &strip_root(rootfs, dest),
