@@ -14,6 +14,9 @@
 #                                      with this host's runc to compare
 #   ... --systemd=hybrid               the same with systemd's hybrid layout
 #                                      (v1 controllers, cgroup2 `unified`)
+#   ... --systemd=v1                   the same on pure v1 (systemd's
+#                                      legacy layout; run by hand, ~45 s
+#                                      in the VM)
 #   ... --v1                           busybox as init, every v1 controller
 #                                      and no cgroup2: the `cgroups` tests on
 #                                      pure v1
@@ -37,7 +40,8 @@ case "${1:-}" in
 --v1) layout=v1 ;;
 --systemd) mode=systemd ;;
 --systemd=hybrid) mode=systemd layout=hybrid ;;
-*) die "usage: $0 [--v1|--systemd|--systemd=hybrid]" ;;
+--systemd=v1) mode=systemd layout=v1 ;;
+*) die "usage: $0 [--v1|--systemd|--systemd=hybrid|--systemd=v1]" ;;
 esac
 tests=cgroups
 [[ $mode == systemd ]] && tests=systemd
@@ -208,6 +212,8 @@ EOF
 	append="systemd.show_status=0 systemd.unified_cgroup_hierarchy=1"
 	# Hybrid as this host: v1 controllers, cgroup2 at /sys/fs/cgroup/unified.
 	[[ $layout == hybrid ]] && append="systemd.show_status=0 systemd.unified_cgroup_hierarchy=0"
+	# Pure v1: no cgroup2 at all, not even systemd's own hierarchy.
+	[[ $layout == v1 ]] && append="systemd.show_status=0 systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=1"
 fi
 cat >"$root/init" <<EOF
 #!/bin/busybox sh
