@@ -69,6 +69,11 @@ impl Foreground {
         ))
     }
 
+    /// The caller's window size, when the process is to share its terminal.
+    pub fn host_size(&self) -> Option<libkeel::console::Size> {
+        self.host.as_ref().and_then(tty::HostConsole::size)
+    }
+
     /// Relays the terminal (if the process got one), calls `start`, then
     /// forwards signals until `pid` exits; returns its exit code (128+N when
     /// killed by signal N, as a shell reports it).

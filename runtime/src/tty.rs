@@ -116,9 +116,16 @@ pub fn copy(master: OwnedFd) -> Result<JoinHandle<()>> {
     }))
 }
 
+impl HostConsole {
+    /// The caller's window size, if its terminal has one.
+    pub fn size(&self) -> Option<console::Size> {
+        console::size_of(&self.0).ok()
+    }
+}
+
 /// SIGWINCH: pass the caller's window size on to the container's terminal.
 pub fn resize_from(host: &HostConsole, master: &OwnedFd) {
-    if let Ok(size) = console::size_of(&host.0) {
+    if let Some(size) = host.size() {
         let _ = console::resize(master, size);
     }
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 
 pub fn exec(runtime: &libkeel::Runtime, root: &Path, a: &ExecArgs, log: &Logger) -> Result<i32> {
     let mut c = Container::load(root, &a.id)?;
-    let (process, warnings) = process_for(&c, a)?;
+    let (mut process, warnings) = process_for(&c, a)?;
     for w in &warnings {
         log.log(Level::Warning, w);
     }
@@ -44,6 +44,12 @@ pub fn exec(runtime: &libkeel::Runtime, root: &Path, a: &ExecArgs, log: &Logger)
         None
     } else {
         let (fg, for_process) = Foreground::prepare(true, terminal, Some(c.root_host_ids()))?;
+        // The pty is sized before the program runs: an exec is not held
+        // until keel relays the terminal, so sizing it only then races the
+        // program's first look at it (runc's race).
+        if let Some(size) = fg.host_size() {
+            process.set_console_size(Some(console_box(size)?));
+        }
         if opts.console_socket.is_none() {
             opts.console_socket = Some(for_process.console);
         }
@@ -64,6 +70,14 @@ pub fn exec(runtime: &libkeel::Runtime, root: &Path, a: &ExecArgs, log: &Logger)
         None => Ok(0),
         Some(fg) => fg.wait(Pid::from_raw(started.pid), log, || Ok(())),
     }
+}
+
+fn console_box(size: libkeel::console::Size) -> Result<libkeel::oci_spec::runtime::Box> {
+    libkeel::oci_spec::runtime::BoxBuilder::default()
+        .height(u64::from(size.rows))
+        .width(u64::from(size.cols))
+        .build()
+        .context("console size")
 }
 
 fn warn_all(c: &Container, log: &Logger) {
