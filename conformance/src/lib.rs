@@ -21,6 +21,7 @@ pub mod console;
 pub mod containerd;
 pub mod cri;
 pub mod criu;
+pub mod docker;
 pub mod engines;
 mod env;
 mod leaks;

@@ -1,190 +1,14 @@
-//! Docker on keel: Debian's dockerd 20.10, started by the test with a
-//! private data root, exec root, socket, pidfile and config, keel and runc
-//! added as runtimes (`--add-runtime`), in the engines' sandbox (own mount
-//! and network namespace, so docker0 and its iptables rules stay there;
-//! /etc/docker is a private tmpfs). The client is Debian's /usr/bin/docker,
-//! matching the daemon. Each scenario runs with runc and then keel; keel
-//! must observe what runc does. dockerd is stopped by pid at the end.
-//!
-//! Never the machine's own dockerd: its socket is not used and nothing is
-//! read from or written to /var/lib/docker, /run/docker or /etc/docker.
+//! Docker on keel: a private dockerd 20.10 (keel_conformance::docker) with
+//! keel and runc added as runtimes. Each scenario runs with runc and then
+//! keel; keel must observe what runc does.
 
+use keel_conformance::docker::{name, Docker, DOCKER, IMAGE, T};
 use keel_conformance::engines::{
-    busybox_tar, expect_code, kill_processes_under, make_volume, ok_out, pty_answers,
-    remove_cgroup_tree, runtimes, volume_round_trip, Outcome, Report, Sandbox, Step, TempDir,
+    expect_code, ok_out, pty_answers, runtimes, volume_round_trip, Outcome, Report,
 };
-use keel_conformance::{fail, wait_until, Output, Runtime};
+use keel_conformance::{fail, wait_until};
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::Duration;
-
-const IMAGE: &str = "keel-busybox:latest";
-const DOCKER: &str = "/usr/bin/docker";
-const T: Duration = Duration::from_secs(60);
-
-/// The runtime's name in dockerd (`runc` is reserved for its default).
-fn name(rt: &Runtime) -> String {
-    format!("{}-test", rt.name)
-}
-
-struct Docker {
-    daemon: Option<Child>,
-    cgroup: String,
-    // Dropped after the daemon is stopped: the sandbox, then the files.
-    sb: Sandbox,
-    dir: TempDir,
-}
-
-impl Docker {
-    fn start(rts: &[Runtime]) -> anyhow::Result<Docker> {
-        let dir = TempDir::new("docker")?;
-        let d = dir.0.clone();
-        std::fs::write(d.join("daemon.json"), "{}\n")?;
-        make_volume(&d)?;
-        // A custom seccomp profile: everything but mkdir.
-        std::fs::write(
-            d.join("seccomp.json"),
-            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#,
-        )?;
-        let tar = busybox_tar(&d)?;
-        let sb = Sandbox::new(&["/etc/docker"])?;
-        let cgroup = format!("keel-engines-docker-{}", std::process::id());
-        let log = std::fs::File::create(d.join("dockerd.log"))?;
-        let mut cmd = sb.command("dockerd");
-        cmd.arg("--config-file")
-            .arg(d.join("daemon.json"))
-            .arg("--data-root")
-            .arg(d.join("data"))
-            .arg("--exec-root")
-            .arg(d.join("exec"))
-            .arg("-H")
-            .arg(format!("unix://{}/docker.sock", d.display()))
-            .arg("--pidfile")
-            .arg(d.join("docker.pid"))
-            .arg("--cgroup-parent")
-            .arg(format!("/{cgroup}"))
-            .arg("--userland-proxy=false");
-        for rt in rts {
-            cmd.arg("--add-runtime")
-                .arg(format!("{}={}", name(rt), rt.bin.display()));
-        }
-        let daemon = cmd
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        let dk = Docker {
-            daemon: Some(daemon),
-            cgroup,
-            sb,
-            dir,
-        };
-        let stat = format!("/proc/{}/stat", dk.daemon.as_ref().map_or(0, |d| d.id()));
-        let gone = || {
-            std::fs::read_to_string(&stat).map_or(true, |s| {
-                s.rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('Z'))
-            })
-        };
-        if !wait_until(Duration::from_secs(60), || {
-            gone()
-                || dk
-                    .sh("version >/dev/null 2>&1", Duration::from_secs(10))
-                    .ok()
-        }) || gone()
-        {
-            anyhow::bail!(
-                "dockerd did not come up: {}",
-                std::fs::read_to_string(d.join("dockerd.log")).unwrap_or_default()
-            );
-        }
-        let o = dk.sh(
-            &format!("import -c 'CMD [\"sh\"]' {} {IMAGE}", tar.display()),
-            T,
-        );
-        anyhow::ensure!(o.ok(), "docker import: {o}");
-        Ok(dk)
-    }
-
-    /// `docker <args>` (a shell fragment) against this daemon.
-    fn sh(&self, args: &str, timeout: Duration) -> Output {
-        let d = self.dir.0.display();
-        self.sb.sh(
-            &format!("DOCKER_CONFIG={d}/client {DOCKER} -H unix://{d}/docker.sock {args}"),
-            timeout,
-        )
-    }
-
-    fn dk(&self, args: &str) -> Output {
-        self.sh(args, T)
-    }
-
-    /// `docker run --runtime <rt> <flags> IMAGE <cmd>`.
-    fn run(&self, rt: &Runtime, flags: &str, cmd: &str) -> Output {
-        self.dk(&format!("run --runtime {} {flags} {IMAGE} {cmd}", name(rt)))
-    }
-
-    /// `run --rm --network none`: exit 0 and the stdout.
-    fn run_out(&self, rt: &Runtime, flags: &str, cmd: &str) -> Step {
-        ok_out(
-            &self.run(rt, &format!("--rm --network none {flags}"), cmd),
-            &format!("run {flags} {cmd}"),
-        )
-    }
-
-    fn inspect(&self, name: &str, fmt: &str) -> Result<String, Outcome> {
-        let o = self.dk(&format!("inspect --format '{fmt}' {name}"));
-        Ok(ok_out(&o, "inspect")?.trim().to_string())
-    }
-
-    /// Runs `body` on a detached `sleep` container, removed afterwards.
-    fn with_ctr(
-        &self,
-        rt: &Runtime,
-        tag: &str,
-        flags: &str,
-        body: impl FnOnce(&str) -> Step,
-    ) -> Step {
-        let name = format!("{tag}-{}", rt.name);
-        let o = self.run(
-            rt,
-            &format!("-d --name {name} --network none {flags}"),
-            "sleep 1000",
-        );
-        expect_code(&o, 0, "run -d")?;
-        let r = body(&name);
-        let _ = self.dk(&format!("rm -f {name}"));
-        r
-    }
-}
-
-impl Drop for Docker {
-    fn drop(&mut self) {
-        let ids = self
-            .dk("ps -aq")
-            .stdout
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        if !ids.is_empty() {
-            let _ = self.dk(&format!("rm -f {ids}"));
-        }
-        if let Some(mut daemon) = self.daemon.take() {
-            // SAFETY: kill(2) on our own child (dockerd: nsenter execs it).
-            unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while matches!(daemon.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = daemon.kill();
-            let _ = daemon.wait();
-        }
-        kill_processes_under(&self.dir.0);
-        remove_cgroup_tree(&self.cgroup);
-    }
-}
 
 #[test]
 fn docker_scenarios() {
@@ -193,7 +17,7 @@ fn docker_scenarios() {
         return;
     }
     let rts = runtimes("docker");
-    let dk = match Docker::start(&rts) {
+    let dk = match Docker::start(&rts, None) {
         Ok(d) => d,
         Err(e) => panic!("docker setup: {e:#}"),
     };
