@@ -324,6 +324,9 @@ impl Service {
         proc.pidfd = None;
         proc.io.close();
         let pid = proc.pid;
+        // An exec may be named as its container: the init's Waits are
+        // those without an exec id.
+        let wait_id = exec_id.unwrap_or("");
         let exec_id = exec_id.unwrap_or(id);
         self.events.publish(ev::TaskExit {
             container_id: id.to_string(),
@@ -333,7 +336,6 @@ impl Service {
             exited_at: MessageField::some(exit.at.clone()),
             ..Default::default()
         });
-        let wait_id = if exec_id == id { "" } else { exec_id };
         self.answer_waits(id, Some(wait_id), &exit);
     }
 
