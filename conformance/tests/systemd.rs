@@ -466,6 +466,7 @@ fn as_user(prog: &str, args: &[&str], dir: &Path) -> std::io::Result<(bool, Stri
     c.args(args)
         .env("XDG_RUNTIME_DIR", format!("/run/user/{USER_UID}"))
         .env("HOME", "/home/keel-rootless")
+        .env("USER", "keel-rootless")
         .env_remove("DBUS_SESSION_BUS_ADDRESS")
         .stdin(std::process::Stdio::null())
         // Files, not pipes: a detached container holds the runtime's stdio.
@@ -534,6 +535,18 @@ fn user_manager() -> bool {
 /// joining it, delete stopping it.
 #[test]
 fn rootless_keel_gets_a_scope_from_the_users_systemd() {
+    rootless_scope(false);
+}
+
+/// The same with keel as root of a user namespace the user made (`unshare
+/// -r`), as rootless podman runs its runtime: still the user's systemd,
+/// authenticated as the user's uid outside.
+#[test]
+fn rootless_keel_in_the_users_namespace_gets_a_scope_too() {
+    rootless_scope(true);
+}
+
+fn rootless_scope(in_userns: bool) {
     if !systemd_is_init() {
         eprintln!("skipped: systemd is not init here (runs in the systemd VM lane)");
         return;
@@ -546,13 +559,15 @@ fn rootless_keel_gets_a_scope_from_the_users_systemd() {
         return;
     }
     let env = TestEnv::keel();
-    let id = format!("rl{}", std::process::id());
+    let id = format!("rl{}{}", u8::from(in_userns), std::process::id());
     let unit = format!("keel-test-{id}.scope");
     let mut b = env.bundle(&id);
     b.sh("sleep 600");
     // Rootless as `runc spec --rootless` makes it: the user's own ids as
     // root of a user namespace, no cgroup mount, /sys bound read-only.
-    let own = json!([{ "containerID": 0, "hostID": USER_UID, "size": 1 }]);
+    // (In the user's namespace those ids are 0.)
+    let host = if in_userns { 0 } else { USER_UID };
+    let own = json!([{ "containerID": 0, "hostID": host, "size": 1 }]);
     b.set("/linux/uidMappings", own.clone());
     b.set("/linux/gidMappings", own);
     b.namespaces(&["pid", "ipc", "uts", "mount", "user"]);
@@ -588,9 +603,15 @@ fn rootless_keel_gets_a_scope_from_the_users_systemd() {
     let root = env.root.to_string_lossy().into_owned();
     let keel = env.rt.bin.to_string_lossy().into_owned();
     let run = |args: &[&str]| {
-        let mut all = vec!["--root", &root];
+        let mut all = if in_userns {
+            vec!["-U", "-r", keel.as_str()]
+        } else {
+            Vec::new()
+        };
+        all.extend_from_slice(&["--root", &root]);
         all.extend_from_slice(args);
-        as_user(&keel, &all, &env.dir).expect("run keel as the user")
+        let prog = if in_userns { "unshare" } else { keel.as_str() };
+        as_user(prog, &all, &env.dir).expect("run keel as the user")
     };
     let user_prop = |prop: &str| {
         let (_, out, _) = as_user(
@@ -622,8 +643,12 @@ fn rootless_keel_gets_a_scope_from_the_users_systemd() {
     assert!(ok, "update: {err}");
     assert_eq!(user_prop("TasksMax"), "15");
     assert_eq!(read(&path, "pids.max"), "15");
-    let (ok, out, err) = run(&["exec", &id, "cat", "/proc/self/cgroup"]);
-    assert!(ok && out.contains(&unit), "exec: {out} {err}");
+    // (Each command here gets a user namespace of its own, where podman
+    // keeps one: exec's setns into the container's would be refused.)
+    if !in_userns {
+        let (ok, out, err) = run(&["exec", &id, "cat", "/proc/self/cgroup"]);
+        assert!(ok && out.contains(&unit), "exec: {out} {err}");
+    }
     let (ok, _, err) = run(&["delete", "--force", &id]);
     assert!(ok, "delete: {err}");
     assert!(

@@ -352,6 +352,17 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Our uid as systemd sees it, outside our user namespace (rootless
+/// podman runs the runtime as root of one): the id EXTERNAL authenticates
+/// as, which systemd checks against the socket's peer credentials.
+fn peer_uid() -> u32 {
+    let uid = nix::unistd::getuid().as_raw();
+    std::fs::read_to_string("/proc/self/uid_map")
+        .ok()
+        .and_then(|map| crate::rootless::host_id(&map, uid))
+        .unwrap_or(uid)
+}
+
 fn err(what: impl std::fmt::Display) -> Error {
     Error::invalid("systemd", format!("D-Bus: {what}"))
 }
@@ -429,8 +440,7 @@ impl Conn {
             bus,
             jobs_removed: VecDeque::new(),
         };
-        let uid: String = nix::unistd::getuid()
-            .as_raw()
+        let uid: String = peer_uid()
             .to_string()
             .bytes()
             .map(|b| format!("{b:02x}"))

@@ -69,14 +69,16 @@ impl SystemdUnit {
 }
 
 /// The unit and its cgroup path for a container's config: the caller's
-/// systemd (the user's when not root), what the unit starts with (the
-/// annotations are checked here, before anything is made).
+/// systemd (the user's when unprivileged: not root, or root of a user's
+/// user namespace as under rootless podman; runc's test), what the unit
+/// starts with (the annotations are checked here, before anything is
+/// made).
 pub(crate) fn unit_for(
     cgroups_path: Option<&Path>,
     id: &str,
     spec: &oci_spec::runtime::Spec,
 ) -> Result<(SystemdUnit, String)> {
-    let user = !nix::unistd::geteuid().is_root();
+    let user = crate::rootless::unprivileged();
     let (mut unit, path) = parse(cgroups_path, id, user)?;
     let annotations = annotations::select(spec.annotations().iter().flatten());
     annotations::properties(&annotations)?;
