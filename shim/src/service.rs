@@ -127,6 +127,26 @@ struct Task_ {
 }
 
 impl Task_ {
+    fn new(
+        bundle: &str,
+        root: PathBuf,
+        init: Proc,
+        rootfs_mounted: bool,
+        restore: Option<crate::checkpoint::PendingRestore>,
+    ) -> Task_ {
+        Task_ {
+            bundle: bundle.to_string(),
+            root,
+            init,
+            started: false,
+            execs: HashMap::new(),
+            init_exit: None,
+            shared_pidns: shared_pidns(bundle),
+            rootfs_mounted,
+            restore,
+        }
+    }
+
     /// The init first, then the execs: a stable order while the task is
     /// not changed (the loop polls pumps by index).
     fn procs(&self) -> impl Iterator<Item = &Proc> {
@@ -504,17 +524,7 @@ impl Service {
         }
         self.tasks.insert(
             req.id.clone(),
-            Task_ {
-                bundle: req.bundle.clone(),
-                root,
-                init,
-                started: false,
-                execs: HashMap::new(),
-                init_exit: None,
-                shared_pidns: shared_pidns(&req.bundle),
-                rootfs_mounted: !rootfs.is_empty(),
-                restore: None,
-            },
+            Task_::new(&req.bundle, root, init, !rootfs.is_empty(), None),
         );
         self.publish_create(&req, &spec, pid);
         Ok(api::CreateTaskResponse {
@@ -541,23 +551,19 @@ impl Service {
         init.io = prepared.io;
         self.tasks.insert(
             req.id.clone(),
-            Task_ {
-                bundle: req.bundle.clone(),
+            Task_::new(
+                &req.bundle,
                 root,
                 init,
-                started: false,
-                execs: HashMap::new(),
-                init_exit: None,
-                shared_pidns: shared_pidns(&req.bundle),
-                rootfs_mounted: !rootfs.is_empty(),
-                restore: Some(crate::checkpoint::PendingRestore {
+                !rootfs.is_empty(),
+                Some(crate::checkpoint::PendingRestore {
                     image: PathBuf::from(&req.checkpoint),
                     work: crate::checkpoint::PendingRestore::work_dir(&opts.criu_work_path, bundle),
                     systemd_cgroup: opts.systemd_cgroup,
                     stdio: prepared.stdio,
                     console_socket: prepared.console_socket,
                 }),
-            },
+            ),
         );
         self.publish_create(&req, &spec, 0);
         Ok(api::CreateTaskResponse::default())
