@@ -26,6 +26,7 @@ pub mod engines;
 mod env;
 mod leaks;
 pub mod rootless;
+pub mod shared;
 mod snapshot;
 pub mod wsstream;
 
