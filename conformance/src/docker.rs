@@ -147,22 +147,22 @@ impl Docker {
         Ok(ok_out(&o, "inspect")?.trim().to_string())
     }
 
-    /// Runs `body` on a detached `sleep` container, removed afterwards.
+    /// Runs `body` on a detached `sleep` container `name`, removed
+    /// afterwards.
     pub fn with_ctr(
         &self,
         rt: &Runtime,
-        tag: &str,
+        name: &str,
         flags: &str,
         body: impl FnOnce(&str) -> Step,
     ) -> Step {
-        let name = format!("{tag}-{}", rt.name);
         let o = self.run(
             rt,
             &format!("-d --name {name} --network none {flags}"),
             "sleep 1000",
         );
         expect_code(&o, 0, "run -d")?;
-        let r = body(&name);
+        let r = body(name);
         let _ = self.dk(&format!("rm -f {name}"));
         r
     }
