@@ -1,8 +1,10 @@
 //! Rootful podman on keel: `podman --runtime <keel>` with a private
 //! `--root`/`--runroot`/`--tmpdir` in a temp dir, inside the engines'
-//! sandbox (own mount and network namespace). Every scenario runs with runc
-//! and then keel, and keel must observe what runc does; the test prints a
-//! line per scenario and runtime and a summary.
+//! sandbox (own mount and network namespace). Every scenario is a test
+//! that runs with runc and then keel, and keel must observe what runc does.
+//! One podman storage serves the whole file (made on first use, removed at
+//! exit); scenarios run in parallel, each naming its containers after
+//! itself and the runtime.
 //!
 //! The host's hard nofile limit is below podman's default and the VM lacks
 //! CAP_SYS_RESOURCE, so podman's default ulimits are lowered in a private
@@ -13,13 +15,17 @@ use keel_conformance::engines::{
     busybox_tar, expect_code, have, make_volume, ok_out, pty_answers, remove_cgroup_tree, runtimes,
     volume_round_trip, Outcome, Report, Sandbox, Step, TempDir,
 };
+use keel_conformance::shared::Shared;
 use keel_conformance::{fail, Output, Runtime};
 use std::time::Duration;
 
 const IMAGE: &str = "localhost/keel-busybox";
 const T: Duration = Duration::from_secs(60);
 
+/// The file's podman: its storage, config and sandbox, shared by the
+/// scenarios (podman locks its storage for parallel commands).
 struct Podman {
+    rts: Vec<Runtime>,
     sb: Sandbox,
     dir: TempDir,
     cgroup: String,
@@ -43,6 +49,7 @@ impl Podman {
             None => None,
         };
         let p = Podman {
+            rts: runtimes("podman"),
             sb: Sandbox::new(&[])?,
             cgroup: format!("keel-engines-podman-{}", std::process::id()),
             dir,
@@ -97,16 +104,14 @@ impl Podman {
         )
     }
 
-    /// A detached `sleep` container named for the runtime and scenario.
-    fn detached(&self, rt: &Runtime, tag: &str, flags: &str) -> Result<String, Outcome> {
-        let name = format!("{tag}-{}", rt.name);
+    /// A detached `sleep` container `name`.
+    fn detached(&self, rt: &Runtime, name: &str, flags: &str) -> Result<(), Outcome> {
         let o = self.run(
             rt,
             &format!("-d --name {name} --network none {flags}"),
             "sleep 1000",
         );
-        expect_code(&o, 0, "run -d")?;
-        Ok(name)
+        expect_code(&o, 0, "run -d")
     }
 
     fn rm(&self, rt: &Runtime, name: &str) {
@@ -135,13 +140,13 @@ impl Drop for Podman {
 fn with_ctr(
     p: &Podman,
     rt: &Runtime,
-    tag: &str,
+    name: &str,
     flags: &str,
     body: impl FnOnce(&str) -> Step,
 ) -> Step {
-    let name = p.detached(rt, tag, flags)?;
-    let r = body(&name);
-    p.rm(rt, &name);
+    p.detached(rt, name, flags)?;
+    let r = body(name);
+    p.rm(rt, name);
     r
 }
 
@@ -162,13 +167,12 @@ fn count(p: &Podman, rt: &Runtime, name: &str) -> u32 {
 fn checkpoint_round_trip(
     p: &Podman,
     rt: &Runtime,
-    tag: &str,
+    name: &str,
     (dump, remove, restore): (&str, bool, &str),
 ) -> Step {
     if p.criu_dir.is_none() {
         return Err(Outcome::Skip("no CRIU >= 4.1".into()));
     }
-    let name = &format!("{tag}-{}", rt.name);
     let r = (|| {
         let o = p.run(rt, &format!("-d --name {name} --network none"), COUNTER);
         expect_code(&o, 0, "run -d")?;
@@ -205,30 +209,53 @@ fn cg(p: &Podman, rt: &Runtime, flags: &str, file: &str) -> Step {
     p.run_out(rt, flags, &format!("cat /sys/fs/cgroup/{file}"))
 }
 
-#[test]
-fn podman_rootful_scenarios() {
+static PODMAN: Shared<Podman> = Shared::new();
+
+/// Runs `body` as scenario `test` with each runtime (runc first), on the
+/// file's podman storage; a container the scenario names is
+/// `<test>-<runtime>` (`id`), and the runtime that leaves it behind fails.
+fn scenario(test: &str, body: impl Fn(&Podman, &Runtime, &str) -> Step) {
     if !have("podman") || !have("conmon") {
         eprintln!(
-            "SKIPPED engine_podman: podman or conmon is not installed (apt-get install podman)"
+            "SKIPPED engine_podman::{test}: podman or conmon is not installed \
+             (apt-get install podman)"
         );
         return;
     }
-    let rts = runtimes("podman");
-    let p = match Podman::setup() {
-        Ok(p) => p,
-        Err(e) => panic!("podman setup: {e:#}"),
-    };
+    let p = PODMAN.get("podman", Podman::setup);
     let mut r = Report::new("podman");
-
-    r.scenario("run --rm stdout", &rts, |rt| {
-        p.run_out(rt, "", "echo hello")
+    r.scenario(test, &p.rts, |rt| {
+        let id = format!("{test}-{}", rt.name);
+        let seen = body(&p, rt, &id);
+        let names = p.pm(rt, "ps -a --format '{{.Names}}'").stdout;
+        if names.lines().any(|n| n == id) {
+            p.rm(rt, &id);
+            if !matches!(seen, Err(Outcome::Fail(_))) {
+                fail!("left container {id} behind");
+            }
+        }
+        seen
     });
-    r.scenario("exit code 7", &rts, |rt| {
+    r.finish();
+}
+
+#[test]
+fn run_rm_stdout() {
+    scenario("run_rm_stdout", |p, rt, _| p.run_out(rt, "", "echo hello"));
+}
+
+#[test]
+fn exit_code_7() {
+    scenario("exit_code_7", |p, rt, _| {
         let o = p.run(rt, "--rm --network none", "sh -c 'exit 7'");
         expect_code(&o, 7, "sh -c 'exit 7'")?;
         Ok("7".into())
     });
-    r.scenario("not found -> 127", &rts, |rt| {
+}
+
+#[test]
+fn not_found_127() {
+    scenario("not_found_127", |p, rt, _| {
         let mut seen = String::new();
         for cmd in ["nosuchcmd", "/nosuch"] {
             let o = p.run(rt, "--rm --network none", cmd);
@@ -237,13 +264,21 @@ fn podman_rootful_scenarios() {
         }
         Ok(seen)
     });
-    r.scenario("not executable -> 126", &rts, |rt| {
+}
+
+#[test]
+fn not_executable_126() {
+    scenario("not_executable_126", |p, rt, _| {
         let o = p.run(rt, "--rm --network none", "/etc/passwd");
         expect_code(&o, 126, "/etc/passwd")?;
         Ok("126".into())
     });
-    r.scenario("run -d, ps, exec, logs", &rts, |rt| {
-        with_ctr(&p, rt, "dps", "", |name| {
+}
+
+#[test]
+fn run_d_ps_exec_logs() {
+    scenario("run_d_ps_exec_logs", |p, rt, id| {
+        with_ctr(p, rt, id, "", |name| {
             let ps = ok_out(&p.pm(rt, "ps --format '{{.Names}} {{.Status}}'"), "ps")?;
             if !ps.lines().any(|l| l.starts_with(&format!("{name} Up"))) {
                 fail!("ps does not show {name} up: {ps}");
@@ -257,8 +292,12 @@ fn podman_rootful_scenarios() {
             Ok(ex)
         })
     });
-    r.scenario("exec -it through a pty", &rts, |rt| {
-        with_ctr(&p, rt, "pty", "", |name| {
+}
+
+#[test]
+fn exec_it_pty() {
+    scenario("exec_it_pty", |p, rt, id| {
+        with_ctr(p, rt, id, "", |name| {
             let cmd = format!(
                 "{} exec -it {name} sh -c 'tty; [ -t 0 ] && echo stdin-tty; [ -t 1 ] && echo stdout-tty'",
                 p.base(Some(rt))
@@ -274,7 +313,11 @@ fn podman_rootful_scenarios() {
             Ok(pty_answers(&out))
         })
     });
-    r.scenario("run -it through a pty", &rts, |rt| {
+}
+
+#[test]
+fn run_it_pty() {
+    scenario("run_it_pty", |p, rt, _| {
         // The init's terminal: keel's console socket to conmon. The pause
         // lets podman attach first: output of a container that is quicker
         // than the attach can be lost (podman's race, with either runtime).
@@ -295,8 +338,12 @@ fn podman_rootful_scenarios() {
         }
         Ok(pty_answers(&out))
     });
-    r.scenario("logs + stop (SIGTERM)", &rts, |rt| {
-        let name = format!("stop-{}", rt.name);
+}
+
+#[test]
+fn logs_stop_sigterm() {
+    scenario("logs_stop_sigterm", |p, rt, id| {
+        let name = id;
         let o = p.run(
             rt,
             &format!("-d --name {name} --network none"),
@@ -307,19 +354,23 @@ fn podman_rootful_scenarios() {
         let r = (|| {
             std::thread::sleep(Duration::from_millis(500));
             expect_code(&p.pm(rt, &format!("stop -t 10 {name}")), 0, "stop")?;
-            let code = p.inspect(rt, &name, "{{.State.ExitCode}}")?;
+            let code = p.inspect(rt, name, "{{.State.ExitCode}}")?;
             let logs = ok_out(&p.pm(rt, &format!("logs {name}")), "logs")?;
             Ok(format!("exit {code}; logs {logs}"))
         })();
-        p.rm(rt, &name);
+        p.rm(rt, name);
         let seen = r?;
         if seen != "exit 3; logs started\ngot-term\n" {
             fail!("stop: {seen:?}");
         }
         Ok(seen)
     });
-    r.scenario("kill", &rts, |rt| {
-        with_ctr(&p, rt, "kill", "", |name| {
+}
+
+#[test]
+fn kill() {
+    scenario("kill", |p, rt, id| {
+        with_ctr(p, rt, id, "", |name| {
             expect_code(&p.pm(rt, &format!("kill -s KILL {name}")), 0, "kill")?;
             let _ = p.pm(rt, &format!("wait {name}"));
             let s = p.inspect(rt, name, "{{.State.Status}} {{.State.ExitCode}}")?;
@@ -329,8 +380,12 @@ fn podman_rootful_scenarios() {
             Ok(s)
         })
     });
-    r.scenario("pause/unpause", &rts, |rt| {
-        with_ctr(&p, rt, "pause", "", |name| {
+}
+
+#[test]
+fn pause_unpause() {
+    scenario("pause_unpause", |p, rt, id| {
+        with_ctr(p, rt, id, "", |name| {
             expect_code(&p.pm(rt, &format!("pause {name}")), 0, "pause")?;
             let paused = p.inspect(rt, name, "{{.State.Status}}")?;
             expect_code(&p.pm(rt, &format!("unpause {name}")), 0, "unpause")?;
@@ -339,37 +394,73 @@ fn podman_rootful_scenarios() {
             Ok(format!("{paused} {after} {ex}"))
         })
     });
-    r.scenario("--memory", &rts, |rt| {
-        cg(&p, rt, "--memory 64m", "memory/memory.limit_in_bytes")
+}
+
+#[test]
+fn memory() {
+    scenario("memory", |p, rt, _| {
+        cg(p, rt, "--memory 64m", "memory/memory.limit_in_bytes")
     });
-    r.scenario("--pids-limit", &rts, |rt| {
-        cg(&p, rt, "--pids-limit 42", "pids/pids.max")
+}
+
+#[test]
+fn pids_limit() {
+    scenario("pids_limit", |p, rt, _| {
+        cg(p, rt, "--pids-limit 42", "pids/pids.max")
     });
-    r.scenario("--cpus", &rts, |rt| {
+}
+
+#[test]
+fn cpus() {
+    scenario("cpus", |p, rt, _| {
         p.run_out(
             rt,
             "--cpus 0.5",
             "sh -c 'cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us'",
         )
     });
-    r.scenario("--read-only", &rts, |rt| {
+}
+
+#[test]
+fn read_only() {
+    scenario("read_only", |p, rt, _| {
         p.run_out(
             rt,
             "--read-only",
             "sh -c 'touch /x 2>&1; touch /tmp/x && echo tmp-writable'",
         )
     });
-    r.scenario("--cap-drop ALL", &rts, |rt| {
+}
+
+#[test]
+fn cap_drop_all() {
+    scenario("cap_drop_all", |p, rt, _| {
         p.run_out(rt, "--cap-drop ALL", "grep Cap /proc/self/status")
     });
-    r.scenario("--user", &rts, |rt| p.run_out(rt, "--user 1000:1000", "id"));
-    r.scenario("--network none", &rts, |rt| {
+}
+
+#[test]
+fn user() {
+    scenario("user", |p, rt, _| p.run_out(rt, "--user 1000:1000", "id"));
+}
+
+#[test]
+fn network_none() {
+    scenario("network_none", |p, rt, _| {
         p.run_out(rt, "", "ls /sys/class/net")
     });
-    r.scenario("volume", &rts, |rt| {
+}
+
+#[test]
+fn volume() {
+    scenario("volume", |p, rt, _| {
         volume_round_trip(&p.dir.0, rt, |flags, cmd| p.run_out(rt, flags, cmd))
     });
-    r.scenario("--tmpfs (copied up)", &rts, |rt| {
+}
+
+#[test]
+fn tmpfs_copied_up() {
+    scenario("tmpfs_copied_up", |p, rt, _| {
         // Podman orders mounts of the same depth at random. The tmpfs over
         // the image's /www takes that directory's mode as a `mode=` option
         // (runc 1.2+; keel), where runc 1.1.5 chmods it afterwards.
@@ -387,14 +478,22 @@ fn podman_rootful_scenarios() {
         )
         .map(sorted)
     });
-    r.scenario("--hostname, env", &rts, |rt| {
+}
+
+#[test]
+fn hostname_env() {
+    scenario("hostname_env", |p, rt, _| {
         p.run_out(
             rt,
             "--hostname kh -e FOO=bar",
             "sh -c 'hostname; echo $FOO; cat /etc/hostname'",
         )
     });
-    r.scenario("--init", &rts, |rt| {
+}
+
+#[test]
+fn init() {
+    scenario("init", |p, rt, _| {
         if !have("catatonit") {
             return Err(Outcome::Skip("catatonit is not installed".into()));
         }
@@ -405,8 +504,12 @@ fn podman_rootful_scenarios() {
         )
         .map(|s| s.replace("/dev/init", "init"))
     });
-    r.scenario("top", &rts, |rt| {
-        with_ctr(&p, rt, "top", "", |name| {
+}
+
+#[test]
+fn top() {
+    scenario("top", |p, rt, id| {
+        with_ctr(p, rt, id, "", |name| {
             let o = ok_out(&p.pm(rt, &format!("top {name} pid args")), "top")?;
             if !o.contains("sleep 1000") {
                 fail!("top does not show the process: {o}");
@@ -414,8 +517,12 @@ fn podman_rootful_scenarios() {
             Ok(o.lines().skip(1).collect::<Vec<_>>().join("\n"))
         })
     });
-    r.scenario("stats --no-stream", &rts, |rt| {
-        with_ctr(&p, rt, "stats", "--memory 64m", |name| {
+}
+
+#[test]
+fn stats_no_stream() {
+    scenario("stats_no_stream", |p, rt, id| {
+        with_ctr(p, rt, id, "--memory 64m", |name| {
             let o = ok_out(
                 &p.pm(
                     rt,
@@ -429,8 +536,12 @@ fn podman_rootful_scenarios() {
             Err(Outcome::Uncompared(o.trim().to_string()))
         })
     });
-    r.scenario("inspect", &rts, |rt| {
-        with_ctr(&p, rt, "insp", "", |name| {
+}
+
+#[test]
+fn inspect() {
+    scenario("inspect", |p, rt, id| {
+        with_ctr(p, rt, id, "", |name| {
             let s = p.inspect(
                 rt,
                 name,
@@ -439,8 +550,12 @@ fn podman_rootful_scenarios() {
             Ok(s.replace(&rt.bin.display().to_string(), "RUNTIME"))
         })
     });
-    r.scenario("update", &rts, |rt| {
-        with_ctr(&p, rt, "upd", "--memory 64m", |name| {
+}
+
+#[test]
+fn update() {
+    scenario("update", |p, rt, id| {
+        with_ctr(p, rt, id, "--memory 64m", |name| {
             expect_code(
                 &p.pm(
                     rt,
@@ -461,17 +576,29 @@ fn podman_rootful_scenarios() {
             )
         })
     });
-    r.scenario("bridge + published port", &rts, |rt| bridge(&p, rt));
-    r.scenario("checkpoint, restore", &rts, |rt| {
-        checkpoint_round_trip(&p, rt, "cp", ("", false, ""))
+}
+
+#[test]
+fn bridge_published_port() {
+    scenario("bridge_published_port", bridge);
+}
+
+#[test]
+fn checkpoint_restore() {
+    scenario("checkpoint_restore", |p, rt, id| {
+        checkpoint_round_trip(p, rt, id, ("", false, ""))
     });
-    r.scenario("checkpoint --export, --import", &rts, |rt| {
+}
+
+#[test]
+fn checkpoint_export_import() {
+    scenario("checkpoint_export_import", |p, rt, id| {
         let tar = p.dir.0.join(format!("cp-{}.tar.gz", rt.name));
         let tar = tar.display();
         checkpoint_round_trip(
-            &p,
+            p,
             rt,
-            "cpx",
+            id,
             (
                 &format!("--export {tar}"),
                 true,
@@ -479,18 +606,16 @@ fn podman_rootful_scenarios() {
             ),
         )
     });
-    r.finish();
 }
 
 /// A bridge network (netavark, in the sandbox's network namespace) with a
 /// port published on 127.0.0.1, fetched from the sandbox.
-fn bridge(p: &Podman, rt: &Runtime) -> Step {
+fn bridge(p: &Podman, rt: &Runtime, name: &str) -> Step {
     if !std::path::Path::new("/usr/lib/podman/netavark").is_file() || !have("iptables") {
         return Err(Outcome::Skip(
             "netavark (/usr/lib/podman/netavark) or iptables is not installed".into(),
         ));
     }
-    let name = format!("web-{}", rt.name);
     let port = if rt.name == "runc" { 18081 } else { 18082 };
     let o = p.run(
         rt,
@@ -511,7 +636,7 @@ fn bridge(p: &Podman, rt: &Runtime) -> Step {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    p.rm(rt, &name);
+    p.rm(rt, name);
     if got != "keel-served\n" {
         fail!("fetching the published port gave {got:?}");
     }
