@@ -17,12 +17,10 @@ mod cri_client;
 use cri_client::{pod_config, Cri, Fixture, Pod};
 use keel_conformance::cri::{handlers, unavailable, CriDaemon};
 use keel_conformance::engines::Outcome;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 const PODS: usize = 50;
-
-static FIXTURE: OnceLock<Fixture> = OnceLock::new();
 
 fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args()
@@ -35,12 +33,12 @@ fn main() -> anyhow::Result<()> {
     }
     let handlers = handlers()?;
     let daemon = CriDaemon::start(&handlers, "bench")?;
-    let f = FIXTURE.get_or_init(|| Fixture {
+    let f = Arc::new(Fixture {
         socket: daemon.socket.clone(),
         daemon: Mutex::new(daemon),
         handlers,
     });
-    let result = run(f, n);
+    let result = run(&f, n);
     if let Ok(mut d) = f.daemon.lock() {
         d.stop();
     }
@@ -53,7 +51,7 @@ fn fail(o: Outcome) -> anyhow::Error {
     }
 }
 
-fn run(f: &'static Fixture, n: usize) -> anyhow::Result<()> {
+fn run(f: &Arc<Fixture>, n: usize) -> anyhow::Result<()> {
     let cri = Cri::connect(f);
     // One pod each first: images unpacked, shims' binaries in the cache.
     for h in &f.handlers {

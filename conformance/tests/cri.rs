@@ -16,59 +16,38 @@ use cri_client::{pod_config, Cri, Fixture, Pod, SEQ};
 use k8s_cri::v1 as cri;
 use keel_conformance::cri::{handlers, unavailable, CriDaemon, BUSYBOX};
 use keel_conformance::engines::{Outcome, Report, Step};
+use keel_conformance::shared::Shared;
 use keel_conformance::wsstream::{connect_in_netns, WsConn};
 use keel_conformance::{fail, wait_until, Runtime};
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const SEC10: Duration = Duration::from_secs(10);
 
 /// The daemon most scenarios share, and the one the fault scenarios kill
-/// and restart (one at a time: [`FAULT_LOCK`]).
-static SHARED: OnceLock<Result<Fixture, String>> = OnceLock::new();
-static FAULTS: OnceLock<Result<Fixture, String>> = OnceLock::new();
+/// and restart (one at a time: [`FAULT_LOCK`]); each started on first use
+/// and stopped at exit.
+static SHARED: Shared<Fixture> = Shared::new();
+static FAULTS: Shared<Fixture> = Shared::new();
 static FAULT_LOCK: Mutex<()> = Mutex::new(());
 
-extern "C" fn stop_fixtures() {
-    for cell in [&SHARED, &FAULTS] {
-        if let Some(Ok(f)) = cell.get() {
-            if let Ok(mut d) = f.daemon.lock() {
-                d.stop();
-            }
-        }
-    }
-}
-
-/// The daemon of `cell`, started on first use (and stopped at exit); None
-/// (with the reason printed) when this host cannot run the suite.
-fn fixture(
-    cell: &'static OnceLock<Result<Fixture, String>>,
-    name: &str,
-    test: &str,
-) -> Option<&'static Fixture> {
+/// The daemon of `cell`; None (with the reason printed) when this host
+/// cannot run the suite.
+fn fixture(cell: &'static Shared<Fixture>, name: &str, test: &str) -> Option<Arc<Fixture>> {
     if let Some(why) = unavailable() {
         eprintln!("SKIPPED cri::{test}: {why}");
         return None;
     }
-    static AT_EXIT: std::sync::Once = std::sync::Once::new();
-    let f = cell.get_or_init(|| {
-        let handlers = handlers().map_err(|e| format!("{e:#}"))?;
-        let daemon = CriDaemon::start(&handlers, name).map_err(|e| format!("{e:#}"))?;
-        // SAFETY: registers a plain extern "C" function to run at exit.
-        AT_EXIT.call_once(|| unsafe {
-            libc::atexit(stop_fixtures);
-        });
+    Some(cell.get("CRI daemon", || {
+        let handlers = handlers()?;
+        let daemon = CriDaemon::start(&handlers, name)?;
         Ok(Fixture {
             socket: daemon.socket.clone(),
             daemon: Mutex::new(daemon),
             handlers,
         })
-    });
-    match f {
-        Ok(f) => Some(f),
-        Err(e) => panic!("CRI daemon setup: {e}"),
-    }
+    }))
 }
 
 /// Runs `body` as scenario `name` under every handler (see the module doc).
@@ -76,9 +55,9 @@ fn scenario(test: &str, body: impl Fn(&Fixture, &Cri, &Runtime) -> Step) {
     let Some(f) = fixture(&SHARED, "shared", test) else {
         return;
     };
-    let cri = Cri::connect(f);
+    let cri = Cri::connect(&f);
     let mut r = Report::new("cri");
-    r.scenario(test, &f.handlers, |rt| body(f, &cri, rt));
+    r.scenario(test, &f.handlers, |rt| body(&f, &cri, rt));
     r.finish();
 }
 
@@ -940,14 +919,14 @@ fn security_privileged() {
 }
 
 /// [`scenario`] on the faults daemon, one fault scenario at a time.
-fn fault_scenario(test: &str, body: impl Fn(&'static Fixture, &Cri, &Runtime) -> Step) {
+fn fault_scenario(test: &str, body: impl Fn(&Arc<Fixture>, &Cri, &Runtime) -> Step) {
     let Some(f) = fixture(&FAULTS, "faults", test) else {
         return;
     };
     let _one = FAULT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let cri = Cri::connect(f);
+    let cri = Cri::connect(&f);
     let mut r = Report::new("cri");
-    r.scenario(test, &f.handlers, |rt| body(f, &cri, rt));
+    r.scenario(test, &f.handlers, |rt| body(&f, &cri, rt));
     r.finish();
 }
 

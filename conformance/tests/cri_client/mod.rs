@@ -10,7 +10,7 @@ use keel_conformance::engines::Outcome;
 use keel_conformance::{fail, wait_until, Runtime};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -25,14 +25,14 @@ pub struct Fixture {
 
 /// A CRI client on its own runtime.
 pub struct Cri {
-    pub f: &'static Fixture,
+    pub f: Arc<Fixture>,
     pub rt: tokio::runtime::Runtime,
     pub rs: RuntimeServiceClient<Channel>,
     pub is: ImageServiceClient<Channel>,
 }
 
 impl Cri {
-    pub fn connect(f: &'static Fixture) -> Cri {
+    pub fn connect(f: &Arc<Fixture>) -> Cri {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -53,7 +53,7 @@ impl Cri {
             })
             .expect("connect to the CRI socket");
         Cri {
-            f,
+            f: Arc::clone(f),
             rt,
             rs: RuntimeServiceClient::new(channel.clone()),
             is: ImageServiceClient::new(channel),
