@@ -21,7 +21,7 @@ use keel_conformance::wsstream::{connect_in_netns, WsConn};
 use keel_conformance::{fail, wait_until, Runtime};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const SEC10: Duration = Duration::from_secs(10);
 
@@ -1009,7 +1009,16 @@ fn fault_shim_killed() {
             state_name(st.state),
             st.exit_code
         )];
-        let ready = pod.status()?.status.map(|s| s.state).unwrap_or_default();
+        // containerd marks the sandbox NOTREADY when it has handled the
+        // dead shim's exits, which can come after the container's: wait for
+        // it (bounded) so the state compared is where each handler settles.
+        let notready = cri::PodSandboxState::SandboxNotready as i32;
+        let mut ready = pod.status()?.status.map(|s| s.state).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ready != notready && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            ready = pod.status()?.status.map(|s| s.state).unwrap_or_default();
+        }
         seen.push(format!(
             "pod {:?}",
             cri::PodSandboxState::try_from(ready).unwrap_or_default()
