@@ -255,13 +255,7 @@ impl Containerd {
         };
         let address = self.socket.to_string_lossy().to_string();
         let mut out = Vec::new();
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                continue;
-            };
-            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
-                continue;
-            };
+        for (pid, cmdline) in crate::process_cmdlines() {
             let args: Vec<String> = cmdline
                 .split(|&b| b == 0)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -273,7 +267,7 @@ impl Containerd {
             let server = !args.iter().any(|a| a == "start" || a == "delete");
             // A container process the keel shim forked has the shim's
             // cmdline until it execs: tell them apart by the parent.
-            let ppid_is_shim = std::fs::read_to_string(e.path().join("stat"))
+            let ppid_is_shim = std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
                 .and_then(|s| {
                     s.rsplit(')')

@@ -216,19 +216,10 @@ impl CriDaemon {
     /// Pids of processes whose command line has `needle` as one argument
     /// (shims name their container with `-id <id>`).
     pub fn pids_with_arg(needle: &str) -> Vec<i32> {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                continue;
-            };
-            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
-                continue;
-            };
-            if cmdline.split(|&b| b == 0).any(|a| a == needle.as_bytes()) {
-                out.push(pid);
-            }
-        }
-        out
+        crate::process_cmdlines()
+            .filter(|(_, cmdline)| cmdline.split(|&b| b == 0).any(|a| a == needle.as_bytes()))
+            .map(|(pid, _)| pid)
+            .collect()
     }
 
     /// Lines of containerd's mountinfo that mention `needle`.

@@ -154,13 +154,7 @@ fn failed(why: String) -> Output {
 /// an engine started under its private directory and left behind (shims).
 pub fn kill_processes_under(dir: &Path) {
     let needle = dir.to_string_lossy().into_owned();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
+    for (pid, cmdline) in crate::process_cmdlines() {
         if String::from_utf8_lossy(&cmdline).contains(&needle) {
             // SAFETY: kill(2) on a process started under our private dir.
             unsafe { libc::kill(pid, libc::SIGKILL) };

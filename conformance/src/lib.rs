@@ -91,6 +91,20 @@ pub fn static_helper(name: &str) -> Result<PathBuf> {
     placed.map(|()| bin)
 }
 
+/// Every process's pid and raw command line (NUL-separated arguments),
+/// skipping those that went away while /proc was read.
+pub fn process_cmdlines() -> impl Iterator<Item = (i32, Vec<u8>)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            Some((pid, cmdline))
+        })
+}
+
 /// Waits for `child` up to `timeout`: its exit code (128+N when killed by
 /// signal N), -2 when it ran out of time (it is then killed), -1 when it
 /// could not be waited for.
