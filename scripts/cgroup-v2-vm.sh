@@ -49,7 +49,7 @@ tests=cgroups
 require_root "scripts/cgroup-v2-vm.sh"
 require_cargo
 packages=(qemu-system-x86 linux-image-amd64 busybox-static cpio binutils)
-[[ $mode == systemd ]] && packages+=(systemd)
+[[ $mode == systemd ]] && packages+=(systemd dbus-user-session)
 ensure_packages "${packages[@]}"
 
 kernel="$(find /boot -maxdepth 1 -name 'vmlinuz-*' | sort -V | tail -n1)"
@@ -155,6 +155,14 @@ else
 	cp -a /usr/lib/systemd "$root/usr/lib/"
 	cp -a /usr/lib/x86_64-linux-gnu/systemd "$root/usr/lib/x86_64-linux-gnu/"
 	cp /usr/bin/systemctl "$root/usr/bin/"
+	# The user's D-Bus session bus (dbus-user-session: the user manager's
+	# dbus.socket at $XDG_RUNTIME_DIR/bus): runc reaches a user's systemd
+	# only over it, and asks `busctl --user` for the uid inside a user
+	# namespace.
+	cp /usr/bin/dbus-daemon /usr/bin/busctl "$root/usr/bin/"
+	mkdir -p "$root/usr/share" "$root/etc"
+	cp -a /usr/share/dbus-1 "$root/usr/share/"
+	cp -a /etc/dbus-1 "$root/etc/"
 	# runc too (when installed), for the tests that compare with it.
 	runc_bin=""
 	if [[ -x /usr/sbin/runc ]]; then
@@ -163,6 +171,7 @@ else
 		cp /usr/sbin/runc "$root/usr/sbin/"
 	fi
 	for f in /usr/lib/systemd/systemd /usr/lib/systemd/systemd-* /usr/bin/systemctl \
+		/usr/bin/dbus-daemon /usr/bin/busctl \
 		/usr/lib/x86_64-linux-gnu/systemd/*.so $runc_bin; do
 		# (Some are scripts: ldd fails on those.)
 		ldd "$f" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\/.*ld-linux/ {print $1}' || true
@@ -192,6 +201,10 @@ StandardError=tty
 TTYPath=/dev/ttyS0
 EOF
 	ln -s keel-test.target "$root/etc/systemd/system/default.target"
+	# A unit whose start fails: a scope that requires it (and is ordered
+	# after it) gets a start job that ends `dependency` (the failed-job test).
+	printf '[Unit]\nDefaultDependencies=no\n[Service]\nType=oneshot\nExecStart=/bin/false\n' \
+		>"$root/etc/systemd/system/keel-fails.service"
 	# The rootless tests' user, whose systemd (user@1000.service, started
 	# by the tests as lingering does) gets every controller delegated; no
 	# PAM, and no system bus for systemd-user-runtime-dir to ask logind on,

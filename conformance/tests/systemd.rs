@@ -532,15 +532,19 @@ fn user_manager() -> bool {
 /// keel run by an unprivileged user with --systemd-cgroup: the container in
 /// a transient scope of the user's own systemd (under its user.slice), with
 /// Delegate=yes and the limits as unit properties and in the files, exec
-/// joining it, delete stopping it.
+/// joining it, delete stopping it; the same under runc (which reaches the
+/// user's systemd over the user's D-Bus session bus).
 #[test]
 fn rootless_keel_gets_a_scope_from_the_users_systemd() {
     rootless_scope(false);
 }
 
-/// The same with keel as root of a user namespace the user made (`unshare
-/// -r`), as rootless podman runs its runtime: still the user's systemd,
-/// authenticated as the user's uid outside.
+/// The same with keel as root of a user namespace the user made, with a
+/// mount namespace of its own (`unshare -U -m -r`), as rootless podman runs
+/// its runtime: still the user's systemd, authenticated as the user's uid
+/// outside (runc asks `busctl --user` for it). (Without the mount
+/// namespace runc 1.1.5 fails: "failed to setns to host mntns: Operation
+/// not permitted", its bind-mount sources are opened from the caller's.)
 #[test]
 fn rootless_keel_in_the_users_namespace_gets_a_scope_too() {
     rootless_scope(true);
@@ -558,8 +562,24 @@ fn rootless_scope(in_userns: bool) {
     if !user_manager() {
         return;
     }
-    let env = TestEnv::keel();
-    let id = format!("rl{}{}", u8::from(in_userns), std::process::id());
+    let mut runtimes = vec![TestEnv::keel()];
+    if let Some(runc) = require_runc!() {
+        runtimes.push(TestEnv::new(runc));
+    }
+    let seen: Vec<Vec<String>> = runtimes
+        .iter()
+        .map(|env| rootless_scope_with(env, in_userns))
+        .collect();
+    for (env, s) in runtimes.iter().zip(&seen).skip(1) {
+        assert_eq!(&seen[0], s, "what the user sees: keel, {}", env.rt.name);
+    }
+}
+
+/// One runtime's run: asserts as it goes and returns what it saw, to
+/// compare with the other runtime's.
+fn rootless_scope_with(env: &TestEnv, in_userns: bool) -> Vec<String> {
+    let name = env.rt.name;
+    let id = format!("{name}rl{}{}", u8::from(in_userns), std::process::id());
     let unit = format!("keel-test-{id}.scope");
     let mut b = env.bundle(&id);
     b.sh("sleep 600");
@@ -601,17 +621,17 @@ fn rootless_scope(in_userns: bool) {
         .expect("chown");
     assert!(chown.success());
     let root = env.root.to_string_lossy().into_owned();
-    let keel = env.rt.bin.to_string_lossy().into_owned();
+    let bin = env.rt.bin.to_string_lossy().into_owned();
     let run = |args: &[&str]| {
         let mut all = if in_userns {
-            vec!["-U", "-r", keel.as_str()]
+            vec!["-U", "-m", "-r", bin.as_str()]
         } else {
             Vec::new()
         };
         all.extend_from_slice(&["--root", &root]);
         all.extend_from_slice(args);
-        let prog = if in_userns { "unshare" } else { keel.as_str() };
-        as_user(prog, &all, &env.dir).expect("run keel as the user")
+        let prog = if in_userns { "unshare" } else { bin.as_str() };
+        as_user(prog, &all, &env.dir).expect("run the runtime as the user")
     };
     let user_prop = |prop: &str| {
         let (_, out, _) = as_user(
@@ -622,42 +642,101 @@ fn rootless_scope(in_userns: bool) {
         .expect("systemctl --user");
         out.trim().to_string()
     };
+    let mut seen = Vec::new();
     let dir = b.dir.to_string_lossy().into_owned();
     let (ok, out, err) = run(&["--systemd-cgroup", "run", "--bundle", &dir, "--detach", &id]);
-    assert!(ok, "rootless run --systemd-cgroup: {out} {err}");
+    assert!(ok, "rootless {name} --systemd-cgroup run: {out} {err}");
     let (ok, state, err) = run(&["state", &id]);
-    assert!(ok, "state: {err}");
+    assert!(ok, "{name} state: {err}");
     let state: serde_json::Value = serde_json::from_str(&state).expect("state json");
     let pid = state["pid"].as_i64().expect("pid");
     let path =
         format!("/user.slice/user-{USER_UID}.slice/user@{USER_UID}.service/user.slice/{unit}");
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
-    assert_eq!(cg.trim(), format!("0::{path}"));
-    assert_eq!(user_prop("ActiveState"), "active");
-    assert_eq!(user_prop("Delegate"), "yes");
-    assert_eq!(user_prop("MemoryMax"), (48u64 << 20).to_string());
-    assert_eq!(user_prop("TasksMax"), "25");
+    assert_eq!(cg.trim(), format!("0::{path}"), "{name}");
+    for prop in ["ActiveState", "Delegate", "MemoryMax", "TasksMax"] {
+        seen.push(format!("{prop}={}", user_prop(prop)));
+    }
+    assert_eq!(user_prop("ActiveState"), "active", "{name}");
+    assert_eq!(user_prop("Delegate"), "yes", "{name}");
+    assert_eq!(user_prop("MemoryMax"), (48u64 << 20).to_string(), "{name}");
+    assert_eq!(user_prop("TasksMax"), "25", "{name}");
     assert_eq!(read(&path, "memory.max"), (48u64 << 20).to_string());
     assert_eq!(read(&path, "pids.max"), "25");
     let (ok, _, err) = run(&["update", "--pids-limit", "15", &id]);
-    assert!(ok, "update: {err}");
-    assert_eq!(user_prop("TasksMax"), "15");
+    assert!(ok, "{name} update: {err}");
+    assert_eq!(user_prop("TasksMax"), "15", "{name}");
     assert_eq!(read(&path, "pids.max"), "15");
+    seen.push(format!(
+        "after update: pids.max={}",
+        read(&path, "pids.max")
+    ));
     // (Each command here gets a user namespace of its own, where podman
     // keeps one: exec's setns into the container's would be refused.)
     if !in_userns {
         let (ok, out, err) = run(&["exec", &id, "cat", "/proc/self/cgroup"]);
-        assert!(ok && out.contains(&unit), "exec: {out} {err}");
+        assert!(ok && out.contains(&unit), "{name} exec: {out} {err}");
+        seen.push(format!("exec: {}", out.trim()));
     }
     let (ok, _, err) = run(&["delete", "--force", &id]);
-    assert!(ok, "delete: {err}");
+    assert!(ok, "{name} delete: {err}");
     assert!(
         keel_conformance::wait_until(std::time::Duration::from_secs(5), || {
             let state = user_prop("ActiveState");
             state == "inactive" || state.is_empty()
         }),
-        "unit still {}",
+        "{name}: unit still {}",
         user_prop("ActiveState")
     );
-    assert!(!Path::new(&format!("/sys/fs/cgroup{path}")).exists());
+    assert!(
+        !Path::new(&format!("/sys/fs/cgroup{path}")).exists(),
+        "{name}"
+    );
+    // The names differ by the runtime's: compare without them.
+    seen.iter().map(|s| s.replace(&id, "ID")).collect()
+}
+
+/// A scope whose start job fails (it requires, and is ordered after, a
+/// unit that fails: `keel-fails.service` in the VM image) is an error
+/// naming the unit and the job's result, in runc's words, and leaves
+/// nothing behind: no state, no cgroup, no unit.
+#[test]
+fn a_failed_start_job_is_refused_as_runc_refuses_it() {
+    if !systemd_is_init() {
+        eprintln!("skipped: systemd is not init here (runs in the systemd VM lane)");
+        return;
+    }
+    if systemctl(&["show", "-p", "LoadState", "--value", "keel-fails.service"]) != "loaded" {
+        eprintln!("skipped: no keel-fails.service here (the VM image has it)");
+        return;
+    }
+    let mut runtimes = vec![TestEnv::keel()];
+    if let Some(runc) = require_runc!() {
+        runtimes.push(TestEnv::new(runc));
+    }
+    for env in &runtimes {
+        let id = format!("{}fail{}", env.rt.name, std::process::id());
+        let unit = format!("keel-test-{id}.scope");
+        let mut b = scoped_bundle(env, &id);
+        b.set(
+            "/annotations",
+            json!({
+                "org.systemd.property.Requires": "['keel-fails.service']",
+                "org.systemd.property.After": "['keel-fails.service']",
+            }),
+        );
+        b.save().expect("save config.json");
+        let dir = b.dir.to_string_lossy().into_owned();
+        let o = env.cmd(&["--systemd-cgroup", "run", "--bundle", &dir, "--detach", &id]);
+        o.expect_fail(&format!("{} run with a failing start job", env.rt.name));
+        let want = format!("error creating systemd unit `{unit}`: got `dependency`");
+        assert!(o.stderr.contains(&want), "{}: {o}", env.rt.name);
+        let state = unit_prop(&unit, "ActiveState");
+        assert!(state == "inactive" || state.is_empty(), "{unit} {state}");
+        assert_no_leaks(env, &id);
+        for d in cgroup_dirs(&format!("system.slice/{unit}")) {
+            assert!(!d.exists(), "{} left behind", d.display());
+        }
+        systemctl(&["reset-failed", "keel-fails.service"]);
+    }
 }
