@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# The performance targets of issue #9, keel against crun and runc in the
-# same run, in the same wrapper, from one bundle config (busybox, /bin/true):
-#   - `run` lifecycle (create, start, wait, delete), N sequential per runtime;
+# The performance targets of issues #9 and #18, keel against crun and runc
+# in the same run, in the same wrapper, from one base bundle config
+# (busybox, /bin/true; `keel spec`'s, as `runc spec`'s):
+#   - `run` lifecycle (create, start, wait, delete), N sequential per
+#     runtime, in each configuration engines send (targets.py's CONFIGS: no
+#     network namespace; a network namespace; `runc spec`'s as is; a user
+#     namespace; Docker's capabilities, seccomp profile, masked paths and
+#     read-write rootfs), next to the floor: the same namespaces made by
+#     util-linux's `unshare` with no runtime at all;
 #   - `create`, `start`, `delete` timed separately; `exec` of /bin/true into
-#     a running container;
-#   - 50 `run`s started at once (total time);
+#     a running container; 50 `run`s started at once (total time): each
+#     without and with a network namespace;
 #   - peak RSS of `run`; size of the keel binary, statically linked;
 #   - scale (keel): state/start/kill/delete of one container with 1 and
 #     1000 others present; `list` with 1, 500, 1000.
@@ -16,19 +22,24 @@
 #
 # Usage: bench/bench.sh [N]        (or BENCH_N=N; default 20)
 # Environment: BENCH_CONCURRENT (default 50), BENCH_SCALE (default 1000;
-# 0 skips the scale test). About 3 minutes with the defaults on 2 cores.
+# 0 skips the scale test), BENCH_CONFIGS (targets.py's CONFIGS to time `run`
+# in; default all), KEEL (a keel binary to measure instead of building the
+# release artefact). About 3 minutes with the defaults on 2 cores.
 #
 # Needs root and the Rust toolchain; installs runc, crun, busybox-static and
 # time with apt if missing.
 #
-# The wrapper: every runtime runs inside one private mount namespace whose
-# /sys/fs/cgroup is a fresh tmpfs holding bind mounts of the host's cgroup
-# mounts plus a private v1 hugetlb hierarchy. crun 1.8 refuses a hybrid host
-# whose cgroup2 still has controllers ("drop all controllers from
-# cgroupv2"); binding hugetlb, the only one left there on this layout, to v1
-# satisfies it. Only the bench's own cgroups are created (one per container
-# under keel-bench/bench-<pid>), and they are removed at the end, as is the
-# hugetlb hierarchy; containers are deleted by id.
+# The wrapper: every runtime runs inside one private mount namespace. On a
+# host with v1 controllers (hybrid, as this one), its /sys/fs/cgroup holds
+# binds of the v1 hierarchies only, without the cgroup2 `unified` mount:
+# crun 1.8 refuses a hybrid host whose cgroup2 still has a controller ("drop
+# all controllers from cgroupv2"), and binding hugetlb to a private v1
+# hierarchy, the way before, fails once anything uses hugetlb on cgroup2
+# (containerd's CRI does). All three runtimes see the same v1 host and do
+# the same cgroup work (one directory per controller); a pure cgroup2 host
+# is left as it is (crun has no complaint there). Only the bench's own
+# cgroups are created (one per container under keel-bench/bench-<pid>),
+# and they are removed at the end; containers are deleted by id.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -50,46 +61,32 @@ runtimes=(keel keel-ro runc crun)
 inner_cleanup() {
 	local rt
 	for rt in "${runtimes[@]}"; do
-		"${BIN[$rt]:-true}" --root "$BENCH_TMP/state-$rt" delete --force bench >/dev/null 2>&1 || true
+		"${BIN[$rt]:-true}" --root "$BENCH_TMP/state-$rt" delete --force "$BENCH_CGROUP_LEAF-check" >/dev/null 2>&1 || true
 	done
-	# Only the hugetlb parent here: the host-side parents are removed by the
-	# outer script, which knows which of them existed before.
-	if [[ -n "${hugetlb_mounted:-}" ]]; then
-		find "/sys/fs/cgroup/hugetlb/$cgroup_parent/$BENCH_CGROUP_LEAF" -mindepth 1 -depth -type d \
-			-exec rmdir {} + 2>/dev/null || true
-		rmdir "/sys/fs/cgroup/hugetlb/$cgroup_parent/$BENCH_CGROUP_LEAF" 2>/dev/null || true
-		rmdir "/sys/fs/cgroup/hugetlb/$cgroup_parent" 2>/dev/null || true
-		# A removed cgroup lingers briefly; a hierarchy unmounted while it
-		# still has one is kept alive by the kernel.
-		sleep 1
-		umount /sys/fs/cgroup/hugetlb || true
-	fi
 }
 
+# On a host with v1 controllers (/sys/fs/cgroup a tmpfs), this namespace's
+# /sys/fs/cgroup becomes a fresh tmpfs holding binds of the v1 hierarchies
+# only: a cgroup v1 host as all three runtimes see it. The host's own mounts
+# there are unmounted first (in this namespace only), or the runtimes' mount
+# tables would still list them beneath.
 sandbox_cgroups() {
 	local save d name
 	mount --make-rprivate /
+	[[ "$(stat -f -c %T /sys/fs/cgroup)" == tmpfs ]] || return 0
 	save="$(mktemp -d "$BENCH_TMP/cgroup-save.XXXXXX")"
 	mount --rbind /sys/fs/cgroup "$save"
+	umount -R /sys/fs/cgroup
 	mount -t tmpfs -o mode=755,nosuid,nodev,noexec tmpfs /sys/fs/cgroup
 	for d in "$save"/*; do
 		name="$(basename "$d")"
 		mountpoint -q "$d" || continue
+		[[ "$(stat -f -c %T "$d")" == cgroup2fs ]] && continue
 		mkdir "/sys/fs/cgroup/$name"
 		mount --bind "$d" "/sys/fs/cgroup/$name"
 	done
-	umount -l "$save"
+	umount -R -l "$save"
 	rmdir "$save"
-	if grep -Eq ' - cgroup [^ ]+ [^ ]*hugetlb' /proc/self/mountinfo; then
-		return 0
-	fi
-	mkdir /sys/fs/cgroup/hugetlb
-	if mount -t cgroup -o hugetlb none /sys/fs/cgroup/hugetlb; then
-		hugetlb_mounted=1
-	else
-		warn "could not mount a v1 hugetlb hierarchy; crun may refuse this host"
-		rmdir /sys/fs/cgroup/hugetlb
-	fi
 }
 
 inner() {
@@ -106,10 +103,10 @@ inner() {
 	local rt err
 	local -a cmd
 	for rt in "${runtimes[@]}"; do
-		cmd=("${BIN[$rt]}" --root "$BENCH_TMP/state-$rt" run --bundle "$BENCH_TMP/bundle" bench)
+		cmd=("${BIN[$rt]}" --root "$BENCH_TMP/state-$rt" run --bundle "$BENCH_TMP/bundle" "$BENCH_CGROUP_LEAF-check")
 		# One run first: a runtime that cannot run here is reported and skipped.
 		if ! err="$("${cmd[@]}" 2>&1 </dev/null)"; then
-			"${BIN[$rt]}" --root "$BENCH_TMP/state-$rt" delete --force bench >/dev/null 2>&1 || true
+			"${BIN[$rt]}" --root "$BENCH_TMP/state-$rt" delete --force "$BENCH_CGROUP_LEAF-check" >/dev/null 2>&1 || true
 			if [[ "$rt" == crun ]]; then
 				warn "crun fails in this wrapper, skipped: $err"
 				BIN[crun]=""
@@ -120,7 +117,8 @@ inner() {
 	done
 
 	BENCH_KEEL="${BIN[keel]}" BENCH_KEEL_RO="${BIN[keel-ro]}" BENCH_RUNC="${BIN[runc]}" BENCH_CRUN="${BIN[crun]}" \
-		BENCH_CGROUP_BASE="/$cgroup_parent/$BENCH_CGROUP_LEAF" python3 "$here/targets.py"
+		BENCH_CGROUP_BASE="/$cgroup_parent/$BENCH_CGROUP_LEAF" BENCH_ID_PREFIX="$BENCH_CGROUP_LEAF" \
+		python3 "$here/targets.py"
 }
 
 if [[ "${1:-}" == "--inner" ]]; then
@@ -141,12 +139,12 @@ ensure_packages runc crun busybox-static time util-linux
 command -v python3 >/dev/null || ensure_packages python3
 
 cd "$KEEL_REPO_ROOT"
-log "building keel (the release artefact: scripts/release.sh)"
-keel="$("$KEEL_REPO_ROOT/scripts/release.sh")"
-
-# Whether hugetlb sits in a v1 hierarchy now (0 = none): restored at the end.
-hugetlb_hierarchy() { awk '$1 == "hugetlb" { print $2 }' /proc/cgroups; }
-hugetlb_before="$(hugetlb_hierarchy)"
+if [[ -n "${KEEL:-}" ]]; then
+	keel="$KEEL"
+else
+	log "building keel (the release artefact: scripts/release.sh)"
+	keel="$("$KEEL_REPO_ROOT/scripts/release.sh")"
+fi
 
 preexisting=()
 for d in /sys/fs/cgroup/*/"$cgroup_parent"; do
@@ -156,10 +154,12 @@ for d in /sys/fs/cgroup/*/"$cgroup_parent"; do
 done
 
 tmp="$(mktemp -d /tmp/keel-bench.XXXXXX)"
+# Searchable by the user namespace configuration's root (host uid 100000).
+chmod 755 "$tmp"
 leaf="bench-$$"
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
-	local d p ours i
+	local d p ours
 	for d in /sys/fs/cgroup/*/"$cgroup_parent"; do
 		[[ -d "$d" ]] || continue
 		# The containers' cgroups (all deleted by then, unless interrupted).
@@ -175,18 +175,11 @@ cleanup() {
 			rmdir "$d" 2>/dev/null || warn "could not remove cgroup $d"
 		fi
 	done
-	# If the private hugetlb hierarchy outlived its mount, mounting and
-	# unmounting it once more (now empty) releases it back to cgroup2.
-	for i in 1 2 3 4 5; do
-		[[ "$(hugetlb_hierarchy)" == "$hugetlb_before" ]] && break
-		# shellcheck disable=SC2016 # $1 is the inner shell's argument
-		unshare -m -- sh -c 'mount --make-rprivate / && mount -t cgroup -o hugetlb none "$1" && sleep 0.5 && umount "$1"' \
-			sh "$tmp" 2>/dev/null || true
-		sleep "$i"
-	done
-	if [[ "$(hugetlb_hierarchy)" != "$hugetlb_before" ]]; then
-		warn "the hugetlb controller is still bound to a v1 hierarchy (see /proc/cgroups)"
-	fi
+	# The `runc spec` configuration has no cgroupsPath: its containers'
+	# cgroups, named after their ids ($leaf-...), are under the runtimes'
+	# own (deleted with the containers, unless interrupted).
+	find /sys/fs/cgroup -mindepth 2 -maxdepth 8 -type d -name "$leaf-*" -prune \
+		-exec sh -c 'find "$1" -depth -type d -exec rmdir {} + 2>/dev/null' sh {} \; 2>/dev/null || true
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -195,15 +188,15 @@ bundle="$tmp/bundle"
 mkdir -p "$bundle"
 make_busybox_rootfs "$bundle/rootfs"
 (cd "$bundle" && "$keel" spec)
-# One config for all runtimes. ociVersion 1.0.2: crun 1.8 refuses 1.2.0 with
-# "unknown version specified". No network namespace: the bench times the
-# runtime, not the kernel's network namespace setup and teardown.
-BENCH_CGROUPS_PATH="/$cgroup_parent/$leaf/bench" edit_config "$bundle/config.json" "
+# The base config for all runtimes, `keel spec`'s (as `runc spec`'s: new
+# pid, network, ipc, uts and mount namespaces, a read-only rootfs, masked
+# and read-only paths); targets.py derives the configurations it measures
+# from it. ociVersion 1.0.2: crun 1.8 refuses 1.2.0 with "unknown version
+# specified".
+edit_config "$bundle/config.json" "
 c['ociVersion'] = '1.0.2'
 c['process']['terminal'] = False
 c['process']['args'] = ['/bin/true']
-c['linux']['cgroupsPath'] = env['BENCH_CGROUPS_PATH']
-c['linux']['namespaces'] = [n for n in c['linux']['namespaces'] if n['type'] != 'network']
 "
 
 log "runtimes: keel $("$keel" --version | head -1), $(runc --version | head -1), $(crun --version | head -1)"

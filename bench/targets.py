@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Measures every target of issue #9 against crun (and runc) in one run and
-prints medians, ratios and a PASS/MISS line per target.
+"""Measures the targets of issues #9 and #18 against crun (and runc) in one
+run, in the configurations engines send, and prints medians, ratios, the
+floor (the same namespaces made by `unshare`, no runtime) and a PASS/MISS
+line per target.
 
 Started by bench/bench.sh inside its wrapper (private mount namespace,
 sandboxed /sys/fs/cgroup); not meant to be run directly. Everything it
@@ -10,12 +12,15 @@ also on failure.
 
 Environment: BENCH_TMP, BENCH_N (repetitions per timed operation),
 BENCH_CONCURRENT (containers in the concurrent round, 50), BENCH_SCALE
-(other containers in the scale test, 1000), BENCH_CGROUP_BASE, BENCH_KEEL,
-BENCH_KEEL_RO, BENCH_RUNC, BENCH_CRUN (a runtime whose variable is empty is
-skipped).
+(other containers in the scale test, 1000), BENCH_CGROUP_BASE, BENCH_ID_PREFIX
+(of the ids of containers without a cgroupsPath: their cgroups are named
+after them), BENCH_KEEL, BENCH_KEEL_RO, BENCH_RUNC, BENCH_CRUN (a runtime
+whose variable is empty is skipped); BENCH_CONFIGS (a comma-separated subset
+of CONFIGS' names to time `run` in; default all).
 """
 
 import concurrent.futures
+import copy
 import json
 import os
 import signal
@@ -31,6 +36,7 @@ CONCURRENT = int(os.environ.get("BENCH_CONCURRENT", "50"))
 SCALE = int(os.environ.get("BENCH_SCALE", "1000"))
 ROUNDS = 3  # of the concurrent batch
 CGROUP_BASE = os.environ["BENCH_CGROUP_BASE"]
+ID_PREFIX = os.environ.get("BENCH_ID_PREFIX", "bench")
 BIN = {
     name: os.environ.get(var, "")
     for name, var in (
@@ -86,25 +92,131 @@ def timed(name, *args):
 
 _base_config = None
 
+# Docker 20.10's defaults where they differ from `runc spec`'s (moby's
+# oci/defaults.go and daemon/oci_linux.go).
+DOCKER_CAPS = ["CAP_" + c for c in (
+    "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+    "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE")]
+DOCKER_MASKED = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                 "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                 "/sys/firmware"]
+DOCKER_READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+# Docker's default seccomp profile, in the moby format that
+# containers-common ships (podman's default, derived from moby's
+# profiles/seccomp/default.json).
+DOCKER_SECCOMP = "/usr/share/containers/seccomp.json"
 
-def bundle(cid, args):
-    """A bundle for container `cid`: the base config with its own cgroup
-    and `args`, sharing the one rootfs."""
+
+def docker_seccomp(caps):
+    """The moby-format profile as Docker hands it to the runtime for a
+    container with `caps` on x86_64 (profiles/seccomp's setupSeccomp): rules
+    kept by their includes/excludes (caps, arches, kernel), archMap
+    flattened."""
+    with open(DOCKER_SECCOMP) as f:
+        p = json.load(f)
+    arch = "SCMP_ARCH_X86_64"
+    goarch = "amd64"  # rules name architectures as Go does
+    kernel = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+    arches = [arch]
+    for m in p.get("archMap") or []:
+        if m["architecture"] == arch:
+            arches += m.get("subArchitectures") or []
+    rules = []
+    for r in p["syscalls"]:
+        inc, exc = r.get("includes") or {}, r.get("excludes") or {}
+        if inc.get("arches") and goarch not in inc["arches"]:
+            continue
+        if inc.get("caps") and not all(c in caps for c in inc["caps"]):
+            continue
+        if inc.get("minKernel") and kernel < tuple(int(x) for x in inc["minKernel"].split(".")[:2]):
+            continue
+        if goarch in (exc.get("arches") or []) or any(c in caps for c in exc.get("caps") or []):
+            continue
+        rule = {"names": r["names"], "action": r["action"]}
+        for k in ("args", "errnoRet"):
+            if r.get(k):
+                rule[k] = r[k]
+        rules.append(rule)
+    out = {"defaultAction": p["defaultAction"], "architectures": arches, "syscalls": rules}
+    if "defaultErrnoRet" in p:
+        out["defaultErrnoRet"] = p["defaultErrnoRet"]
+    return out
+
+
+def without_netns(c):
+    c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "network"]
+
+
+def userns(c):
+    c["linux"]["namespaces"].append({"type": "user"})
+    for k in ("uidMappings", "gidMappings"):
+        c["linux"][k] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+
+def docker(c):
+    c["root"]["readonly"] = False
+    caps = c["process"]["capabilities"]
+    for k in caps:
+        caps[k] = list(DOCKER_CAPS) if k != "ambient" else []
+    c["linux"]["maskedPaths"] = list(DOCKER_MASKED)
+    c["linux"]["readonlyPaths"] = list(DOCKER_READONLY)
+    c["linux"]["seccomp"] = docker_seccomp(DOCKER_CAPS)
+
+
+# The configurations `run` is timed in: name -> (what it is, edit of the
+# base config (`keel spec`'s, as `runc spec`'s: pid, network, ipc, uts and
+# mount namespaces, read-only rootfs), cgroupsPath per container or none,
+# the floor's unshare flags). Each runtime brings the loopback interface of
+# a new network namespace up (runc's and crun's default); so does the floor.
+CONFIGS = {
+    "default": ("no network namespace, cgroupsPath per container, read-only rootfs (issue #9's)",
+                without_netns, True, "-fpmui"),
+    "netns": ("+ a network namespace, loopback up (as Docker, podman, pods)", None, True, "-fpmuin"),
+    "runc-spec": ("`runc spec`'s config as is: network namespace, no cgroupsPath", None, False, "-fpmuin"),
+    "userns": ("netns + a user namespace (uid/gid 0 -> 100000, 65536)", userns, True, "-fpmuinr"),
+    "docker": ("netns, read-write rootfs, Docker's capabilities, seccomp profile, masked and read-only paths",
+               docker, True, "-fpmuin"),
+}
+if not os.path.exists(DOCKER_SECCOMP):
+    log_later = f"docker configuration skipped: no {DOCKER_SECCOMP} (package golang-github-containers-common)"
+    del CONFIGS["docker"]
+else:
+    log_later = None
+SELECTED = [c for c in os.environ.get("BENCH_CONFIGS", ",".join(CONFIGS)).split(",") if c in CONFIGS]
+
+
+def bundle(cid, args, config="default"):
+    """A bundle for container `cid` in configuration `config`: the base
+    config edited, with its own cgroup (if the configuration has one) and
+    `args`, sharing the one rootfs."""
     global _base_config
     if _base_config is None:
         base = os.path.join(TMP, "bundle")
         with open(os.path.join(base, "config.json")) as f:
             _base_config = json.load(f)
         _base_config["root"]["path"] = os.path.join(base, "rootfs")
-    path = os.path.join(TMP, "bundles", cid)
+    path = os.path.join(TMP, "bundles", config, cid)
     if not os.path.exists(path):
         os.makedirs(path)
-        c = json.loads(json.dumps(_base_config))
+        _, edit, cgroup, _ = CONFIGS[config]
+        c = copy.deepcopy(_base_config)
+        if edit:
+            edit(c)
         c["process"]["args"] = args
-        c["linux"]["cgroupsPath"] = f"{CGROUP_BASE}/{cid}"
+        if cgroup:
+            c["linux"]["cgroupsPath"] = f"{CGROUP_BASE}/{config}-{cid}"
         with open(os.path.join(path, "config.json"), "w") as f:
             json.dump(c, f)
     return path
+
+
+def floor_cmd(config):
+    """The same namespaces made by util-linux's unshare (forking, with the
+    rootfs as root), no runtime: /bin/true, or in a new network namespace
+    busybox's `ip` setting the loopback up, as the runtimes do."""
+    flags = CONFIGS[config][3]
+    prog = ["/bin/busybox", "ip", "link", "set", "lo", "up"] if "n" in flags else ["/bin/true"]
+    return ["unshare", flags, "--root", os.path.join(TMP, "bundle", "rootfs"), *prog]
 
 
 TRUE = ["/bin/true"]
@@ -132,9 +244,9 @@ def delete(name, cid, force=False):
     return ms
 
 
-def create(name, cid, args):
+def create(name, cid, args, config="default"):
     created[name].add(cid)
-    return timed(name, "create", "--bundle", bundle(cid, args), cid)
+    return timed(name, "create", "--bundle", bundle(cid, args, config), cid)
 
 
 def median(xs):
@@ -147,26 +259,39 @@ def median(xs):
 # ---------------------------------------------------------------------------
 
 
-def lifecycle():
+def lifecycle(config):
+    """`run` of /bin/true in `config`, every runtime and the floor
+    interleaved. Containers without a cgroupsPath get ids that name the
+    bench (their cgroups are named after them)."""
     names = [r for r in ("keel", "keel-ro", "runc", "crun") if r in BIN]
-    t = {r: [] for r in names}
-    for r in names:  # warm-up: page cache, dentries
-        created[r].add("run")
-        runtime(r, "run", "--bundle", bundle("run", TRUE), "run")
+    t = {r: [] for r in names + ["floor"]}
+    cid = "run" if CONFIGS[config][2] else f"{ID_PREFIX}-run"
+    floor = floor_cmd(config)
+
+    def one(r):
+        if r == "floor":
+            t0 = time.perf_counter()
+            subprocess.run(floor, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+            return (time.perf_counter() - t0) * 1000
+        return timed(r, "run", "--bundle", bundle(cid, TRUE, config), cid)
+
+    for r in t:  # warm-up: page cache, dentries
+        created.get(r, set()).add(cid)
+        one(r)
     for _ in range(N):
-        for r in names:
-            t[r].append(timed(r, "run", "--bundle", bundle("run", TRUE), "run"))
+        for r in t:
+            t[r].append(one(r))
     for r in names:
-        created[r].discard("run")
+        created[r].discard(cid)
     return t
 
 
-def phases():
+def phases(config):
     t = {r: {"create": [], "start": [], "delete": []} for r in RUNTIMES}
     for i in range(N + 1):
         for r in RUNTIMES:
             cid = "phase"
-            c = create(r, cid, TRUE)
+            c = create(r, cid, TRUE, config)
             s = timed(r, "start", cid)
             wait_stopped(r, cid)
             d = delete(r, cid)
@@ -177,10 +302,10 @@ def phases():
     return t
 
 
-def exec_():
+def exec_(config):
     t = {r: [] for r in RUNTIMES}
     for r in RUNTIMES:
-        create(r, "exec", SLEEP)
+        create(r, "exec", SLEEP, config)
         timed(r, "start", "exec")
         timed(r, "exec", "exec", "/bin/true")  # warm-up
     for _ in range(N):
@@ -191,7 +316,7 @@ def exec_():
     return t
 
 
-def concurrent_runs():
+def concurrent_runs(config):
     """CONCURRENT `run`s started at once; the time until the last ends."""
     t = {r: [] for r in RUNTIMES}
     ids = [f"conc{k}" for k in range(CONCURRENT)]
@@ -199,7 +324,7 @@ def concurrent_runs():
         for r in RUNTIMES:
             created[r].update(ids)
             cmds = [
-                [BIN[r], "--root", os.path.join(TMP, f"state-{r}"), "run", "--bundle", bundle(c, TRUE), c]
+                [BIN[r], "--root", os.path.join(TMP, f"state-{r}"), "run", "--bundle", bundle(c, TRUE, config), c]
                 for c in ids
             ]
             errs = [open(os.path.join(TMP, f"stderr-{c}"), "w+b") for c in ids]
@@ -327,41 +452,62 @@ def verdict(target, value, goal, unit=""):
     verdicts.append(line)
 
 
+# The phases, exec and concurrent runs are timed in these configurations:
+# without and with a network namespace (the issue's "with and without").
+PHASE_CONFIGS = [c for c in ("default", "netns") if c in CONFIGS]
+RUN_GOAL = 0.50  # each of run, create, start, delete, exec: <= 0.50 x crun
+CONCURRENT_GOAL = 0.60
+
+
 def report(life, ph, ex, conc, rss, scale_res):
     print(f"\n==> medians in ms; N={N} per operation; {os.cpu_count()} cores; "
           f"kernel {os.uname().release}; load average {' '.join(open('/proc/loadavg').read().split()[:3])}")
-    cols = [r for r in ("keel", "keel-ro", "runc", "crun") if r in BIN]
-    print(f"{'':22}" + "".join(f"{c:>10}" for c in cols) + f"{'keel/crun':>11}{'keel/runc':>11}")
+    cols = [r for r in ("keel", "keel-ro", "runc", "crun", "floor") if r in BIN or r == "floor"]
+    print(f"{'':26}" + "".join(f"{c:>9}" for c in cols) + f"{'keel/crun':>10}{'keel/runc':>10}"
+          + f"{'floor/crun':>11}")
 
     def row(label, d):
-        cells = "".join(f"{median(d[c]):10.2f}" if c in d else f"{'-':>10}" for c in cols)
+        cells = "".join(f"{median(d[c]):9.2f}" if c in d else f"{'-':>9}" for c in cols)
         ratios = "".join(
-            f"{median(d['keel']) / median(d[o]):11.2f}" if o in d else f"{'-':>11}" for o in ("crun", "runc")
+            f"{median(d['keel']) / median(d[o]):10.2f}" if o in d else f"{'-':>10}" for o in ("crun", "runc")
         )
-        print(f"{label:22}{cells}{ratios}")
+        fl = f"{median(d['floor']) / median(d['crun']):11.2f}" if "floor" in d and "crun" in d else ""
+        print(f"{label:26}{cells}{ratios}{fl}")
 
-    row("run (lifecycle)", life)
-    for op in ("create", "start", "delete"):
-        row(op, {r: ph[r][op] for r in ph})
-    row("exec /bin/true", ex)
-    row(f"{CONCURRENT} concurrent run", conc)
-    print(f"{'min run':22}" + "".join(f"{min(life[c]):10.2f}" for c in cols))
-    if "keel-ro" in life:
-        d = median(life["keel"]) - median(life["keel-ro"])
+    print("run (lifecycle of /bin/true), by configuration; floor: `unshare` with the same namespaces, no runtime")
+    for config in life:
+        row(f"run {config}", life[config])
+    for config in ph:
+        for op in ("create", "start", "delete"):
+            row(f"{op} {config}", {r: ph[config][r][op] for r in ph[config]})
+        row(f"exec /bin/true {config}", ex[config])
+        row(f"{CONCURRENT} concurrent run {config}", conc[config])
+    if "default" in life:
+        print(f"{'min run default':26}" + "".join(f"{min(life['default'][c]):9.2f}" for c in cols))
+    for config in life:
+        print(f"  {config}: {CONFIGS[config][0]}")
+    if "keel-ro" in life.get("default", {}):
+        d = median(life["default"]["keel"]) - median(life["default"]["keel-ro"])
         print(f"keel - keel-ro (the CVE-2019-5736 protection): {d:+.2f} ms per run")
+    if log_later:
+        print(log_later)
     print("peak RSS of `run` (MB): " + ", ".join(f"{r} {v / MB:.2f}" for r, v in rss.items()))
     size = os.path.getsize(BIN["keel"])
     static = elf_static(BIN["keel"])
     print(f"keel binary: {size / MB:.2f} MB, {'statically linked' if static else 'dynamically linked'} ({BIN['keel']})")
 
     if "crun" in BIN:
-        c = lambda d: median(d["crun"])  # noqa: E731
-        k = lambda d: median(d["keel"])  # noqa: E731
-        verdict("run lifecycle keel/crun", k(life) / c(life), 0.75)
-        for op in ("create", "start", "delete"):
-            verdict(f"{op} keel/crun", median(ph["keel"][op]) / median(ph["crun"][op]), 1.0)
-        verdict("exec keel/crun", k(ex) / c(ex), 1.0)
-        verdict(f"{CONCURRENT} concurrent keel/crun", k(conc) / c(conc), 1.0)
+        def ratio(d):
+            return median(d["keel"]) / median(d["crun"])
+
+        for config in [c for c in ("default", "netns") if c in life]:
+            verdict(f"run lifecycle keel/crun, {config}", ratio(life[config]), RUN_GOAL)
+        for config in ph:
+            for op in ("create", "start", "delete"):
+                verdict(f"{op} keel/crun, {config}",
+                        median(ph[config]["keel"][op]) / median(ph[config]["crun"][op]), RUN_GOAL)
+            verdict(f"exec keel/crun, {config}", ratio(ex[config]), RUN_GOAL)
+            verdict(f"{CONCURRENT} concurrent keel/crun, {config}", ratio(conc[config]), CONCURRENT_GOAL)
     else:
         verdicts.append("MISS  crun did not run here: no ratio against crun")
     verdict("peak RSS of keel run", rss["keel"] / MB, RSS_GOAL / MB, " MB")
@@ -383,21 +529,24 @@ def report(life, ph, ex, conc, rss, scale_res):
         print(f"list: {per * 1000:.1f} µs per container; first half +{first:.1f} ms, second half +{second:.1f} ms")
         verdict(f"list of {SCALE}: second half / first half (linear)", second / max(first, 0.01), 1.5)
 
-    print("\n==> targets (issue #9)")
+    print("\n==> targets (issues #9, #18)")
     for v in verdicts:
         print(v)
 
 
 def main():
     try:
-        log(f"run lifecycle: {N} of each of {', '.join(b for b in BIN)}")
-        life = lifecycle()
-        log("create, start, delete")
-        ph = phases()
-        log("exec")
-        ex = exec_()
-        log(f"{CONCURRENT} concurrent runs, {ROUNDS} rounds")
-        conc = concurrent_runs()
+        life, ph, ex, conc = {}, {}, {}, {}
+        for config in SELECTED:
+            log(f"run lifecycle, {config}: {N} of each of {', '.join(BIN)} and the floor")
+            life[config] = lifecycle(config)
+        for config in PHASE_CONFIGS:
+            log(f"create, start, delete, {config}")
+            ph[config] = phases(config)
+            log(f"exec, {config}")
+            ex[config] = exec_(config)
+            log(f"{CONCURRENT} concurrent runs, {ROUNDS} rounds, {config}")
+            conc[config] = concurrent_runs(config)
         log("peak RSS")
         rss = peak_rss()
         scale_res = None

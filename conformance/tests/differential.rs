@@ -548,6 +548,41 @@ fn no_mount_namespace_runs_as_under_runc() {
     assert_eq!(seen[0], seen[1], "keel (left) and runc (right) differ");
 }
 
+/// A new network namespace has its loopback interface up (runc's
+/// "loopback" network), with or without a user namespace owning it; a
+/// program there can bind and reach 127.0.0.1.
+#[test]
+fn new_network_namespace_has_loopback_up() {
+    let Some(envs) = pair() else { return };
+    let mut seen = Vec::new();
+    for env in &envs {
+        let mut outs = Vec::new();
+        for (id, userns) in [("lo", false), ("louser", true)] {
+            let mut b = env.bundle(id);
+            if userns {
+                b.namespaces(&["pid", "network", "ipc", "uts", "mount", "user"]);
+                b.set(
+                    "/linux/uidMappings",
+                    json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
+                );
+                b.set(
+                    "/linux/gidMappings",
+                    json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
+                );
+            }
+            b.sh("cat /sys/class/net/lo/flags /sys/class/net/lo/operstate; ls /sys/class/net");
+            let o = env.run(&b);
+            keel_conformance::assert_no_leaks(env, id);
+            eprintln!("{} {id}: {o}", env.rt.name);
+            outs.push((o.code, o.stdout.clone()));
+        }
+        seen.push(outs);
+    }
+    // IFF_UP | IFF_LOOPBACK; a loopback's operstate is "unknown" once up.
+    assert_eq!(seen[0][0], (0, "0x9\nunknown\nlo\n".to_string()), "keel");
+    assert_eq!(seen[0], seen[1], "keel (left) and runc (right) differ");
+}
+
 /// runc's validator: masked or read-only paths need a mount namespace.
 #[test]
 fn restricted_paths_without_a_mount_namespace_are_refused() {

@@ -121,7 +121,7 @@ pub fn move_all(devices: &[NetDevice], netns: &Path) -> Result<()> {
         nix::sys::stat::Mode::empty(),
     )
     .ctx(|| format!("linux.netDevices: open {}", netns.display()))?;
-    let host = Rtnl::open()?;
+    let host = Rtnl::open("linux.netDevices")?;
     // A socket belongs to the namespace it was made in: one made in the
     // container's namespace configures the devices once they are there.
     let inside = Rtnl::open_in(&target)?;
@@ -177,6 +177,19 @@ fn move_one(host: &Rtnl, inside: &Rtnl, target: &OwnedFd, d: &NetDevice) -> Resu
     inside
         .request(&link_msg(index, libc::IFF_UP as u32, None, None))
         .map_err(|e| Error::sys(format!("fail to set up interface {}", d.name), e))
+}
+
+/// Sets the loopback interface of the caller's network namespace up. runc
+/// does so in every network namespace it makes (specconv's "loopback"
+/// network; `lo` starts down in a new namespace), so a program there can
+/// reach 127.0.0.1; Docker, podman and `runc spec` configs rely on it.
+pub fn loopback_up() -> Result<()> {
+    // `lo` is the first link of every network namespace: the kernel gives
+    // it index 1 (LOOPBACK_IFINDEX), so no lookup by name is needed.
+    const LOOPBACK_INDEX: u32 = 1;
+    Rtnl::open("network namespace")?
+        .request(&link_msg(LOOPBACK_INDEX, libc::IFF_UP as u32, None, None))
+        .ctx(|| "network namespace: set the loopback interface up".into())
 }
 
 const NLMSG_ERROR: u16 = 2;
@@ -374,7 +387,8 @@ fn error_of(payload: &[u8]) -> nix::errno::Errno {
 struct Rtnl(OwnedFd);
 
 impl Rtnl {
-    fn open() -> Result<Rtnl> {
+    /// `what` names the config item the socket is for, in errors.
+    fn open(what: &str) -> Result<Rtnl> {
         socket::socket(
             AddressFamily::Netlink,
             socket::SockType::Raw,
@@ -382,7 +396,7 @@ impl Rtnl {
             SockProtocol::NetlinkRoute,
         )
         .map(Rtnl)
-        .ctx(|| "linux.netDevices: netlink socket".into())
+        .ctx(|| format!("{what}: netlink socket"))
     }
 
     /// A socket in the network namespace `netns`: made after a setns
@@ -396,7 +410,7 @@ impl Rtnl {
         .ctx(|| "linux.netDevices: open /proc/thread-self/ns/net".into())?;
         nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
             .ctx(|| "linux.netDevices: setns into the container's network namespace".into())?;
-        let sock = Rtnl::open();
+        let sock = Rtnl::open("linux.netDevices");
         nix::sched::setns(own.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
             .ctx(|| "linux.netDevices: setns back to the runtime's network namespace".into())?;
         sock

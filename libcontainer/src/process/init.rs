@@ -62,6 +62,10 @@ fn setup(plan: &InitPlan, chan: &Channel, fifo: &OwnedFd) -> Result<(Program, i3
         nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
             .ctx(|| "setresuid(0) in the user namespace".into())?;
     }
+    // As root of the user namespace, if any: it owns the new network one.
+    if ns.has_new(LinuxNamespaceType::Network) {
+        crate::netdev::loopback_up()?;
+    }
     // After the cgroup join, so the namespace's root is the container's cgroup.
     if ns.has_new(LinuxNamespaceType::Cgroup) {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
