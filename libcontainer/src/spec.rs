@@ -494,6 +494,30 @@ mod tests {
             .starts_with("args:"));
     }
 
+    /// oci-spec's check of `process.execCPUAffinity` (done by hand in the
+    /// vendored copy, without `regex`): CPU numbers and ranges only.
+    #[test]
+    fn exec_cpu_affinity_is_a_cpu_list() {
+        let with = |list: &str| {
+            minimal("").replace(
+                r#""cwd":"/""#,
+                &format!(r#""cwd":"/","execCPUAffinity":{{"initial":"{list}","final":"1"}}"#),
+            )
+        };
+        for good in ["0", "0-3,7", "10-11,2,4-4"] {
+            let (spec, _) = parse_config(with(good).as_bytes()).unwrap();
+            let a = spec.process().as_ref().unwrap().exec_cpu_affinity().clone();
+            assert_eq!(a.unwrap().initial().as_deref(), Some(good));
+        }
+        for bad in ["", "-", "0-3,i", ",1,2", "1,", "1-2-3", "0 - 3", "+1"] {
+            let e = parse_config(with(bad).as_bytes()).unwrap_err();
+            assert_eq!(
+                e,
+                format!("process.execCPUAffinity.initial: Invalid execCPUAffinity format: {bad}")
+            );
+        }
+    }
+
     #[test]
     fn accepts_any_1x_version() {
         let text = minimal("").replace("1.2.0", "1.9.7");

@@ -15,7 +15,22 @@ use logging::{Level, Logger};
 /// What `keel -v` prints after "keel " (see build.rs).
 pub const VERSION_TEXT: &str = include_str!(concat!(env!("OUT_DIR"), "/version.txt"));
 
+/// musl's malloc unmaps freed memory at once (~120 mmap/munmap pairs per
+/// `run`); dlmalloc keeps it for reuse and gives back only a free top over
+/// 2 MB, so a long-running `run` or `events` stays at its peak use.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 fn main() {
+    // SAFETY: first thing in main, while this process has one thread: the
+    // fork handlers it registers hold dlmalloc's lock across fork(2), so a
+    // child never inherits it held by another thread (musl's fork does the
+    // same for its own malloc).
+    #[cfg(target_env = "musl")]
+    unsafe {
+        dlmalloc::enable_alloc_after_fork()
+    };
     let protected = protect_first();
     let args = cli::normalize_args(std::env::args().collect());
     let cli = Cli::parse_from(args);
