@@ -62,9 +62,10 @@ if ! qemu-system-x86_64 -accel help 2>/dev/null | grep -qx tcg; then
 	exit 0
 fi
 
-# Static builds (glibc with crt-static), so that the initramfs needs no
-# libraries for them. Their own target triple keeps them apart from the
-# host builds.
+# Static builds, so that the initramfs needs no libraries for them: keel
+# as released (scripts/release.sh: musl, or glibc with crt-static when the
+# musl target is missing), the tests with glibc and crt-static. Their own
+# target triples keep them apart from the host builds.
 triple=x86_64-unknown-linux-gnu
 profile="${KEEL_VM_PROFILE:-dev}"
 export RUSTFLAGS="-C target-feature=+crt-static"
