@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A/B of keel builds: the `run` lifecycle of /bin/true (create, start, wait,
-delete) timed with the builds and crun interleaved, peak RSS of `run` (GNU
-time's, the largest of 5) and binary size. For comparing two builds of keel
+delete) timed with the builds and crun interleaved, wall and CPU time (user
++ system of the runtime and all it reaped), peak RSS of `run` (GNU time's,
+the largest of 5) and binary size. For comparing two builds of keel
 on a loaded machine: read the ratios to the first build, not the times.
 
 Usage (as root): bench/ab.py N NAME=BINARY [NAME=BINARY ...] [crun=/usr/bin/crun]
@@ -19,6 +20,7 @@ deleted by their runtimes (`run` does), and the /keel-ab cgroups removed.
 
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -45,13 +47,20 @@ def command(tmp, name, binary):
     return [binary, *extra, "--root", f"{tmp}/state-{name}", "run", "--bundle", f"{tmp}/bundle", "ab"]
 
 
+def cpu_s():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run_once(cmd):
-    t0 = time.perf_counter()
+    """Wall time and CPU time (user + system of the runtime and everything
+    it reaped) in ms: CPU time is what a loaded machine does not blur."""
+    c0, t0 = cpu_s(), time.perf_counter()
     p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ms = (time.perf_counter() - t0) * 1000
+    ms, cpu = (time.perf_counter() - t0) * 1000, (cpu_s() - c0) * 1000
     if p.returncode:
         raise SystemExit(f"{cmd[0]}: exit {p.returncode}: {p.stderr.decode(errors='replace').strip()}")
-    return ms
+    return ms, cpu
 
 
 def peak_rss_kib(tmp, cmd):
@@ -68,7 +77,7 @@ def crun_server(tmp, binary):
     subprocess.run(["sh", "-c", V1_ONLY], check=True)
     cmd = command(tmp, "crun", binary)
     for line in sys.stdin:
-        print(peak_rss_kib(tmp, cmd) if line.strip() == "rss" else run_once(cmd), flush=True)
+        print(peak_rss_kib(tmp, cmd) if line.strip() == "rss" else "%f %f" % run_once(cmd), flush=True)
 
 
 def make_bundle(tmp, keel):
@@ -101,28 +110,33 @@ def main(n, builds):
         def ask(what):
             server.stdin.write(what + "\n")
             server.stdin.flush()
-            return float(server.stdout.readline())
+            return [float(x) for x in server.stdout.readline().split()]
 
         def once(name):
-            return ask("run") if name == "crun" else run_once(command(tmp, name, builds[name]))
+            return tuple(ask("run")) if name == "crun" else run_once(command(tmp, name, builds[name]))
 
         times = {name: [] for name in builds}
+        cpus = {name: [] for name in builds}
         for name in builds:  # warm-up: page cache, dentries
             once(name)
         for _ in range(n):
             for name in builds:
-                times[name].append(once(name))
+                ms, cpu = once(name)
+                times[name].append(ms)
+                cpus[name].append(cpu)
         rss = {}
         for name, binary in builds.items():
-            rss[name] = max(int(ask("rss")) if name == "crun" else peak_rss_kib(tmp, command(tmp, name, binary))
+            rss[name] = max(int(ask("rss")[0]) if name == "crun" else peak_rss_kib(tmp, command(tmp, name, binary))
                             for _ in range(5))
-        first = statistics.median(times[next(iter(builds))])
+        first = next(iter(builds))
+        wall0, cpu0 = statistics.median(times[first]), statistics.median(cpus[first])
         print(f"N={n}, load average {' '.join(open('/proc/loadavg').read().split()[:3])}")
-        print(f"{'':14} {'size MB':>8} {'RSS MB':>7} {'run median ms':>14} {'min ms':>7} {'x first':>8}")
+        print(f"{'':14} {'size MB':>8} {'RSS MB':>7} {'run median ms':>14} {'min ms':>7} {'x first':>8}"
+              f" {'CPU ms':>7} {'x first':>8}")
         for name, binary in builds.items():
-            m = statistics.median(times[name])
+            m, c = statistics.median(times[name]), statistics.median(cpus[name])
             print(f"{name:14} {os.path.getsize(binary) / 1e6:8.2f} {rss[name] * 1024 / 1e6:7.2f} "
-                  f"{m:14.2f} {min(times[name]):7.2f} {m / first:8.3f}")
+                  f"{m:14.2f} {min(times[name]):7.2f} {m / wall0:8.3f} {c:7.2f} {c / cpu0:8.3f}")
     finally:
         if server:
             server.stdin.close()
