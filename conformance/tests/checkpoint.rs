@@ -51,8 +51,8 @@ impl Ran {
 }
 
 /// `<runtime> --root R --log L --criu C args...` in a private mount
-/// namespace, stdio on pipes, CRIU's directory first on PATH.
-fn rt(env: &TestEnv, criu: &Path, args: &[&str]) -> Ran {
+/// namespace, stdio on pipes, CRIU's directory first on PATH; and the log.
+fn rt_command(env: &TestEnv, criu: &Path, args: &[&str]) -> (Command, PathBuf) {
     static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let log = env.dir.join(format!("criu-cmd-{n}.log"));
@@ -62,8 +62,8 @@ fn rt(env: &TestEnv, criu: &Path, args: &[&str]) -> Ran {
         dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let mut child = Command::new("unshare")
-        .args(["-m", "--propagation", "private"])
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private"])
         .arg(&env.rt.bin)
         .arg("--root")
         .arg(&env.root)
@@ -75,7 +75,14 @@ fn rt(env: &TestEnv, criu: &Path, args: &[&str]) -> Ran {
         .env("PATH", path)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    (cmd, log)
+}
+
+/// [`rt_command`], run to its end.
+fn rt(env: &TestEnv, criu: &Path, args: &[&str]) -> Ran {
+    let (mut cmd, log) = rt_command(env, criu, args);
+    let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {} {args:?}: {e}", env.rt.name));
     let stdio = (child.stdin.take(), child.stdout.take(), child.stderr.take());
@@ -390,6 +397,62 @@ fn restore_onto_an_existing_id_fails_cleanly() {
     });
 }
 
+/// A config with `linux.intelRdt` restores as it creates: the restored
+/// init goes into the resctrl group as a created one would; where the
+/// host has no resctrl (this VM) both fail with the same words and leave
+/// nothing, in both runtimes.
+#[test]
+fn restore_with_intel_rdt_as_create() {
+    each_runtime(|env, criu| {
+        let name = env.rt.name;
+        let (mut b, file) = counter(env, "ctr", None);
+        let _run = start_counter(env, criu, &b, &file);
+        let images = dump(env, criu, &[]);
+        b.set("/linux/intelRdt", json!({"l3CacheSchema": "L3:0=1"}));
+        b.save().expect("save config");
+        let bundle = b.dir.to_string_lossy().into_owned();
+        let created = rt(env, criu, &["create", "--bundle", &bundle, "probe"]);
+        if created.code == 0 {
+            // Out of the way of the restore (the same cgroup).
+            rt(env, criu, &["delete", "--force", "probe"]).ok("delete probe");
+        }
+        let restored = restore(env, criu, &b, &images, &["-d"], "ctr");
+        assert_eq!(
+            restored.code == 0,
+            created.code == 0,
+            "{name}: create and restore differ: {} / {}",
+            created.log,
+            restored.log
+        );
+        if created.code == 0 {
+            // A host with resctrl: the restored init is in its group
+            // (named after the container, without a closID).
+            let pid = pid_of(env, "ctr");
+            let tasks = Path::new("/sys/fs/resctrl/ctr/tasks");
+            let listed = std::fs::read_to_string(tasks).unwrap_or_default();
+            assert!(
+                listed.lines().any(|l| l.trim() == pid.to_string()),
+                "{name}: the restored init is not in the resctrl group"
+            );
+            rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
+        } else {
+            // Without the "<runtime> create failed: " create's errors carry.
+            let why = keel_conformance::log_msgs(&created.log);
+            let why = why
+                .split_once("create failed: ")
+                .map_or(why.as_str(), |(_, w)| w);
+            let said = keel_conformance::log_msgs(&restored.log);
+            eprintln!("{name}: create and restore: {said}");
+            assert!(
+                !why.is_empty() && said.contains(why),
+                "{name}: create said {why:?}, restore said {said:?}"
+            );
+        }
+        assert_no_leaks(env, "probe");
+        assert_no_leaks(env, "ctr");
+    });
+}
+
 /// A CRIU that is not there: checkpoint fails naming it and the container
 /// runs on; restore fails naming it and leaves nothing (state, cgroups, the
 /// restore root's mount). keel only: runc 1.1.5 first runs `criu` from PATH
@@ -700,6 +763,275 @@ fn page_server_receives_the_pages() {
             wait_until(SEC10, || count(&file) > dumped + 2),
             "{name}: the restored counter does not count"
         );
+        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
+        assert_no_leaks(env, "ctr");
+    });
+}
+
+/// CRIU's lazy page server reads pages through a pipe of 819 pages
+/// (its PIPE_MAX_SIZE); a pipe above /proc/sys/fs/pipe-max-size needs
+/// CAP_SYS_RESOURCE, which this VM's bounding set lacks. Without either,
+/// CRIU's `fcntl(F_SETPIPE_SZ)` fails with EPERM, its sink fd stays -1 and
+/// the dump fails at the first page asked ("page-pipe: splice: -1: Bad
+/// file descriptor", "Lazy pages transfer FAILED"), under any runtime.
+/// The limit is raised for the test where it must be, and put back.
+struct PipeMaxSize(Option<String>);
+
+const PIPE_MAX_SIZE: &str = "/proc/sys/fs/pipe-max-size";
+/// CRIU's lazy read pipe: 819 pages of 4 KiB.
+const LAZY_PIPE: u64 = 819 * 4096;
+/// The capability that lets a pipe grow past pipe-max-size.
+const CAP_SYS_RESOURCE: u32 = 24;
+
+impl PipeMaxSize {
+    fn at_least(bytes: u64) -> PipeMaxSize {
+        let old = std::fs::read_to_string(PIPE_MAX_SIZE).unwrap_or_default();
+        let cap_sys_resource = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim();
+                u64::from_str_radix(hex, 16).ok()
+            })
+            .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0);
+        if cap_sys_resource || old.trim().parse::<u64>().is_ok_and(|n| n >= bytes) {
+            return PipeMaxSize(None);
+        }
+        eprintln!(
+            "{PIPE_MAX_SIZE}: {} -> {bytes} for the test (no CAP_SYS_RESOURCE here: CRIU's \
+             lazy page server could not size its pipe)",
+            old.trim()
+        );
+        std::fs::write(PIPE_MAX_SIZE, bytes.to_string()).expect("raise pipe-max-size");
+        PipeMaxSize(Some(old))
+    }
+}
+
+impl Drop for PipeMaxSize {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0 {
+            let _ = std::fs::write(PIPE_MAX_SIZE, old.trim());
+        }
+    }
+}
+
+/// The runtime command with `fd` as its fd 3.
+fn with_fd3(cmd: &mut Command, fd: &std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let raw = fd.as_raw_fd();
+    // SAFETY: only dup2/fcntl between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, 3)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A process the test started, stopped if the test ends early: its
+/// children first (CRIU under a runtime) with SIGTERM, on which CRIU lets
+/// the tasks it froze go on.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let pid = self.0.id();
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(c),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            let _ = keel_conformance::wait_timeout(&mut self.0, SEC10);
+        }
+    }
+}
+
+/// Whether this kernel and CRIU can migrate lazily (userfaultfd), or why not.
+fn lazy_pages_supported(criu: &Path) -> Result<(), String> {
+    let out = Command::new(criu)
+        .args(["check", "--feature", "uffd-noncoop"])
+        .output()
+        .map_err(|e| format!("run {}: {e}", criu.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// Lazy migration as runc's own test does it: `checkpoint --lazy-pages
+/// --page-server ADDRESS:PORT --status-fd 3` writes the images without the
+/// pages, says `\0` on fd 3 once its page server is up, and waits; a `criu
+/// lazy-pages` daemon connects to it; `restore --lazy-pages` (its work path
+/// where the daemon's socket is) runs the container, whose pages the daemon
+/// fills in as they are touched; the checkpoint ends once all were sent,
+/// and the counter goes on from where it was.
+#[test]
+fn lazy_pages_migration_goes_on_counting() {
+    let Some(criu) = criu() else { return };
+    if let Err(why) = lazy_pages_supported(&criu) {
+        eprintln!("SKIPPED: no lazy migration here: {why}");
+        return;
+    }
+    let _pipes = PipeMaxSize::at_least(LAZY_PIPE);
+    each_runtime(|env, criu| {
+        let name = env.rt.name;
+        let (mut b, file) = counter(env, "ctr", None);
+        let _run = start_counter(env, criu, &b, &file);
+        let images = env.dir.join("images");
+        std::fs::create_dir_all(&images).expect("mkdir images");
+        let images_arg = images.to_string_lossy().into_owned();
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        let (status_r, status_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("status pipe");
+        let dumped = count(&file);
+        let (mut cmd, log) = rt_command(
+            env,
+            criu,
+            &[
+                "checkpoint",
+                "--lazy-pages",
+                "--page-server",
+                &address,
+                "--status-fd",
+                "3",
+                "--image-path",
+                &images_arg,
+                "ctr",
+            ],
+        );
+        with_fd3(&mut cmd, &status_w);
+        let mut dumping = Stopped(cmd.spawn().expect("spawn checkpoint --lazy-pages"));
+        drop(status_w);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut byte = [1u8];
+            let n = std::fs::File::from(status_r).read(&mut byte).ok();
+            let _ = tx.send((n, byte[0]));
+        });
+        let said = rx.recv_timeout(Duration::from_secs(30));
+        let dump_log = || std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(
+            said,
+            Ok((Some(1), 0)),
+            "{name}: no \\0 on --status-fd: {}",
+            dump_log()
+        );
+        assert!(images.join("inventory.img").is_file(), "{name}: no images");
+        // The restored container is another one while the first waits
+        // for its pages to go: its own cgroup (as runc's test says).
+        b.set(
+            "/linux/cgroupsPath",
+            json!(format!("/{}/ctr2", env.cgroup_parent)),
+        );
+        b.save().expect("save config");
+        let mut daemon = Command::new(criu)
+            .args(["lazy-pages", "--page-server", "--address", "127.0.0.1"])
+            .args(["--port", &port.to_string(), "--images-dir"])
+            .arg(&images)
+            .arg("-o")
+            .arg(env.dir.join("lazy-pages.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map(Stopped)
+            .expect("start criu lazy-pages");
+        assert!(
+            wait_until(SEC10, || images.join("lazy-pages.socket").exists()),
+            "{name}: criu lazy-pages made no socket"
+        );
+        let _restored = restore(
+            env,
+            criu,
+            &b,
+            &images,
+            &["-d", "--work-path", &images_arg, "--lazy-pages"],
+            "ctr2",
+        )
+        .ok("restore --lazy-pages");
+        let code = keel_conformance::wait_timeout(&mut dumping.0, Duration::from_secs(60));
+        assert_eq!(code, 0, "{name}: checkpoint --lazy-pages: {}", dump_log());
+        let code = keel_conformance::wait_timeout(&mut daemon.0, SEC10);
+        assert_eq!(code, 0, "{name}: criu lazy-pages failed");
+        assert!(
+            env.state("ctr").is_err(),
+            "{name}: the container outlived its migration"
+        );
+        pid_of(env, "ctr2");
+        let first = count(&file);
+        assert!(first >= dumped, "{name}: counts from {first}, was {dumped}");
+        assert!(
+            wait_until(SEC10, || count(&file) > first + 2),
+            "{name}: the restored counter does not count"
+        );
+        rt(env, criu, &["delete", "--force", "ctr2"]).ok("delete");
+        assert_no_leaks(env, "ctr");
+        assert_no_leaks(env, "ctr2");
+    });
+}
+
+/// `--status-fd` with `--lazy-pages` must be an open, writable fd: runc's
+/// checks and words; the container is left running.
+#[test]
+fn lazy_pages_status_fd_is_checked() {
+    let Some(criu) = criu() else { return };
+    if let Err(why) = lazy_pages_supported(&criu) {
+        eprintln!("SKIPPED: no lazy migration here: {why}");
+        return;
+    }
+    each_runtime(|env, criu| {
+        let name = env.rt.name;
+        let (b, file) = counter(env, "ctr", None);
+        let _run = start_counter(env, criu, &b, &file);
+        let images = env.dir.join("images").to_string_lossy().into_owned();
+        let args = |fd| {
+            [
+                "checkpoint",
+                "--lazy-pages",
+                "--status-fd",
+                fd,
+                "--image-path",
+                images.as_str(),
+                "ctr",
+            ]
+        };
+        let ran = rt(env, criu, &args("42"));
+        assert_ne!(ran.code, 0, "{name}: a closed --status-fd accepted");
+        assert!(
+            ran.log
+                .contains("invalid --status-fd argument 42: bad file descriptor"),
+            "{name}: {}",
+            ran.log
+        );
+        let (read_end, _write_end) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        let (mut cmd, log) = rt_command(env, criu, &args("3"));
+        with_fd3(&mut cmd, &read_end);
+        let code = cmd
+            .status()
+            .map(|s| s.code().unwrap_or(-1))
+            .expect("run checkpoint");
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_ne!(code, 0, "{name}: a read-only --status-fd accepted");
+        assert!(
+            log.contains("invalid --status-fd argument 3: not writable"),
+            "{name}: {log}"
+        );
+        pid_of(env, "ctr");
         rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
         assert_no_leaks(env, "ctr");
     });

@@ -236,6 +236,18 @@ impl StateDir {
     }
 
     pub fn remove(self) -> Result<()> {
+        // A restore killed midway leaves the rootfs bound in here
+        // (criu-root): removing through that mount would empty the rootfs.
+        let real =
+            std::fs::canonicalize(&self.path).ctx(|| format!("resolve {}", self.path.display()))?;
+        for m in crate::mountinfo::read_self()?
+            .iter()
+            .rev()
+            .filter(|m| m.mount_point.starts_with(&real))
+        {
+            nix::mount::umount2(&m.mount_point, nix::mount::MntFlags::MNT_DETACH)
+                .ctx(|| format!("unmount {}", m.mount_point.display()))?;
+        }
         std::fs::remove_dir_all(&self.path).ctx(|| format!("remove {}", self.path.display()))
     }
 }

@@ -338,7 +338,7 @@ pub struct CriuArgs {
     /// Enable auto deduplication of memory images
     #[arg(long = "auto-dedup")]
     pub auto_dedup: bool,
-    /// Use userfaultfd to lazily restore memory pages (not supported yet)
+    /// Use userfaultfd to lazily restore memory pages
     #[arg(long = "lazy-pages")]
     pub lazy_pages: bool,
 }
@@ -353,7 +353,7 @@ pub struct CheckpointArgs {
     /// Leave the process running after checkpointing
     #[arg(long = "leave-running")]
     pub leave_running: bool,
-    /// Criu writes \0 to this FD once lazy-pages is ready (not supported yet)
+    /// Criu writes \0 to this FD once lazy-pages is ready
     #[arg(long = "status-fd", allow_negative_numbers = true)]
     pub status_fd: Option<i32>,
     /// ADDRESS:PORT of the page server

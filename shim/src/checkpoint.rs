@@ -60,6 +60,7 @@ pub fn options(any: Option<&Any>, image: &Path, bundle: &Path) -> Result<Checkpo
             pre_dump: false,
             parent_path: None,
             page_server: None,
+            status_fd: Default::default(),
         },
         temporary_work: temporary,
         bundle: bundle.to_path_buf(),

@@ -69,6 +69,12 @@ pub struct CriuOptions {
     /// Namespaces (`CLONE_NEW*` bits) CRIU makes empty rather than
     /// restoring their contents: the network namespace always, as runc.
     pub empty_ns: u32,
+    /// Lazy migration (`--lazy-pages`): the dump serves the pages from
+    /// memory to a `criu lazy-pages` daemon (through its page server) and
+    /// returns once all were fetched; the restore leaves them to that
+    /// daemon, which fills them in through userfaultfd as the tasks touch
+    /// them (the daemon's socket is in the restore's work directory).
+    pub lazy_pages: bool,
 }
 
 impl CriuOptions {
@@ -85,6 +91,7 @@ impl CriuOptions {
             manage_cgroups_mode: CgroupMode::Default,
             auto_dedup: false,
             empty_ns: EMPTY_NS,
+            lazy_pages: false,
         }
     }
 
@@ -123,13 +130,14 @@ impl CriuOptions {
             ext_unix_sk: self.ext_unix_sk,
             shell_job: self.shell_job,
             file_locks: self.file_locks,
+            lazy_pages: self.lazy_pages,
             ..Opts::default()
         }
     }
 }
 
 /// Options of [`Container::checkpoint`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CheckpointOptions {
     /// What checkpoint and restore share.
     pub common: CriuOptions,
@@ -144,6 +152,9 @@ pub struct CheckpointOptions {
     /// Send the pages to a CRIU page server (address, port) rather than
     /// writing them to the image path.
     pub page_server: Option<(String, i32)>,
+    /// With `lazy_pages`: written a `\0` and closed once CRIU's page
+    /// server is ready to serve the pages (runc's `--status-fd`).
+    pub status_fd: std::sync::Mutex<Option<OwnedFd>>,
 }
 
 /// Options of [`ContainerBuilder::restore`].
@@ -214,7 +225,22 @@ impl Container {
         };
         let c = &opts.common;
         if opts.pre_dump || opts.parent_path.is_some() {
-            require_mem_track(&c.criu)?;
+            require(
+                &c.criu,
+                Features {
+                    mem_track: true,
+                    ..Features::default()
+                },
+            )?;
+        }
+        if c.lazy_pages {
+            require(
+                &c.criu,
+                Features {
+                    lazy_pages: true,
+                    ..Features::default()
+                },
+            )?;
         }
         let images = make_dir(&c.image_path, "image path")?;
         let (work, log) = c.work_dir("dump.log")?;
@@ -269,7 +295,12 @@ impl Container {
             notify_success: false,
             features: None,
         };
-        criu.call(&req, &log, |_| Ok(()))?;
+        criu.call(&req, &log, |n: Notice<'_>| {
+            if n.script == "status-ready" {
+                report_ready(&opts.status_fd);
+            }
+            Ok(())
+        })?;
         if opts.pre_dump {
             // After a pre-dump CRIU waits for the next request of a series
             // keel does not send: its exit status says nothing (as runc).
@@ -280,25 +311,44 @@ impl Container {
     }
 }
 
-/// Fails, in runc's words, unless CRIU can track memory changes (the
-/// kernel's soft-dirty bits), which pre-dumps and dumps onto a parent need.
-fn require_mem_track(criu: &Path) -> Result<()> {
-    let want = Features { mem_track: true };
+/// Fails, in runc's words, unless CRIU has the `wanted` features: memory
+/// changes tracking (the kernel's soft-dirty bits), which pre-dumps and
+/// dumps onto a parent need; userfaultfd, which lazy migration needs.
+fn require(criu: &Path, wanted: Features) -> Result<()> {
     let req = Request {
         typ: ReqType::FeatureCheck,
         opts: None,
         notify_success: false,
-        features: Some(want),
+        features: Some(wanted),
     };
     let mut c = Criu::spawn(criu, None, &[])?;
     let resp = c.call(&req, Path::new(""), |_| Ok(()))?;
     c.finish()?;
-    if resp.features.is_some_and(|f| !f.mem_track) {
+    let Some(has) = resp.features else {
+        return Ok(());
+    };
+    if wanted.mem_track && !has.mem_track {
         return Err(Error::CriuMissingFeatures(
             "MemTrack (memory changes tracking needs a kernel with CONFIG_MEM_SOFT_DIRTY)",
         ));
     }
+    if wanted.lazy_pages && !has.lazy_pages {
+        return Err(Error::CriuMissingFeatures(
+            "LazyPages (lazy migration needs a kernel with userfaultfd)",
+        ));
+    }
     Ok(())
+}
+
+/// CRIU's page server is up (`status-ready`): a `\0` on the status fd, which
+/// is then closed, as runc does (a failed write is only logged, as runc).
+fn report_ready(status_fd: &std::sync::Mutex<Option<OwnedFd>>) {
+    let fd = status_fd.lock().ok().and_then(|mut g| g.take());
+    if let Some(fd) = fd {
+        if let Err(e) = nix::unistd::write(&fd, &[0]) {
+            log::warn!("can't write \\0 to status fd: {e}");
+        }
+    }
 }
 
 /// Records what the init's stdio are (runc's descriptors.json: the targets
@@ -374,27 +424,21 @@ fn cgroup_roots(pid: i32) -> Result<Vec<(Option<String>, String)>> {
 pub(crate) fn restore(mut b: ContainerBuilder, opts: &RestoreOptions) -> Result<Container> {
     crate::state::validate_id(&b.id)?;
     let bundle = Bundle::load(&b.bundle)?;
-    if bundle
+    // Checked as at create (runc's rules and words), before anything is made.
+    let intel_rdt = bundle
         .spec
         .linux()
         .as_ref()
-        .is_some_and(|l| l.intel_rdt().is_some())
-    {
-        // The restored tasks would miss their resctrl group.
-        return Err(Error::invalid(
-            "linux.intelRdt",
-            "not supported by keel restore yet",
-        ));
-    }
+        .and_then(|l| l.intel_rdt().as_ref())
+        .map(|r| crate::intelrdt::plan(r, &b.id, crate::intelrdt::Resctrl::find()))
+        .transpose()?;
     let images = open_dir(&opts.common.image_path, "image path")?;
     let descriptors = read_descriptors(&opts.common.image_path.join(DESCRIPTORS))?;
     let described = Described::of(&bundle);
     let namespaces = describe::restore_namespaces(&described)?;
     let cgroups = b.resolve_cgroups(&bundle)?;
     let dir = StateDir::create(&b.root, &b.id)?;
-    let mut made_cgroups = false;
-    let mut restored = None;
-    let mut warnings = Vec::new();
+    let mut made = Made::default();
     let result = restore_in(
         &mut b,
         opts,
@@ -403,27 +447,29 @@ pub(crate) fn restore(mut b: ContainerBuilder, opts: &RestoreOptions) -> Result<
             bundle: &bundle,
             described: &described,
             cgroups: &cgroups,
+            intel_rdt: intel_rdt.as_ref(),
             images,
             descriptors,
             namespaces,
         },
-        &mut made_cgroups,
-        &mut restored,
-        &mut warnings,
+        &mut made,
     );
     match result {
         Ok(state) => Ok(Container {
             root: b.root,
             state,
-            warnings: bundle.warnings.into_iter().chain(warnings).collect(),
+            warnings: bundle.warnings.into_iter().chain(made.warnings).collect(),
         }),
         Err(e) => {
-            if let Some(pid) = restored {
+            if let Some(pid) = made.restored {
                 let pid = nix::unistd::Pid::from_raw(pid);
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
                 let _ = nix::sys::wait::waitpid(pid, None);
             }
-            if made_cgroups {
+            if let Some(g) = &made.intel_rdt {
+                let _ = g.remove();
+            }
+            if made.cgroups {
                 let _ = cgroups.remove();
             }
             let _ = dir.remove();
@@ -432,12 +478,25 @@ pub(crate) fn restore(mut b: ContainerBuilder, opts: &RestoreOptions) -> Result<
     }
 }
 
+/// What a restore made, undone if it fails.
+#[derive(Default)]
+struct Made {
+    cgroups: bool,
+    /// The restored init.
+    restored: Option<i32>,
+    /// The resctrl groups the restored init was put in.
+    intel_rdt: Option<crate::intelrdt::Groups>,
+    warnings: Vec<String>,
+}
+
 /// What [`restore`] found and opened before the state directory existed.
 struct Prepared<'a> {
     dir: &'a StateDir,
     bundle: &'a Bundle,
     described: &'a Described,
     cgroups: &'a Manager,
+    /// `linux.intelRdt`, checked.
+    intel_rdt: Option<&'a crate::intelrdt::Plan>,
     images: OwnedFd,
     descriptors: Vec<String>,
     namespaces: describe::RestoreNamespaces,
@@ -447,15 +506,14 @@ fn restore_in(
     b: &mut ContainerBuilder,
     opts: &RestoreOptions,
     p: Prepared<'_>,
-    made_cgroups: &mut bool,
-    restored: &mut Option<i32>,
-    warnings: &mut Vec<String>,
+    made: &mut Made,
 ) -> Result<crate::state::State> {
     let Prepared {
         dir,
         bundle,
         described,
         cgroups,
+        intel_rdt,
         images,
         descriptors,
         namespaces,
@@ -463,7 +521,7 @@ fn restore_in(
     dir.save_creating(cgroups)?;
     let c = &opts.common;
     let (work, log) = c.work_dir("restore.log")?;
-    *made_cgroups = cgroups.create()?;
+    made.cgroups = cgroups.create()?;
     mountpoints::prepare(bundle)?;
     let root = RestoreRoot::bind(&bundle.rootfs, dir.path.join("criu-root"))?;
     let annotations = bundle.spec.annotations().as_ref();
@@ -499,7 +557,7 @@ fn restore_in(
     // As runc: CRIU (and so the tree it restores) in the cgroups, then the
     // limits (a systemd unit exists from here on), before the restore.
     cgroups.join_init(criu.pid(), false, false)?;
-    b.limit(bundle, cgroups, warnings)?;
+    b.limit(bundle, cgroups, &mut made.warnings)?;
     b.limit_devices(bundle, cgroups)?;
     o.cg_root = cgroup_roots(criu.pid())?;
     let req = Request {
@@ -515,12 +573,18 @@ fn restore_in(
             // As runc: the namespaces exist, the tasks are not restored
             // yet; prestart and createRuntime hooks see the restoring init.
             "setup-namespaces" => {
+                // As create puts its init in the resctrl group before the
+                // program runs: the restoring init, before it makes the
+                // rest of the tree (which inherits the group).
+                if let Some(plan) = intel_rdt {
+                    made.intel_rdt = Some(plan.apply(n.pid)?);
+                }
                 let state = hooks.state(HOOK_STATUS, n.pid);
                 for (kind, list) in &hooks.runtime {
                     crate::hooks::run(kind, list, &state, Default::default())?;
                 }
             }
-            "post-restore" => *restored = Some(n.pid),
+            "post-restore" => made.restored = Some(n.pid),
             "orphan-pts-master" => {
                 if let (Some(socket), Some(master)) = (&console, n.fd) {
                     crate::sys::send_fd(socket.as_fd(), b"/dev/ptmx", master.as_fd())
@@ -532,12 +596,12 @@ fn restore_in(
         Ok(())
     })?;
     if let Some(pid) = resp.restore_pid {
-        *restored = Some(pid);
+        made.restored = Some(pid);
     }
     criu.finish()?;
     drop(root);
-    let pid = restored.ok_or_else(|| {
+    let pid = made.restored.ok_or_else(|| {
         Error::CriuProtocol("criu restored nothing: no pid in its response".into())
     })?;
-    b.record(dir, bundle, cgroups, pid, None)
+    b.record(dir, bundle, cgroups, pid, made.intel_rdt.clone())
 }

@@ -113,6 +113,10 @@ pub struct Opts {
     pub config_file: Option<String>,
     pub lsm_profile: Option<String>,
     pub lsm_mount_context: Option<String>,
+    /// Lazy migration: at dump, serve the pages from memory to a
+    /// `criu lazy-pages` daemon; at restore, have that daemon fill them in
+    /// through userfaultfd as the tasks touch them.
+    pub lazy_pages: bool,
 }
 
 /// `criu_features`: what a FEATURE_CHECK asks about and CRIU answers.
@@ -121,6 +125,8 @@ pub struct Features {
     /// Memory changes tracking (soft-dirty bits): what a pre-dump and a
     /// dump onto a parent need.
     pub mem_track: bool,
+    /// Lazy migration (userfaultfd): what `--lazy-pages` needs.
+    pub lazy_pages: bool,
 }
 
 /// `criu_req`.
@@ -262,6 +268,7 @@ impl Opts {
         if let Some(f) = &self.freeze_cgroup {
             w.bytes(44, f.as_bytes());
         }
+        w.flag(48, self.lazy_pages);
         w.flag(50, self.orphan_pts_master);
         if let Some(c) = &self.config_file {
             w.bytes(51, c.as_bytes());
@@ -285,8 +292,10 @@ impl Request {
         }
         w.flag(3, self.notify_success);
         if let Some(f) = self.features {
+            // Only the features asked about, as runc asks.
             let mut m = Writer::default();
-            m.int(1, f.mem_track.into());
+            m.flag(1, f.mem_track);
+            m.flag(2, f.lazy_pages);
             w.message(5, m);
         }
         w.0
@@ -404,8 +413,10 @@ impl Response {
                 Field::Bytes(8, m) => {
                     let mut f = Features::default();
                     for field in Reader::fields(m)? {
-                        if let Field::Int(1, v) = field {
-                            f.mem_track = v != 0;
+                        match field {
+                            Field::Int(1, v) => f.mem_track = v != 0,
+                            Field::Int(2, v) => f.lazy_pages = v != 0,
+                            _ => {}
                         }
                     }
                     r.features = Some(f);
@@ -483,7 +494,10 @@ mod tests {
             typ: ReqType::FeatureCheck,
             opts: None,
             notify_success: false,
-            features: Some(Features { mem_track: true }),
+            features: Some(Features {
+                mem_track: true,
+                ..Features::default()
+            }),
         };
         // type: FEATURE_CHECK features { mem_track: true }
         assert_eq!(req.encode(), [0x08, 0x09, 0x2a, 0x02, 0x08, 0x01]);
@@ -495,7 +509,26 @@ mod tests {
         w.message(8, f);
         let r = Response::decode(&w.0).unwrap();
         assert_eq!(r.typ, Some(ReqType::FeatureCheck));
-        assert_eq!(r.features, Some(Features { mem_track: false }));
+        assert_eq!(r.features, Some(Features::default()));
+        let lazy = Request {
+            typ: ReqType::FeatureCheck,
+            opts: None,
+            notify_success: false,
+            features: Some(Features {
+                lazy_pages: true,
+                ..Features::default()
+            }),
+        };
+        // type: FEATURE_CHECK features { lazy_pages: true }
+        assert_eq!(lazy.encode(), [0x08, 0x09, 0x2a, 0x02, 0x10, 0x01]);
+        let mut f = Writer::default();
+        f.int(2, 1);
+        let mut w = Writer::default();
+        w.int(1, 9);
+        w.int(2, 1);
+        w.message(8, f);
+        let r = Response::decode(&w.0).unwrap();
+        assert!(r.features.is_some_and(|f| f.lazy_pages && !f.mem_track));
     }
 
     #[test]

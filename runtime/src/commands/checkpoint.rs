@@ -6,7 +6,7 @@ use crate::logging::{Level, Logger};
 use anyhow::{bail, Context, Result};
 use libkeel::checkpoint::{CheckpointOptions, CriuOptions, RestoreOptions};
 use libkeel::{Container, ContainerBuilder};
-use std::os::fd::OwnedFd;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -33,6 +33,7 @@ fn criu_options(a: &CriuArgs, criu: Option<&Path>) -> Result<CriuOptions> {
         .parse()
         .map_err(|()| anyhow::anyhow!("Invalid manage-cgroups-mode value"))?;
     o.auto_dedup = a.auto_dedup;
+    o.lazy_pages = a.lazy_pages;
     for ns in &a.empty_ns {
         // runc maps only this one (the network is never restored anyway).
         match ns.as_str() {
@@ -76,18 +77,27 @@ fn page_server(arg: &str) -> Result<(String, i32)> {
     Ok((address.to_string(), port))
 }
 
-/// Flags runc has that keel does not implement yet: refused, never ignored.
-fn refuse(unsupported: &[(&str, bool)]) -> Result<()> {
-    if let Some((flag, _)) = unsupported.iter().find(|(_, given)| *given) {
-        bail!("{flag} is not supported by this version of keel yet");
+/// `--status-fd N` with `--lazy-pages` (runc ignores it otherwise): an
+/// open, writable fd of keel's, taken over (written and closed when CRIU's
+/// page server is ready); runc's checks and words.
+fn status_fd(fd: Option<i32>, lazy_pages: bool) -> Result<Option<OwnedFd>> {
+    let Some(fd) = fd.filter(|&fd| lazy_pages && fd != -1) else {
+        return Ok(None);
+    };
+    // SAFETY: F_GETFL only reads the flags of whatever fd number it gets.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        // Go's words for the errno, as runc prints them.
+        let e = std::io::Error::last_os_error().to_string();
+        let e = e.split(" (os error").next().unwrap_or(&e).to_lowercase();
+        bail!("invalid --status-fd argument {fd}: {e}");
     }
-    Ok(())
-}
-
-/// Lazy migration (a page server serving faults of the restored tasks
-/// through userfaultfd) is not implemented.
-fn refuse_common(a: &CriuArgs) -> Result<()> {
-    refuse(&[("--lazy-pages", a.lazy_pages)])
+    if flags & (libc::O_WRONLY | libc::O_RDWR) == 0 {
+        bail!("invalid --status-fd argument {fd}: not writable");
+    }
+    // SAFETY: the fd is open (F_GETFL worked) and was handed to keel for
+    // this: nothing else in keel owns it.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 fn warn_all(log: &Logger, warnings: &[String]) {
@@ -104,10 +114,9 @@ pub fn checkpoint(
     criu: Option<&Path>,
     log: &Logger,
 ) -> Result<i32> {
-    // --status-fd only serves --lazy-pages: runc ignores it otherwise.
-    refuse_common(&a.criu)?;
     let common = criu_options(&a.criu, criu)?;
     let opts = CheckpointOptions {
+        status_fd: std::sync::Mutex::new(status_fd(a.status_fd, a.criu.lazy_pages)?),
         parent_path: parent_path(&common.image_path, a.parent_path.as_deref())?,
         page_server: a.page_server.as_deref().map(page_server).transpose()?,
         common,
@@ -132,7 +141,6 @@ pub fn restore(
     log: &Logger,
     systemd: bool,
 ) -> Result<i32> {
-    refuse_common(&a.criu)?;
     let opts = RestoreOptions {
         common: criu_options(&a.criu, criu)?,
         lsm_profile: a.lsm_profile.clone(),
