@@ -9,11 +9,17 @@
 #   - pod start latency: RunPodSandbox + CreateContainer + StartContainer
 #     until running, N runs with the handlers interleaved (median, mean,
 #     ratio to runc);
-#   - pod density: shim processes, threads, summed RSS and PSS with 50
-#     one-container pods.
+#   - pod density: shim processes, threads, summed RSS, PSS and anonymous
+#     memory with 50 one-container pods, and per pod;
+#   - issue #18's pod targets, PASS or MISS: keel's pod start <= 0.60 x
+#     runc's, keel's shim RSS per pod <= 2.5 MB at 50 pods;
+#   - the load average before and after.
 #
 # Usage: bench/cri.sh [N]     (or BENCH_N=N; default 10)
 #        KEEL_SHIM_DIR=DIR: use the containerd-shim-keel-v2 in DIR, no build
+#        KEEL_CRI_DEBUG=1 KEEL_CONF_KEEP=1: containerd logs at debug level
+#        (timestamps of each step, the keel shim's included) and its temp
+#        dir, with containerd.log, is kept
 # Needs root and the Rust toolchain; installs what the CRI suite needs with
 # apt if missing; builds keel (release) and the shim as deployed (see
 # build_deployed_shim in scripts/common.sh).

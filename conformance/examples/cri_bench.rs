@@ -4,8 +4,14 @@
 //!   - pod start latency: RunPodSandbox + CreateContainer + StartContainer
 //!     until the container is running, N rounds with the handlers
 //!     interleaved; median and mean per handler, and keel/runc ratios;
-//!   - pod density: shim processes, threads and their summed RSS and PSS
-//!     with 50 one-container pods of one handler (then removed).
+//!   - pod density: shim processes, threads and their summed RSS, PSS and
+//!     anonymous (private) memory with 50 one-container pods of one
+//!     handler (then removed), and the same per pod;
+//!   - issue #18's two pod targets, PASS or MISS: keel's pod start at most
+//!     0.60 x runc's (medians), and keel's shim RSS per pod at most 2.5 MB
+//!     (10^6 bytes) with 50 pods;
+//!   - the load average before and after (the machine is shared: read the
+//!     ratios, not the times).
 //!
 //! Usage: cri_bench [N]   (as root, in a private mount namespace)
 
@@ -21,6 +27,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 const PODS: usize = 50;
+/// Issue #18: keel's pod start latency over runc's, at most.
+const LATENCY_GOAL: f64 = 0.60;
+/// Issue #18: the keel shim's RSS per pod with PODS pods, at most (bytes).
+const RSS_PER_POD_GOAL: f64 = 2.5e6;
 
 fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args()
@@ -38,11 +48,26 @@ fn main() -> anyhow::Result<()> {
         daemon: Mutex::new(daemon),
         handlers,
     });
+    println!("load average before: {}", load_average());
     let result = run(&f, n);
     if let Ok(mut d) = f.daemon.lock() {
         d.stop();
     }
+    println!("load average after: {}", load_average());
     result
+}
+
+fn load_average() -> String {
+    let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "PASS"
+    } else {
+        "MISS"
+    }
 }
 
 fn fail(o: Outcome) -> anyhow::Error {
@@ -76,23 +101,47 @@ fn run(f: &Arc<Fixture>, n: usize) -> anyhow::Result<()> {
         );
     }
     println!("pod density: {PODS} one-container pods of one handler:");
-    let mut rss = Vec::new();
+    let mut mem = Vec::new();
     for h in &f.handlers {
         let pods = (0..PODS)
             .map(|_| start_pod(&cri, f, h.name))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let (procs, threads, r, p) = shim_memory(f, h.name);
-        rss.push(r);
+        let m = shim_memory(f, h.name);
+        let per_pod = |kib: u64| kib as f64 * 1024.0 / PODS as f64 / 1e6;
         println!(
-            "  {:<9} {procs} shim processes, {threads} threads, RSS {} MiB, PSS {} MiB ({:.2} x runc RSS)",
+            "  {:<9} {} shim processes, {} threads, RSS {} MiB, PSS {} MiB, anonymous {} MiB \
+             ({:.2} x runc RSS); per pod: RSS {:.2} MB, PSS {:.2} MB, anonymous {:.2} MB",
             h.name,
-            r / 1024,
-            p / 1024,
-            r as f64 / rss[0] as f64
+            m.procs,
+            m.threads,
+            m.rss / 1024,
+            m.pss / 1024,
+            m.anon / 1024,
+            m.rss as f64 / mem.first().map_or(m.rss, |r: &ShimMemory| r.rss) as f64,
+            per_pod(m.rss),
+            per_pod(m.pss),
+            per_pod(m.anon),
         );
+        mem.push(m);
         for pod in pods {
             pod.remove().map_err(fail)?;
         }
+    }
+    let keel = f.handlers.iter().position(|h| h.name == "keel");
+    if let Some(k) = keel {
+        let ratio = stats[k].0 / stats[0].0;
+        let rss = mem[k].rss as f64 * 1024.0 / PODS as f64;
+        println!("issue #18's pod targets:");
+        println!(
+            "  pod start, keel shim vs runc shim: {ratio:.2} x runc (goal <= {LATENCY_GOAL:.2}): {}",
+            verdict(ratio <= LATENCY_GOAL)
+        );
+        println!(
+            "  keel shim memory per pod, {PODS} pods: RSS {:.2} MB (goal <= {:.1} MB): {}",
+            rss / 1e6,
+            RSS_PER_POD_GOAL / 1e6,
+            verdict(rss <= RSS_PER_POD_GOAL)
+        );
     }
     Ok(())
 }
@@ -110,15 +159,30 @@ fn median_mean(t: &mut [f64]) -> (f64, f64) {
     (t.get(t.len() / 2).copied().unwrap_or(0.0), mean)
 }
 
-/// (processes, threads, RSS KiB, PSS KiB) of the shim servers of this
-/// containerd for `handler`'s shim binary.
-fn shim_memory(f: &Fixture, handler: &str) -> (usize, usize, u64, u64) {
+/// What the shim servers of one handler hold (memory in KiB).
+struct ShimMemory {
+    procs: usize,
+    threads: usize,
+    rss: u64,
+    pss: u64,
+    /// Anonymous memory: what each shim has of its own (heap, stacks).
+    anon: u64,
+}
+
+/// The shim servers of this containerd for `handler`'s shim binary.
+fn shim_memory(f: &Fixture, handler: &str) -> ShimMemory {
     let bin = match handler {
         "keel" => "containerd-shim-keel-v2",
         _ => "containerd-shim-runc-v2",
     };
     let socket = f.socket.to_string_lossy().into_owned();
-    let (mut procs, mut threads, mut rss, mut pss) = (0, 0, 0, 0);
+    let mut m = ShimMemory {
+        procs: 0,
+        threads: 0,
+        rss: 0,
+        pss: 0,
+        anon: 0,
+    };
     for pid in CriDaemon::pids_with_arg(&socket) {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
@@ -139,12 +203,13 @@ fn shim_memory(f: &Fixture, handler: &str) -> (usize, usize, u64, u64) {
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0)
         };
-        procs += 1;
-        threads += std::fs::read_dir(format!("/proc/{pid}/task"))
+        m.procs += 1;
+        m.threads += std::fs::read_dir(format!("/proc/{pid}/task"))
             .map(|d| d.count())
             .unwrap_or(0);
-        rss += field("Rss:");
-        pss += field("Pss:");
+        m.rss += field("Rss:");
+        m.pss += field("Pss:");
+        m.anon += field("Anonymous:");
     }
-    (procs, threads, rss, pss)
+    m
 }

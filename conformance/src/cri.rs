@@ -322,6 +322,11 @@ fn config(dir: &Path, socket: &Path, handlers: &[Runtime]) -> String {
         d = dir.display(),
         sock = socket.display(),
     );
+    // For profiling (bench/cri.sh): containerd's debug log, with the
+    // shims' (keel's logs its create and start steps), timestamped.
+    if std::env::var_os("KEEL_CRI_DEBUG").is_some() {
+        s += "[debug]\n  level = \"debug\"\n";
+    }
     for h in handlers {
         let table = format!("{cri}.containerd.runtimes.{}", h.name);
         match h.name {
