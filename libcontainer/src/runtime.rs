@@ -72,6 +72,18 @@ impl Runtime {
     pub fn protection(&self) -> Protection {
         self.protection
     }
+
+    /// A read-only view of this process's binary (an fd to execute, e.g.
+    /// through `/proc/self/fd/<fd>`), for a program that starts another
+    /// process of itself which will call [`Runtime::init`]: started from
+    /// the view, that process is protected already and does not execute
+    /// itself a second time (containerd's shim starting its server does).
+    /// Keeping the fd open in the started process keeps the view's
+    /// detached mount alive, so that its unmount (an RCU grace period)
+    /// comes when that process exits, not on its way up.
+    pub fn view_of_this_binary() -> Result<std::os::fd::OwnedFd> {
+        crate::security::exe::view()
+    }
 }
 
 /// This process's thread count: the links of /proc/self/task are its `.`,

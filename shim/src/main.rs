@@ -82,8 +82,39 @@ fn main() {
 /// execve, and it must be a read-only view of it; this re-executes the
 /// server from one), before any thread could be started.
 fn serve(flags: &Flags) -> Result<()> {
+    cloexec_inherited_fds();
     let runtime = libkeel::Runtime::init().context("protect the shim's binary")?;
     server::serve(flags, runtime)
+}
+
+/// What the server inherited past stdio (from `start`: the binary's view,
+/// see `spawn_server`) stays open but goes to no process it starts.
+fn cloexec_inherited_fds() {
+    // SAFETY: plain system call, no pointers; it only flags this process's
+    // own fds.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r == 0 {
+        return;
+    }
+    // Kernels before 5.11: one by one.
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: fcntl on an fd number; a stale one (the directory's own)
+        // gives EBADF, ignored.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
 }
 
 /// `start`: runs the server for this container's group, or finds the
@@ -107,7 +138,7 @@ fn start(flags: &Flags) -> Result<()> {
         // The pod's shim runs already (and sits in its cgroup).
         existing
     } else {
-        let (pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        let (pid, address) = spawn_server(&opts, &grouping)?;
         if !options.shim_cgroup.is_empty() {
             join_cgroup(&options.shim_cgroup, pid)?;
         }
@@ -118,6 +149,43 @@ fn start(flags: &Flags) -> Result<()> {
     out.write_all(address.as_bytes())?;
     out.flush()?;
     Ok(())
+}
+
+/// Starts the server for `grouping` and waits until it listens (its
+/// stdout closes); its pid and address. As `containerd_shim::spawn`, but
+/// the server is executed from a read-only view of this binary, so that
+/// its `Runtime::init` finds it protected and does not execute it a second
+/// time; the server inherits the view's fd and keeps it (see `serve`), so
+/// the view's unmount does not hold up this process's exit, which
+/// containerd waits for.
+fn spawn_server(opts: &StartOpts, grouping: &str) -> Result<(u32, String)> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("the shim's path")?;
+    let view = libkeel::Runtime::view_of_this_binary().context("protect the shim's binary")?;
+    // This process is single-threaded and starts no other: the fd goes to
+    // the server only.
+    nix::fcntl::fcntl(
+        &view,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .context("hand the binary's view to the server")?;
+    let address = opts.socket_address(grouping);
+    let mut cmd = std::process::Command::new(format!("/proc/self/fd/{}", view.as_raw_fd()));
+    cmd.arg0(&exe)
+        .args(["-namespace", &opts.namespace, "-id", &opts.id])
+        .args(["-address", &opts.address, "-socket", &address])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    if opts.debug {
+        cmd.arg("-debug");
+    }
+    let mut child = cmd.spawn().context("spawn the shim server")?;
+    if let Some(mut out) = child.stdout.take() {
+        std::io::copy(&mut out, &mut std::io::stderr()).context("wait for the shim server")?;
+    }
+    Ok((child.id(), address))
 }
 
 /// Moves the shim server into `ShimCgroup`, as the runc shim does: the

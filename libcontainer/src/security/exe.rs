@@ -51,12 +51,7 @@ pub enum Protection {
 /// it first thing in a program that creates containers or runs processes
 /// in them, while single-threaded.
 pub fn protect(args: Vec<OsString>) -> Result<Protection> {
-    let exe = nix::fcntl::open(
-        "/proc/self/exe",
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .ctx(|| "open /proc/self/exe".into())?;
+    let exe = open_exe()?;
     if nix::fcntl::fcntl(&exe, FcntlArg::F_GET_SEALS)
         .is_ok_and(|s| SealFlag::from_bits_truncate(s).contains(SEALS))
     {
@@ -66,11 +61,32 @@ pub fn protect(args: Vec<OsString>) -> Result<Protection> {
     if vfs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
         return Ok(Protection::ReadOnlyMount);
     }
-    let view = match readonly_bind() {
-        Ok(fd) => fd,
-        Err(_) => sealed_copy(&exe)?,
-    };
-    reexec(&view, args)
+    reexec(&view_of(&exe)?, args)
+}
+
+/// A read-only view of this process's binary, to execute: a detached
+/// read-only bind mount of it, or failing that a sealed memfd copy. A
+/// program started from it finds itself protected in [`protect`] and does
+/// not execute itself again. The view lives while an fd to it is open or a
+/// process runs it.
+pub fn view() -> Result<OwnedFd> {
+    view_of(&open_exe()?)
+}
+
+fn open_exe() -> Result<OwnedFd> {
+    nix::fcntl::open(
+        "/proc/self/exe",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| "open /proc/self/exe".into())
+}
+
+fn view_of(exe: &OwnedFd) -> Result<OwnedFd> {
+    match readonly_bind() {
+        Ok(fd) => Ok(fd),
+        Err(_) => sealed_copy(exe),
+    }
 }
 
 /// A detached, read-only bind mount of our binary (an O_PATH fd to it).
@@ -177,6 +193,19 @@ mod tests {
             .open(&path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"));
         assert!(w.is_err(), "wrote into the sealed copy");
+    }
+
+    #[test]
+    fn view_is_an_unwritable_copy_of_the_binary() {
+        // Root: a read-only bind mount; otherwise a sealed copy.
+        let view = view().expect("view of the binary");
+        assert!(contents(&view) == contents(&own_exe()), "view differs");
+        let path = format!("/proc/self/fd/{}", view.as_raw_fd());
+        let w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"));
+        assert!(w.is_err(), "wrote into the view");
     }
 
     #[test]
