@@ -802,8 +802,8 @@ fn task_pids(c: &Containerd, id: &str) -> Vec<i32> {
 /// CVE-2019-5736 through the shim: the processes the keel shim forks into
 /// a container (the init, an exec) carry its binary as their exe until
 /// their execve, and a program `/proc/self/exe` runs that binary in the
-/// container. It must be a read-only view of it (the shim re-executes
-/// itself from one at start), which nobody in the container can open for
+/// container. It must be a read-only view of it (the shim's `start` runs
+/// the server from one), which nobody in the container can open for
 /// writing: EROFS (O_TRUNC is judged before the file being busy), where
 /// the host's file would give ETXTBSY only while a shim runs it and be
 /// written once none does. The shim's binary, with

@@ -79,8 +79,9 @@ fn main() {
 
 /// The server: libkeel's token first (CVE-2019-5736: the processes the
 /// server forks into containers carry its binary as their exe until they
-/// execve, and it must be a read-only view of it; this re-executes the
-/// server from one), before any thread could be started.
+/// execve, and it must be a read-only view of it: `start` runs the server
+/// from one, and this checks it, or re-executes the server from one when
+/// it was started otherwise), before any thread could be started.
 fn serve(flags: &Flags) -> Result<()> {
     cloexec_inherited_fds();
     let runtime = libkeel::Runtime::init().context("protect the shim's binary")?;

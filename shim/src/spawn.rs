@@ -6,7 +6,7 @@
 //! time (malloc's, stdio's, the logger's) stays locked forever in the
 //! child. The shim has a single thread (see `server`), so it forks here
 //! directly (with the token `main` got from `libkeel::Runtime::init`,
-//! which also re-executed it from a read-only view of its binary), and it
+//! which made sure it runs from a read-only view of its binary), and it
 //! is the parent (and subreaper) of every container process.
 
 use anyhow::{Context as _, Result};
