@@ -30,7 +30,7 @@ pub struct Described {
     /// The config's masked paths (files get the null device).
     #[serde(default)]
     pub masked_paths: Vec<String>,
-    /// The paths of the config's devices.
+    /// The paths of the default devices and the config's.
     #[serde(default)]
     pub devices: Vec<PathBuf>,
 }
@@ -47,12 +47,24 @@ impl Described {
             masked_paths: linux
                 .and_then(|l| l.masked_paths().clone())
                 .unwrap_or_default(),
-            devices: linux
-                .and_then(|l| l.devices().as_ref())
-                .into_iter()
-                .flatten()
-                .map(|d| d.path().clone())
-                .collect(),
+            // runc's default devices too: in a user namespace they are
+            // binds of the host's nodes, which CRIU must be told of.
+            devices: {
+                let mut paths: Vec<PathBuf> = crate::rootfs::devices::defaults()
+                    .into_iter()
+                    .map(|d| d.path)
+                    .collect();
+                for d in linux
+                    .and_then(|l| l.devices().as_ref())
+                    .into_iter()
+                    .flatten()
+                {
+                    if !paths.contains(d.path()) {
+                        paths.push(d.path().clone());
+                    }
+                }
+                paths
+            },
         }
     }
 }

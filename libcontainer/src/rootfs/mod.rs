@@ -3,7 +3,7 @@
 //! read-only and masked paths. Runs in the init, in its mount namespace.
 
 mod copyup;
-mod devices;
+pub(crate) mod devices;
 pub(crate) mod idmap;
 mod mounts;
 pub mod options;
