@@ -19,7 +19,8 @@
 #        KEEL_SHIM_DIR=DIR: use the containerd-shim-keel-v2 in DIR, no build
 #        KEEL_CRI_DEBUG=1 KEEL_CONF_KEEP=1: containerd logs at debug level
 #        (timestamps of each step, the keel shim's included) and its temp
-#        dir, with containerd.log, is kept
+#        dir, with containerd.log, is kept; bench/cri_phases.py LOG N
+#        then says where each handler's pod start time goes
 # Needs root and the Rust toolchain; installs what the CRI suite needs with
 # apt if missing; builds keel (release) and the shim as deployed (see
 # build_deployed_shim in scripts/common.sh).
