@@ -11,7 +11,10 @@
 #   scripts/cgroup-v2-vm.sh --systemd  systemd (this host's, with the
 #                                      libraries it needs) as init: the
 #                                      `systemd` tests (--systemd-cgroup),
-#                                      with this host's runc to compare
+#                                      with this host's runc to compare,
+#                                      the user's systemd and D-Bus
+#                                      session bus, rootless podman and
+#                                      containerd (when installed)
 #   ... --systemd=hybrid               the same with systemd's hybrid layout
 #                                      (v1 controllers, cgroup2 `unified`)
 #   ... --systemd=v1                   the same on pure v1 (systemd's
@@ -24,7 +27,8 @@
 # Environment:
 #   KEEL_VM_TIMEOUT   seconds the VM may run (default 600)
 #   KEEL_VM_KEEP      keep the work directory (for debugging) when set
-#   KEEL_VM_FILTER    only the tests whose names contain this
+#   KEEL_VM_FILTER    only the tests whose names contain one of these
+#                     (space-separated)
 #   KEEL_VM_PROFILE   cargo profile of the static builds: dev (default; CI
 #                     builds that fastest) or release
 set -euo pipefail
@@ -80,6 +84,14 @@ for l in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == os.environ["TESTS"] and m.get("executable"):
         print(m["executable"])')"
 unset RUSTFLAGS
+shim_bin=""
+if [[ $mode == systemd ]]; then
+	# keel's containerd shim: the workspace's build (`cargo build
+	# --workspace` made it already in CI), with its libraries copied below.
+	cargo build --quiet -p keel-shim
+	shim_bin="$(keel_target_dir)/debug/containerd-shim-keel-v2"
+	[[ -x "$shim_bin" ]] || die "build missing ($shim_bin)"
+fi
 [[ -x "$keel_bin" && -x "$test_bin" ]] || die "static builds missing ($keel_bin, $test_bin)"
 [[ "$(ldd "$keel_bin" 2>&1 || true)" =~ "not a dynamic"|"statically linked" ]] || die "$keel_bin is not statically linked"
 
@@ -95,9 +107,14 @@ cp "$(busybox_path)" "$root/bin/busybox"
 # Without debug info: smaller initramfs, faster boot.
 strip -o "$root/keel" "$keel_bin"
 strip -o "$root/tests" "$test_bin"
+# Beside keel, where the containerd tests look for it.
+[[ -n "$shim_bin" ]] && strip -o "$root/containerd-shim-keel-v2" "$shim_bin"
 # brd: a RAM block device, so that io.max has a device to throttle.
 f="$(find "$modules" -name 'brd.ko*' | head -n1)"
 [[ -n "$f" ]] && cp "$f" "$root/modules/"
+# overlay: containerd's default snapshotter (the systemd lanes run it).
+f="$(find "$modules" -name 'overlay.ko*' | head -n1)"
+[[ $mode == systemd && -n "$f" ]] && cp "$f" "$root/modules/"
 if [[ -n "${KEEL_VM_FILTER:-}" ]]; then
 	printf '%s\n' "$KEEL_VM_FILTER" >"$root/filter"
 fi
@@ -108,10 +125,12 @@ printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
 cat >"$root/run-tests" <<'EOF'
 #!/bin/busybox sh
 export PATH=/bin:/usr/bin
-for m in /modules/*.ko; do [ -e "$m" ] && insmod "$m" rd_nr=1 rd_size=8192; done
+[ -e /modules/brd.ko ] && insmod /modules/brd.ko rd_nr=1 rd_size=8192
+[ -e /modules/overlay.ko ] && insmod /modules/overlay.ko
 echo "KEEL-VM kernel $(uname -r), init $(cat /proc/1/comm); cgroups: $(grep cgroup /proc/self/mounts | cut -d' ' -f2 | tr '\n' ' ')"
 cd /tmp
 [ -x /usr/sbin/runc ] && export RUNC=/usr/sbin/runc
+[ -f /images/busybox-oci.tar ] && export KEEL_BUSYBOX_OCI=/images/busybox-oci.tar
 KEEL_RUNTIME=/keel RUST_BACKTRACE=1 /tests --test-threads=1 $(cat /filter 2>/dev/null) 2>&1
 echo "KEEL-VM-EXIT $?"
 sync
@@ -151,7 +170,8 @@ EOF
 else
 	next=/lib/systemd/systemd
 	# systemd and what it loads, from this host's packages.
-	mkdir -p "$root"/{usr/bin,usr/lib/x86_64-linux-gnu,lib64,etc/systemd/system,var}
+	mkdir -p "$root"/{usr/bin,usr/lib/x86_64-linux-gnu,lib64,etc/systemd/system,var/tmp}
+	chmod 1777 "$root/var/tmp"
 	ln -s usr/lib "$root/lib"
 	cp -a /usr/lib/systemd "$root/usr/lib/"
 	cp -a /usr/lib/x86_64-linux-gnu/systemd "$root/usr/lib/x86_64-linux-gnu/"
@@ -171,8 +191,26 @@ else
 		mkdir -p "$root/usr/sbin"
 		cp /usr/sbin/runc "$root/usr/sbin/"
 	fi
+	# The engines the driver is tested under, when installed (scripts/test.sh
+	# installs them): rootless podman 4.3 with conmon, catatonit and
+	# newuidmap/newgidmap (setuid, as installed), its configs; containerd
+	# 1.6 with ctr and the runc shim (keel's shim is built above). The
+	# containers run with `--network none`: no network backend is copied.
+	engines=()
+	for f in /usr/bin/podman /usr/bin/conmon /usr/bin/catatonit /usr/bin/newuidmap \
+		/usr/bin/newgidmap /usr/bin/containerd /usr/bin/containerd-shim-runc-v2 /usr/bin/ctr; do
+		[[ -x $f ]] && engines+=("$f") && cp -a "$f" "$root/usr/bin/"
+	done
+	if [[ -x /usr/bin/podman ]]; then
+		mkdir -p "$root/usr/libexec/podman"
+		ln -s ../../bin/catatonit "$root/usr/libexec/podman/catatonit"
+		cp -a /etc/containers "$root/etc/"
+		cp -a /usr/share/containers "$root/usr/share/"
+	fi
+	mkdir -p "$root/images"
+	"$KEEL_REPO_ROOT/scripts/busybox-oci.sh" "$root/images/busybox-oci.tar"
 	for f in /usr/lib/systemd/systemd /usr/lib/systemd/systemd-* /usr/bin/systemctl \
-		/usr/bin/dbus-daemon /usr/bin/busctl \
+		/usr/bin/dbus-daemon /usr/bin/busctl "${engines[@]}" "$shim_bin" \
 		/usr/lib/x86_64-linux-gnu/systemd/*.so $runc_bin; do
 		# (Some are scripts: ldd fails on those.)
 		ldd "$f" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\/.*ld-linux/ {print $1}' || true
@@ -212,6 +250,7 @@ EOF
 	# in this image: its runtime directory is a plain one.
 	printf 'keel-rootless:x:1000:1000::/home/keel-rootless:/bin/sh\n' >>"$root/etc/passwd"
 	printf 'keel-rootless:x:1000:\n' >>"$root/etc/group"
+	printf 'keel-rootless:100000:65536\n' | tee "$root/etc/subuid" >"$root/etc/subgid"
 	mkdir -p "$root/home/keel-rootless" "$root/etc/systemd/system/user@.service.d"
 	chown 1000:1000 "$root/home/keel-rootless"
 	printf '[Service]\nPAMName=\nDelegate=yes\nEnvironment=XDG_RUNTIME_DIR=/run/user/%%i\n' >"$root/etc/systemd/system/user@.service.d/keel.conf"

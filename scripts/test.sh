@@ -111,9 +111,11 @@ if step build cargo build --workspace; then
 	step cgroup-v2-vm scripts/cgroup-v2-vm.sh || true
 	step cgroup-v2-systemd-vm scripts/cgroup-v2-vm.sh --systemd || true
 	# systemd on a hybrid layout (as this host's) is slow under TCG: the
-	# one test that covers the driver. (Pure v1, `--v1`, takes minutes
-	# there: run by hand.)
-	step cgroup-hybrid-systemd-vm env KEEL_VM_FILTER=a_transient_scope \
+	# tests that cover the driver, containerd with SystemdCgroup and a
+	# failed job (rootless needs v2). (Pure v1, `--v1` and `--systemd=v1`,
+	# take minutes there: run by hand.)
+	step cgroup-hybrid-systemd-vm \
+		env KEEL_VM_FILTER="a_transient_scope containerd_systemd a_failed_start_job" \
 		scripts/cgroup-v2-vm.sh --systemd=hybrid || true
 else
 	summary+=("SKIP  test (the build failed)")

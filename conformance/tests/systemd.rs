@@ -740,3 +740,336 @@ fn a_failed_start_job_is_refused_as_runc_refuses_it() {
         systemctl(&["reset-failed", "keel-fails.service"]);
     }
 }
+
+/// What a user sees of a task containerd 1.6 ran with `SystemdCgroup`:
+/// its cgroup (the scope from `--cgroup slice:prefix:name`), the unit's
+/// properties and files, an exec's cgroup; after kill and delete no unit
+/// and no cgroup. Asserts as it goes, returns the observations.
+fn containerd_task(
+    c: &keel_conformance::containerd::Containerd,
+    label: &str,
+    opts: &[&str],
+) -> Vec<String> {
+    use keel_conformance::containerd::{IMAGE, RUNC_SHIM};
+    let id = format!("{label}{}", std::process::id());
+    let unit = format!("keel-ctr-{id}.scope");
+    let path = format!("/system.slice/{unit}");
+    let cgroup = format!("system.slice:keel-ctr:{id}");
+    let mut args = vec!["run", "-d", "--runtime", RUNC_SHIM];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&[
+        "--cgroup",
+        &cgroup,
+        "--memory-limit",
+        "67108864",
+        "--cpu-quota",
+        "50000",
+        "--cpu-period",
+        "100000",
+        IMAGE,
+        &id,
+        "sleep",
+        "600",
+    ]);
+    c.ctr(&args).expect_ok(&format!("{label}: ctr run -d"));
+    let ls = c.ctr(&["task", "ls"]).stdout;
+    let pid = ls
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&id.as_str()))
+        .and_then(|f| f.get(1).and_then(|p| p.parse::<u32>().ok()))
+        .unwrap_or_else(|| panic!("{label}: no pid for {id} in {ls}"));
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    // In the scope in the hierarchies systemd manages (runc 1.1.5 leaves
+    // a v1 hierarchy it does not know, misc, at the root; keel joins every
+    // mounted one).
+    let managed = |l: &&str| {
+        let ctrls = l.split(':').nth(1).unwrap_or_default();
+        ctrls.is_empty()
+            || ctrls
+                .split(',')
+                .any(|c| ["memory", "pids", "cpu", "name=systemd"].contains(&c))
+    };
+    assert!(
+        cg.lines()
+            .filter(managed)
+            .all(|l| l.ends_with(&format!(":{path}"))),
+        "{label}: {cg}"
+    );
+    let (mem_file, mem_prop) = names(
+        ("memory.max", "MemoryMax"),
+        ("memory.limit_in_bytes", "MemoryLimit"),
+    );
+    let mut seen = Vec::new();
+    for prop in ["ActiveState", "Delegate", mem_prop, "CPUQuotaPerSecUSec"] {
+        seen.push(format!("{prop}={}", unit_prop(&unit, prop)));
+    }
+    assert_eq!(unit_prop(&unit, "ActiveState"), "active", "{label}");
+    assert_eq!(unit_prop(&unit, "Delegate"), "yes", "{label}");
+    assert_eq!(unit_prop(&unit, mem_prop), "67108864", "{label}");
+    assert_eq!(read(&path, mem_file), "67108864", "{label}");
+    seen.push(format!("{mem_file}={}", read(&path, mem_file)));
+    let o = c.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        &id,
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    o.expect_ok(&format!("{label}: ctr task exec"));
+    let exec_cg: Vec<&str> = o.stdout.lines().filter(managed).collect();
+    seen.push(format!("exec: {}", exec_cg.join("\n")));
+    c.ctr(&["task", "kill", "-s", "SIGKILL", &id])
+        .expect_ok(&format!("{label}: ctr task kill"));
+    assert!(
+        c.wait_status(&id, "STOPPED", std::time::Duration::from_secs(10)),
+        "{label}: task {}",
+        c.task_status(&id)
+    );
+    c.ctr(&["task", "delete", &id])
+        .expect_ok(&format!("{label}: ctr task delete"));
+    c.ctr(&["containers", "delete", &id])
+        .expect_ok(&format!("{label}: ctr containers delete"));
+    assert!(
+        keel_conformance::wait_until(std::time::Duration::from_secs(5), || {
+            let state = unit_prop(&unit, "ActiveState");
+            state == "inactive" || state.is_empty()
+        }),
+        "{label}: unit still {}",
+        unit_prop(&unit, "ActiveState")
+    );
+    for d in cgroup_dirs(&path) {
+        assert!(!d.exists(), "{label}: {} left behind", d.display());
+    }
+    seen.iter().map(|s| s.replace(&id, "ID")).collect()
+}
+
+/// containerd 1.6 with `SystemdCgroup = true` (ctr's
+/// `--runc-systemd-cgroup`, the runc shim's option): the runc shim running
+/// keel (`BinaryName`) and keel's own shim each give the task what the
+/// runc shim with runc gives it: a systemd scope with the limits, exec
+/// inside, nothing left after kill and delete.
+///
+/// ctr hands the runc shim's options only to the runtime named
+/// `io.containerd.runc.v2`: for keel's shim, a second containerd finds
+/// keel's shim under that name (first on its PATH), so that keel's shim
+/// gets `SystemdCgroup` in the same options message the CRI plugin sends
+/// it (`runtime_type = "io.containerd.keel.v2"` with `SystemdCgroup =
+/// true`).
+#[test]
+fn containerd_systemd_cgroup_tasks_sit_in_scopes() {
+    use keel_conformance::containerd::{shim_dir, unavailable, Containerd};
+    if !systemd_is_init() {
+        eprintln!("skipped: systemd is not init here (runs in the systemd VM lane)");
+        return;
+    }
+    if let Some(why) = unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let Some(runc) = require_runc!() else { return };
+    let keel = keel_conformance::Runtime::keel().bin;
+    let keel = keel.to_string_lossy();
+    let runc = runc.bin.to_string_lossy();
+    let mut seen = Vec::new();
+    {
+        let c = Containerd::start().expect("start containerd");
+        for (label, bin) in [("runc", &runc), ("keelcli", &keel)] {
+            seen.push((
+                label,
+                containerd_task(&c, label, &["--runc-systemd-cgroup", "--runc-binary", bin]),
+            ));
+        }
+    }
+    let links = std::env::temp_dir().join(format!("keel-sd-shim-{}", std::process::id()));
+    std::fs::create_dir_all(&links).expect("mkdir");
+    let link = links.join("containerd-shim-runc-v2");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(shim_dir().join("containerd-shim-keel-v2"), &link)
+        .expect("symlink the shim");
+    {
+        let c = Containerd::start_with_path(std::slice::from_ref(&links))
+            .expect("start containerd (keel's shim)");
+        seen.push((
+            "keelshim",
+            containerd_task(&c, "keelshim", &["--runc-systemd-cgroup"]),
+        ));
+    }
+    let _ = std::fs::remove_dir_all(&links);
+    for (label, s) in &seen[1..] {
+        assert_eq!(&seen[0].1, s, "runc shim + runc, then {label}");
+    }
+}
+
+/// The rootless podman tests' image (imported from a busybox rootfs).
+const PODMAN_IMAGE: &str = "localhost/keel-sd-busybox";
+
+/// `podman ARGS` as the test user, with the session bus a login session
+/// has: (ok, stdout, stderr).
+fn podman(args: &[&str], dir: &Path) -> (bool, String, String) {
+    let bus = format!("DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{USER_UID}/bus");
+    let mut all = vec![bus.as_str(), "podman"];
+    all.extend_from_slice(args);
+    as_user("env", &all, dir).expect("run podman as the user")
+}
+
+/// One runtime under rootless podman with `cgroup_manager = "systemd"`:
+/// run with memory and pids limits, the container in a scope of the
+/// user's systemd with them, exec, stop, rm, nothing left. Returns what
+/// was seen.
+fn podman_systemd_with(rt: &keel_conformance::Runtime, dir: &Path) -> Vec<String> {
+    let name = format!("sd-{}", rt.name);
+    let bin = rt.bin.to_string_lossy();
+    let (ok, out, err) = podman(
+        &[
+            "run",
+            "-d",
+            "--runtime",
+            &bin,
+            "--network",
+            "none",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "40",
+            "--name",
+            &name,
+            PODMAN_IMAGE,
+            "sleep",
+            "600",
+        ],
+        dir,
+    );
+    assert!(ok, "{}: podman run -d: {out} {err}", rt.name);
+    let (ok, out, err) = podman(&["inspect", "-f", "{{.State.Pid}} {{.Id}}", &name], dir);
+    assert!(ok, "{}: podman inspect: {out} {err}", rt.name);
+    let (pid, id) = out.trim().split_once(' ').expect("pid and id");
+    let unit = format!("libpod-{id}.scope");
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    let path = cg.trim().trim_start_matches("0::").to_string();
+    let manager = format!("/user.slice/user-{USER_UID}.slice/user@{USER_UID}.service/");
+    assert!(
+        path.starts_with(&manager) && path.ends_with(&format!("/{unit}")),
+        "{}: {cg}",
+        rt.name
+    );
+    let user_prop = |prop: &str| {
+        let (_, out, _) = as_user(
+            "systemctl",
+            &["--user", "show", "-p", prop, "--value", &unit],
+            dir,
+        )
+        .expect("systemctl --user");
+        out.trim().to_string()
+    };
+    let mut seen = vec![format!("cgroup: {}", path.replace(id, "ID"))];
+    for prop in ["ActiveState", "Delegate", "MemoryMax", "TasksMax"] {
+        seen.push(format!("{prop}={}", user_prop(prop)));
+    }
+    assert_eq!(
+        user_prop("MemoryMax"),
+        (64u64 << 20).to_string(),
+        "{}",
+        rt.name
+    );
+    assert_eq!(user_prop("TasksMax"), "40", "{}", rt.name);
+    for file in ["memory.max", "pids.max"] {
+        seen.push(format!("{file}={}", read(&path, file)));
+    }
+    assert_eq!(read(&path, "memory.max"), (64u64 << 20).to_string());
+    assert_eq!(read(&path, "pids.max"), "40");
+    let (ok, out, err) = podman(&["exec", &name, "cat", "/proc/self/cgroup"], dir);
+    assert!(ok, "{}: podman exec: {out} {err}", rt.name);
+    seen.push(format!("exec: {}", out.trim()));
+    let (ok, out, err) = podman(&["stop", "-t", "2", &name], dir);
+    assert!(ok, "{}: podman stop: {out} {err}", rt.name);
+    let (ok, out, err) = podman(&["rm", &name], dir);
+    assert!(ok, "{}: podman rm: {out} {err}", rt.name);
+    assert!(
+        keel_conformance::wait_until(std::time::Duration::from_secs(5), || {
+            let state = user_prop("ActiveState");
+            state == "inactive" || state.is_empty()
+        }),
+        "{}: unit still {}",
+        rt.name,
+        user_prop("ActiveState")
+    );
+    assert!(
+        !Path::new(&format!("/sys/fs/cgroup{path}")).exists(),
+        "{}: {path} left behind",
+        rt.name
+    );
+    seen
+}
+
+/// Rootless podman 4.3 with `cgroup_manager = "systemd"` and the user's
+/// systemd running (`user@UID.service`, as lingering starts it) with its
+/// D-Bus session bus: `--runtime keel` gives what `--runtime runc` gives.
+/// (`--network none`: rootless networking needs slirp4netns, not what is
+/// tested here.)
+#[test]
+fn rootless_podman_with_the_systemd_cgroup_manager() {
+    if !systemd_is_init() {
+        eprintln!("skipped: systemd is not init here (runs in the systemd VM lane)");
+        return;
+    }
+    if memory_v1() {
+        eprintln!("skipped: rootless podman has cgroups only on cgroup v2");
+        return;
+    }
+    if !Path::new("/usr/bin/podman").exists() {
+        eprintln!("skipped: no podman here");
+        return;
+    }
+    if !user_manager() {
+        return;
+    }
+    let Some(runc) = require_runc!() else { return };
+    let dir = std::env::temp_dir().join(format!("keel-sd-podman-{}", std::process::id()));
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).expect("mkdir rootfs");
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox");
+    for a in ["sh", "cat", "sleep"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).expect("symlink");
+    }
+    let tar = dir.join("busybox.tar");
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(ok.success(), "tar the rootfs");
+    let conf = Path::new("/home/keel-rootless/.config/containers");
+    std::fs::create_dir_all(conf).expect("mkdir ~/.config/containers");
+    std::fs::write(
+        conf.join("containers.conf"),
+        "[engine]\ncgroup_manager = \"systemd\"\nevents_logger = \"file\"\n",
+    )
+    .expect("containers.conf");
+    std::fs::write(conf.join("storage.conf"), "[storage]\ndriver = \"vfs\"\n")
+        .expect("storage.conf");
+    for d in [&dir, &PathBuf::from("/home/keel-rootless")] {
+        let chown = Command::new("chown")
+            .args(["-R", &format!("{USER_UID}:{USER_UID}")])
+            .arg(d)
+            .status()
+            .expect("chown");
+        assert!(chown.success());
+    }
+    let (ok, out, err) = podman(&["info", "--format", "{{.Host.CgroupManager}}"], &dir);
+    assert!(ok && out.trim() == "systemd", "podman info: {out} {err}");
+    let (ok, out, err) = podman(&["import", &tar.to_string_lossy(), PODMAN_IMAGE], &dir);
+    assert!(ok, "podman import: {out} {err}");
+    let seen: Vec<(&str, Vec<String>)> = [keel_conformance::Runtime::keel(), runc]
+        .iter()
+        .map(|rt| (rt.name, podman_systemd_with(rt, &dir)))
+        .collect();
+    let _ = podman(&["rm", "-a", "-f"], &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(seen[0].1, seen[1].1, "what the user sees: keel, runc");
+}
