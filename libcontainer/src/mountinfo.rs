@@ -12,6 +12,10 @@ use std::path::PathBuf;
 /// One line of mountinfo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountInfo {
+    /// The mount's id, and the id of the mount it is mounted on (its own
+    /// for the root of the namespace).
+    pub id: u64,
+    pub parent: u64,
     /// The part of the mounted filesystem that is the mount's root.
     pub root: PathBuf,
     /// Where it is mounted, in this process's mount namespace.
@@ -28,6 +32,39 @@ impl MountInfo {
     /// Whether the mount is in a shared peer group.
     pub fn is_shared(&self) -> bool {
         self.optional.iter().any(|f| f.starts_with("shared:"))
+    }
+
+    /// Whether this mount can be reached through its mount point, or
+    /// another mount of `all` covers it: a tmpfs mounted over a host's
+    /// /sys/fs/cgroup hides the cgroup mounts beneath, which mountinfo
+    /// still lists. Judged by the mount tree, not by the order of the
+    /// lines: a mount on this one's mount point covers it, and so does a
+    /// mount on the same parent as this one (or as one of its ancestors)
+    /// at or above that one's mount point (it was mounted later: a mount
+    /// made after it would have been made on top of it).
+    pub fn is_visible(&self, all: &[MountInfo]) -> bool {
+        // `from`: the mount of the chain on `m`, which covers it rightly.
+        let covered = |m: &MountInfo, from: Option<u64>| {
+            all.iter().any(|n| {
+                n.id != m.id
+                    && Some(n.id) != from
+                    && ((n.parent == m.id && n.mount_point == m.mount_point)
+                        || (n.parent == m.parent && m.mount_point.starts_with(&n.mount_point)))
+            })
+        };
+        let mut seen: Vec<u64> = Vec::new();
+        let mut cur = self;
+        loop {
+            if covered(cur, seen.last().copied()) {
+                return false;
+            }
+            seen.push(cur.id);
+            match all.iter().find(|p| p.id == cur.parent) {
+                // A loop would be a malformed table.
+                Some(p) if !seen.contains(&p.id) => cur = p,
+                _ => return true,
+            }
+        }
     }
 }
 
@@ -47,13 +84,17 @@ fn parse_line(line: &str) -> Option<MountInfo> {
     // id parent major:minor root mount-point options [optional...] - fstype source super-options
     let (pre, post) = line.split_once(" - ")?;
     let mut pre = pre.split(' ');
-    let (_id, _parent, _dev) = (pre.next()?, pre.next()?, pre.next()?);
+    let id = pre.next()?.parse().ok()?;
+    let parent = pre.next()?.parse().ok()?;
+    let _dev = pre.next()?;
     let root = unescape(pre.next()?);
     let mount_point = unescape(pre.next()?);
     let _options = pre.next()?;
     let optional = pre.map(str::to_string).collect();
     let mut post = post.split(' ');
     Some(MountInfo {
+        id,
+        parent,
         root,
         mount_point,
         optional,

@@ -36,8 +36,10 @@ pub(crate) struct Hierarchy {
     root: PathBuf,
 }
 
-/// The cgroup hierarchies among `mounts`; of two mounts of the same
-/// hierarchy, the one that hides the other.
+/// The cgroup hierarchies among `mounts` that can be reached by their
+/// mount points ([`MountInfo::is_visible`]: not those beneath a tmpfs
+/// mounted over a host's /sys/fs/cgroup); of two mounts of one hierarchy,
+/// the first.
 pub(crate) fn hierarchies(mounts: &[MountInfo]) -> Vec<Hierarchy> {
     let mut out: Vec<Hierarchy> = Vec::new();
     for m in mounts {
@@ -63,9 +65,7 @@ pub(crate) fn hierarchies(mounts: &[MountInfo]) -> Vec<Hierarchy> {
             }
             _ => continue,
         };
-        // A later mount over the same key hides the earlier one.
-        out.retain(|h| h.key != key || !h.mountpoint.starts_with(&m.mount_point));
-        if out.iter().any(|h| h.key == key) {
+        if out.iter().any(|h| h.key == key) || !m.is_visible(mounts) {
             continue;
         }
         out.push(Hierarchy {
@@ -318,6 +318,24 @@ mod tests {
 
     fn layout(mountinfo: &str) -> Vec<Hierarchy> {
         hierarchies(&crate::mountinfo::parse(mountinfo))
+    }
+
+    #[test]
+    fn a_tmpfs_mounted_over_the_hierarchies_hides_them() {
+        // A fresh tmpfs over /sys/fs/cgroup with a bind of memory only:
+        // the host's mounts beneath stay listed but cannot be reached.
+        let over = format!(
+            "{HYBRID}\
+40 25 0:40 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755
+41 40 0:26 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+"
+        );
+        let h = layout(&over);
+        let keys: Vec<&str> = h.iter().map(|h| h.key.as_str()).collect();
+        assert_eq!(keys, ["memory"]);
+        let p = CgroupPaths::under(&h, &BTreeMap::new(), Path::new("/a")).unwrap();
+        assert_eq!(p.unified, None);
+        assert_eq!(p.v1["memory"], PathBuf::from("/sys/fs/cgroup/memory/a"));
     }
 
     #[test]
