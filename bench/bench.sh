@@ -76,7 +76,7 @@ sandbox_cgroups() {
 	[[ "$(stat -f -c %T /sys/fs/cgroup)" == tmpfs ]] || return 0
 	save="$(mktemp -d "$BENCH_TMP/cgroup-save.XXXXXX")"
 	mount --rbind /sys/fs/cgroup "$save"
-	umount -R /sys/fs/cgroup
+	umount -R -l /sys/fs/cgroup
 	mount -t tmpfs -o mode=755,nosuid,nodev,noexec tmpfs /sys/fs/cgroup
 	for d in "$save"/*; do
 		name="$(basename "$d")"
