@@ -132,6 +132,22 @@ impl Bundle {
         self.set("/linux/namespaces", Value::Array(ns))
     }
 
+    /// A user namespace of its own, ids 0-65535 on host ids 100000-165535
+    /// (uids and gids alike).
+    pub fn user_namespace(&mut self) -> &mut Self {
+        self.user_namespace_mapped(json!([{"containerID": 0, "hostID": 100000, "size": 65536}]))
+    }
+
+    /// A user namespace of its own with `maps` for uids and gids alike;
+    /// without the /sys/fs/cgroup mount: a v1 cgroupfs cannot be mounted
+    /// from a user namespace.
+    pub fn user_namespace_mapped(&mut self, maps: Value) -> &mut Self {
+        self.push("/linux/namespaces", json!({"type": "user"}));
+        self.set("/linux/uidMappings", maps.clone());
+        self.set("/linux/gidMappings", maps);
+        self.remove_mount("/sys/fs/cgroup")
+    }
+
     /// Drops the mount whose destination is `dest`.
     pub fn remove_mount(&mut self, dest: &str) -> &mut Self {
         if let Some(m) = self.config["mounts"].as_array_mut() {

@@ -144,6 +144,20 @@ fn start_counter(env: &TestEnv, criu: &Path, b: &Bundle, file: &Path) -> Ran {
     ran
 }
 
+/// [`counter`] "ctr" without a limit, started: its bundle, its count
+/// file and the run's stdio (kept open while the test runs).
+fn running_counter(env: &TestEnv, criu: &Path) -> (Bundle, PathBuf, Ran) {
+    let (b, file) = counter(env, "ctr", None);
+    let run = start_counter(env, criu, &b, &file);
+    (b, file, run)
+}
+
+/// `delete --force id`, which must work and leave nothing.
+fn delete_leaving_nothing(env: &TestEnv, criu: &Path, id: &str) {
+    rt(env, criu, &["delete", "--force", id]).ok("delete");
+    assert_no_leaks(env, id);
+}
+
 fn pid_of(env: &TestEnv, id: &str) -> i64 {
     let s = env.state(id).unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(s["status"], "running", "{}: {s}", env.rt.name);
@@ -230,6 +244,36 @@ fn checkpoint_and_restore(
     assert_no_leaks(env, new_id);
 }
 
+/// The flags no other scenario needs, each passed as runc passes it:
+/// `--file-locks` and `--ext-unix-sk` at both ends, `--no-pivot` (CRIU
+/// sets up the root either way) and a `--work-path` at restore.
+#[test]
+fn file_locks_ext_unix_sk_and_no_pivot_are_accepted() {
+    each_runtime(|env, criu| {
+        let work = env.dir.join("restore-work");
+        let work_arg = work.to_string_lossy().into_owned();
+        checkpoint_and_restore(
+            env,
+            criu,
+            "ctr",
+            &["--file-locks", "--ext-unix-sk"],
+            &[
+                "--detach",
+                "--file-locks",
+                "--ext-unix-sk",
+                "--no-pivot",
+                "--work-path",
+                &work_arg,
+            ],
+        );
+        assert!(
+            work.join("restore.log").is_file(),
+            "{}: no restore.log in the work path",
+            env.rt.name
+        );
+    });
+}
+
 #[test]
 fn counter_continues_after_restore() {
     each_runtime(|env, criu| {
@@ -284,8 +328,7 @@ fn manage_cgroups_modes() {
         if name != "keel" {
             return;
         }
-        let (b, file) = counter(env, "ctr", None);
-        let _run = start_counter(env, criu, &b, &file);
+        let (b, _file, _run) = running_counter(env, criu);
         let strict = ["--manage-cgroups-mode", "strict"];
         let images = dump(env, criu, &strict);
         let ran = restore(
@@ -309,8 +352,7 @@ fn manage_cgroups_modes() {
 fn leave_running_keeps_the_container() {
     each_runtime(|env, criu| {
         let name = env.rt.name;
-        let (b, file) = counter(env, "ctr", None);
-        let _run = start_counter(env, criu, &b, &file);
+        let (_b, file, _run) = running_counter(env, criu);
         let pid = pid_of(env, "ctr");
         dump(env, criu, &["--leave-running"]);
         assert_eq!(pid_of(env, "ctr"), pid, "{name}: another init");
@@ -319,8 +361,7 @@ fn leave_running_keeps_the_container() {
             wait_until(SEC10, || count(&file) > now + 2),
             "{name}: stopped counting after the checkpoint"
         );
-        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
-        assert_no_leaks(env, "ctr");
+        delete_leaving_nothing(env, criu, "ctr");
     });
 }
 
@@ -388,8 +429,7 @@ fn restore_roots(env: &TestEnv) -> Vec<String> {
 fn restore_onto_an_existing_id_fails_cleanly() {
     each_runtime(|env, criu| {
         let name = env.rt.name;
-        let (b, file) = counter(env, "ctr", None);
-        let _run = start_counter(env, criu, &b, &file);
+        let (b, _file, _run) = running_counter(env, criu);
         let images = dump(env, criu, &["--leave-running"]);
         let pid = pid_of(env, "ctr");
         let ran = restore(env, criu, &b, &images, &["-d"], "ctr");
@@ -404,8 +444,7 @@ fn restore_onto_an_existing_id_fails_cleanly() {
             restore_roots(env).is_empty(),
             "{name}: a restore root is left mounted"
         );
-        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
-        assert_no_leaks(env, "ctr");
+        delete_leaving_nothing(env, criu, "ctr");
     });
 }
 
@@ -417,8 +456,7 @@ fn restore_onto_an_existing_id_fails_cleanly() {
 fn restore_with_intel_rdt_as_create() {
     each_runtime(|env, criu| {
         let name = env.rt.name;
-        let (mut b, file) = counter(env, "ctr", None);
-        let _run = start_counter(env, criu, &b, &file);
+        let (mut b, _file, _run) = running_counter(env, criu);
         let images = dump(env, criu, &[]);
         b.set("/linux/intelRdt", json!({"l3CacheSchema": "L3:0=1"}));
         b.save().expect("save config");
@@ -481,12 +519,7 @@ fn user_namespace_survives_restore() {
     each_runtime(|env, criu| {
         let name = env.rt.name;
         let (mut b, file) = counter(env, "ctr", None);
-        let maps = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        b.push("/linux/namespaces", json!({"type": "user"}));
-        b.set("/linux/uidMappings", maps.clone());
-        b.set("/linux/gidMappings", maps);
-        // A v1 cgroupfs cannot be mounted from a user namespace.
-        b.remove_mount("/sys/fs/cgroup");
+        b.user_namespace();
         b.sh("i=0; while true; do i=$((i+1)); echo $i > /data/count; \
               echo $(id -u):$(id -g) > /data/ids; sleep 0.1; done");
         b.save().expect("save config");
@@ -528,8 +561,7 @@ fn user_namespace_survives_restore() {
             !inside.trim().is_empty()
         });
         assert_eq!(inside.trim(), "0:0", "{name}: ids inside after restore");
-        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
-        assert_no_leaks(env, "ctr");
+        delete_leaving_nothing(env, criu, "ctr");
     });
 }
 
@@ -602,8 +634,7 @@ fn page_blocks(dir: &Path) -> u64 {
 fn pre_dump_then_dump_onto_it() {
     each_runtime(|env, criu| {
         let name = env.rt.name;
-        let (b, file) = counter(env, "ctr", None);
-        let _run = start_counter(env, criu, &b, &file);
+        let (b, file, _run) = running_counter(env, criu);
         let pid = pid_of(env, "ctr");
         let parent = env.dir.join("images/parent");
         let parent_arg = parent.to_string_lossy();
@@ -674,8 +705,7 @@ fn pre_dump_then_dump_onto_it() {
             wait_until(SEC10, || count(&file) > dumped + 2),
             "{name}: the restored counter does not count"
         );
-        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
-        assert_no_leaks(env, "ctr");
+        delete_leaving_nothing(env, criu, "ctr");
     });
 }
 
@@ -685,8 +715,7 @@ fn pre_dump_then_dump_onto_it() {
 fn parent_path_is_checked() {
     each_runtime(|env, criu| {
         let name = env.rt.name;
-        let (b, file) = counter(env, "ctr", None);
-        let _run = start_counter(env, criu, &b, &file);
+        let (_b, _file, _run) = running_counter(env, criu);
         let pid = pid_of(env, "ctr");
         let images = env.dir.join("images").to_string_lossy().into_owned();
         let cases = [
@@ -710,8 +739,7 @@ fn parent_path_is_checked() {
             assert!(ran.log.contains(words), "{name}: {}", ran.log);
             assert_eq!(pid_of(env, "ctr"), pid, "{name}: the container changed");
         }
-        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
-        assert_no_leaks(env, "ctr");
+        delete_leaving_nothing(env, criu, "ctr");
     });
 }
 
@@ -723,8 +751,7 @@ fn parent_path_is_checked() {
 fn auto_dedup_and_empty_ns() {
     each_runtime(|env, criu| {
         let name = env.rt.name;
-        let (b, file) = counter(env, "ctr", None);
-        let _run = start_counter(env, criu, &b, &file);
+        let (b, file, _run) = running_counter(env, criu);
         let pid = pid_of(env, "ctr");
         let images = env.dir.join("images").to_string_lossy().into_owned();
         let ran = rt(
@@ -764,8 +791,7 @@ fn auto_dedup_and_empty_ns() {
             after < before,
             "{name}: pages images not deduplicated ({before} blocks, {after} after)"
         );
-        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
-        assert_no_leaks(env, "ctr");
+        delete_leaving_nothing(env, criu, "ctr");
     });
 }
 
@@ -782,8 +808,7 @@ fn free_port() -> u16 {
 fn page_server_receives_the_pages() {
     each_runtime(|env, criu| {
         let name = env.rt.name;
-        let (b, file) = counter(env, "ctr", None);
-        let _run = start_counter(env, criu, &b, &file);
+        let (b, file, _run) = running_counter(env, criu);
         let images = env.dir.join("images");
         let images_arg = images.to_string_lossy().into_owned();
         let ran = rt(
@@ -843,8 +868,7 @@ fn page_server_receives_the_pages() {
             wait_until(SEC10, || count(&file) > dumped + 2),
             "{name}: the restored counter does not count"
         );
-        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
-        assert_no_leaks(env, "ctr");
+        delete_leaving_nothing(env, criu, "ctr");
     });
 }
 
@@ -968,8 +992,7 @@ fn lazy_pages_migration_goes_on_counting() {
     let _pipes = PipeMaxSize::at_least(LAZY_PIPE);
     each_runtime(|env, criu| {
         let name = env.rt.name;
-        let (mut b, file) = counter(env, "ctr", None);
-        let _run = start_counter(env, criu, &b, &file);
+        let (mut b, file, _run) = running_counter(env, criu);
         let images = env.dir.join("images");
         std::fs::create_dir_all(&images).expect("mkdir images");
         let images_arg = images.to_string_lossy().into_owned();
@@ -1076,8 +1099,7 @@ fn lazy_pages_status_fd_is_checked() {
     }
     each_runtime(|env, criu| {
         let name = env.rt.name;
-        let (b, file) = counter(env, "ctr", None);
-        let _run = start_counter(env, criu, &b, &file);
+        let (_b, _file, _run) = running_counter(env, criu);
         let images = env.dir.join("images").to_string_lossy().into_owned();
         let args = |fd| {
             [
@@ -1113,8 +1135,7 @@ fn lazy_pages_status_fd_is_checked() {
             "{name}: {log}"
         );
         pid_of(env, "ctr");
-        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
-        assert_no_leaks(env, "ctr");
+        delete_leaving_nothing(env, criu, "ctr");
     });
 }
 
@@ -1126,8 +1147,7 @@ fn lazy_pages_status_fd_is_checked() {
 fn restore_with_lsm_options() {
     each_runtime(|env, criu| {
         let name = env.rt.name;
-        let (b, file) = counter(env, "ctr", None);
-        let _run = start_counter(env, criu, &b, &file);
+        let (b, file, _run) = running_counter(env, criu);
         let dumped = count(&file);
         let images = dump(env, criu, &[]);
         let ran = restore(
@@ -1154,8 +1174,7 @@ fn restore_with_lsm_options() {
             wait_until(SEC10, || count(&file) > dumped + 2),
             "{name}: the restored counter does not count"
         );
-        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
-        assert_no_leaks(env, "ctr");
+        delete_leaving_nothing(env, criu, "ctr");
     });
 }
 
@@ -1168,8 +1187,7 @@ fn hooks_run_at_restore() {
     let seen = std::cell::RefCell::new(Vec::new());
     each_runtime(|env, criu| {
         let name = env.rt.name;
-        let (mut b, file) = counter(env, "ctr", None);
-        let _run = start_counter(env, criu, &b, &file);
+        let (mut b, _file, _run) = running_counter(env, criu);
         let images = dump(env, criu, &[]);
         let out = env.dir.join("hooks");
         std::fs::create_dir_all(&out).expect("mkdir hooks");
@@ -1266,8 +1284,7 @@ fn cgroup_limits_after_restore() {
             procs.lines().any(|p| p == pid.to_string()),
             "{name}: the restored init is not in the limited cgroup"
         );
-        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
-        assert_no_leaks(env, "ctr");
+        delete_leaving_nothing(env, criu, "ctr");
     });
 }
 
@@ -1277,8 +1294,7 @@ fn cgroup_limits_after_restore() {
 fn restore_from_a_corrupt_image_dir_fails_cleanly() {
     each_runtime(|env, criu| {
         let name = env.rt.name;
-        let (b, file) = counter(env, "ctr", None);
-        let _run = start_counter(env, criu, &b, &file);
+        let (b, _file, _run) = running_counter(env, criu);
         let images = dump(env, criu, &[]);
         std::fs::write(images.join("pstree.img"), b"not a CRIU image").expect("corrupt");
         let ran = restore(env, criu, &b, &images, &["-d"], "ctr");
@@ -1344,8 +1360,7 @@ fn mounts_tmpfs_and_masked_paths_survive_restore() {
             "tmpfs-data 0 0",
             "{name}: the view after restore"
         );
-        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
-        assert_no_leaks(env, "ctr");
+        delete_leaving_nothing(env, criu, "ctr");
     });
 }
 
@@ -1356,8 +1371,7 @@ fn mounts_tmpfs_and_masked_paths_survive_restore() {
 fn killed_during_restore_then_delete_force_cleans_up() {
     each_runtime(|env, criu| {
         let name = env.rt.name;
-        let (mut b, file) = counter(env, "ctr", None);
-        let _run = start_counter(env, criu, &b, &file);
+        let (mut b, _file, _run) = running_counter(env, criu);
         let images = dump(env, criu, &[]);
         let mark = env.dir.join("in-hook");
         b.set(
@@ -1457,8 +1471,7 @@ fn killed_during_restore_then_delete_force_cleans_up() {
 fn checkpoint_uses_the_config_of_create() {
     each_runtime(|env, criu| {
         let name = env.rt.name;
-        let (b, file) = counter(env, "ctr", None);
-        let _run = start_counter(env, criu, &b, &file);
+        let (b, file, _run) = running_counter(env, criu);
         let config = b.dir.join("config.json");
         let original = std::fs::read(&config).expect("read config");
         std::fs::write(&config, b"{}").expect("spoil config");
@@ -1470,8 +1483,7 @@ fn checkpoint_uses_the_config_of_create() {
             wait_until(SEC10, || count(&file) > dumped + 2),
             "{name}: the restored counter does not count"
         );
-        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
-        assert_no_leaks(env, "ctr");
+        delete_leaving_nothing(env, criu, "ctr");
     });
 }
 
@@ -1557,8 +1569,7 @@ fn terminal_with_shell_job_and_console_socket() {
         pty.write("two\n");
         pty.wait_for("echo:two", name);
         drop(pty);
-        rt(env, criu, &["delete", "--force", "ctr"]).ok("delete");
-        assert_no_leaks(env, "ctr");
+        delete_leaving_nothing(env, criu, "ctr");
     });
 }
 

@@ -623,19 +623,16 @@ fn foreground_run_stdio_is_pipes_of_the_user() {
         keel_conformance::assert_no_leaks(env, "stdiorun");
         outs.push(o);
     }
+    assert_stdio_is_the_users(&outs);
+}
+
+/// What [`STDIO_PROBE`] prints where the process's user (1000) was given
+/// its stdio pipes, under runc (`outs[1]`, the reference) then keel.
+fn assert_stdio_is_the_users(outs: &[Output]) {
     let expect = "reopened\nrc=0\n1000 600 fifo\n1000 600 fifo\n1000 600 fifo\n";
-    assert_eq!(
-        (outs[1].code, outs[1].stdout.as_str()),
-        (0, expect),
-        "runc: {}",
-        outs[1]
-    );
-    assert_eq!(
-        (outs[0].code, outs[0].stdout.as_str()),
-        (0, expect),
-        "keel: {}",
-        outs[0]
-    );
+    for (name, o) in [("runc", &outs[1]), ("keel", &outs[0])] {
+        assert_eq!((o.code, o.stdout.as_str()), (0, expect), "{name}: {o}");
+    }
 }
 
 /// The same for a foreground `exec` as a non-root user.
@@ -660,19 +657,7 @@ fn foreground_exec_stdio_is_pipes_of_the_user() {
         keel_conformance::assert_no_leaks(env, "stdioexec");
         outs.push(o);
     }
-    let expect = "reopened\nrc=0\n1000 600 fifo\n1000 600 fifo\n1000 600 fifo\n";
-    assert_eq!(
-        (outs[1].code, outs[1].stdout.as_str()),
-        (0, expect),
-        "runc: {}",
-        outs[1]
-    );
-    assert_eq!(
-        (outs[0].code, outs[0].stdout.as_str()),
-        (0, expect),
-        "keel: {}",
-        outs[0]
-    );
+    assert_stdio_is_the_users(&outs);
 }
 
 /// In a user namespace the pipes go to the container's root first (runc's
@@ -685,28 +670,12 @@ fn foreground_run_stdio_in_a_user_namespace_is_the_users() {
         let mut b = env.bundle("stdiouserns");
         b.sh(STDIO_PROBE);
         b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
-        let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        b.push("/linux/namespaces", json!({"type": "user"}));
-        b.set("/linux/uidMappings", map.clone());
-        b.set("/linux/gidMappings", map);
-        b.remove_mount("/sys/fs/cgroup");
+        b.user_namespace();
         let o = env.run(&b);
         keel_conformance::assert_no_leaks(env, "stdiouserns");
         outs.push(o);
     }
-    let expect = "reopened\nrc=0\n1000 600 fifo\n1000 600 fifo\n1000 600 fifo\n";
-    assert_eq!(
-        (outs[1].code, outs[1].stdout.as_str()),
-        (0, expect),
-        "runc: {}",
-        outs[1]
-    );
-    assert_eq!(
-        (outs[0].code, outs[0].stdout.as_str()),
-        (0, expect),
-        "keel: {}",
-        outs[0]
-    );
+    assert_stdio_is_the_users(&outs);
 }
 
 /// A detached process inherits the caller's stdio, and runc gives it to the

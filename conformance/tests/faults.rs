@@ -20,7 +20,6 @@
 //! or `$KEEL_FAILPOINTS_RUNTIME` names it.
 
 use keel_conformance::{assert_no_leaks, wait_until, Output, Runtime, TestEnv, COMMAND_TIMEOUT};
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -97,11 +96,7 @@ fn bundle(env: &TestEnv, id: &str, userns: bool) -> String {
     let mut b = env.bundle(id);
     b.sh("sleep 60");
     if userns {
-        b.push("/linux/namespaces", json!({"type": "user"}));
-        let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        b.set("/linux/uidMappings", map.clone());
-        b.set("/linux/gidMappings", map);
-        b.remove_mount("/sys/fs/cgroup");
+        b.user_namespace();
     }
     b.save().expect("save");
     b.dir.to_string_lossy().into_owned()

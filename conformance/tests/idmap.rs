@@ -4,7 +4,7 @@
 //! the files the container writes, is checked; refused configurations fail
 //! cleanly. (Debian's runc 1.1.5 predates the `idmap` options: keel only.)
 
-use keel_conformance::{assert_no_leaks, Bundle, TestEnv};
+use keel_conformance::{assert_no_leaks, TestEnv};
 use serde_json::json;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -19,20 +19,12 @@ fn host_dir(env: &TestEnv) -> PathBuf {
     d
 }
 
-fn with_userns(b: &mut Bundle) {
-    b.push("/linux/namespaces", json!({"type": "user"}));
-    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    b.set("/linux/uidMappings", map.clone());
-    b.set("/linux/gidMappings", map);
-    b.remove_mount("/sys/fs/cgroup");
-}
-
 #[test]
 fn idmap_with_the_containers_maps() {
     let env = TestEnv::keel();
     let data = host_dir(&env);
     let mut b = env.bundle("idm");
-    with_userns(&mut b);
+    b.user_namespace();
     // The container's root may not create it in a root-owned rootfs.
     std::fs::create_dir(b.rootfs().join("data")).expect("mkdir /data");
     b.push(
@@ -80,7 +72,7 @@ fn refused_idmap_mounts() {
     let data = host_dir(&env);
     // Not a bind mount.
     let mut b = env.bundle("idtmp");
-    with_userns(&mut b);
+    b.user_namespace();
     b.push(
         "/mounts",
         json!({ "destination": "/data", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"] }),

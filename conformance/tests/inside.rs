@@ -471,12 +471,7 @@ fn user_namespace_mappings() {
     let out = inside(
         "userns",
         |b| {
-            b.push("/linux/namespaces", json!({"type": "user"}));
-            let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-            b.set("/linux/uidMappings", map.clone());
-            b.set("/linux/gidMappings", map);
-            // A v1 cgroupfs cannot be mounted from a user namespace.
-            b.remove_mount("/sys/fs/cgroup");
+            b.user_namespace();
         },
         "cat /proc/self/uid_map /proc/self/gid_map; id -u; stat -c %u /bin/busybox",
     );

@@ -98,16 +98,6 @@ impl Drop for FlaggedDir {
     }
 }
 
-/// A user namespace mapping ids 0-65535 to 100000-165535.
-fn userns(b: &mut Bundle) {
-    let maps = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    b.push("/linux/namespaces", json!({"type": "user"}));
-    b.set("/linux/uidMappings", maps.clone());
-    b.set("/linux/gidMappings", maps);
-    // A v1 cgroupfs cannot be mounted from a user namespace.
-    b.remove_mount("/sys/fs/cgroup");
-}
-
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Value {
     json!({"destination": dest, "type": typ, "source": source, "options": options})
 }
@@ -212,7 +202,7 @@ fn bind_in_userns_keeps_locked_flags_not_asked_to_be_cleared() {
     for env in [TestEnv::keel(), TestEnv::new(runc)] {
         let src = FlaggedDir::new(&env, "src", MsFlags::MS_RDONLY);
         let mut b = env.bundle("lockedro");
-        userns(&mut b);
+        b.user_namespace();
         // The container's root may not write to the rootfs.
         std::fs::create_dir(b.rootfs().join("data")).expect("mkdir");
         b.push(
@@ -544,7 +534,7 @@ fn bind_source_only_host_root_can_reach_works_in_userns() {
         std::fs::write(private.join("inner/file"), "reached\n").expect("write");
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).expect("chmod");
         let mut b = env.bundle("rootonly");
-        userns(&mut b);
+        b.user_namespace();
         std::fs::create_dir(b.rootfs().join("data")).expect("mkdir");
         let src = private.join("inner").to_string_lossy().into_owned();
         b.push("/mounts", mount("/data", "bind", &src, &["rbind", "ro"]));
@@ -569,7 +559,7 @@ fn bind_source_made_by_an_earlier_mount() {
     let o = keel(
         "earlier",
         |b| {
-            userns(b);
+            b.user_namespace();
             for d in ["t", "u"] {
                 std::fs::create_dir(b.rootfs().join(d)).expect("mkdir");
             }
@@ -608,7 +598,7 @@ fn idmapped_source_through_an_earlier_bind(name: &str, in_image: bool) {
     let o = keel(
         name,
         |b| {
-            userns(b);
+            b.user_namespace();
             for d in ["t", "u"] {
                 std::fs::create_dir(b.rootfs().join(d)).expect("mkdir");
             }
@@ -664,7 +654,9 @@ fn no_pivot_hides_the_hosts_sysfs_from_a_nested_user_namespace() {
 fn no_pivot_in_a_user_namespace_covers_the_hosts_proc() {
     no_pivot_nested_mount_with(
         "nopivotuserns",
-        userns,
+        |b| {
+            b.user_namespace();
+        },
         "unshare -U -r -m -p -f mount -t proc proc /tmp",
     );
 }

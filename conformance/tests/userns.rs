@@ -17,11 +17,7 @@ fn envs() -> Vec<TestEnv> {
 /// A bundle with a user namespace of `maps` (for uids and gids alike).
 fn userns_bundle(env: &TestEnv, id: &str, maps: Value) -> Bundle {
     let mut b = env.bundle(id);
-    b.push("/linux/namespaces", json!({"type": "user"}));
-    b.set("/linux/uidMappings", maps.clone());
-    b.set("/linux/gidMappings", maps);
-    // A v1 cgroupfs cannot be mounted from a user namespace.
-    b.remove_mount("/sys/fs/cgroup");
+    b.user_namespace_mapped(maps);
     b
 }
 
