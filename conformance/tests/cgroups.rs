@@ -1188,3 +1188,118 @@ fn dot_dot_in_cgroups_path_is_cleaned_within_the_root() {
         assert_eq!(o.stdout, format!("{path}\n"), "{}: {o}", env.rt.name);
     }
 }
+
+/// Makes every command of `env` run in a mount namespace of its own where
+/// `setup` (shell) has run first: a wrapper script around the runtime.
+fn in_layout(env: &mut TestEnv, setup: &str) {
+    let wrapper = env.dir.join("in-layout.sh");
+    let script = format!(
+        "#!/bin/sh\nset -e\n{setup}\nexec '{}' \"$@\"\n",
+        env.rt.bin.display()
+    );
+    std::fs::write(&wrapper, script).expect("write wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod wrapper");
+    env.rt.bin = wrapper;
+}
+
+/// Whether cgroup2 is at /sys/fs/cgroup/unified beside v1 hierarchies.
+fn hybrid() -> bool {
+    let mounts = TestEnv::cgroup_mounts();
+    mounts.contains(&PathBuf::from("/sys/fs/cgroup/unified"))
+        && mounts
+            .iter()
+            .any(|m| !m.join("cgroup.controllers").exists())
+}
+
+/// A tmpfs mounted over a hybrid host's /sys/fs/cgroup with the v1
+/// hierarchies bound back in and cgroup2 left out: mountinfo still lists
+/// the host's mounts beneath. keel took the hidden cgroup2 mount, made the
+/// container's "cgroup" on the tmpfs and clone3(CLONE_INTO_CGROUP) failed
+/// with EBADF. Differential against runc 1.1.5: both run the container in
+/// the v1 cgroups only.
+#[test]
+fn differential_cgroup2_hidden_by_a_tmpfs_over_the_hierarchies() {
+    let Some(runc) = require_runc!() else { return };
+    if !hybrid() {
+        eprintln!("skipped: needs a hybrid host (cgroup2 at /sys/fs/cgroup/unified)");
+        return;
+    }
+    let mut seen = Vec::new();
+    for rt in [Runtime::keel(), runc] {
+        let mut env = TestEnv::new(rt);
+        let old = env.dir.join("old-cgroup");
+        let old = old.display();
+        in_layout(
+            &mut env,
+            &format!(
+                "mkdir -p '{old}'
+mount --rbind /sys/fs/cgroup '{old}'
+mount -t tmpfs -o mode=755 tmpfs /sys/fs/cgroup
+for e in '{old}'/*; do
+  n=${{e##*/}}
+  if [ -L \"$e\" ]; then ln -s \"$(readlink \"$e\")\" /sys/fs/cgroup/$n
+  elif [ $n != unified ] && mountpoint -q \"$e\"; then
+    mkdir /sys/fs/cgroup/$n; mount --bind \"$e\" /sys/fs/cgroup/$n
+  fi
+done
+umount -l '{old}'"
+            ),
+        );
+        let mut b = env.bundle("hidden2");
+        b.namespaces(&["pid", "mount", "ipc", "uts", "network"]);
+        b.sh("cat /proc/self/cgroup");
+        let o = env.run(&b);
+        assert_no_leaks(&env, "hidden2");
+        o.expect_ok(&format!("{} run", env.rt.name));
+        let cgroups: BTreeSet<String> = o
+            .stdout
+            .lines()
+            .map(|l| l.replace(&env.cgroup_parent, "P"))
+            .collect();
+        let placed = cgroups.iter().filter(|l| l.ends_with(":/P/hidden2"));
+        assert!(placed.count() > 0, "{}: {o}", env.rt.name);
+        assert!(
+            cgroups
+                .iter()
+                .any(|l| l.starts_with("0::") && !l.ends_with("/P/hidden2")),
+            "{}: in cgroup2 though it is hidden: {o}",
+            env.rt.name
+        );
+        seen.push(cgroups);
+    }
+    assert_eq!(seen[0], seen[1], "keel (left) and runc (right) differ");
+}
+
+/// A tmpfs mounted over the container's cgroup parent in a hybrid host's
+/// cgroup2 hierarchy: the cgroup2 mount is reachable but the container's
+/// directory is not on it. keel refuses with the file it could not write
+/// (clone3(CLONE_INTO_CGROUP) with that directory failed with EBADF),
+/// and leaves nothing. keel-only: runc 1.1.5 ignores any failure to join
+/// a hybrid host's cgroup2 (fs.NameGroup with Join) and runs the container
+/// outside it.
+#[test]
+fn cgroup_dir_off_cgroup2_is_refused_naming_cgroup_procs() {
+    if !hybrid() {
+        eprintln!("skipped: needs a hybrid host (cgroup2 at /sys/fs/cgroup/unified)");
+        return;
+    }
+    let mut env = TestEnv::keel();
+    let parent = format!("/sys/fs/cgroup/unified/{}", env.cgroup_parent);
+    in_layout(
+        &mut env,
+        &format!("mkdir -p '{parent}'\nmount -t tmpfs tmpfs '{parent}'"),
+    );
+    let b = env.bundle("offcg2");
+    let o = env.run(&b);
+    assert_no_leaks(&env, "offcg2");
+    o.expect_fail("keel run");
+    assert!(
+        o.stderr
+            .contains(&format!("write {parent}/offcg2/cgroup.procs: No such file")),
+        "{o}"
+    );
+}

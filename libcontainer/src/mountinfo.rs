@@ -155,6 +155,36 @@ garbage line
     }
 
     #[test]
+    fn mounts_hidden_by_later_mounts_are_not_visible() {
+        // 31: the host's tmpfs at /sys/fs/cgroup with cgroup mounts on it;
+        // 50 stacked on 31 at the same point, with memory bound back (51);
+        // 60 on /mnt hides 61 (at /mnt/a/b on the root mount, made
+        // before); 62 on 60 is inside it; 70, 71 stacked: 70 is covered.
+        let m = parse(
+            "\
+22 1 8:1 / / rw - ext4 /dev/sda1 rw
+25 22 0:5 / /sys rw - sysfs sysfs rw
+31 25 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw
+32 31 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+61 22 0:61 / /mnt/a/b rw - tmpfs t rw
+50 31 0:40 / /sys/fs/cgroup rw - tmpfs tmpfs rw
+51 50 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+60 22 0:60 / /mnt rw - tmpfs t rw
+62 60 0:62 / /mnt/a/b rw - tmpfs t rw
+70 22 0:70 / /srv rw - tmpfs t rw
+71 70 0:71 / /srv rw - tmpfs t rw
+",
+        );
+        let visible: Vec<u64> = m
+            .iter()
+            .filter(|x| x.is_visible(&m))
+            .map(|x| x.id)
+            .collect();
+        assert_eq!(visible, [22, 25, 50, 51, 60, 62, 71]);
+    }
+
+    #[test]
     fn octal_escapes_are_undone() {
         let m = parse(SAMPLE);
         assert_eq!(m[3].root, PathBuf::from("/sub dir"));

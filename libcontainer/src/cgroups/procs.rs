@@ -6,6 +6,7 @@
 use super::fs::{collect_pids, read};
 use super::path::CgroupPaths;
 use crate::error::{Error, Result, SysContext};
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
@@ -42,19 +43,25 @@ impl Drop for V1Visit {
 
 impl CgroupPaths {
     /// An fd on the cgroup2 directory, for clone3(CLONE_INTO_CGROUP).
+    /// None when the directory is not on cgroup2 (a surprise layout: a
+    /// filesystem mounted over the hierarchy): clone3 would fail with
+    /// EBADF, while [`join`](Self::join) fails naming the file, as runc.
     pub fn open_unified(&self) -> Result<Option<OwnedFd>> {
         let Some(dir) = &self.unified else {
             return Ok(None);
         };
-        nix::fcntl::open(
+        let fd = nix::fcntl::open(
             dir,
             nix::fcntl::OFlag::O_RDONLY
                 | nix::fcntl::OFlag::O_DIRECTORY
                 | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
-        .map(Some)
-        .ctx(|| format!("open cgroup {}", dir.display()))
+        .ctx(|| format!("open cgroup {}", dir.display()))?;
+        let magic = nix::sys::statfs::fstatfs(&fd)
+            .ctx(|| format!("statfs cgroup {}", dir.display()))?
+            .filesystem_type();
+        Ok((magic == nix::sys::statfs::CGROUP2_SUPER_MAGIC).then_some(fd))
     }
 
     /// Moves the calling thread into the container's v1 cgroups, so that a
@@ -106,7 +113,14 @@ impl CgroupPaths {
         let v1 = self.v1.values().filter(|_| !in_v1);
         for dir in unified.chain(v1) {
             let procs = dir.join("cgroup.procs");
-            std::fs::write(&procs, pid.to_string()).ctx(|| format!("write {}", procs.display()))?;
+            // Never created: a cgroup directory that is not on a cgroup
+            // filesystem fails here (ENOENT, as runc) instead of taking a
+            // file and leaving the process outside.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&procs)
+                .and_then(|mut f| f.write_all(pid.to_string().as_bytes()))
+                .ctx(|| format!("write {}", procs.display()))?;
         }
         Ok(())
     }
