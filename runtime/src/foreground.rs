@@ -3,14 +3,16 @@
 //! status.
 
 use crate::logging::{Level, Logger};
-use crate::pipes::Pipes;
+use crate::pipes::{Pipes, Relay, Role};
 use crate::tty;
 use anyhow::{Context, Result};
 use libkeel::Signal;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::SigSet;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 pub struct Foreground {
@@ -75,8 +77,9 @@ impl Foreground {
     }
 
     /// Relays the terminal (if the process got one), calls `start`, then
-    /// forwards signals until `pid` exits; returns its exit code (128+N when
-    /// killed by signal N, as a shell reports it).
+    /// forwards signals until `pid` exits, relaying its stdio pipes (if it
+    /// got them) in the same loop until they reach EOF; returns its exit
+    /// code (128+N when killed by signal N, as a shell reports it).
     /// Every child reaped, and every signal forwarded, is a debug line of
     /// `log` (runc's signals.go events).
     pub fn wait(self, pid: Pid, log: &Logger, start: impl FnOnce() -> Result<()>) -> Result<i32> {
@@ -92,27 +95,58 @@ impl Foreground {
             }
             None => None,
         };
-        let copies = self.pipes.map(Pipes::copy);
+        let mut relay = self.pipes.map(Relay::new);
         start()?;
+        // Signals are read from a signalfd, polled with the stdio pipes in
+        // this one loop: no thread to start for the relay.
+        let signals = SignalFd::with_flags(
+            &self.forwarded,
+            SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+        )
+        .context("signalfd")?;
+        let mut code = None;
         let code = loop {
-            let sig = self.forwarded.wait().context("sigwait")?;
-            match (sig, &master) {
-                (Signal::SIGCHLD, _) => {
-                    if let Some(code) = reap(pid, log) {
-                        break code;
-                    }
+            // After the process's exit, until its stdout and stderr reach EOF.
+            if let Some(c) = code {
+                if relay.as_ref().is_none_or(Relay::done) {
+                    break c;
                 }
-                (Signal::SIGWINCH, Some(m)) => {
-                    if let Some(h) = host {
-                        tty::resize_from(h, m);
-                    }
-                }
-                _ => {
-                    log.log(
-                        Level::Debug,
-                        &format!("forwarding signal {} ({sig}) to {pid}", sig as i32),
-                    );
-                    let _ = nix::sys::signal::kill(pid, sig);
+            }
+            let interest = relay.as_ref().map(Relay::interest).unwrap_or_default();
+            let mut fds: Vec<PollFd> = interest
+                .iter()
+                .map(|(fd, flags, _)| PollFd::new(*fd, *flags))
+                .collect();
+            if code.is_none() {
+                fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e).context("poll"),
+            }
+            let ready: Vec<Role> = fds
+                .iter()
+                .zip(&interest)
+                .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
+                .map(|(_, (_, _, role))| *role)
+                .collect();
+            let signalled = code.is_none()
+                && fds
+                    .last()
+                    .and_then(PollFd::revents)
+                    .is_some_and(|r| !r.is_empty());
+            drop(fds);
+            drop(interest);
+            if let Some(r) = relay.as_mut() {
+                r.serve(&ready);
+            }
+            if signalled {
+                while let Some(info) = signals.read_signal().context("read signalfd")? {
+                    let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                        continue;
+                    };
+                    code = code.or(on_signal(sig, pid, log, master.as_ref(), host));
                 }
             }
         };
@@ -121,11 +155,36 @@ impl Foreground {
             let _ = h.join();
         }
         drop(raw);
-        if let Some(h) = copies {
-            let _ = h.join();
-        }
         Ok(code)
     }
+}
+
+/// One signal for the process: SIGCHLD reaps (Some(exit code) once
+/// `pid` is gone), SIGWINCH resizes its terminal, the rest are
+/// forwarded to it.
+fn on_signal(
+    sig: Signal,
+    pid: Pid,
+    log: &Logger,
+    master: Option<&OwnedFd>,
+    host: Option<&tty::HostConsole>,
+) -> Option<i32> {
+    match (sig, master) {
+        (Signal::SIGCHLD, _) => return reap(pid, log),
+        (Signal::SIGWINCH, Some(m)) => {
+            if let Some(h) = host {
+                tty::resize_from(h, m);
+            }
+        }
+        _ => {
+            log.log(
+                Level::Debug,
+                &format!("forwarding signal {} ({sig}) to {pid}", sig as i32),
+            );
+            let _ = nix::sys::signal::kill(pid, sig);
+        }
+    }
+    None
 }
 
 /// Reaps every exited child; the exit code of `pid` once it is gone.

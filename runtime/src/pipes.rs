@@ -5,9 +5,9 @@
 //! a non-root program reopen `/dev/stdout`.
 
 use anyhow::{Context, Result};
+use nix::poll::PollFlags;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
-use std::thread::JoinHandle;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// keel's ends of the three pipes.
 pub struct Pipes {
@@ -47,68 +47,83 @@ impl Pipes {
         };
         Ok((ours, theirs))
     }
-
-    /// Starts the copies in one thread (a thread costs ~0.1 ms of every
-    /// `run`): keel's stdin into the process's (closed at EOF), the
-    /// process's stdout and stderr to keel's. The handle ends when both of
-    /// those reach EOF, whatever keel's stdin does.
-    pub fn copy(self) -> JoinHandle<()> {
-        std::thread::spawn(move || relay(self))
-    }
 }
 
-/// The copy loop. The process's stdin pipe is non-blocking and fed only as
-/// it drains, so a process that does not read its stdin never stops its
-/// stdout and stderr from being relayed.
-fn relay(p: Pipes) {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let _ = nix::fcntl::fcntl(
-        &p.stdin,
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-    );
-    let keel_stdin = std::io::stdin();
-    let mut to_stdin = Some(std::fs::File::from(p.stdin));
-    let mut from = [
-        Some(std::fs::File::from(p.stdout)),
-        Some(std::fs::File::from(p.stderr)),
-    ];
-    let mut pending: Vec<u8> = Vec::new();
-    let mut stdin_open = true;
-    let mut buf = [0u8; 4096];
-    while from.iter().any(Option::is_some) {
-        let mut fds = Vec::with_capacity(3);
-        let mut who = Vec::with_capacity(3);
-        for (i, f) in from.iter().enumerate() {
+/// The copies, served from the caller's wait loop (no thread: its
+/// start-up was most of what relaying cost a `run`): keel's stdin into
+/// the process's (closed at EOF), the process's stdout and stderr to
+/// keel's. Done when both of those reach EOF, whatever keel's stdin does.
+/// The process's stdin pipe is non-blocking and fed only as it drains, so
+/// a process that does not read its stdin never stops its stdout and
+/// stderr from being relayed.
+pub struct Relay {
+    keel_stdin: std::io::Stdin,
+    to_stdin: Option<std::fs::File>,
+    from: [Option<std::fs::File>; 2],
+    pending: Vec<u8>,
+    stdin_open: bool,
+}
+
+/// What a polled fd of the relay is for.
+#[derive(Clone, Copy)]
+pub enum Role {
+    Output(usize),
+    KeelStdin,
+    ProcessStdin,
+}
+
+impl Relay {
+    pub fn new(p: Pipes) -> Relay {
+        let _ = nix::fcntl::fcntl(
+            &p.stdin,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
+        Relay {
+            keel_stdin: std::io::stdin(),
+            to_stdin: Some(std::fs::File::from(p.stdin)),
+            from: [
+                Some(std::fs::File::from(p.stdout)),
+                Some(std::fs::File::from(p.stderr)),
+            ],
+            pending: Vec::new(),
+            stdin_open: true,
+        }
+    }
+
+    /// Both of the process's outputs reached EOF.
+    pub fn done(&self) -> bool {
+        self.from.iter().all(Option::is_none)
+    }
+
+    /// The fds to poll now, with what each is for.
+    pub fn interest(&self) -> Vec<(BorrowedFd<'_>, PollFlags, Role)> {
+        let mut out = Vec::with_capacity(3);
+        for (i, f) in self.from.iter().enumerate() {
             if let Some(f) = f {
-                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-                who.push(i);
+                out.push((f.as_fd(), PollFlags::POLLIN, Role::Output(i)));
             }
         }
-        match &to_stdin {
-            Some(w) if !pending.is_empty() => {
-                fds.push(PollFd::new(w.as_fd(), PollFlags::POLLOUT));
-                who.push(3);
+        match &self.to_stdin {
+            Some(w) if !self.pending.is_empty() => {
+                out.push((w.as_fd(), PollFlags::POLLOUT, Role::ProcessStdin));
             }
-            Some(_) if stdin_open => {
-                fds.push(PollFd::new(keel_stdin.as_fd(), PollFlags::POLLIN));
-                who.push(2);
+            // Straight from fd 0: Stdin's buffer would keep bytes that
+            // poll cannot see.
+            Some(_) if self.stdin_open => {
+                out.push((self.keel_stdin.as_fd(), PollFlags::POLLIN, Role::KeelStdin));
             }
             _ => {}
         }
-        if poll(&mut fds, PollTimeout::NONE).is_err() {
-            continue;
-        }
-        let ready: Vec<usize> = fds
-            .iter()
-            .zip(&who)
-            .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
-            .map(|(_, &i)| i)
-            .collect();
-        drop(fds);
-        for i in ready {
-            match i {
-                0 | 1 => {
-                    let n = from[i]
+        out
+    }
+
+    /// Moves what the ready fds have.
+    pub fn serve(&mut self, ready: &[Role]) {
+        let mut buf = [0u8; 4096];
+        for role in ready {
+            match *role {
+                Role::Output(i) => {
+                    let n = self.from[i]
                         .as_mut()
                         .map_or(0, |f| f.read(&mut buf).unwrap_or(0));
                     let written = if i == 0 {
@@ -117,32 +132,30 @@ fn relay(p: Pipes) {
                         write_flush(&mut std::io::stderr(), &buf[..n])
                     };
                     if n == 0 || !written {
-                        from[i] = None;
+                        self.from[i] = None;
                     }
                 }
-                // Straight from fd 0: Stdin's buffer would keep bytes that
-                // poll cannot see.
-                2 => match nix::unistd::read(keel_stdin.as_fd(), &mut buf) {
-                    Ok(n) if n > 0 => pending.extend_from_slice(&buf[..n]),
-                    _ => stdin_open = false,
+                Role::KeelStdin => match nix::unistd::read(self.keel_stdin.as_fd(), &mut buf) {
+                    Ok(n) if n > 0 => self.pending.extend_from_slice(&buf[..n]),
+                    _ => self.stdin_open = false,
                 },
-                _ => {
-                    if let Some(w) = to_stdin.as_mut() {
-                        match w.write(&pending) {
-                            Ok(n) => drop(pending.drain(..n)),
+                Role::ProcessStdin => {
+                    if let Some(w) = self.to_stdin.as_mut() {
+                        match w.write(&self.pending) {
+                            Ok(n) => drop(self.pending.drain(..n)),
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                             Err(_) => {
-                                pending.clear();
-                                stdin_open = false;
+                                self.pending.clear();
+                                self.stdin_open = false;
                             }
                         }
                     }
                 }
             }
         }
-        if !stdin_open && pending.is_empty() {
+        if !self.stdin_open && self.pending.is_empty() {
             // EOF reaches the process when its stdin pipe closes.
-            to_stdin = None;
+            self.to_stdin = None;
         }
     }
 }
