@@ -560,15 +560,7 @@ fn new_network_namespace_has_loopback_up() {
         for (id, userns) in [("lo", false), ("louser", true)] {
             let mut b = env.bundle(id);
             if userns {
-                b.namespaces(&["pid", "network", "ipc", "uts", "mount", "user"]);
-                b.set(
-                    "/linux/uidMappings",
-                    json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-                );
-                b.set(
-                    "/linux/gidMappings",
-                    json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-                );
+                b.user_namespace();
             }
             b.sh("cat /sys/class/net/lo/flags /sys/class/net/lo/operstate; ls /sys/class/net");
             let o = env.run(&b);
