@@ -799,6 +799,25 @@ fn task_pids(c: &Containerd, id: &str) -> Vec<i32> {
         .collect()
 }
 
+/// Fds of `pid` past stdio without close-on-exec (from fdinfo's flags).
+fn inheritable_fds(pid: i32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let fd = e.file_name().to_string_lossy().into_owned();
+            let info = std::fs::read_to_string(e.path()).ok()?;
+            let flags = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())?;
+            let past_stdio = fd.parse::<u32>().is_ok_and(|n| n > 2);
+            (past_stdio && flags & libc::O_CLOEXEC as u32 == 0).then_some(fd)
+        })
+        .collect()
+}
+
 /// CVE-2019-5736 through the shim: the processes the keel shim forks into
 /// a container (the init, an exec) carry its binary as their exe until
 /// their execve, and a program `/proc/self/exe` runs that binary in the
@@ -851,6 +870,13 @@ fn shim_binary_is_read_only_in_the_container() {
         assert!(
             exe_on_read_only_mount(pid),
             "the shim {pid} runs a writable binary"
+        );
+        // The server keeps an fd to that view (and whatever else it was
+        // handed), close-on-exec: none reaches what it executes.
+        let inherited = inheritable_fds(pid);
+        assert!(
+            inherited.is_empty(),
+            "the shim {pid}: fds without close-on-exec: {inherited:?}"
         );
     }
     // From inside: the init's exe cannot be opened for writing.
