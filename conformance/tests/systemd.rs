@@ -698,8 +698,10 @@ fn rootless_scope_with(env: &TestEnv, in_userns: bool) -> Vec<String> {
 
 /// A scope whose start job fails (it requires, and is ordered after, a
 /// unit that fails: `keel-fails.service` in the VM image) is an error
-/// naming the unit and the job's result, in runc's words, and leaves
-/// nothing behind: no state, no cgroup, no unit.
+/// naming the unit and the job's result, in runc's words; a unit systemd
+/// refuses (a property it does not know) fails with systemd's words, as
+/// under runc. Either way nothing is left behind: no state, no cgroup, no
+/// unit.
 #[test]
 fn a_failed_start_job_is_refused_as_runc_refuses_it() {
     if !systemd_is_init() {
@@ -714,28 +716,33 @@ fn a_failed_start_job_is_refused_as_runc_refuses_it() {
     if let Some(runc) = require_runc!() {
         runtimes.push(TestEnv::new(runc));
     }
+    let failing = json!({
+        "org.systemd.property.Requires": "['keel-fails.service']",
+        "org.systemd.property.After": "['keel-fails.service']",
+    });
+    let refused = json!({ "org.systemd.property.NoSuchProperty": "true" });
     for env in &runtimes {
-        let id = format!("{}fail{}", env.rt.name, std::process::id());
-        let unit = format!("keel-test-{id}.scope");
-        let mut b = scoped_bundle(env, &id);
-        b.set(
-            "/annotations",
-            json!({
-                "org.systemd.property.Requires": "['keel-fails.service']",
-                "org.systemd.property.After": "['keel-fails.service']",
-            }),
-        );
-        b.save().expect("save config.json");
-        let dir = b.dir.to_string_lossy().into_owned();
-        let o = env.cmd(&["--systemd-cgroup", "run", "--bundle", &dir, "--detach", &id]);
-        o.expect_fail(&format!("{} run with a failing start job", env.rt.name));
-        let want = format!("error creating systemd unit `{unit}`: got `dependency`");
-        assert!(o.stderr.contains(&want), "{}: {o}", env.rt.name);
-        let state = unit_prop(&unit, "ActiveState");
-        assert!(state == "inactive" || state.is_empty(), "{unit} {state}");
-        assert_no_leaks(env, &id);
-        for d in cgroup_dirs(&format!("system.slice/{unit}")) {
-            assert!(!d.exists(), "{} left behind", d.display());
+        for (n, annotations) in [&failing, &refused].into_iter().enumerate() {
+            let id = format!("{}fail{n}-{}", env.rt.name, std::process::id());
+            let unit = format!("keel-test-{id}.scope");
+            let mut b = scoped_bundle(env, &id);
+            b.set("/annotations", annotations.clone());
+            b.save().expect("save config.json");
+            let dir = b.dir.to_string_lossy().into_owned();
+            let o = env.cmd(&["--systemd-cgroup", "run", "--bundle", &dir, "--detach", &id]);
+            o.expect_fail(&format!("{} run with a failing unit", env.rt.name));
+            let want = if n == 0 {
+                format!("error creating systemd unit `{unit}`: got `dependency`")
+            } else {
+                "Cannot set property NoSuchProperty, or unknown property.".to_string()
+            };
+            assert!(o.stderr.contains(&want), "{}: {o}", env.rt.name);
+            let state = unit_prop(&unit, "ActiveState");
+            assert!(state == "inactive" || state.is_empty(), "{unit} {state}");
+            assert_no_leaks(env, &id);
+            for d in cgroup_dirs(&format!("system.slice/{unit}")) {
+                assert!(!d.exists(), "{} left behind", d.display());
+            }
         }
         systemctl(&["reset-failed", "keel-fails.service"]);
     }
