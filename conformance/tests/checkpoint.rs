@@ -1364,6 +1364,48 @@ fn mounts_tmpfs_and_masked_paths_survive_restore() {
     });
 }
 
+/// A bind mount inside another's destination (`/data/inner` under the
+/// bind of `data`) whose mount point is gone from the outer source by the
+/// restore (a fresh copy of the data on another host, say): the restore
+/// makes it in that source, binding it while it makes the mount points
+/// (runc's prepareCriuRestoreMounts), and the container counts on with
+/// the inner mount in place.
+#[test]
+fn bind_mount_inside_a_bind_mount() {
+    each_runtime(|env, criu| {
+        let name = env.rt.name;
+        let (mut b, file) = counter(env, "ctr", None);
+        let inner = b.dir.join("inner");
+        std::fs::create_dir_all(&inner).expect("mkdir inner");
+        std::fs::write(inner.join("mark"), "inner\n").expect("write mark");
+        b.push(
+            "/mounts",
+            json!({"destination": "/data/inner", "type": "bind",
+                   "source": inner.to_string_lossy(), "options": ["rbind", "rw"]}),
+        );
+        b.save().expect("save config");
+        let _run = start_counter(env, criu, &b, &file);
+        let dumped = count(&file);
+        let images = dump(env, criu, &[]);
+        let point = file.parent().expect("data dir").join("inner");
+        std::fs::remove_dir(&point).expect("remove the inner mount point");
+        let _restored = restore(env, criu, &b, &images, &["-d"], "ctr").ok("restore");
+        let pid = pid_of(env, "ctr");
+        assert!(
+            wait_until(SEC10, || count(&file) > dumped + 2),
+            "{name}: the restored counter does not count"
+        );
+        let mark = std::fs::read_to_string(format!("/proc/{pid}/root/data/inner/mark"));
+        assert_eq!(
+            mark.ok().as_deref(),
+            Some("inner\n"),
+            "{name}: the inner mount after restore"
+        );
+        assert!(point.is_dir(), "{name}: no mount point in the outer source");
+        delete_leaving_nothing(env, criu, "ctr");
+    });
+}
+
 /// keel killed with SIGKILL in the middle of a restore (a prestart hook
 /// holds it there): CRIU gives up with its caller gone, and `delete
 /// --force` removes what is left (state, cgroups), leaving nothing.
