@@ -2,7 +2,9 @@
 # The test command of keel (CI runs it through .ci/run).
 #
 # Installs what the tests need if it is missing (a CRIU >= 4.1 through
-# scripts/criu.sh), then runs, in order:
+# scripts/criu.sh, keel's WebAssembly executor through scripts/wasm.sh),
+# then runs, in order:
+#   scripts/wasm.sh, scripts/wasm.sh --lint   (the executor: build, fmt and clippy; cached)
 #   cargo fmt --all -- --check
 #   cargo clippy --workspace --all-targets -- -D warnings
 #   cargo build --workspace
@@ -100,6 +102,19 @@ step() {
 log "keel tests on $(uname -sr), $(nproc) cores; $(cargo --version)"
 log "time budget ${budget}s"
 
+# keel's WebAssembly executor (wasm/, outside the workspace: wasmtime is a
+# long build that keel's own binary does not contain) for the wasm
+# container tests (conformance/tests/wasm.rs): scripts/wasm.sh builds it
+# once, cached in /var/cache/keel by the hash of its sources, and prints
+# its path; the lint step checks the crate's fmt and clippy (cached too).
+# Without an executor those tests say SKIPPED.
+wasm_out=$(mktemp)
+if step wasm-executor sh -c 'scripts/wasm.sh >"$1"' sh "$wasm_out"; then
+	KEEL_WASM_EXECUTOR=$(cat "$wasm_out")
+	export KEEL_WASM_EXECUTOR
+fi
+rm -f "$wasm_out"
+step wasm-lint scripts/wasm.sh --lint || true
 step fmt cargo fmt --all -- --check || true
 step clippy cargo clippy --workspace --all-targets -- -D warnings || true
 if step build cargo build --workspace; then

@@ -28,6 +28,7 @@ mod leaks;
 pub mod rootless;
 pub mod shared;
 mod snapshot;
+pub mod wasm;
 pub mod wsstream;
 
 pub use bundle::Bundle;

@@ -224,6 +224,9 @@ impl ContainerBuilder {
         plan.process.stdio = self.stdio.take();
         plan.process.keep_stdio_owner = self.keep_stdio_owner;
         plan.process.executor = self.executor.take();
+        if crate::wasm::wanted(&bundle.spec) {
+            plan.process.interpreter = Some(crate::wasm::open_executor(runtime.origin())?);
+        }
         let dir = StateDir::create(&self.root, &self.id)?;
         let mut made = Made::default();
         let result = self.create_in(runtime, &dir, &bundle, &plan, &cgroups, &mut made);

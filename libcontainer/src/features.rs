@@ -36,8 +36,23 @@ pub fn features() -> serde_json::Value {
         },
         "annotations": {
             "io.github.keel.version": env!("CARGO_PKG_VERSION"),
-        }
+            // crun's `run.oci.crun.wasm`: whether the wasm handler can run
+            // here (keel's executor is where a container would look for it).
+            "run.oci.keel.wasm": wasm_executor_found().to_string(),
+        },
+        // Config annotations that change how keel runs the container.
+        "potentiallyUnsafeConfigAnnotations": [
+            crate::wasm::HANDLER_ANNOTATION,
+            crate::wasm::VARIANT_ANNOTATION,
+        ],
     })
+}
+
+/// `features` runs before any re-execution, so its own binary's path says
+/// where the executor would be looked for.
+fn wasm_executor_found() -> bool {
+    let own = std::env::current_exe().ok();
+    crate::wasm::executor_path(own.as_deref()).is_some_and(|p| p.is_file())
 }
 
 const MOUNT_OPTIONS: &[&str] = &[

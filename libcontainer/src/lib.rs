@@ -49,6 +49,7 @@ pub(crate) mod security;
 pub mod spec;
 pub mod state;
 mod sys;
+pub mod wasm;
 /// pidfds, for embedders that track a container's processes (the shim):
 /// a signal through one never hits a recycled pid.
 pub use sys::{pidfd_open, pidfd_send_signal};

@@ -30,6 +30,8 @@ use std::marker::PhantomData;
 #[derive(Debug)]
 pub struct Runtime {
     protection: Protection,
+    /// The path the process's binary was started from, when known.
+    origin: Option<std::path::PathBuf>,
     _one_thread: PhantomData<*const ()>,
 }
 
@@ -61,9 +63,10 @@ impl Runtime {
         if threads != 1 {
             return Err(Error::MultiThreaded(threads));
         }
-        let protection = crate::security::exe::protect(std::env::args_os().collect())?;
+        let (protection, origin) = crate::security::exe::protect(std::env::args_os().collect())?;
         Ok(Runtime {
             protection,
+            origin,
             _one_thread: PhantomData,
         })
     }
@@ -83,6 +86,13 @@ impl Runtime {
     /// comes when that process exits, not on its way up.
     pub fn view_of_this_binary() -> Result<std::os::fd::OwnedFd> {
         crate::security::exe::view()
+    }
+
+    /// The path this process's binary was started from (before the
+    /// re-execution from a read-only view), when known: the WebAssembly
+    /// executor is looked for next to it.
+    pub fn origin(&self) -> Option<&std::path::Path> {
+        self.origin.as_deref()
     }
 }
 

@@ -243,8 +243,8 @@ fn run_child(
                 program::run_executor(executor.as_ref(), &exe, plan)
             }
             None => {
-                let Err(err) = nix::unistd::execve(&exe.path, &plan.args, &exe.env);
-                Error::sys(format!("exec {}", exe.path.to_string_lossy()), err)
+                let (context, err) = program::exec(&exe, plan);
+                Error::sys(context, err)
             }
         },
         Err(e) => e,

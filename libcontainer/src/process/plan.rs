@@ -133,6 +133,9 @@ pub struct ProcessPlan {
     pub warnings: Vec<String>,
     /// The embedder's code to run instead of execve.
     pub executor: Option<Box<dyn crate::Executor>>,
+    /// The WebAssembly executor that runs `args[0]` (a module) in place of
+    /// execve of it (see [`crate::wasm`]).
+    pub interpreter: Option<crate::wasm::Interpreter>,
 }
 
 /// What of the container's `linux` section applies to every process of
@@ -686,6 +689,7 @@ impl ProcessPlan {
             stdio: None,
             keep_stdio_owner: false,
             executor: None,
+            interpreter: None,
             warnings: caps
                 .as_ref()
                 .map(Capabilities::ambient_warnings)

@@ -40,7 +40,11 @@ pub fn prepare(
     // fd past stdio and --preserve-fds is closed but the sync channel and
     // `keep` (close-on-exec both), as runc's init, a new exec of runc, holds
     // only those. Nothing opened before this is used after it.
-    let keep = [Some(chan.as_fd().as_raw_fd()), keep.map(|k| k.as_raw_fd())];
+    let keep = [
+        Some(chan.as_fd().as_raw_fd()),
+        keep.map(|k| k.as_raw_fd()),
+        plan.interpreter.as_ref().map(|i| i.fd.as_raw_fd()),
+    ];
     crate::sys::close_from(
         3 + plan.preserve_fds,
         &keep.into_iter().flatten().collect::<Vec<_>>(),
@@ -73,8 +77,9 @@ pub fn prepare(
     if let Some(p) = plan.personality {
         tuning::set_personality(p)?;
     }
-    let path = match &plan.executor {
-        Some(executor) => {
+    let path = match (&plan.executor, &plan.interpreter) {
+        (_, Some(_)) => find_module(plan)?,
+        (Some(executor), None) => {
             let invocation = Invocation {
                 args: &plan.args,
                 env: &env,
@@ -87,7 +92,7 @@ pub fn prepare(
                 })?;
             plan.args.first().cloned().unwrap_or_default()
         }
-        None => find_executable(plan)?,
+        (None, None) => find_executable(plan)?,
     };
     Ok(Program { path, env })
 }
@@ -181,17 +186,46 @@ fn install_seccomp(plan: &ProcessPlan, chan: &Channel) -> Result<()> {
 /// cannot be run after all (its `libcontainer.Init`: the error on stderr,
 /// exit 255, runc 1.2+; the program may have gone since create).
 pub fn execute(program: &Program, plan: &ProcessPlan) -> ! {
-    let exe = &program.path;
-    let Err(err) = nix::unistd::execve(exe, &plan.args, &program.env);
+    let (context, err) = exec(program, plan);
     // Not eprintln!: it panics when stderr is gone.
     let _ = writeln!(
         std::io::stderr(),
-        "exec {}: {}",
-        exe.to_string_lossy(),
+        "{context}: {}",
         crate::error::go_errno_text(err)
     );
     // SAFETY: leave without running destructors or atexit handlers.
     unsafe { libc::_exit(255) }
+}
+
+/// execve of the program, or of the WebAssembly executor (through the fd
+/// opened before the container existed) with the module and its args;
+/// returns only on failure: what failed (runc's words for a native
+/// program) and why.
+pub fn exec(program: &Program, plan: &ProcessPlan) -> (String, Errno) {
+    let Some(interp) = &plan.interpreter else {
+        let Err(err) = nix::unistd::execve(&program.path, &plan.args, &program.env);
+        return (format!("exec {}", program.path.to_string_lossy()), err);
+    };
+    let argv = interp.argv(&plan.args);
+    let Err(err) = nix::unistd::execveat(
+        interp.fd.as_fd(),
+        c"",
+        &argv,
+        &program.env,
+        nix::fcntl::AtFlags::AT_EMPTY_PATH,
+    );
+    let hint = match err {
+        Errno::EPERM | Errno::EACCES if plan.seccomp.is_some() => {
+            " (the seccomp profile must allow execveat)"
+        }
+        _ => "",
+    };
+    let context = format!(
+        "exec the WebAssembly executor {} for {}{hint}",
+        interp.path.display(),
+        program.path.to_string_lossy()
+    );
+    (context, err)
 }
 
 /// The embedder's executor instead of execve (see [`crate::Executor`]):
@@ -342,6 +376,27 @@ fn fix_stdio_permissions(uid: u32) -> Result<()> {
 
 fn cwd_error(plan: &ProcessPlan, errno: Errno) -> Error {
     Error::sys(format!("process.cwd: chdir {}", plan.cwd.display()), errno)
+}
+
+/// The module a WebAssembly container runs: `args[0]`, a file inside the
+/// container (relative to the cwd, as the executor opens it), checked as
+/// runc checks a program before waiting for start.
+fn find_module(plan: &ProcessPlan) -> Result<CString> {
+    let Some(arg0) = plan.args.first() else {
+        return Err(Error::invalid("process.args", "args must not be empty"));
+    };
+    let name = Path::new(std::ffi::OsStr::from_bytes(arg0.as_bytes()));
+    match std::fs::metadata(name) {
+        Ok(m) if m.is_file() => Ok(arg0.clone()),
+        Ok(_) => Err(Error::Init {
+            context: format!("wasm module {name:?}: not a regular file"),
+            errno: None,
+        }),
+        Err(e) => Err(Error::sys(
+            format!("wasm module {name:?}: stat {}", name.display()),
+            e.raw_os_error().map_or(Errno::ENOENT, Errno::from_raw),
+        )),
+    }
 }
 
 /// args[0] looked up in the container's $PATH, as runc does before waiting

@@ -24,9 +24,10 @@
 use crate::error::{Error, Result, SysContext};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, SealFlag};
-use std::ffi::{CString, OsString};
+use std::ffi::{CStr, CString, OsString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
 
 const SEALS: SealFlag = SealFlag::from_bits_truncate(
     SealFlag::F_SEAL_SEAL.bits()
@@ -50,18 +51,31 @@ pub enum Protection {
 /// or failing that from a sealed memfd copy; it does not return then. Call
 /// it first thing in a program that creates containers or runs processes
 /// in them, while single-threaded.
-pub fn protect(args: Vec<OsString>) -> Result<Protection> {
+pub fn protect(args: Vec<OsString>) -> Result<(Protection, Option<PathBuf>)> {
+    // Where the binary was before a re-exec hid it: /proc/self/exe of a
+    // detached bind mount or a memfd no longer says.
+    let inherited = std::env::var_os(ORIGIN_ENV).map(PathBuf::from);
+    std::env::remove_var(ORIGIN_ENV);
+    // A program started from a view by another (the shim's server) is told
+    // its path by argv[0].
+    let argv0 = args
+        .first()
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
     let exe = open_exe()?;
     if nix::fcntl::fcntl(&exe, FcntlArg::F_GET_SEALS)
         .is_ok_and(|s| SealFlag::from_bits_truncate(s).contains(SEALS))
     {
-        return Ok(Protection::Sealed);
+        return Ok((Protection::Sealed, inherited.or(argv0)));
     }
     let vfs = nix::sys::statvfs::fstatvfs(&exe).ctx(|| "statvfs /proc/self/exe".into())?;
     if vfs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
-        return Ok(Protection::ReadOnlyMount);
+        return Ok((
+            Protection::ReadOnlyMount,
+            inherited.or_else(own_path).or(argv0),
+        ));
     }
-    reexec(&view_of(&exe)?, args)
+    reexec(&view_of(&exe)?, args, own_path())
 }
 
 /// A read-only view of this process's binary, to execute: a detached
@@ -83,18 +97,52 @@ fn open_exe() -> Result<OwnedFd> {
 }
 
 fn view_of(exe: &OwnedFd) -> Result<OwnedFd> {
-    match readonly_bind() {
+    match readonly_bind(c"/proc/self/exe") {
         Ok(fd) => Ok(fd),
         Err(_) => sealed_copy(exe),
     }
 }
 
-/// A detached, read-only bind mount of our binary (an O_PATH fd to it).
+/// Carries the binary's path across the re-exec; removed from the
+/// environment at once on the other side.
+const ORIGIN_ENV: &str = "_KEEL_ORIGIN";
+
+/// This binary's path as /proc/self/exe says it, unless it is a detached
+/// view (`/`) or a memfd.
+fn own_path() -> Option<PathBuf> {
+    std::fs::read_link("/proc/self/exe")
+        .ok()
+        .filter(|p| p.is_absolute() && p.as_os_str() != "/" && p.exists())
+}
+
+/// A detached, read-only bind mount of a binary (an O_PATH fd to it).
 /// Through it, /proc/<pid>/exe gives only EROFS to an open for writing.
-fn readonly_bind() -> nix::Result<OwnedFd> {
-    let tree = crate::sys::open_tree_clone(c"/proc/self/exe", false)?;
+fn readonly_bind(binary: &CStr) -> nix::Result<OwnedFd> {
+    let tree = crate::sys::open_tree_clone(binary, false)?;
     crate::sys::mount_setattr(tree.as_fd(), false, libc::MOUNT_ATTR_RDONLY, 0)?;
     Ok(tree)
+}
+
+/// A close-on-exec fd to execute `binary` from, which nobody can write
+/// through (the same views as for keel's own binary): a detached read-only
+/// bind mount of it, or a sealed copy where that cannot be made.
+pub fn readonly_view(binary: &Path) -> Result<OwnedFd> {
+    let c = CString::new(binary.as_os_str().as_bytes()).map_err(|_| {
+        Error::sys(
+            format!("{}: the path contains a NUL byte", binary.display()),
+            Errno::EINVAL,
+        )
+    })?;
+    if let Ok(fd) = readonly_bind(&c) {
+        return Ok(fd);
+    }
+    let file = nix::fcntl::open(
+        c.as_c_str(),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| format!("open {}", binary.display()))?;
+    sealed_copy(&file)
 }
 
 /// A sealed, executable memfd with the contents of `exe`.
@@ -134,14 +182,20 @@ fn sealed_copy(exe: &OwnedFd) -> Result<OwnedFd> {
     Ok(mfd)
 }
 
-fn reexec(binary: &OwnedFd, args: Vec<OsString>) -> Result<Protection> {
+fn reexec(
+    binary: &OwnedFd,
+    args: Vec<OsString>,
+    origin: Option<PathBuf>,
+) -> Result<(Protection, Option<PathBuf>)> {
     let cstr = |v: Vec<u8>| CString::new(v).map_err(|_| Errno::EINVAL);
     let argv = args
         .into_iter()
         .map(|a| cstr(a.into_vec()))
         .collect::<std::result::Result<Vec<_>, _>>()
         .ctx(|| "re-exec: an argument contains a NUL byte".into())?;
+    let origin = origin.map(|p| (OsString::from(ORIGIN_ENV), p.into_os_string()));
     let env = std::env::vars_os()
+        .chain(origin)
         .map(|(k, v)| {
             let mut e = k.into_vec();
             e.push(b'=');
@@ -214,7 +268,7 @@ mod tests {
             eprintln!("SKIPPED readonly_bind_refuses_writes: needs root");
             return;
         }
-        let view = readonly_bind().expect("read-only bind of /proc/self/exe");
+        let view = readonly_bind(c"/proc/self/exe").expect("read-only bind of /proc/self/exe");
         let path = format!("/proc/self/fd/{}", view.as_raw_fd());
         let vfs = nix::sys::statvfs::statvfs(path.as_str()).expect("statvfs");
         assert!(vfs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
