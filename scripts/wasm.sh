@@ -37,7 +37,7 @@ if [[ -f "$out/done" ]]; then
 	exit 0
 fi
 
-mkdir -p "$cache"
+mkdir -p "$out"
 host=$(rustc -vV | sed -n 's/^host: //p')
 export CARGO_TARGET_DIR="$cache/keel-wasm-target"
 # Static (the container may have no libc); --target keeps the flag off the
@@ -50,7 +50,6 @@ if [[ "$mode" == lint ]]; then
 else
 	log "building keel-wasm (wasmtime; minutes on a cold cache)"
 	cargo build --locked --release --target "$host" --bins --examples
-	mkdir -p "$out"
 	cp "$CARGO_TARGET_DIR/$host/release/keel-wasm" "$out/keel-wasm"
 	cp "$CARGO_TARGET_DIR/$host/release/examples/wat2wasm" "$out/wat2wasm"
 fi

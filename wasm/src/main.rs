@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     match run::run(std::path::Path::new(&module), &guest_args) {
-        Ok(code) => ExitCode::from(code as u8),
+        Ok(code) => ExitCode::from(code),
         Err(run::Failure { status, message }) => {
             eprintln!("keel-wasm: {}: {message}", module.to_string_lossy());
             ExitCode::from(status)

@@ -58,10 +58,7 @@ pub fn protect(args: Vec<OsString>) -> Result<(Protection, Option<PathBuf>)> {
     std::env::remove_var(ORIGIN_ENV);
     // A program started from a view by another (the shim's server) is told
     // its path by argv[0].
-    let argv0 = args
-        .first()
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute());
+    let argv0 = args.first().map(PathBuf::from).filter(|p| p.is_absolute());
     let exe = open_exe()?;
     if nix::fcntl::fcntl(&exe, FcntlArg::F_GET_SEALS)
         .is_ok_and(|s| SealFlag::from_bits_truncate(s).contains(SEALS))
