@@ -237,20 +237,23 @@ impl StateDir {
 
     pub fn remove(self) -> Result<()> {
         // A restore killed midway leaves the rootfs bound in here
-        // (criu-root): removing through that mount would empty the rootfs.
-        let real =
-            std::fs::canonicalize(&self.path).ctx(|| format!("resolve {}", self.path.display()))?;
-        for m in crate::mountinfo::read_self()?
-            .iter()
-            .rev()
-            .filter(|m| m.mount_point.starts_with(&real))
-        {
-            nix::mount::umount2(&m.mount_point, nix::mount::MntFlags::MNT_DETACH)
-                .ctx(|| format!("unmount {}", m.mount_point.display()))?;
+        // (RESTORE_ROOT): removing through that mount would empty the
+        // rootfs. It is the only mount keel makes here: one stat otherwise.
+        let restore_root = self.path.join(RESTORE_ROOT);
+        if restore_root.exists() {
+            match nix::mount::umount2(&restore_root, nix::mount::MntFlags::MNT_DETACH) {
+                Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+                Err(e) => {
+                    return Err(e).ctx(|| format!("unmount {}", restore_root.display()));
+                }
+            }
         }
         std::fs::remove_dir_all(&self.path).ctx(|| format!("remove {}", self.path.display()))
     }
 }
+
+/// Where a restore binds the rootfs for CRIU, in the state directory.
+pub(crate) const RESTORE_ROOT: &str = "criu-root";
 
 /// Removes what a create killed midway left (a state directory without
 /// state.json): the processes in its cgroups, the cgroups, the directory.

@@ -375,7 +375,7 @@ fn read_descriptors(path: &Path) -> Result<Vec<String>> {
     })
 }
 
-/// The rootfs bound at `<state dir>/criu-root` for the restore: CRIU wants
+/// The rootfs bound at `<state dir>/criu-root` (RESTORE_ROOT) for the restore: CRIU wants
 /// its root to be a mount point whose parent is not over-mounted. Unmounted
 /// and removed on drop.
 struct RestoreRoot(PathBuf);
@@ -523,7 +523,7 @@ fn restore_in(
     let (work, log) = c.work_dir("restore.log")?;
     made.cgroups = cgroups.create()?;
     mountpoints::prepare(bundle)?;
-    let root = RestoreRoot::bind(&bundle.rootfs, dir.path.join("criu-root"))?;
+    let root = RestoreRoot::bind(&bundle.rootfs, dir.path.join(crate::state::RESTORE_ROOT))?;
     let annotations = bundle.spec.annotations().as_ref();
     let mut o = c.rpc(&images, work.as_ref(), "restore.log", annotations);
     o.root = Some(root.0.to_string_lossy().into_owned());
