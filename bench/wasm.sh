@@ -9,7 +9,9 @@
 # Usage: bench/wasm.sh [N]        (default 20)
 # keel is the release artefact (scripts/release.sh) unless KEEL names a
 # binary; the executor is scripts/wasm.sh's unless KEEL_WASM_EXECUTOR
-# names one.
+# names one. KEEL_BASELINE names another keel (say, a release build from
+# before a change) whose native run is timed too, interleaved, to show
+# that native containers did not get slower.
 #
 # Needs root. Everything runs in one private mount namespace; the
 # containers' cgroups are under keel-bench-wasm/ and removed at the end.
@@ -72,25 +74,32 @@ now() { date +%s%6N; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # timed NAME CMD...: runs CMD (stdout checked for the module's line where
-# it prints one), appends its time (us) to $work/NAME.
+# it prints one), appends its time (us) to $work/t-NAME.
 timed() {
 	local name="$1" t0 t1 out
 	shift
 	t0=$(now)
 	out=$("$@" 2>"$work/err") || die "$name: $(cat "$work/err")"
 	t1=$(now)
-	[[ "$name" == native || "$out" == "hello from wasm" ]] || die "$name printed '$out'"
-	echo $((t1 - t0)) >>"$work/$name"
+	[[ "$name" == native || "$name" == baseline || "$out" == "hello from wasm" ]] || die "$name printed '$out'"
+	echo $((t1 - t0)) >>"$work/t-$name"
 }
 
 for _ in $(seq "$n"); do
 	timed executor "$exe" "$work/hello.wasm"
 	timed keel-wasm "$keel" --root "$work/root" run -b "$work/wasm" c </dev/null
 	timed native "$keel" --root "$work/root" run -b "$work/native" c </dev/null
+	if [ -n "${KEEL_BASELINE:-}" ]; then
+		timed baseline "$KEEL_BASELINE" --root "$work/root" run -b "$work/native" c </dev/null
+	fi
 done
 
-ms() { median <"$work/$1" | awk '{ printf "%.1f", $1 / 1000 }'; }
+ms() { median <"$work/t-$1" | awk '{ printf "%.1f", $1 / 1000 }'; }
 printf 'wasm start-up, median of %s (ms): executor alone %s, keel run (wasm) %s, keel run (native /bin/true) %s\n' \
 	"$n" "$(ms executor)" "$(ms keel-wasm)" "$(ms native)"
+if [ -n "${KEEL_BASELINE:-}" ]; then
+	printf 'native keel run: %s ms, baseline %s ms (ratio %s)\n' "$(ms native)" "$(ms baseline)" \
+		"$(awk -v a="$(ms native)" -v b="$(ms baseline)" 'BEGIN { printf "%.2f", a / b }')"
+fi
 printf 'keel run (wasm) - executor alone: %s ms\n' \
 	"$(awk -v a="$(ms keel-wasm)" -v b="$(ms executor)" 'BEGIN { printf "%.1f", a - b }')"
