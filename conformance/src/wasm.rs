@@ -86,14 +86,18 @@ pub fn bundle(b: &mut Bundle, executor: &Path, name: &str, dest: &str) {
 }
 
 /// `bin` (keel or the shim) as installed with the executor: hard-linked
-/// into `dir` (so that its own path is there), `keel-wasm` beside it.
+/// (or copied) into `dir`, so that its own path is there, `keel-wasm`
+/// beside it.
 /// Returns the link's path.
 pub fn install_beside(bin: &Path, executor: &Path, dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
     let name = bin.file_name().context("a binary's file name")?;
     let linked = dir.join(name);
-    std::fs::hard_link(bin, &linked)
-        .with_context(|| format!("link {} to {}", bin.display(), linked.display()))?;
+    // A copy where a link cannot be made (another filesystem).
+    if std::fs::hard_link(bin, &linked).is_err() {
+        std::fs::copy(bin, &linked)
+            .with_context(|| format!("copy {} to {}", bin.display(), linked.display()))?;
+    }
     let beside = dir.join("keel-wasm");
     if !beside.exists() {
         std::os::unix::fs::symlink(executor, &beside)
