@@ -467,3 +467,46 @@ fn the_shim_runs_a_module_with_the_annotation() {
     assert_eq!(lines[..2], ["/wasm/echo.wasm", "from-ctr"], "{out:?}");
     assert!(lines.contains(&"GREETING=hi"), "{out:?}");
 }
+
+/// The running executor is a read-only view of the host's binary (a
+/// container process cannot write it through /proc/<pid>/exe:
+/// CVE-2019-5736), and holds no fd of the runtime's (only stdio and the
+/// directories it preopens for the guest).
+#[test]
+fn the_executor_runs_read_only_without_runtime_fds() {
+    let Some(exe) = executor() else { return };
+    let env = TestEnv::keel();
+    let b = module_bundle(&env, &exe, "view", "loop", "/loop.wasm");
+    b.save().expect("save config");
+    let dir = b.dir.to_string_lossy();
+    keel(&env, &exe, &["run", "-d", "--bundle", &dir, "view"]).expect_ok("run -d loop.wasm");
+    let pid = env.state("view").expect("state")["pid"]
+        .as_i64()
+        .expect("pid");
+    let image = format!("/proc/{pid}/exe");
+    let vfs = nix::sys::statvfs::statvfs(image.as_str()).expect("statvfs exe");
+    assert!(
+        vfs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY),
+        "the executor runs from a writable mount"
+    );
+    let write = std::fs::OpenOptions::new().write(true).open(&image);
+    assert!(write.is_err(), "opened the running executor for writing");
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read fds")
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let n: i32 = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            (n > 2).then(|| format!("{n} -> {}", target.display()))
+        })
+        .collect();
+    let runtime = env.root.display().to_string();
+    for fd in &fds {
+        assert!(
+            !fd.contains("keel-wasm") && !fd.contains(&runtime) && !fd.contains("exec.fifo"),
+            "runtime fd in the executor: {fds:?}"
+        );
+    }
+    keel(&env, &exe, &["delete", "-f", "view"]).expect_ok("delete -f");
+    assert_no_leaks(&env, "view");
+}
