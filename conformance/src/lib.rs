@@ -151,6 +151,25 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// The count a test's counter last wrote (`echo $i > FILE` in a loop),
+/// as `read` returns the file's text; `None` from `read` means there is no
+/// counter (0). The shell truncates the file before each write, so a read
+/// can find it empty: such a read is retried, for up to 10 s (then 0).
+pub fn read_counter(mut read: impl FnMut() -> Option<String>) -> u32 {
+    let mut n = 0;
+    wait_until(Duration::from_secs(10), || match read() {
+        Some(text) => match text.trim().parse() {
+            Ok(v) => {
+                n = v;
+                true
+            }
+            Err(_) => false,
+        },
+        None => true,
+    });
+    n
+}
+
 /// Skips the calling test (with the reason on stderr) when runc is missing:
 /// `let Some(runc) = require_runc!() else { return };`
 #[macro_export]

@@ -12,7 +12,7 @@
 //! through `--log`.
 
 use keel_conformance::criu::criu;
-use keel_conformance::{assert_no_leaks, wait_until, Bundle, Runtime, TestEnv};
+use keel_conformance::{assert_no_leaks, read_counter, wait_until, Bundle, Runtime, TestEnv};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
@@ -115,21 +115,9 @@ fn counter(env: &TestEnv, id: &str, limit: Option<u32>) -> (Bundle, PathBuf) {
     (b, data.join("count"))
 }
 
-/// The count in `file`; 0 if there is none. (The shell truncates the
-/// file before each write: an empty read is retried.)
+/// The count in `file`; 0 if there is none.
 fn count(file: &Path) -> u32 {
-    let mut n = 0;
-    wait_until(SEC10, || {
-        match std::fs::read_to_string(file).map(|s| s.trim().parse()) {
-            Ok(Ok(v)) => {
-                n = v;
-                true
-            }
-            Ok(Err(_)) => false,
-            Err(_) => true,
-        }
-    });
-    n
+    read_counter(|| std::fs::read_to_string(file).ok())
 }
 
 /// Starts the counter detached and waits until it has counted to 3.

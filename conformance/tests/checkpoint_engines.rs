@@ -10,7 +10,7 @@
 
 use keel_conformance::containerd::{self, Containerd, KEEL_SHIM, RUNC_SHIM};
 use keel_conformance::criu;
-use keel_conformance::wait_until;
+use keel_conformance::{read_counter, wait_until};
 use std::time::Duration;
 
 const SEC10: Duration = Duration::from_secs(10);
@@ -30,16 +30,18 @@ fn containerd() -> Option<Containerd> {
 
 /// The counter's count, read in the task (0 while there is none).
 fn ctr_count(c: &Containerd, id: &str) -> u32 {
-    let o = c.ctr(&[
-        "task",
-        "exec",
-        "--exec-id",
-        "count",
-        id,
-        "cat",
-        "/dev/shm/count",
-    ]);
-    o.stdout.trim().parse().unwrap_or(0)
+    read_counter(|| {
+        let o = c.ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            "count",
+            id,
+            "cat",
+            "/dev/shm/count",
+        ]);
+        (o.code == 0).then_some(o.stdout)
+    })
 }
 
 /// `ctr c checkpoint --task` of a running counter, then `ctr c restore

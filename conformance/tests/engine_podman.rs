@@ -155,8 +155,10 @@ const COUNTER: &str = "sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count;
 
 /// The counter's count, read in the container (0 while there is none).
 fn count(p: &Podman, rt: &Runtime, name: &str) -> u32 {
-    let o = p.pm(rt, &format!("exec {name} cat /tmp/count"));
-    o.stdout.trim().parse().unwrap_or(0)
+    keel_conformance::read_counter(|| {
+        let o = p.pm(rt, &format!("exec {name} cat /tmp/count"));
+        (o.code == 0).then_some(o.stdout)
+    })
 }
 
 /// A counter checkpointed (stopped) with `dump` flags and brought back
@@ -190,7 +192,14 @@ fn checkpoint_round_trip(
         expect_code(&o, 0, "container restore")?;
         let after = count(p, rt, name);
         if after < before {
-            fail!("restored at {after}, checkpointed at {before}: not the same counter");
+            let o = p.pm(rt, &format!("exec {name} cat /tmp/count"));
+            fail!(
+                "restored at {after}, checkpointed at {before}: not the same counter \
+                 (exec now: {} {:?} {:?})",
+                o.code,
+                o.stdout,
+                o.stderr
+            );
         }
         if !keel_conformance::wait_until(Duration::from_secs(10), || count(p, rt, name) > after) {
             fail!("the restored counter does not count");
