@@ -8,7 +8,7 @@ use libkeel::checkpoint::{CheckpointOptions, CriuOptions, RestoreOptions};
 use libkeel::{Container, ContainerBuilder};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// The options both commands share; the image path defaults to runc's,
 /// `checkpoint` in the current directory.
@@ -45,7 +45,9 @@ fn criu_options(a: &CriuArgs, criu: Option<&Path>) -> Result<CriuOptions> {
 }
 
 /// `--parent-path`, as runc checks it: relative to the image path, and a
-/// directory there.
+/// directory there. Joined lexically as runc's filepath.Join does: the
+/// image directory of a dump does not exist yet, so `images/../parent`
+/// would not resolve.
 fn parent_path(images: &Path, parent: Option<&Path>) -> Result<Option<PathBuf>> {
     let Some(parent) = parent else {
         return Ok(None);
@@ -53,7 +55,16 @@ fn parent_path(images: &Path, parent: Option<&Path>) -> Result<Option<PathBuf>> 
     if parent.is_absolute() {
         bail!("--parent-path must be relative");
     }
-    let real = images.join(parent);
+    let mut real = images.to_path_buf();
+    for c in parent.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if real.file_name().is_some() => {
+                real.pop();
+            }
+            c => real.push(c),
+        }
+    }
     match std::fs::metadata(&real) {
         Ok(m) if m.is_dir() => Ok(Some(parent.to_path_buf())),
         Ok(_) => bail!(
