@@ -3,27 +3,12 @@
 //! builds one if it must).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 /// The CRIU (>= 4.1) to use, or None after printing why a test skips.
 pub fn criu() -> Option<PathBuf> {
     static CRIU: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let found = CRIU.get_or_init(|| {
-        if let Some(p) = std::env::var_os("KEEL_CRIU").filter(|p| !p.is_empty()) {
-            return Ok(PathBuf::from(p));
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/criu.sh");
-        let out = Command::new(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("run {}: {e}", script.display()))?;
-        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if !out.status.success() || path.is_empty() {
-            return Err(format!("{} could not provide CRIU", script.display()));
-        }
-        Ok(PathBuf::from(path))
-    });
+    let found = CRIU.get_or_init(|| crate::cached_tool("KEEL_CRIU", "criu.sh"));
     match found {
         Ok(p) => Some(p.clone()),
         Err(why) => {

@@ -37,7 +37,7 @@ pub use leaks::{assert_no_leaks, find_leaks, marked_processes};
 pub use snapshot::Snapshot;
 
 use anyhow::{anyhow, Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A helper program from `conformance/helpers/<name>.rs`, built statically
@@ -149,6 +149,28 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A tool built and cached outside the checkout by a script of
+/// `scripts/` (CRIU, the WebAssembly executor): `$env` when set (scripts/
+/// test.sh sets it from the script), else the path the script prints (it
+/// builds the tool if it must). `Err` says why, for a test's SKIPPED line.
+pub fn cached_tool(env: &str, script: &str) -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os(env).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts")
+        .join(script);
+    let out = std::process::Command::new(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("run {}: {e}", script.display()))?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || path.is_empty() {
+        return Err(format!("{} printed no path", script.display()));
+    }
+    Ok(PathBuf::from(path))
 }
 
 /// The count a test's counter last wrote (`echo $i > FILE` in a loop),

@@ -6,7 +6,7 @@ use crate::Bundle;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 /// The executor to give keel (`KEEL_WASM_EXECUTOR`): `$KEEL_WASM_EXECUTOR`
@@ -15,21 +15,7 @@ use std::sync::OnceLock;
 /// why a test skips.
 pub fn executor() -> Option<PathBuf> {
     static EXECUTOR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let found = EXECUTOR.get_or_init(|| {
-        if let Some(p) = std::env::var_os("KEEL_WASM_EXECUTOR").filter(|p| !p.is_empty()) {
-            return Ok(PathBuf::from(p));
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/wasm.sh");
-        let out = Command::new(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("run {}: {e}", script.display()))?;
-        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if !out.status.success() || path.is_empty() {
-            return Err(format!("{} could not build keel-wasm", script.display()));
-        }
-        Ok(PathBuf::from(path))
-    });
+    let found = EXECUTOR.get_or_init(|| crate::cached_tool("KEEL_WASM_EXECUTOR", "wasm.sh"));
     match found {
         Ok(p) => Some(p.clone()),
         Err(why) => {
