@@ -249,7 +249,10 @@ fn events_oom() {
         let limit = (16u64 << 20).to_string();
         // dd's 64 MiB buffer against a 16 MiB limit. dd is a child: were
         // it the init, its exit could overtake the shim's OOM event (a race
-        // of containerd's runc shim, seen with runc).
+        // of containerd's runc shim, seen with runc). The shim arms its v1
+        // OOM eventfd only after the runtime's `start` returns, so an OOM
+        // in the first instants is never reported (CI saw runc miss it):
+        // the sleep lets the shim arm it first.
         let o = f.c.run_rm(
             RUNC_SHIM,
             id,
@@ -257,7 +260,7 @@ fn events_oom() {
             &[
                 "sh",
                 "-c",
-                "dd if=/dev/zero of=/dev/null bs=64M count=1; rc=$?; sleep 1; exit $rc",
+                "sleep 1; dd if=/dev/zero of=/dev/null bs=64M count=1; rc=$?; sleep 1; exit $rc",
             ],
         );
         if o.code != 137 {
