@@ -651,6 +651,27 @@ fn refused_flags() {
     finish(&env, "refused");
 }
 
+/// The process is in every cgroup of the container, v1 hierarchies and
+/// cgroup2 alike, as its init (keel's process moves itself into the v1
+/// ones; runc writes its pid to cgroup.procs).
+#[test]
+fn process_is_in_the_inits_cgroups() {
+    for env in envs() {
+        let rt = env.rt.name;
+        sleeper(&env, "excgall", |_| {});
+        let show = [
+            "sh",
+            "-c",
+            "cat /proc/1/cgroup; echo --; cat /proc/self/cgroup",
+        ];
+        let out = exec_ok(&env, "excgall", &[], &show);
+        let (init, process) = out.split_once("--\n").expect("two lists");
+        assert!(init.lines().count() > 0, "{rt}: {out}");
+        assert_eq!(init, process, "{rt}: init's cgroups, then the process's");
+        finish(&env, "excgall");
+    }
+}
+
 /// `--cgroup controller:path` puts the process in an existing sub-cgroup of
 /// the container's (here: of the v1 memory hierarchy); a missing one, or a
 /// malformed argument, is an error.

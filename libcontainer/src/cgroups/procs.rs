@@ -125,6 +125,22 @@ impl CgroupPaths {
         Ok(())
     }
 
+    /// Moves the calling process, which must be single-threaded, into
+    /// every v1 hierarchy: by writing 0 to `tasks`, which moves the caller
+    /// without cgroup_threadgroup_rwsem and so without waiting for an RCU
+    /// grace period (see [`enter_v1`](Self::enter_v1)), or where that
+    /// fails, by writing 0 to `cgroup.procs`, whose error is reported.
+    /// `exec`'s process joins this way before it goes on.
+    pub fn join_v1_self(&self) -> Result<()> {
+        for dir in self.v1.values() {
+            if std::fs::write(dir.join("tasks"), "0").is_err() {
+                let procs = dir.join("cgroup.procs");
+                std::fs::write(&procs, "0").ctx(|| format!("write {}", procs.display()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The hierarchy that lists every process of the container.
     fn procs_dir(&self) -> Option<&PathBuf> {
         self.unified.as_ref().or_else(|| {

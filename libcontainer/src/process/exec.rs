@@ -174,7 +174,8 @@ impl Handler for Exec<'_> {
 
     fn place(&mut self, pid: Pid) -> Result<()> {
         crate::failpoint::failpoint("after-clone")?;
-        self.cgroups.join(pid.as_raw(), self.placed, false)?;
+        // The process joins its v1 cgroups itself (CgroupPaths::join_v1_self).
+        self.cgroups.join(pid.as_raw(), self.placed, true)?;
         // execCPUAffinity.final, when given, is set by the process itself
         // once told to go on.
         if self.plan.affinity.as_ref().is_none_or(|a| a.last.is_none()) {
@@ -211,7 +212,7 @@ fn fork_into(
     let child = match forked {
         Forked::Child => {
             drop(ours);
-            run_child(plan, init, pidfd, join, fork_again, theirs)
+            run_child(plan, init, pidfd, cgroups, join, fork_again, theirs)
         }
         Forked::Parent(pid) => pid,
     };
@@ -231,11 +232,12 @@ fn run_child(
     plan: &ProcessPlan,
     init: i32,
     pidfd: &OwnedFd,
+    cgroups: &CgroupPaths,
     join: CloneFlags,
     fork_again: bool,
     chan: Channel,
 ) -> ! {
-    let err = match enter(plan, init, pidfd, join, fork_again, &chan) {
+    let err = match enter(plan, init, pidfd, cgroups, join, fork_again, &chan) {
         Ok(exe) => match &plan.executor {
             Some(executor) => {
                 // execve would close it (close-on-exec): the runtime's EOF.
@@ -259,6 +261,7 @@ fn enter(
     plan: &ProcessPlan,
     init: i32,
     pidfd: &OwnedFd,
+    cgroups: &CgroupPaths,
     join: CloneFlags,
     fork_again: bool,
     chan: &Channel,
@@ -266,12 +269,16 @@ fn enter(
     program::reset_signals();
     program::install_stdio(plan)?;
     let affinity = plan.affinity.as_ref();
-    // Before the runtime moves us into the container's cgroup (on cgroup
-    // v2 we are born there and this comes too late to matter).
+    // Before we join the container's v1 cgroups (on cgroup v2 we are born
+    // there and this comes too late to matter).
     if let Some(set) = affinity.and_then(|a| a.initial.as_ref()) {
         super::tuning::set_affinity(set, "process.execCPUAffinity.initial")?;
     }
     chan.wait_continue()?;
+    // Not the runtime's write of our pid to cgroup.procs, which waits for
+    // an RCU grace period; after Continue, so that a failure here reaches
+    // the runtime as this process's error.
+    cgroups.join_v1_self()?;
     if let Some(set) = affinity.and_then(|a| a.last.as_ref()) {
         super::tuning::set_affinity(set, "process.execCPUAffinity.final")?;
     }
