@@ -7,7 +7,10 @@
 #   scripts/cgroup-v2-vm.sh            busybox as init, cgroup2 with every
 #                                      controller enabled: the `cgroups`
 #                                      tests (run on this host's own layout
-#                                      by `cargo test`) on pure v2
+#                                      by `cargo test`) on pure v2; and the
+#                                      CRIU pre-dump chain (checkpoint.rs
+#                                      pre_dump_then_dump_onto_it, keel and
+#                                      runc) on a kernel with soft-dirty
 #   scripts/cgroup-v2-vm.sh --systemd  systemd (this host's, with the
 #                                      libraries it needs) as init: the
 #                                      `systemd` tests (--systemd-cgroup),
@@ -49,6 +52,27 @@ case "${1:-}" in
 esac
 tests=cgroups
 [[ $mode == systemd ]] && tests=systemd
+# The busybox v2 lane also runs the CRIU pre-dump chain of the checkpoint
+# tests, with keel and runc: Debian's kernel has the soft-dirty memory
+# tracking `criu pre-dump` needs (CONFIG_MEM_SOFT_DIRTY), which a CI
+# host's may lack. (Unless KEEL_VM_FILTER leaves it out.)
+chain="" chain_test=pre_dump_then_dump_onto_it
+if [[ $mode == busybox && $layout == unified ]]; then
+	chain=checkpoint
+	if [[ -n "${KEEL_VM_FILTER:-}" ]]; then
+		chain=""
+		for w in $KEEL_VM_FILTER; do
+			[[ $chain_test == *"$w"* ]] && chain=checkpoint
+		done
+	fi
+fi
+if [[ -n "$chain" ]]; then
+	criu_bin="${KEEL_CRIU:-$(scripts/criu.sh || true)}"
+	if [[ ! -x "$criu_bin" || ! -x /usr/sbin/runc ]]; then
+		warn "no CRIU >= 4.1 or no runc: the VM lane skips $chain_test"
+		chain=""
+	fi
+fi
 
 require_root "scripts/cgroup-v2-vm.sh"
 require_cargo
@@ -73,17 +97,21 @@ fi
 triple=x86_64-unknown-linux-gnu
 profile="${KEEL_VM_PROFILE:-dev}"
 export RUSTFLAGS="-C target-feature=+crt-static"
-log "building static keel and the static $tests conformance tests ($profile)"
+log "building static keel and the static $tests ${chain:+and $chain }conformance tests ($profile)"
 # keel as released (scripts/release.sh: the same static build).
 keel_bin="$(KEEL_RELEASE_PROFILE="$profile" "$KEEL_REPO_ROOT/scripts/release.sh")"
-test_bin="$(cargo test --profile "$profile" --target "$triple" -p keel-conformance --test "$tests" \
-	--no-run --message-format=json 2>/dev/null |
-	TESTS="$tests" python3 -c 'import json,os,sys
+# "name path" of each test binary built.
+built="$(cargo test --profile "$profile" --target "$triple" -p keel-conformance --test "$tests" \
+	${chain:+--test "$chain"} --no-run --message-format=json 2>/dev/null |
+	python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == os.environ["TESTS"] and m.get("executable"):
-        print(m["executable"])')"
+    if m.get("reason") == "compiler-artifact" and m.get("executable"):
+        print(m["target"]["name"], m["executable"])')"
 unset RUSTFLAGS
+test_bin="$(awk -v t="$tests" '$1 == t {print $2}' <<<"$built")"
+chain_bin="$(awk -v t="$chain" '$1 == t {print $2}' <<<"$built")"
+[[ -z "$chain" || -x "$chain_bin" ]] || die "static build of the $chain tests missing"
 shim_bin=""
 if [[ $mode == systemd ]]; then
 	# keel's containerd shim: the workspace's build (`cargo build
@@ -115,6 +143,55 @@ f="$(find "$modules" -name 'brd.ko*' | head -n1)"
 # overlay: containerd's default snapshotter (the systemd lanes run it).
 f="$(find "$modules" -name 'overlay.ko*' | head -n1)"
 [[ $mode == systemd && -n "$f" ]] && cp "$f" "$root/modules/"
+# copy_libraries FILE...: the shared libraries the FILEs load (and the
+# dynamic loader), at their paths in the image.
+copy_libraries() {
+	local f
+	for f in "$@"; do
+		# (Some are scripts: ldd fails on those.)
+		ldd "$f" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\/.*ld-linux/ {print $1}' || true
+	done | sort -u | while read -r lib; do
+		mkdir -p "$root$(dirname "$lib")"
+		cp -L "$lib" "$root$lib"
+	done
+}
+if [[ -n "$chain" ]]; then
+	# CRIU in a directory of its own, which the tests put first on PATH,
+	# with what it runs: GNU tar (it archives the container's tmpfs mounts
+	# with options busybox's tar lacks) and legacy iptables-restore (it
+	# locks the container's network with it). runc there too: where the
+	# cgroups tests look for it (/usr/sbin), they would compare with it,
+	# which this lane has not done.
+	xt=/usr/lib/x86_64-linux-gnu/xtables
+	mkdir -p "$root/criu" "$root$xt"
+	strip -o "$root/chain-tests" "$chain_bin"
+	printf '%s\n' "$chain_test" >"$root/chain-test"
+	strip -o "$root/criu/criu" "$criu_bin"
+	cp /usr/bin/tar /usr/sbin/xtables-legacy-multi "$root/criu/"
+	ln -s xtables-legacy-multi "$root/criu/iptables-restore"
+	ln -s xtables-legacy-multi "$root/criu/ip6tables-restore"
+	# The lock's rules: the standard targets and the mark match.
+	cp "$xt/libxt_standard.so" "$xt/libxt_mark.so" "$root$xt/"
+	cp /usr/sbin/runc "$root/criu/runc"
+	copy_libraries "$criu_bin" /usr/bin/tar /usr/sbin/xtables-legacy-multi "$xt/libxt_mark.so" \
+		/usr/sbin/runc
+	# Loaded in this order by run-tests (the VM has no modprobe to load
+	# them on demand): the filter tables and the mark match for the lock,
+	# conntrack's netlink (CRIU dumps the connection tracking table;
+	# nfnetlink says EINVAL for a subsystem that is not loaded) and the
+	# socket diagnostics CRIU collects sockets with.
+	mkdir -p "$root/modules/chain"
+	n=0
+	for m in x_tables ip_tables iptable_filter ip6_tables ip6table_filter xt_mark \
+		crc32c_generic libcrc32c nf_defrag_ipv4 nf_defrag_ipv6 nf_conntrack nfnetlink \
+		nf_conntrack_netlink unix_diag inet_diag tcp_diag udp_diag raw_diag netlink_diag \
+		af_packet_diag; do
+		f="$(find "$modules" -name "$m.ko*" | head -n1)"
+		[[ -n "$f" ]] || die "kernel module $m missing under $modules"
+		n=$((n + 1))
+		cp "$f" "$root/modules/chain/$(printf %02d "$n")-$(basename "$f")"
+	done
+fi
 if [[ -n "${KEEL_VM_FILTER:-}" ]]; then
 	printf '%s\n' "$KEEL_VM_FILTER" >"$root/filter"
 fi
@@ -127,12 +204,30 @@ cat >"$root/run-tests" <<'EOF'
 export PATH=/bin:/usr/bin
 [ -e /modules/brd.ko ] && insmod /modules/brd.ko rd_nr=1 rd_size=8192
 [ -e /modules/overlay.ko ] && insmod /modules/overlay.ko
+if [ -e /chain-test ]; then
+	for m in /modules/chain/*.ko*; do insmod "$m"; done
+	# Each CRIU run takes a run id from libuuid, which asks
+	# getrandom(GRND_NONBLOCK) up to 8 times 125 ms apart while the
+	# kernel's random pool is not ready (early in a VM without RDRAND):
+	# 3 s of every CRIU call. A blocking read makes the kernel seed it now.
+	head -c 1 /dev/random >/dev/null
+	# CRIU's kernel checks use the loopback and pseudo-terminals.
+	ip link set lo up
+	mkdir -p /dev/pts
+	mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
+fi
 echo "KEEL-VM kernel $(uname -r), init $(cat /proc/1/comm); cgroups: $(grep cgroup /proc/self/mounts | cut -d' ' -f2 | tr '\n' ' ')"
 cd /tmp
 [ -x /usr/sbin/runc ] && export RUNC=/usr/sbin/runc
 [ -f /images/busybox-oci.tar ] && export KEEL_BUSYBOX_OCI=/images/busybox-oci.tar
-KEEL_RUNTIME=/keel RUST_BACKTRACE=1 /tests --test-threads=1 $(cat /filter 2>/dev/null) 2>&1
-echo "KEEL-VM-EXIT $?"
+rc=0
+KEEL_RUNTIME=/keel RUST_BACKTRACE=1 /tests --test-threads=1 $(cat /filter 2>/dev/null) 2>&1 || rc=$?
+if [ -e /chain-test ]; then
+	# A refused pre-dump fails here: this kernel tracks memory.
+	KEEL_EXPECT_SOFT_DIRTY=1 KEEL_CRIU=/criu/criu RUNC=/criu/runc KEEL_RUNTIME=/keel RUST_BACKTRACE=1 \
+		/chain-tests --nocapture --exact "$(cat /chain-test)" 2>&1 || rc=$?
+fi
+echo "KEEL-VM-EXIT $rc"
 sync
 poweroff -f
 EOF
@@ -209,15 +304,9 @@ else
 	fi
 	mkdir -p "$root/images"
 	"$KEEL_REPO_ROOT/scripts/busybox-oci.sh" "$root/images/busybox-oci.tar"
-	for f in /usr/lib/systemd/systemd /usr/lib/systemd/systemd-* /usr/bin/systemctl \
+	copy_libraries /usr/lib/systemd/systemd /usr/lib/systemd/systemd-* /usr/bin/systemctl \
 		/usr/bin/dbus-daemon /usr/bin/busctl "${engines[@]}" "$shim_bin" \
-		/usr/lib/x86_64-linux-gnu/systemd/*.so $runc_bin; do
-		# (Some are scripts: ldd fails on those.)
-		ldd "$f" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\/.*ld-linux/ {print $1}' || true
-	done | sort -u | while read -r lib; do
-		mkdir -p "$root$(dirname "$lib")"
-		cp -L "$lib" "$root$lib"
-	done
+		/usr/lib/x86_64-linux-gnu/systemd/*.so $runc_bin
 	cp /usr/lib/os-release "$root/etc/os-release"
 	: >"$root/etc/machine-id"
 	# Boot straight into a target that runs the tests and nothing else.
