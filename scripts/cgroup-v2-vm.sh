@@ -68,8 +68,8 @@ if [[ $mode == busybox && $layout == unified ]]; then
 fi
 if [[ -n "$chain" ]]; then
 	criu_bin="${KEEL_CRIU:-$(scripts/criu.sh || true)}"
-	if [[ ! -x "$criu_bin" || ! -x /usr/sbin/runc ]]; then
-		warn "no CRIU >= 4.1 or no runc: the VM lane skips $chain_test"
+	if [[ ! -x "$criu_bin" || ! -x /usr/sbin/runc || ! -x /usr/sbin/xtables-legacy-multi ]]; then
+		warn "no CRIU >= 4.1, runc or iptables (legacy): the VM lane skips $chain_test"
 		chain=""
 	fi
 fi
