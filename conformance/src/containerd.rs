@@ -304,7 +304,7 @@ impl Containerd {
 
     /// Cgroup directories of container `id` that exist.
     pub fn cgroup_dirs(&self, id: &str) -> Vec<PathBuf> {
-        cgroup_roots()
+        crate::cgroup_tree::hierarchies()
             .into_iter()
             .map(|r| r.join(&self.namespace).join(id))
             .filter(|d| d.is_dir())
@@ -324,27 +324,6 @@ impl Containerd {
             let _ = self.ctr(&["containers", "delete", id]);
         }
     }
-}
-
-/// The cgroup hierarchies of the host (cgroup2 alone, or every v1 one and
-/// the hybrid `unified`).
-pub fn cgroup_roots() -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        v.push(PathBuf::from("/sys/fs/cgroup"));
-        return v;
-    }
-    for e in std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let p = e.path();
-        if p.is_dir() && !p.is_symlink() {
-            v.push(p);
-        }
-    }
-    v
 }
 
 /// Runs `cmd`, killing it (by pid) after `timeout`.
@@ -411,16 +390,13 @@ impl Drop for Containerd {
             // SAFETY: kill(2) on a shim this test's containerd started.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        for root in cgroup_roots() {
-            let dir = root.join(&self.namespace);
-            if dir.is_dir() {
-                for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                    if e.path().is_dir() {
-                        let _ = std::fs::remove_dir(e.path());
-                    }
-                }
-                let _ = std::fs::remove_dir(&dir);
-            }
+        // The namespace is the test's own cgroup parent: what a killed
+        // shim's containers left there is killed with it.
+        if let Err(left) = crate::cgroup_tree::remove_named(&self.namespace, Duration::ZERO) {
+            eprintln!(
+                "LEFT BEHIND: cgroups of containerd namespace {}:\n{left}",
+                self.namespace
+            );
         }
         if std::env::var_os("KEEL_CONF_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);

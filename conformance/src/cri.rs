@@ -18,8 +18,9 @@
 //! Pods put their containers' cgroups under [`CriDaemon::cgroup_root`],
 //! which [`CriDaemon::stop`] empties and removes.
 
-use crate::containerd::{cgroup_roots, run, shim_dir, CtrOutput};
-use crate::engines::{kill_processes_under, remove_cgroup_tree, Sandbox};
+use crate::cgroup_tree::{self, hierarchies};
+use crate::containerd::{run, shim_dir, CtrOutput};
+use crate::engines::{kill_processes_under, Sandbox};
 use crate::Runtime;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -234,7 +235,7 @@ impl CriDaemon {
 
     /// Cgroup directories below `parent` (relative to each hierarchy).
     pub fn cgroups_below(parent: &str) -> Vec<PathBuf> {
-        cgroup_roots()
+        hierarchies()
             .into_iter()
             .map(|r| r.join(parent.trim_start_matches('/')))
             .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
@@ -252,15 +253,9 @@ impl CriDaemon {
         let _ = self.daemon.wait();
         kill_processes_under(&self.dir);
         self.sandbox = None;
-        for root in cgroup_roots() {
-            kill_cgroup_tree(&root.join(&self.cgroup_root));
+        if let Err(left) = cgroup_tree::remove_named(&self.cgroup_root, Duration::ZERO) {
+            eprintln!("LEFT BEHIND: the pods' cgroups:\n{left}");
         }
-        crate::wait_until(Duration::from_secs(5), || {
-            remove_cgroup_tree(&self.cgroup_root);
-            cgroup_roots()
-                .iter()
-                .all(|r| !r.join(&self.cgroup_root).exists())
-        });
         if std::env::var_os("KEEL_CONF_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -290,20 +285,6 @@ fn spawn_containerd(sandbox: &Sandbox, dir: &Path, path: &str) -> Result<Child> 
         .stderr(log)
         .spawn()
         .context("spawn containerd")
-}
-
-/// SIGKILLs every process in cgroup `dir` and below.
-fn kill_cgroup_tree(dir: &Path) {
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            kill_cgroup_tree(&e.path());
-        }
-    }
-    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-        // SAFETY: kill(2) of a process in a cgroup of this suite's pods.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
 }
 
 /// containerd's config: the CRI plugin with the three handlers, cgroupfs,

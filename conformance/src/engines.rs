@@ -14,6 +14,7 @@
 //! same thing. The report prints one line per scenario and runtime and a
 //! summary per engine.
 
+use crate::cgroup_tree;
 use crate::env::Output;
 use crate::Runtime;
 use anyhow::{bail, Context, Result};
@@ -212,29 +213,14 @@ pub fn busybox_tar(dir: &Path) -> Result<PathBuf> {
     Ok(tar)
 }
 
-/// Removes cgroup directory `name` (relative to each hierarchy's root)
-/// with everything under it, deepest first; only empty cgroups go.
+/// Removes cgroup `name` (relative to each hierarchy's root), an engine
+/// fixture's parent of its containers, once what the engine left there
+/// (podman's conmon, still running the exit command) has exited or, after
+/// [`cgroup_tree::GRACE`], been killed. What is left after that is said on
+/// stderr (a fixture's teardown runs at exit, where panicking would abort).
 pub fn remove_cgroup_tree(name: &str) {
-    fn rm(dir: &Path) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                rm(&e.path());
-            }
-        }
-        let _ = std::fs::remove_dir(dir);
-    }
-    for e in std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let p = e.path();
-        if p.is_dir() && !p.is_symlink() && p.join(name).is_dir() {
-            rm(&p.join(name));
-        }
-    }
-    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        rm(&Path::new("/sys/fs/cgroup").join(name));
+    if let Err(left) = cgroup_tree::remove_named(name, cgroup_tree::GRACE) {
+        say(&format!("LEFT BEHIND: cgroups of {name}:\n{left}"));
     }
 }
 

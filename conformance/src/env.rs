@@ -460,42 +460,15 @@ impl TestEnv {
             // SAFETY: the pid carries this env's unique marker: it is ours.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        for m in Self::cgroup_mounts() {
-            let dir = m.join(&self.cgroup_parent);
-            if dir.exists() {
-                if let Err(e) = remove_cgroup_tree(&dir) {
-                    problems.push(format!("remove cgroup {}: {e:#}", dir.display()));
-                }
-            }
+        // Processes still in the test's cgroup are its own: killed at once.
+        let dirs: Vec<PathBuf> = Self::cgroup_mounts()
+            .into_iter()
+            .map(|m| m.join(&self.cgroup_parent))
+            .collect();
+        if let Err(left) = crate::cgroup_tree::remove(&dirs, Duration::ZERO) {
+            problems.push(format!("cgroups left:\n{left}"));
         }
         problems
-    }
-}
-
-/// Removes a cgroup directory we created, children first. Processes still
-/// in it are ours (it is our test's cgroup): they are killed by pid.
-fn remove_cgroup_tree(dir: &Path) -> Result<()> {
-    for e in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
-        let e = e?;
-        if e.file_type()?.is_dir() {
-            remove_cgroup_tree(&e.path())?;
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-            // SAFETY: kill(2) of a pid found in our own test cgroup.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        match std::fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if Instant::now() > deadline => {
-                return Err(e).with_context(|| format!("rmdir {}", dir.display()))
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
     }
 }
 

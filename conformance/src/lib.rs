@@ -17,6 +17,7 @@
 //! with that namespace instead of piling up on the host.
 
 mod bundle;
+pub mod cgroup_tree;
 pub mod console;
 pub mod containerd;
 pub mod cri;

@@ -6,7 +6,7 @@
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::shim::UpdateTaskRequest;
 use keel_conformance::containerd::{self, event_topics, Containerd, KEEL_SHIM, RUNC_SHIM};
-use keel_conformance::exe_on_read_only_mount;
+use keel_conformance::{cgroup_tree, exe_on_read_only_mount};
 use std::time::Duration;
 
 const SEC10: Duration = Duration::from_secs(10);
@@ -663,7 +663,7 @@ fn shim_cgroup_option() {
     let Some(c) = containerd() else { return };
     let cgroup = format!("/{}/shim", c.namespace);
     // An empty v1 cpuset takes no process, under any shim.
-    let dirs: Vec<std::path::PathBuf> = containerd::cgroup_roots()
+    let dirs: Vec<std::path::PathBuf> = cgroup_tree::hierarchies()
         .into_iter()
         .filter(|r| !r.to_string_lossy().contains("cpuset"))
         .map(|r| r.join(cgroup.trim_start_matches('/')))

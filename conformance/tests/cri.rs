@@ -601,7 +601,7 @@ fn container_and_pod_stats() {
 fn cgroup_read(parent: &str, id: &str, files: &[&str]) -> String {
     let rel = format!("{}/{id}", parent.trim_start_matches('/'));
     for file in files {
-        for root in keel_conformance::containerd::cgroup_roots() {
+        for root in keel_conformance::cgroup_tree::hierarchies() {
             let p = root.join(&rel).join(file);
             if let Ok(s) = std::fs::read_to_string(&p) {
                 return s.trim().to_string();
