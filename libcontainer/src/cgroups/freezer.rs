@@ -19,8 +19,8 @@ impl CgroupPaths {
     pub fn is_frozen(&self) -> bool {
         let v1 = self
             .freezer_v1()
-            .and_then(|d| read(d, "freezer.state"))
-            .is_some_and(|s| s == "FROZEN");
+            .and_then(v1_stable_state)
+            .is_some_and(|s| s == "FROZEN" || s == "FREEZING");
         let v2 = self
             .unified
             .as_deref()
@@ -75,6 +75,26 @@ impl CgroupPaths {
 fn backoff(delay: &mut Duration) {
     std::thread::sleep(*delay);
     *delay = (*delay * 2).min(Duration::from_millis(50));
+}
+
+/// v1: freezer.state once it is not FREEZING, as runc's GetState waits
+/// for it. A task that joins a frozen cgroup (`exec --ignore-paused`)
+/// turns it FREEZING until the kernel has frozen that task too, which
+/// under load takes a while: read as "not frozen", a paused container
+/// would look running then and `resume` refuse it. Still FREEZING after
+/// [`TIMEOUT`] (a task the kernel cannot freeze, in uninterruptible
+/// sleep), it is returned as is: a freeze was asked for, and counting
+/// that as paused lets `resume` thaw it (runc would wait forever).
+fn v1_stable_state(dir: &Path) -> Option<String> {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut delay = Duration::from_micros(100);
+    loop {
+        let state = read(dir, "freezer.state")?;
+        if state != "FREEZING" || Instant::now() > deadline {
+            return Some(state);
+        }
+        backoff(&mut delay);
+    }
 }
 
 /// v1: write FROZEN (again, while the state says FREEZING: a task that was
@@ -158,5 +178,30 @@ mod tests {
         // No cgroup of its own: nothing to freeze, said plainly.
         let e = CgroupPaths::default().freeze().unwrap_err().to_string();
         assert!(e.contains("no cgroup of its own"), "{e}");
+    }
+
+    /// A task that joined the frozen cgroup (exec --ignore-paused) makes
+    /// it FREEZING until the kernel froze that task: still paused, once
+    /// the state settles (runc's GetState waits too), not running.
+    #[test]
+    fn freezing_is_waited_out() {
+        let cg = FakeCgroup::new("freezing", &[("freezer/freezer.state", "FREEZING\n")]);
+        let mut paths = CgroupPaths::default();
+        paths.v1.insert("freezer".into(), cg.dir().join("freezer"));
+        let file = cg.dir().join("freezer/freezer.state");
+        let settle = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::write(file, "FROZEN\n").unwrap();
+        });
+        let t = Instant::now();
+        assert!(paths.is_frozen());
+        assert!(
+            t.elapsed() >= Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
+        settle.join().unwrap();
+        cg.put("freezer/freezer.state", "THAWED\n");
+        assert!(!paths.is_frozen());
     }
 }
