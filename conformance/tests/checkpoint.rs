@@ -937,7 +937,15 @@ fn page_server_receives_the_pages() {
 /// the dump fails at the first page asked ("page-pipe: splice: -1: Bad
 /// file descriptor", "Lazy pages transfer FAILED"), under any runtime.
 /// The limit is raised for the test where it must be, and put back.
-struct PipeMaxSize(Option<String>);
+///
+/// The machine-wide value must come back however the test binary ends
+/// (a SIGKILL or a timeout runs no Drop): a watcher process restores it
+/// when its stdin, a pipe only this guard writes, reaches EOF, which is
+/// when the guard drops or this process dies. In a process group of its
+/// own, a kill of the test's group spares it. Should the watcher die too,
+/// the marker file (pid and old value) lets the next run restore the value
+/// before anything else.
+struct PipeMaxSize(Option<std::process::Child>);
 
 const PIPE_MAX_SIZE: &str = "/proc/sys/fs/pipe-max-size";
 /// CRIU's lazy read pipe: 819 pages of 4 KiB.
@@ -946,8 +954,33 @@ const LAZY_PIPE: u64 = 819 * 4096;
 const CAP_SYS_RESOURCE: u32 = 24;
 
 impl PipeMaxSize {
+    fn marker() -> PathBuf {
+        std::env::temp_dir().join("keel-conformance-pipe-max-size")
+    }
+
+    /// Puts back the value a run that died (its pid gone) left raised.
+    fn restore_after_abort() {
+        let marker = Self::marker();
+        let Ok(text) = std::fs::read_to_string(&marker) else {
+            return;
+        };
+        let mut words = text.split_whitespace();
+        let (Some(pid), Some(old)) = (words.next(), words.next()) else {
+            let _ = std::fs::remove_file(&marker);
+            return;
+        };
+        if Path::new("/proc").join(pid).exists() {
+            return;
+        }
+        eprintln!("{PIPE_MAX_SIZE}: back to {old}, which an aborted run (pid {pid}) left raised");
+        std::fs::write(PIPE_MAX_SIZE, old).expect("restore pipe-max-size");
+        let _ = std::fs::remove_file(&marker);
+    }
+
     fn at_least(bytes: u64) -> PipeMaxSize {
+        Self::restore_after_abort();
         let old = std::fs::read_to_string(PIPE_MAX_SIZE).unwrap_or_default();
+        let old = old.trim();
         let cap_sys_resource = std::fs::read_to_string("/proc/self/status")
             .ok()
             .and_then(|s| {
@@ -955,23 +988,38 @@ impl PipeMaxSize {
                 u64::from_str_radix(hex, 16).ok()
             })
             .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0);
-        if cap_sys_resource || old.trim().parse::<u64>().is_ok_and(|n| n >= bytes) {
+        if cap_sys_resource || old.parse::<u64>().is_ok_and(|n| n >= bytes) {
             return PipeMaxSize(None);
         }
         eprintln!(
-            "{PIPE_MAX_SIZE}: {} -> {bytes} for the test (no CAP_SYS_RESOURCE here: CRIU's \
-             lazy page server could not size its pipe)",
-            old.trim()
+            "{PIPE_MAX_SIZE}: {old} -> {bytes} for the test (no CAP_SYS_RESOURCE here: CRIU's \
+             lazy page server could not size its pipe)"
         );
+        assert!(old.parse::<u64>().is_ok(), "{PIPE_MAX_SIZE} reads {old:?}");
+        let marker = Self::marker();
+        std::fs::write(&marker, format!("{} {old}\n", std::process::id())).expect("marker");
+        use std::os::unix::process::CommandExt;
+        let watcher = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "cat >/dev/null; echo {old} > {PIPE_MAX_SIZE} && rm -f {}",
+                marker.display()
+            ))
+            .stdin(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn the pipe-max-size watcher");
+        let guard = PipeMaxSize(Some(watcher));
         std::fs::write(PIPE_MAX_SIZE, bytes.to_string()).expect("raise pipe-max-size");
-        PipeMaxSize(Some(old))
+        guard
     }
 }
 
 impl Drop for PipeMaxSize {
     fn drop(&mut self) {
-        if let Some(old) = &self.0 {
-            let _ = std::fs::write(PIPE_MAX_SIZE, old.trim());
+        if let Some(mut watcher) = self.0.take() {
+            drop(watcher.stdin.take());
+            let _ = watcher.wait();
         }
     }
 }
