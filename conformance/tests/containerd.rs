@@ -101,6 +101,43 @@ fn run_rm_output_and_exit_status() {
     }
 }
 
+/// A program running as a non-root user reopens its stdio by name
+/// (`echo x > /dev/stdout`, as scripts and some images' entrypoints do):
+/// under the runc shim the process's stdio are pipes of the shim's, which
+/// runc hands to the process's user (its fixStdioPermissions), so the
+/// user may open them again; containerd's fifos themselves, root's with
+/// mode 0700, it could not. (ctr 1.6's `run` has no `--user`: an exec.)
+#[test]
+fn non_root_user_reopens_its_stdio() {
+    let Some(c) = containerd() else { return };
+    let script = "echo out > /dev/stdout && echo err > /dev/stderr && \
+                  stat -L -c '%u %a' /dev/stdout /dev/stderr && id -u";
+    for rt in RUNTIMES {
+        c.run_detached(rt, "ruo", &[], &["sleep", "60"]);
+        let out = c.ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            "u",
+            "--user",
+            "1000",
+            "ruo",
+            "sh",
+            "-c",
+            script,
+        ]);
+        let _ = c.ctr(&["task", "kill", "-s", "SIGKILL", "ruo"]);
+        c.wait_status("ruo", "STOPPED", SEC10);
+        let _ = c.ctr(&["task", "delete", "ruo"]);
+        let _ = c.ctr(&["containers", "delete", "ruo"]);
+        assert_eq!(
+            (out.code, out.stdout.as_str(), out.stderr.as_str()),
+            (0, "out\n1000 600\n1000 600\n1000\n", "err\n"),
+            "{rt}"
+        );
+    }
+}
+
 /// Update through the shim's Task API directly (ctr 1.6 has no `task
 /// update`): containerd's socket path is only visible in its mount
 /// namespace, reached through /proc/<pid>/root.

@@ -342,7 +342,7 @@ impl Service {
         };
         proc.exit = Some(exit.clone());
         proc.pidfd = None;
-        proc.io.close();
+        proc.io.exited();
         let pid = proc.pid;
         // An exec may be named as its container: the init's Waits are
         // those without an exec id.

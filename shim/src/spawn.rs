@@ -44,9 +44,8 @@ pub fn create(runtime: &libkeel::Runtime, c: Create) -> Result<i32> {
         .no_new_keyring(c.no_new_keyring)
         .systemd_cgroup(c.systemd_cgroup);
     if let Some([i, o, e]) = c.stdio {
-        // containerd's fifos and log files, not pipes of the shim's: their
-        // owner on the host stays (the runc shim gives runc pipes instead).
-        b = b.stdio(i, o, e).keep_stdio_owner(true);
+        // The shim's pipes (see `stdio`): handed to the process's user.
+        b = b.stdio(i, o, e);
     }
     if let Some(s) = c.console_socket {
         b = b.console_socket(s);
@@ -77,7 +76,6 @@ pub fn exec(
         process,
         libkeel::ExecOptions {
             console_socket,
-            keep_stdio_owner: stdio.is_some(),
             stdio,
             ..Default::default()
         },

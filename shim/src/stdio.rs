@@ -1,17 +1,22 @@
 //! A process's stdio as containerd describes it: fifo paths, `file://` and
 //! `binary://` log URIs, or a terminal.
 //!
-//! Without a terminal the container gets the stdout/stderr fifos (or the
-//! log file, or the logger's pipes) as its own stdio: no copy goes through
-//! the shim, which costs neither threads nor memory. The shim keeps each of
-//! those fifos open once more (O_RDWR, which never blocks) so that opening
-//! never waits for containerd's end and the container never gets EPIPE
-//! while the client reconnects; the holders close when the process exits,
-//! which gives the client its EOF.
+//! Without a terminal the process gets pipes of the shim's, as the runc
+//! shim gives runc: stdin copied from its fifo into a pipe, stdout and
+//! stderr copied from pipes into their fifos (or the log file). Being the
+//! shim's, libkeel hands them to the process's user (runc's
+//! fixStdioPermissions), so that a program running as another user than
+//! root can open `/dev/stdout` again; containerd's fifos (root's, 0700)
+//! and log files it could not. A `binary://` logger's pipes are the
+//! shim's too; the process writes into them directly.
 //!
-//! stdin is copied from the fifo into a pipe, as the runc shim does: the
-//! process must see EOF when the client closes its end, and a fifo read
-//! before the client opened it would see EOF at once.
+//! stdin: the process must see EOF when the client closes its end, and a
+//! fifo read before the client opened it would see EOF at once. stdout and
+//! stderr: each fifo is opened O_RDWR (which never blocks) so that the
+//! copy never waits for containerd's end nor gets EPIPE while the client
+//! reconnects; it is closed at the pipe's EOF (the process and whatever
+//! it started that kept its stdio are gone), which gives the client its
+//! EOF after everything written.
 //!
 //! With a terminal the init sends the pty master over a console socket, and
 //! the shim copies between the fifos and the master.
@@ -46,8 +51,10 @@ pub struct Io {
     pub stdin: Option<Pump>,
     /// pty master → stdout fifo.
     pub tty_out: Option<Pump>,
-    /// stdout/stderr fifo holders, closed when the process exits.
-    outputs: Vec<OwnedFd>,
+    /// The process's stdout and stderr pipes → their fifos or log file,
+    /// until EOF.
+    out: Option<Pump>,
+    err: Option<Pump>,
     /// The pty master.
     pub console: Option<Rc<OwnedFd>>,
 }
@@ -71,13 +78,6 @@ pub fn open(path: &Path, flags: OFlag) -> Result<OwnedFd> {
 
 fn null(flags: OFlag) -> Result<OwnedFd> {
     open(Path::new("/dev/null"), flags)
-}
-
-/// Opens one fifo end for the process (`flags`) plus the shim's holder.
-fn fifo(path: &str, flags: OFlag) -> Result<(OwnedFd, OwnedFd)> {
-    let holder = open(Path::new(path), OFlag::O_RDWR)?;
-    let end = open(Path::new(path), flags)?;
-    Ok((end, holder))
 }
 
 /// Sets up stdio for a process of container `id` in `namespace`.
@@ -111,10 +111,10 @@ pub fn prepare(spec: &Spec, id: &str, namespace: &str) -> Result<Prepared> {
     let (stdout, stderr) = if let Some(rest) = spec.stdout.strip_prefix("binary://") {
         logger(rest, id, namespace)?
     } else {
-        (
-            output(&spec.stdout, &mut io)?,
-            output(&spec.stderr, &mut io)?,
-        )
+        let (stdout, out) = output(&spec.stdout)?;
+        let (stderr, err) = output(&spec.stderr)?;
+        (io.out, io.err) = (out, err);
+        (stdout, stderr)
     };
     Ok(Prepared {
         stdio: Some([stdin, stdout, stderr]),
@@ -123,21 +123,25 @@ pub fn prepare(spec: &Spec, id: &str, namespace: &str) -> Result<Prepared> {
     })
 }
 
-fn output(uri: &str, io: &mut Io) -> Result<OwnedFd> {
+/// The process's end for output `uri` and the copy to it (none for
+/// /dev/null).
+fn output(uri: &str) -> Result<(OwnedFd, Option<Pump>)> {
     if uri.is_empty() {
-        return null(OFlag::O_WRONLY);
+        return Ok((null(OFlag::O_WRONLY)?, None));
     }
-    if let Some(path) = uri.strip_prefix("file://") {
+    let dst = if let Some(path) = uri.strip_prefix("file://") {
         let path = Path::new(path);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
         }
-        return open(path, OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT);
-    }
-    let path = uri.strip_prefix("fifo://").unwrap_or(uri);
-    let (end, holder) = fifo(path, OFlag::O_WRONLY)?;
-    io.outputs.push(holder);
-    Ok(end)
+        open(path, OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT)?
+    } else {
+        let path = uri.strip_prefix("fifo://").unwrap_or(uri);
+        open(Path::new(path), OFlag::O_RDWR | OFlag::O_NONBLOCK)?
+    };
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+    set_nonblocking(&r)?;
+    Ok((w, Some(Pump::new(Rc::new(r), Rc::new(dst)))))
 }
 
 /// `binary:///path?k=v`: containerd's logging-binary protocol. The binary
@@ -265,22 +269,40 @@ impl Io {
         }
     }
 
-    /// At exit: the readers of stdout/stderr get EOF once the process's
-    /// own descendants let go too.
-    pub fn close(&mut self) {
+    /// At exit: stdin goes; stdout and stderr are copied on until their
+    /// pipes' EOF, once the process's own descendants let go too.
+    pub fn exited(&mut self) {
         self.stdin = None;
-        self.outputs.clear();
+    }
+
+    /// At delete: what the output pipes hold now is copied, then
+    /// everything goes (the runc shim too gives up on output still held
+    /// open by a process that outlived its exec).
+    pub fn close(&mut self) {
+        for p in [&mut self.out, &mut self.err].into_iter().flatten() {
+            p.drain();
+        }
+        (self.stdin, self.out, self.err) = (None, None, None);
     }
 
     /// The pumps, in a stable order (the loop polls them by index).
     pub fn pumps(&self) -> impl Iterator<Item = &Pump> {
-        self.stdin.iter().chain(self.tty_out.iter())
+        self.stdin
+            .iter()
+            .chain(self.tty_out.iter())
+            .chain(self.out.iter())
+            .chain(self.err.iter())
     }
 
     /// Runs the pumps whose fds are ready (`ready`, in `pumps()` order,
     /// consumed from the front).
     pub fn run_pumps(&mut self, ready: &mut impl Iterator<Item = bool>) {
-        for slot in [&mut self.stdin, &mut self.tty_out] {
+        for slot in [
+            &mut self.stdin,
+            &mut self.tty_out,
+            &mut self.out,
+            &mut self.err,
+        ] {
             if slot.is_some() && ready.next().unwrap_or(false) {
                 let alive = slot.as_mut().is_some_and(Pump::ready);
                 if !alive {
