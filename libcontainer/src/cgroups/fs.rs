@@ -49,21 +49,26 @@ pub(crate) fn read_u64(dir: &Path, file: &str) -> Option<u64> {
     s.parse().ok()
 }
 
-/// Creates `dir` and its missing parents, recording each one made.
+/// Creates `dir` and its missing parents, recording each one made. The
+/// common case, a new cgroup under an existing parent, is one mkdir; the
+/// parents are looked at only when it fails for want of one.
 pub(crate) fn mkdir_all(dir: &Path, made: &mut Vec<PathBuf>) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent() {
-        mkdir_all(parent, made)?;
-    }
-    match std::fs::create_dir(dir) {
-        Ok(()) => {
-            made.push(dir.to_path_buf());
-            Ok(())
+    let mut made_parents = false;
+    loop {
+        match std::fs::create_dir(dir) {
+            Ok(()) => {
+                made.push(dir.to_path_buf());
+                return Ok(());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !made_parents => {
+                if let Some(parent) = dir.parent() {
+                    mkdir_all(parent, made)?;
+                }
+                made_parents = true;
+            }
+            Err(e) => return Err(Error::io(format!("create cgroup {}", dir.display()), e)),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(Error::io(format!("create cgroup {}", dir.display()), e)),
     }
 }
 
@@ -98,6 +103,13 @@ fn gone(e: &std::io::Error) -> bool {
 /// Removes `dir` with its sub-cgroups. Waits briefly for exiting tasks to
 /// leave, as they do asynchronously after SIGKILL.
 pub(crate) fn remove_tree(dir: &Path) -> Result<()> {
+    // A cgroup without sub-cgroups or tasks goes with one rmdir (runc's
+    // RemovePath tries that first too); the walk is for the rest.
+    match std::fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if gone(&e) => return Ok(()),
+        Err(_) => {}
+    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(()); // already gone
     };
