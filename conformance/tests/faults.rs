@@ -5,7 +5,8 @@
 //! Each point below gets both:
 //!
 //! - create: `cgroups` (made and limited, no process yet), `cgroup-enter`
-//!   (keel in the container's v1 cgroups to clone the init there),
+//!   (keel in the container's v1 cgroups to clone an init with a new user
+//!   namespace there),
 //!   `after-clone`,
 //!   `cgroup-join`, `uid-map`, `mount@n` for every mount of the bundle,
 //!   `pivot`, `before-exec`, `state-write` (state.json written, not yet
@@ -134,12 +135,13 @@ fn create_after_cgroups_made() {
     create_point("cgroups", false);
 }
 
-/// keel, visiting the container's v1 cgroups so that the init is born
-/// there, fails or dies before the clone: it must not stay in them (the
-/// cgroups would not go), and nothing else stays either.
+/// keel, visiting the container's v1 cgroups so that an init in a new
+/// user namespace is born there, fails or dies before the clone: it must
+/// not stay in them (the cgroups would not go), and nothing else stays
+/// either. (An init without one moves itself in after the clone.)
 #[test]
 fn create_in_the_v1_cgroups() {
-    create_point("cgroup-enter", false);
+    create_point("cgroup-enter", true);
 }
 
 #[test]

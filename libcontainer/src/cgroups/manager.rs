@@ -170,6 +170,16 @@ impl Manager {
         }
     }
 
+    /// The v1 cgroups the init moves itself into
+    /// ([`CgroupPaths::join_self_v1`]); None without v1 hierarchies, or
+    /// under systemd, where starting the unit places the init.
+    pub fn v1_for_self_join(&self) -> Option<&CgroupPaths> {
+        match self.driver {
+            Driver::Cgroupfs if !self.paths.v1.is_empty() => Some(&self.paths),
+            _ => None,
+        }
+    }
+
     /// Places the init: with systemd, starts the unit with it inside (and
     /// makes the hierarchies systemd leaves alone); then
     /// [`CgroupPaths::join`].

@@ -105,6 +105,25 @@ impl CgroupPaths {
         Some(visit)
     }
 
+    /// Moves the calling process into every v1 hierarchy by writing 0 to
+    /// each `tasks`: the init's own way in when it is born in keel's user
+    /// namespace. Moving oneself skips cgroup_threadgroup_rwsem (see
+    /// [`enter_v1`](Self::enter_v1)), and done by the init it is one write
+    /// per hierarchy instead of keel's two (in and back). The caller must be
+    /// single-threaded, so that the thread is the whole process.
+    pub fn join_self_v1(&self) -> Result<()> {
+        for dir in self.v1.values() {
+            let tasks = dir.join("tasks");
+            // Not created: see `join`.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&tasks)
+                .and_then(|mut f| f.write_all(b"0"))
+                .ctx(|| format!("write {}", tasks.display()))?;
+        }
+        Ok(())
+    }
+
     /// Moves `pid` into every v1 hierarchy unless it was born there (see
     /// [`enter_v1`](Self::enter_v1)), and into cgroup2 unless the clone
     /// already put it there.

@@ -5,6 +5,7 @@
 use super::plan::InitPlan;
 use super::program::{self, Program};
 use super::sync::{Channel, Msg};
+use crate::cgroups::CgroupPaths;
 use crate::error::{Error, Result, SysContext};
 use crate::rootfs;
 use nix::errno::Errno;
@@ -15,9 +16,11 @@ use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-/// Runs in the forked child; never returns.
-pub fn run(plan: &InitPlan, chan: Channel, fifo: &OwnedFd) -> ! {
-    let (exe, host_pid) = match setup(plan, &chan, fifo) {
+/// Runs in the forked child; never returns. `join_v1`: the v1 cgroups to
+/// move into first (see [`CgroupPaths::join_self_v1`]).
+pub fn run(plan: &InitPlan, chan: Channel, fifo: &OwnedFd, join_v1: Option<&CgroupPaths>) -> ! {
+    let placed = join_v1.map_or(Ok(()), CgroupPaths::join_self_v1);
+    let (exe, host_pid) = match placed.and_then(|()| setup(plan, &chan, fifo)) {
         Ok(ready) => ready,
         Err(e) => {
             let _ = chan.send(&Msg::failed(e));

@@ -195,8 +195,20 @@ pub fn spawn(
     let (ours, theirs) = Channel::pair().ctx(|| "socketpair for the sync channel".into())?;
     let cg = cgroups.open_unified()?;
     let flags = plan.ns.clone_flags();
-    let visit = cgroups.enter_v1();
-    // keel itself is in the container's v1 cgroups here.
+    // Born in keel's user namespace, the init moves itself into its v1
+    // cgroups first thing. Born in a new one, it could not write the
+    // host's cgroup files: keel visits them for the clone and the init is
+    // born there.
+    let self_join = if flags.contains(CloneFlags::CLONE_NEWUSER) {
+        None
+    } else {
+        cgroups.v1_for_self_join()
+    };
+    let visit = match self_join {
+        Some(_) => None,
+        None => cgroups.enter_v1(),
+    };
+    // keel itself may be in the container's v1 cgroups here.
     crate::failpoint::failpoint("cgroup-enter")?;
     // SAFETY: single-threaded (the Runtime token); the child only runs
     // init::run, which ends in exec or _exit.
@@ -208,12 +220,12 @@ pub fn spawn(
             // Born in the v1 cgroups: the parent's way back is not the child's.
             std::mem::forget(visit);
             drop(ours);
-            init::run(plan, theirs, fifo)
+            init::run(plan, theirs, fifo, self_join)
         }
         (Forked::Parent(pid), placed) => (pid, placed),
     };
     let mut child = HalfMade::new(child);
-    let in_v1 = visit.is_some();
+    let in_v1 = visit.is_some() || self_join.is_some();
     let back = visit.map_or(Ok(()), V1Visit::leave);
     drop(theirs);
     drop(cg);
