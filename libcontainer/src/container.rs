@@ -569,9 +569,13 @@ impl Container {
     /// (a recycled pid never makes a dead container look alive).
     pub fn status(&self) -> Status {
         match sys::process_start_time(self.state.pid) {
-            Some((start, false)) if start == self.state.pid_start => {}
-            _ => return Status::Stopped,
+            Some((start, false)) if start == self.state.pid_start => self.live_status(),
+            _ => Status::Stopped,
         }
+    }
+
+    /// The status of a container whose init is known to be alive.
+    fn live_status(&self) -> Status {
         if self.dir().join(state::EXEC_FIFO).exists() {
             Status::Created
         } else if self.state.cgroup.paths.is_frozen() {
@@ -646,10 +650,15 @@ impl Container {
     /// the poststart hooks; one that fails stops the container and is
     /// returned.
     pub fn start(&self) -> Result<()> {
-        let _lock = StateDir::open_loaded(&self.root, &self.state)?;
+        let (_lock, _) = StateDir::open_loaded(&self.root, &self.state)?;
         // runc's words (libcontainer's Start, by status).
         const STOPPED: &str = "cannot start a container that has stopped";
-        let status = self.status();
+        // The pidfd's check of the init is the status's too.
+        let pidfd = self.pidfd();
+        let status = match pidfd {
+            Some(_) => self.live_status(),
+            None => Status::Stopped,
+        };
         match status {
             Status::Created => {}
             Status::Stopped => return Err(self.wrong_status(status, STOPPED)),
@@ -661,7 +670,7 @@ impl Container {
                 return Err(self.wrong_status(s, reason));
             }
         }
-        let pidfd = self.live_pidfd(STOPPED)?;
+        let pidfd = pidfd.ok_or_else(|| self.wrong_status(Status::Stopped, STOPPED))?;
         let fifo_path = self.dir().join(state::EXEC_FIFO);
         // Non-blocking: if the init died we must not wait on the fifo forever.
         let fifo = nix::fcntl::open(
@@ -849,9 +858,15 @@ impl Container {
 
     /// Deletes the container: its processes (a created container's, or any
     /// with `force`), its cgroups and its state directory; then runs the
-    /// poststop hooks, whose failures come back as warnings.
+    /// poststop hooks, whose failures come back as warnings. What is
+    /// removed is what state.json says once the container is locked.
     pub fn delete(self, force: bool) -> Result<Vec<String>> {
-        let dir = StateDir::open_loaded(&self.root, &self.state)?;
+        let (dir, state) = StateDir::open_loaded(&self.root, &self.state)?;
+        let this = Container { state, ..self };
+        this.delete_locked(dir, force)
+    }
+
+    fn delete_locked(self, dir: StateDir, force: bool) -> Result<Vec<String>> {
         let status = self.status();
         if !force && !matches!(status, Status::Stopped | Status::Created) {
             let id = &self.state.id;
@@ -910,7 +925,7 @@ impl Container {
         };
         self.status_in(|s| s != Status::Stopped, NOT_RUNNING)?;
         if self.state.intel_rdt.is_none() {
-            let dir = StateDir::open_loaded(&self.root, &self.state)?;
+            let (dir, _) = StateDir::open_loaded(&self.root, &self.state)?;
             let plan = crate::intelrdt::plan(&Default::default(), &self.state.id, Some(resctrl))?;
             let groups = plan.apply(self.state.pid)?;
             self.state.intel_rdt = Some(groups);

@@ -7,16 +7,19 @@ use crate::cgroups::CgroupPaths;
 use crate::error::{Error, Result};
 use std::path::Path;
 
-/// Whether this process runs inside a user namespace other than the
-/// initial one (whose uid_map covers every id).
+/// Whether keel runs inside a user namespace other than the initial one
+/// (whose uid_map covers every id). Read once: keel enters other user
+/// namespaces only in the processes it forks for a container, after
+/// asking.
 pub fn in_user_namespace() -> bool {
-    match std::fs::read_to_string("/proc/self/uid_map") {
+    static IN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN.get_or_init(|| match std::fs::read_to_string("/proc/self/uid_map") {
         Ok(map) => {
             let fields: Vec<&str> = map.split_whitespace().collect();
             fields != ["0", "0", "4294967295"]
         }
         Err(_) => false,
-    }
+    })
 }
 
 /// The host id that `id` maps to under `map` (uid_map/gid_map text:

@@ -173,8 +173,9 @@ impl StateDir {
     /// Opens and locks the state directory of the container `state` was
     /// loaded from. The state was read before the lock: by the time it is
     /// held, that container may have been deleted and another created under
-    /// the same id, which must not be touched: then `NotFound`.
-    pub fn open_loaded(root: &Path, state: &State) -> Result<StateDir> {
+    /// the same id, which must not be touched: then `NotFound`. Returns the
+    /// state as read under the lock.
+    pub fn open_loaded(root: &Path, state: &State) -> Result<(StateDir, State)> {
         use std::os::unix::fs::MetadataExt;
         let dir = Self::open(root, &state.id)?;
         let gone = || Error::NotFound(state.id.clone());
@@ -184,7 +185,9 @@ impl StateDir {
             _ => return Err(gone()),
         }
         match load(&dir.path) {
-            Ok(now) if now.pid_start == state.pid_start && now.created == state.created => Ok(dir),
+            Ok(now) if now.pid_start == state.pid_start && now.created == state.created => {
+                Ok((dir, now))
+            }
             _ => Err(gone()),
         }
     }

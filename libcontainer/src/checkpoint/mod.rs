@@ -208,7 +208,7 @@ impl Container {
     /// container's processes after the dump; the caller then deletes the
     /// container (as runc does).
     pub fn checkpoint(&self, opts: &CheckpointOptions) -> Result<()> {
-        let _lock = StateDir::open_loaded(&self.root, &self.state)?;
+        let (_lock, _) = StateDir::open_loaded(&self.root, &self.state)?;
         let status = self.status();
         if !matches!(status, Status::Running | Status::Paused) {
             return Err(Error::WrongStatus {

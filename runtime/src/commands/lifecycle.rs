@@ -183,14 +183,12 @@ pub fn run(
         Ok(code) => code,
         Err(e) => {
             // Whatever failed after create, the container must not outlive us.
-            if let Ok(c) = Container::load(root, &id) {
-                let _ = c.delete(true);
-            }
+            let _ = c.delete(true);
             return Err(e);
         }
     };
     if !a.keep {
-        warn_all(log, Container::load(root, &id)?.delete(true)?);
+        warn_all(log, c.delete(true)?);
     }
     Ok(code)
 }
