@@ -81,6 +81,7 @@ pub struct ContainerBuilder {
     pub(crate) stdio: Option<[OwnedFd; 3]>,
     keep_stdio_owner: bool,
     executor: Option<Box<dyn Executor>>,
+    loaded: Option<Bundle>,
 }
 
 impl ContainerBuilder {
@@ -99,7 +100,16 @@ impl ContainerBuilder {
             stdio: None,
             keep_stdio_owner: false,
             executor: None,
+            loaded: None,
         }
+    }
+
+    /// The bundle as the caller already loaded it from the builder's
+    /// bundle directory (a foreground `run` reads the config first): not
+    /// read and parsed again.
+    pub fn loaded_bundle(mut self, bundle: Bundle) -> Self {
+        self.loaded = Some(bundle);
+        self
     }
 
     /// The systemd cgroup driver (`--systemd-cgroup`): the cgroup is a
@@ -193,7 +203,10 @@ impl ContainerBuilder {
     /// The init is forked from this process: `runtime` proves it may.
     pub fn create(mut self, runtime: &Runtime) -> Result<Container> {
         state::validate_id(&self.id)?;
-        let mut bundle = Bundle::load(&self.bundle)?;
+        let mut bundle = match self.loaded.take() {
+            Some(b) => b,
+            None => Bundle::load(&self.bundle)?,
+        };
         if self.notify_socket {
             crate::notify::add_to_spec(&mut bundle.spec, &self.root.join(&self.id));
         }

@@ -4,23 +4,26 @@ use crate::cli::{CreateArgs, RunArgs};
 use crate::foreground::{ForProcess, Foreground};
 use crate::logging::{Level, Logger};
 use anyhow::Result;
+use libkeel::spec::Bundle;
 use libkeel::{Container, ContainerBuilder, Signal};
 use nix::unistd::Pid;
 use std::path::Path;
 
 /// `rootless`: tolerate cgroups keel may not create (`--rootless`).
+/// `foreground`: what a foreground `run` prepared for the process, and
+/// the bundle it loaded for that.
 fn create_container(
     runtime: &libkeel::Runtime,
     root: &Path,
     a: &CreateArgs,
     log: &Logger,
-    foreground: Option<ForProcess>,
+    foreground: Option<(ForProcess, Bundle)>,
     rootless: bool,
     systemd: bool,
 ) -> Result<Container> {
-    let (console, stdio) = match foreground {
-        Some(f) => (Some(f.console), f.stdio),
-        None => (None, None),
+    let (console, stdio, loaded) = match foreground {
+        Some((f, bundle)) => (Some(f.console), f.stdio, Some(bundle)),
+        None => (None, None, None),
     };
     if a.console_socket.is_some() {
         // The foreground `run` passes its own console; `create` and
@@ -53,6 +56,9 @@ fn create_container(
     }
     if let Some([i, o, e]) = stdio {
         b = b.stdio(i, o, e);
+    }
+    if let Some(bundle) = loaded {
+        b = b.loaded_bundle(bundle);
     }
     let c = b.create(runtime)?;
     for w in c.warnings() {
@@ -150,21 +156,20 @@ pub fn run(
         }
         return Ok(0);
     }
-    let spec = libkeel::spec::Bundle::load(&a.create.bundle)?.spec;
-    let terminal = super::spec_terminal(&spec);
-    let owner = libkeel::rootless::root_host_ids(&spec);
+    let bundle = Bundle::load(&a.create.bundle)?;
+    let terminal = super::spec_terminal(&bundle.spec);
+    let owner = libkeel::rootless::root_host_ids(&bundle.spec);
     let (fg, for_process) = Foreground::prepare(!a.no_subreaper, terminal, Some(owner))?;
     let c = create_container(
         runtime,
         root,
         &a.create,
         log,
-        Some(for_process),
+        Some((for_process, bundle)),
         rootless,
         systemd,
     )?;
     let init = Pid::from_raw(c.pid());
-    let id = c.id().to_string();
     let start = || {
         let notify = bind_notify(&c)?;
         c.start()?;
