@@ -398,11 +398,21 @@ pub struct RestoreArgs {
     pub id: String,
 }
 
-/// runc's flag parser (Go's) takes `-root x` as well as `--root x`; clap
-/// does not, so single-dash long flags are rewritten first.
-pub fn normalize_args(args: Vec<String>) -> Vec<String> {
-    use clap::CommandFactory;
+/// Parses keel's command line as runc's. Building clap's command tree is
+/// most of the cost, so it is built once, for both steps.
+pub fn parse(args: Vec<String>) -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
     let cmd = Cli::command();
+    let args = normalize_args(&cmd, args);
+    let mut matches = cmd.get_matches_from(args);
+    // What Parser::parse_from does with the matches.
+    Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit())
+}
+
+/// runc's flag parser (Go's) takes `-root x` as well as `--root x`; clap
+/// does not, so single-dash long flags (those of `cmd`) are rewritten
+/// first.
+fn normalize_args(cmd: &clap::Command, args: Vec<String>) -> Vec<String> {
     let mut longs: Vec<String> = cmd
         .get_arguments()
         .filter_map(|a| a.get_long().map(str::to_owned))
@@ -442,8 +452,16 @@ pub fn normalize_args(args: Vec<String>) -> Vec<String> {
 mod tests {
     use super::*;
 
+    fn normalize(args: &[&str]) -> Vec<String> {
+        use clap::CommandFactory;
+        normalize_args(
+            &Cli::command(),
+            args.iter().map(|s| s.to_string()).collect(),
+        )
+    }
+
     fn parse(args: &[&str]) -> Cli {
-        Cli::try_parse_from(normalize_args(args.iter().map(|s| s.to_string()).collect())).unwrap()
+        Cli::try_parse_from(normalize(args)).unwrap()
     }
 
     #[test]
@@ -493,8 +511,7 @@ mod tests {
             &["keel", "--version"],
             &["keel", "-version"],
         ] {
-            let args = normalize_args(args.iter().map(|s| s.to_string()).collect());
-            let e = Cli::try_parse_from(args).unwrap_err();
+            let e = Cli::try_parse_from(normalize(args)).unwrap_err();
             assert_eq!(e.kind(), clap::error::ErrorKind::DisplayVersion);
         }
     }

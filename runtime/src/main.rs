@@ -7,7 +7,6 @@ mod logging;
 mod pipes;
 mod tty;
 
-use clap::Parser;
 use cli::{Cli, Command};
 use commands::{cgroups, checkpoint, exec, info, lifecycle, spec};
 use logging::{Level, Logger};
@@ -32,8 +31,7 @@ fn main() {
         dlmalloc::enable_alloc_after_fork()
     };
     let protected = protect_first();
-    let args = cli::normalize_args(std::env::args().collect());
-    let cli = Cli::parse_from(args);
+    let cli = cli::parse(std::env::args().collect());
     let log = Logger::new(cli.log_format, cli.log.as_deref(), cli.debug);
     log.install();
     let code = match dispatch(&cli, &log, protected) {
