@@ -177,9 +177,11 @@ pub(crate) fn finalize(plan: &RootfsPlan, prepared: Prepared) -> Result<()> {
     }
     if !plan.masked.is_empty() {
         let null = pivot::dev_null()?;
+        // Lookups from it cross the masks mounted meanwhile, as from "/".
+        let root = pivot::root()?;
         let mut dir_mask = None;
         for p in &plan.masked {
-            pivot::mask_path(p, &null, &mut dir_mask, plan.mount_label.as_deref())?;
+            pivot::mask_path(&root, p, &null, &mut dir_mask, plan.mount_label.as_deref())?;
         }
     }
     if plan.readonly_root {

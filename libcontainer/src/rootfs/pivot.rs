@@ -109,19 +109,23 @@ pub fn readonly_path(p: &Path) -> Result<()> {
         .ctx(|| format!("linux.readonlyPaths: remount {} read-only", p.display()))
 }
 
-/// Masks `p` (resolved in the container's root, magic links refused) with
-/// a read-only tmpfs if it is a directory, else with a bind of `null`.
-/// As runc 1.5 (maskPaths), the directories share one tmpfs: the first
-/// one's is kept in `dir_mask` and bound onto the next ones, a fresh tmpfs
-/// serving where that bind fails.
+/// The container's root (after the pivot), for [`mask_path`].
+pub fn root() -> Result<OwnedFd> {
+    nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).ctx(|| "open /".into())
+}
+
+/// Masks `p` (resolved in the container's `root`, magic links refused)
+/// with a read-only tmpfs if it is a directory, else with a bind of
+/// `null`. As runc 1.5 (maskPaths), the directories share one tmpfs: the
+/// first one's is kept in `dir_mask` and bound onto the next ones, a fresh
+/// tmpfs serving where that bind fails.
 pub fn mask_path(
+    root: &OwnedFd,
     p: &Path,
     null: &OwnedFd,
     dir_mask: &mut Option<OwnedFd>,
     label: Option<&str>,
 ) -> Result<()> {
-    let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-        .ctx(|| "open /".into())?;
     let target = match path::open_in_root(root.as_fd(), p, OFlag::O_PATH, false) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(()), // nothing there to hide
