@@ -300,8 +300,9 @@ fn mount_cgroup(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
         subs.push(("unified".into(), Some(dir.as_path()), String::new()));
     }
     for (name, host_dir, key) in subs {
-        let sub = path::make_in_root(tmp.as_fd(), Path::new(&name), Kind::Dir)
-            .ctx(|| format!("mkdir {}/{name}", dest.display()))?;
+        // In the tmpfs just mounted in our own mount namespace: nothing is
+        // there yet and no symlink can be, so no resolving in the root.
+        let sub = sub_dir(&tmp, &name).ctx(|| format!("mkdir {}/{name}", dest.display()))?;
         let sub_at = path::fd_path(&sub);
         let r = if plan.cgroupns {
             if key.is_empty() {
@@ -357,6 +358,16 @@ fn mount_cgroup(root: &OwnedFd, m: &Mount, plan: &RootfsPlan) -> Result<()> {
         .ctx(|| format!("remount {} read-only", dest.display()))?;
     }
     finish(root, dest, &m.options)
+}
+
+/// Makes directory `name` in `dir` (one component) and opens it.
+fn sub_dir(dir: &OwnedFd, name: &str) -> nix::Result<OwnedFd> {
+    match nix::sys::stat::mkdirat(dir.as_fd(), name, Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(e),
+    }
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    nix::fcntl::openat(dir.as_fd(), name, flags, Mode::empty())
 }
 
 #[cfg(test)]
