@@ -418,16 +418,10 @@ pub fn parse(args: Vec<String>) -> Cli {
 /// does not, so single-dash long flags (those of `cmd`) are rewritten
 /// first.
 fn normalize_args(cmd: &clap::Command, args: Vec<String>) -> Vec<String> {
-    let mut longs: Vec<String> = cmd
-        .get_arguments()
-        .filter_map(|a| a.get_long().map(str::to_owned))
-        .collect();
-    for sub in cmd.get_subcommands() {
-        longs.extend(
-            sub.get_arguments()
-                .filter_map(|a| a.get_long().map(str::to_owned)),
-        );
-    }
+    // Gathered at the first argument that may be one: the commands'
+    // arguments exist only once built (`defer`), which the usual command
+    // line, all `--flag` and `-x`, never needs.
+    let mut longs: Option<Vec<String>> = None;
     let mut passthrough = false;
     args.into_iter()
         .enumerate()
@@ -444,6 +438,7 @@ fn normalize_args(cmd: &clap::Command, args: Vec<String>) -> Vec<String> {
                 .filter(|r| !r.starts_with('-') && r.len() > 1)
             {
                 let name = rest.split('=').next().unwrap_or(rest);
+                let longs = longs.get_or_insert_with(|| long_names(cmd));
                 if longs.iter().any(|l| l == name) {
                     return format!("-{a}");
                 }
@@ -451,6 +446,23 @@ fn normalize_args(cmd: &clap::Command, args: Vec<String>) -> Vec<String> {
             a
         })
         .collect()
+}
+
+/// The long names of `cmd`'s arguments and of all its commands'.
+fn long_names(cmd: &clap::Command) -> Vec<String> {
+    let mut cmd = cmd.clone();
+    cmd.build();
+    let mut longs: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_owned))
+        .collect();
+    for sub in cmd.get_subcommands() {
+        longs.extend(
+            sub.get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_owned)),
+        );
+    }
+    longs
 }
 
 #[cfg(test)]
