@@ -141,6 +141,14 @@ mod tests {
         }
         let name = format!("keel-conformance-cgtree-{}", std::process::id());
         let dirs: Vec<PathBuf> = hierarchies().iter().map(|h| h.join(&name)).collect();
+        // Gone however the test ends (a failed setup step panics).
+        struct Cleanup(Vec<PathBuf>);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                let _ = remove(&self.0, Duration::ZERO);
+            }
+        }
+        let _cleanup = Cleanup(dirs.clone());
         let child = |what: &str, secs: &str| {
             let mut dirs_made = Vec::new();
             for d in &dirs {
