@@ -436,6 +436,25 @@ fn wait_for_procs(env: &TestEnv, id: &str, n: usize) -> BTreeSet<i64> {
     procs
 }
 
+/// Waits until container `id`'s cgroup has `n` processes in every mounted
+/// hierarchy; panics naming those that do not.
+#[track_caller]
+fn wait_in_every_hierarchy(env: &TestEnv, id: &str, n: usize) {
+    let count = |d: &PathBuf| {
+        std::fs::read_to_string(d.join("cgroup.procs"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    let dirs = env.cgroup_dirs(id);
+    let ok = wait_until(SEC5, || dirs.iter().all(|d| count(d) == n));
+    let short: Vec<String> = dirs
+        .iter()
+        .filter(|d| count(d) != n)
+        .map(|d| format!("{}: {}", d.display(), count(d)))
+        .collect();
+    assert!(ok, "expected {n} processes everywhere; {short:?}");
+}
+
 #[test]
 fn events_stats_reports_usage_and_limits() {
     let env = TestEnv::keel();
@@ -1077,8 +1096,11 @@ fn differential_exec_into_a_paused_container() {
         let ignoring = env
             .spawn(&["exec", "--ignore-paused", "pausedexec", "echo", "hi"])
             .expect("spawn exec --ignore-paused");
-        // Resumed once the exec's process is in the (frozen) cgroup.
-        wait_for_procs(&env, "pausedexec", procs + 1);
+        // Resumed once the exec's process is in the (frozen) cgroup, in
+        // every hierarchy (one joined after the freezer must not wait for
+        // the thaw: the process would be missing from its pids, memory...
+        // cgroups while the container is paused).
+        wait_in_every_hierarchy(&env, "pausedexec", procs + 1);
         env.cmd(&["resume", "pausedexec"]).expect_ok("resume");
         let ran = ignoring.wait(SEC5 * 6).expect("exec --ignore-paused");
         env.cmd(&["delete", "--force", "pausedexec"])

@@ -150,8 +150,16 @@ impl CgroupPaths {
     /// grace period (see [`enter_v1`](Self::enter_v1)), or where that
     /// fails, by writing 0 to `cgroup.procs`, whose error is reported.
     /// `exec`'s process joins this way before it goes on.
+    ///
+    /// The freezer last: joining a frozen freezer cgroup (`exec
+    /// --ignore-paused`) freezes the caller on its way back from the
+    /// write, and the hierarchies after it would wait for the thaw, the
+    /// process missing from the paused container's pids, memory, ...
+    /// cgroups meanwhile (runc's runtime writes them all).
     pub fn join_v1_self(&self) -> Result<()> {
-        for dir in self.v1.values() {
+        let freezer = |k: &String| k.split(',').any(|c| c == "freezer");
+        let (last, first): (Vec<_>, Vec<_>) = self.v1.iter().partition(|(k, _)| freezer(k));
+        for (_, dir) in first.into_iter().chain(last) {
             if std::fs::write(dir.join("tasks"), "0").is_err() {
                 let procs = dir.join("cgroup.procs");
                 std::fs::write(&procs, "0").ctx(|| format!("write {}", procs.display()))?;
