@@ -4,7 +4,7 @@
 # Installs what the tests need if it is missing (a CRIU >= 4.1 through
 # scripts/criu.sh, keel's WebAssembly executor through scripts/wasm.sh),
 # then runs, in order:
-#   scripts/wasm.sh, scripts/wasm.sh --lint   (the executor: build, fmt and clippy; cached)
+#   scripts/wasm.sh, scripts/wasm.sh --lint   (the executor: build with clippy, cached; fmt)
 #   cargo fmt --all -- --check
 #   cargo clippy --workspace --all-targets -- -D warnings
 #   cargo build --workspace
@@ -105,8 +105,8 @@ log "time budget ${budget}s"
 # keel's WebAssembly executor (wasm/, outside the workspace: wasmtime is a
 # long build that keel's own binary does not contain) for the wasm
 # container tests (conformance/tests/wasm.rs): scripts/wasm.sh builds it
-# once, cached in /var/cache/keel by the hash of its sources, and prints
-# its path; the lint step checks the crate's fmt and clippy (cached too).
+# once with clippy's lints (-D warnings), cached in /var/cache/keel by the
+# hash of its sources, and prints its path; the lint step checks its fmt.
 # Without an executor those tests say SKIPPED.
 wasm_out=$(mktemp)
 if step wasm-executor sh -c 'scripts/wasm.sh >"$1"' sh "$wasm_out"; then
