@@ -802,15 +802,13 @@ impl Container {
         opts: ExecOptions,
     ) -> Result<ExecProcess> {
         const CANNOT_EXEC: &str = "cannot exec in a stopped container";
-        let status = self.status_in(
-            |s| matches!(s, Status::Running | Status::Created | Status::Paused),
-            CANNOT_EXEC,
-        )?;
+        // The pidfd's check of the init is the status's too (as in start).
+        let pidfd = self.live_pidfd(CANNOT_EXEC)?;
+        let status = self.live_status();
         if status == Status::Paused && !opts.ignore_paused {
             return Err(Error::ExecPaused);
         }
         crate::spec::validate_process(process)?;
-        let pidfd = self.live_pidfd(CANNOT_EXEC)?;
         let mut plan = crate::process::plan::ProcessPlan::new(
             process,
             opts.console_socket,

@@ -382,9 +382,17 @@ pub fn may_execute(path: &CStr) -> bool {
 /// The start time of a process in clock ticks since boot (field 22 of
 /// /proc/<pid>/stat), and whether it is a zombie. `None` when it is gone.
 pub fn process_start_time(pid: i32) -> Option<(u64, bool)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // comm may hold spaces or parens: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
+    use std::io::Read;
+    // Room for any stat line: one read (and the one that finds the end),
+    // where read_to_string stats the file and grows from 32 bytes (six).
+    let mut stat = Vec::with_capacity(1024);
+    std::fs::File::open(format!("/proc/{pid}/stat"))
+        .and_then(|mut f| f.read_to_end(&mut stat))
+        .ok()?;
+    // comm may hold spaces, parens or bytes that are not UTF-8: fields
+    // start after the last ')'.
+    let after = stat.iter().rposition(|&b| b == b')')? + 2;
+    let rest = std::str::from_utf8(stat.get(after..)?).ok()?;
     let mut fields = rest.split(' ');
     let state = fields.next()?;
     // `rest` starts at field 3 (state); start time is field 22.
@@ -454,6 +462,22 @@ pub fn capset(sets: CapSets) -> nix::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_start_time_is_field_22_and_none_for_no_process() {
+        let me = std::process::id() as i32;
+        let stat = std::fs::read_to_string(format!("/proc/{me}/stat")).expect("own stat");
+        let after = &stat[stat.rfind(')').expect("comm") + 2..];
+        let start: u64 = after
+            .split(' ')
+            .nth(19)
+            .expect("field 22")
+            .parse()
+            .expect("number");
+        assert_eq!(process_start_time(me), Some((start, false)));
+        // Above the kernel's PID_MAX_LIMIT (2^22): no such process.
+        assert_eq!(process_start_time(i32::MAX), None);
+    }
 
     #[test]
     fn close_ranges_leave_out_what_is_kept() {
