@@ -36,14 +36,16 @@ const NAMESPACES: [(&str, CloneFlags); 8] = [
 ];
 
 /// The namespaces of the init that differ from ours, as clone flags.
+/// Compared by their links' text, `type:[inode]` (one nsfs for all): a
+/// readlink only formats it, where a stat follows the link and makes an
+/// inode and a dentry for the namespace each time.
 fn namespaces_of(init: i32) -> Result<CloneFlags> {
-    use std::os::unix::fs::MetadataExt;
     let mut flags = CloneFlags::empty();
     for (name, flag) in NAMESPACES {
-        let theirs = std::fs::metadata(format!("/proc/{init}/ns/{name}"));
-        let ours = std::fs::metadata(format!("/proc/self/ns/{name}"));
+        let theirs = std::fs::read_link(format!("/proc/{init}/ns/{name}"));
+        let ours = std::fs::read_link(format!("/proc/self/ns/{name}"));
         match (theirs, ours) {
-            (Ok(t), Ok(o)) if (t.dev(), t.ino()) != (o.dev(), o.ino()) => flags |= flag,
+            (Ok(t), Ok(o)) if t != o => flags |= flag,
             (Ok(_), Ok(_)) => {}
             // A namespace type this kernel lacks: nothing to join.
             (Err(e), _) if e.kind() == std::io::ErrorKind::NotFound && name == "time" => {}
@@ -145,16 +147,18 @@ fn own_namespaces() -> Result<Vec<(OwnedFd, CloneFlags)>> {
         ),
     ]
     .into_iter()
-    .filter(|(n, _)| std::path::Path::new(&format!("/proc/self/ns/{n}")).exists())
-    .map(|(n, f)| {
+    .filter_map(|(n, f)| {
         let path = format!("/proc/self/ns/{n}");
-        nix::fcntl::open(
+        match nix::fcntl::open(
             path.as_str(),
             nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
-        )
-        .map(|fd| (fd, f))
-        .ctx(|| format!("open {path}"))
+        ) {
+            Ok(fd) => Some(Ok((fd, f))),
+            // A namespace type this kernel lacks.
+            Err(Errno::ENOENT) => None,
+            Err(e) => Some(Err(Error::sys(format!("open {path}"), e))),
+        }
     })
     .collect()
 }
