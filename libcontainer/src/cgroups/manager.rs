@@ -171,7 +171,7 @@ impl Manager {
     }
 
     /// The v1 cgroups the init moves itself into
-    /// ([`CgroupPaths::join_self_v1`]); None without v1 hierarchies, or
+    /// ([`CgroupPaths::join_v1_self`]); None without v1 hierarchies, or
     /// under systemd, where starting the unit places the init.
     pub fn v1_for_self_join(&self) -> Option<&CgroupPaths> {
         match self.driver {

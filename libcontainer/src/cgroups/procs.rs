@@ -41,6 +41,16 @@ impl Drop for V1Visit {
     }
 }
 
+/// Writes `data` to a cgroup file that must exist: never created, so that
+/// a cgroup directory that is not on a cgroup filesystem fails (ENOENT, as
+/// runc) instead of taking a file and leaving the process outside.
+fn write_existing(file: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(file)?
+        .write_all(data)
+}
+
 impl CgroupPaths {
     /// An fd on the cgroup2 directory, for clone3(CLONE_INTO_CGROUP).
     /// None when the directory is not on cgroup2 (a surprise layout: a
@@ -105,25 +115,6 @@ impl CgroupPaths {
         Some(visit)
     }
 
-    /// Moves the calling process into every v1 hierarchy by writing 0 to
-    /// each `tasks`: the init's own way in when it is born in keel's user
-    /// namespace. Moving oneself skips cgroup_threadgroup_rwsem (see
-    /// [`enter_v1`](Self::enter_v1)), and done by the init it is one write
-    /// per hierarchy instead of keel's two (in and back). The caller must be
-    /// single-threaded, so that the thread is the whole process.
-    pub fn join_self_v1(&self) -> Result<()> {
-        for dir in self.v1.values() {
-            let tasks = dir.join("tasks");
-            // Not created: see `join`.
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&tasks)
-                .and_then(|mut f| f.write_all(b"0"))
-                .ctx(|| format!("write {}", tasks.display()))?;
-        }
-        Ok(())
-    }
-
     /// Moves `pid` into every v1 hierarchy unless it was born there (see
     /// [`enter_v1`](Self::enter_v1)), and into cgroup2 unless the clone
     /// already put it there.
@@ -132,13 +123,7 @@ impl CgroupPaths {
         let v1 = self.v1.values().filter(|_| !in_v1);
         for dir in unified.chain(v1) {
             let procs = dir.join("cgroup.procs");
-            // Never created: a cgroup directory that is not on a cgroup
-            // filesystem fails here (ENOENT, as runc) instead of taking a
-            // file and leaving the process outside.
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&procs)
-                .and_then(|mut f| f.write_all(pid.to_string().as_bytes()))
+            write_existing(&procs, pid.to_string().as_bytes())
                 .ctx(|| format!("write {}", procs.display()))?;
         }
         Ok(())
@@ -149,7 +134,9 @@ impl CgroupPaths {
     /// without cgroup_threadgroup_rwsem and so without waiting for an RCU
     /// grace period (see [`enter_v1`](Self::enter_v1)), or where that
     /// fails, by writing 0 to `cgroup.procs`, whose error is reported.
-    /// `exec`'s process joins this way before it goes on.
+    /// `exec`'s process joins this way before it goes on, and the init
+    /// first thing when it is born in keel's user namespace (one write per
+    /// hierarchy instead of keel's two, in for the clone and back).
     ///
     /// The freezer last: joining a frozen freezer cgroup (`exec
     /// --ignore-paused`) freezes the caller on its way back from the
@@ -160,9 +147,9 @@ impl CgroupPaths {
         let freezer = |k: &String| k.split(',').any(|c| c == "freezer");
         let (last, first): (Vec<_>, Vec<_>) = self.v1.iter().partition(|(k, _)| freezer(k));
         for (_, dir) in first.into_iter().chain(last) {
-            if std::fs::write(dir.join("tasks"), "0").is_err() {
+            if write_existing(&dir.join("tasks"), b"0").is_err() {
                 let procs = dir.join("cgroup.procs");
-                std::fs::write(&procs, "0").ctx(|| format!("write {}", procs.display()))?;
+                write_existing(&procs, b"0").ctx(|| format!("write {}", procs.display()))?;
             }
         }
         Ok(())

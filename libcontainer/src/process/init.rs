@@ -17,9 +17,9 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 /// Runs in the forked child; never returns. `join_v1`: the v1 cgroups to
-/// move into first (see [`CgroupPaths::join_self_v1`]).
+/// move into first (see [`CgroupPaths::join_v1_self`]).
 pub fn run(plan: &InitPlan, chan: Channel, fifo: &OwnedFd, join_v1: Option<&CgroupPaths>) -> ! {
-    let placed = join_v1.map_or(Ok(()), CgroupPaths::join_self_v1);
+    let placed = join_v1.map_or(Ok(()), CgroupPaths::join_v1_self);
     let (exe, host_pid) = match placed.and_then(|()| setup(plan, &chan, fifo)) {
         Ok(ready) => ready,
         Err(e) => {
