@@ -406,12 +406,18 @@ pub struct RestoreArgs {
 /// Parses keel's command line as runc's. Building clap's command tree is
 /// most of the cost, so it is built once, for both steps.
 pub fn parse(args: Vec<String>) -> Cli {
+    try_parse(args).unwrap_or_else(|e| e.exit())
+}
+
+/// [`parse`] without the exit: clap's error (help and version included)
+/// as it would print it.
+pub fn try_parse(args: Vec<String>) -> Result<Cli, clap::Error> {
     use clap::{CommandFactory, FromArgMatches};
-    let cmd = Cli::command();
+    let mut cmd = Cli::command();
     let args = normalize_args(&cmd, args);
-    let mut matches = cmd.get_matches_from(args);
+    let mut matches = cmd.try_get_matches_from_mut(args)?;
     // What Parser::parse_from does with the matches.
-    Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit())
+    Cli::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut Cli::command()))
 }
 
 /// runc's flag parser (Go's) takes `-root x` as well as `--root x`; clap
